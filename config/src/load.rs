@@ -1,0 +1,195 @@
+//! Loading: built-in defaults, then the file, then `OSB_GATEWAY__…` environment variables.
+//!
+//! The `config` crate reads the file and applies the environment as overrides. The environment is
+//! passed in as a map (tests inject one; `main` passes `std::env::vars()`), never read here, so tests
+//! don't need `set_var`. Variables map to key paths by splitting on `__` and lower-casing, with
+//! numeric segments as list indexes: `OSB_GATEWAY__BROKERS__0__TIMEOUT_SECS` → `brokers[0].timeout_secs`.
+//! The same map answers `password_env` lookups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use config::{Config, File, FileFormat};
+
+use crate::raw::RawSettings;
+use crate::validate::{Context, validate};
+use crate::{ConfigError, Problem, Settings};
+
+/// Prefix of the environment variables that override file keys.
+pub const ENV_PREFIX: &str = "OSB_GATEWAY__";
+
+/// A configuration that passed validation, and the warnings it raised.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// Things that work but are probably not what the operator meant.
+    pub warnings: Vec<Problem>,
+}
+
+/// Loads and validates the configuration file at `path` (YAML or TOML by extension; YAML otherwise).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with every problem found, each naming file (or variable) and key.
+pub fn load_file(path: &Path, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            origin: origin.clone(),
+            key: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])
+    })?;
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => FileFormat::Toml,
+        _ => FileFormat::Yaml,
+    };
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, format, &origin, &base_dir, env)
+}
+
+/// Loads and validates configuration text; `origin` names it in problems, relative paths in it
+/// resolve against `base_dir`.
+///
+/// # Errors
+/// As [`load_file`].
+pub fn load_str(
+    text: &str,
+    format: FileFormat,
+    origin: &str,
+    base_dir: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
+    let overrides = env_overrides(env);
+    let problem = |key: &str, message: String| Problem {
+        origin: origin_of(origin, &overrides, key),
+        key: key.to_owned(),
+        message,
+    };
+
+    let mut builder = Config::builder().add_source(File::from_str(text, format));
+    for (key, (_, value)) in &overrides {
+        builder = match builder.set_override(key.as_str(), value.as_str()) {
+            Ok(b) => b,
+            Err(e) => return Err(ConfigError::Invalid(vec![problem(key, e.to_string())])),
+        };
+    }
+    let config = builder
+        .build()
+        .map_err(|e| ConfigError::Invalid(vec![problem("", format!("cannot parse: {e}"))]))?;
+
+    // serde_ignored sees every key no field claims; serde_path_to_error says where a type error is.
+    let mut unknown: Vec<String> = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let parsed: Result<RawSettings, _> = serde_ignored::deserialize(
+        serde_path_to_error::Deserializer::new(config, &mut track),
+        |path| unknown.push(key_path_of_ignored(&path.to_string())),
+    );
+    unknown.sort();
+    let mut problems: Vec<Problem> = unknown
+        .iter()
+        .map(|key| problem(key, "unknown key".to_owned()))
+        .collect();
+    let raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let key = track.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            problems.push(problem(&key, strip_config_key_suffix(&e.to_string())));
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+
+    let origin_of_key = |key: &str| origin_of(origin, &overrides, key);
+    let context = Context {
+        origin: &origin_of_key,
+        base_dir: base_dir.to_path_buf(),
+        env,
+        source: origin.to_owned(),
+    };
+    match validate(&raw, &context) {
+        Ok((settings, warnings)) if problems.is_empty() => Ok(Loaded { settings, warnings }),
+        Ok(_) => Err(ConfigError::Invalid(problems)),
+        Err(more) => {
+            problems.extend(more);
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Key path → (variable name, value) for every `OSB_GATEWAY__…` variable.
+fn env_overrides(env: &HashMap<String, String>) -> BTreeMap<String, (String, String)> {
+    env.iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            let mut key = String::new();
+            for segment in rest.split("__") {
+                if segment.is_empty() {
+                    return None;
+                }
+                if segment.bytes().all(|b| b.is_ascii_digit()) && !key.is_empty() {
+                    key.push('[');
+                    key.push_str(segment);
+                    key.push(']');
+                } else {
+                    if !key.is_empty() {
+                        key.push('.');
+                    }
+                    key.push_str(&segment.to_ascii_lowercase());
+                }
+            }
+            Some((key, (name.clone(), value.clone())))
+        })
+        .collect()
+}
+
+/// Names the variable that set `key` (or a parent of it), else the file.
+fn origin_of(file: &str, overrides: &BTreeMap<String, (String, String)>, key: &str) -> String {
+    overrides
+        .iter()
+        .find(|(path, _)| {
+            key == path.as_str()
+                || key
+                    .strip_prefix(path.as_str())
+                    .is_some_and(|r| r.starts_with(['.', '[']))
+        })
+        .map_or_else(|| file.to_owned(), |(_, (var, _))| format!("${var}"))
+}
+
+/// `brokers.0.?.bogus` (serde_ignored's form) → `brokers[0].bogus`.
+fn key_path_of_ignored(path: &str) -> String {
+    let mut key = String::new();
+    for segment in path.split('.').filter(|s| *s != "?" && !s.is_empty()) {
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('[');
+            key.push_str(segment);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
+/// The `config` crate appends `for key `…`` to type errors; we print the key ourselves.
+fn strip_config_key_suffix(message: &str) -> String {
+    match message.find(" for key `") {
+        Some(i) => message.get(..i).unwrap_or(message).to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Resolves `path` against the config file's folder unless it is absolute.
+pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests;

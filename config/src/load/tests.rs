@@ -1,0 +1,259 @@
+//! Loader and validation cases: each mistake an operator makes, and what they are told.
+
+use std::collections::HashMap;
+
+use config::FileFormat;
+
+use super::*;
+use crate::{IdMode, StoreSettings, UpstreamAuth};
+
+const GOOD: &str = r#"
+listen: "127.0.0.1:8080"
+admin:
+  listen: "127.0.0.1:9090"
+  username: admin
+  password: adminpw
+platforms:
+  - name: k8s-prod
+    username: k8s
+    password: secret
+brokers:
+  - name: azure
+    url: http://127.0.0.1:5001
+    username: osba
+    password_env: AZURE_PW
+    rename:
+      azure-mysql-5-7: mysql
+  - name: aws
+    url: https://aws-broker.example:8443/base
+    bearer_token: tok
+    ids: keep
+    refresh_interval_secs: 60
+catalog:
+  name_separator: "-"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load(text: &str, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    load_str(text, FileFormat::Yaml, "gw.yaml", Path::new("/etc/osb"), env)
+}
+
+fn problems(text: &str, env: &HashMap<String, String>) -> Vec<String> {
+    match load(text, env) {
+        Ok(_) => panic!("expected problems"),
+        Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn good_file_loads_with_defaults() {
+    let loaded = load(GOOD, &env(&[("AZURE_PW", "pw")])).unwrap();
+    let s = loaded.settings;
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.brokers.len(), 2);
+    let azure = &s.brokers[0];
+    assert_eq!(azure.namespace, "azure");
+    assert_eq!(azure.ids, IdMode::Rewrite);
+    assert_eq!(azure.api_version, "2.17");
+    assert_eq!(azure.timeout.as_secs(), 30);
+    assert!(matches!(&azure.auth, UpstreamAuth::Basic(c) if c.password.expose() == "pw"));
+    assert_eq!(azure.published_name("azure-mysql-5-7", "-"), "azure-mysql");
+    assert_eq!(s.brokers[1].ids, IdMode::Keep);
+    assert!(matches!(&s.brokers[1].auth, UpstreamAuth::Bearer(t) if t.expose() == "tok"));
+    assert_eq!(s.brokers[1].refresh_interval.as_secs(), 60);
+    assert_eq!(
+        s.store,
+        StoreSettings::Embedded {
+            path: "/etc/osb/data/osb-gateway.redb".into()
+        }
+    );
+    assert_eq!(s.catalog.name_separator, "-");
+}
+
+#[test]
+fn environment_overrides_any_key_including_list_entries() {
+    let e = env(&[
+        ("AZURE_PW", "pw"),
+        ("OSB_GATEWAY__LISTEN", "0.0.0.0:8081"),
+        ("OSB_GATEWAY__BROKERS__1__TIMEOUT_SECS", "12"),
+        ("OSB_GATEWAY__CATALOG__NAME_SEPARATOR", "."),
+        ("UNRELATED", "x"),
+    ]);
+    let s = load(GOOD, &e).unwrap().settings;
+    assert_eq!(s.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(s.brokers[1].timeout.as_secs(), 12);
+    assert_eq!(s.catalog.name_separator, ".");
+}
+
+#[test]
+fn problem_from_the_environment_names_the_variable() {
+    let e = env(&[
+        ("AZURE_PW", "pw"),
+        ("OSB_GATEWAY__BROKERS__0__URL", "broker-a:8080"),
+    ]);
+    let p = problems(GOOD, &e);
+    assert_eq!(
+        p,
+        vec![
+            r#"$OSB_GATEWAY__BROKERS__0__URL: brokers[0].url: expected an absolute http(s) URL, got "broker-a:8080""#
+        ]
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_its_path() {
+    let text = GOOD
+        .replace("    ids: keep\n", "    ids: keep\n    tiemout_secs: 3\n")
+        .replace("catalog:\n", "catalog:\n  refresh: 1\n")
+        + "colour: blue\n";
+    let p = problems(&text, &env(&[("AZURE_PW", "pw")]));
+    assert_eq!(
+        p,
+        vec![
+            "gw.yaml: brokers[1].tiemout_secs: unknown key",
+            "gw.yaml: catalog.refresh: unknown key",
+            "gw.yaml: colour: unknown key",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let text = GOOD.replace("refresh_interval_secs: 60", "refresh_interval_secs: soon");
+    let p = problems(&text, &env(&[("AZURE_PW", "pw")]));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("gw.yaml: brokers[1].refresh_interval_secs: invalid type"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn collects_every_semantic_problem_in_one_go() {
+    let text = r#"
+listen: "localhost"
+platforms:
+  - name: k8s
+    username: k8s
+    password_file: /nonexistent/secret
+brokers:
+  - name: azure
+    url: "ftp://x"
+    ids: keep
+  - name: azure
+    url: http://b
+    api_version: "3.0"
+  - name: aws
+    url: http://same
+    ids: keep
+  - name: aws2
+    url: http://same/
+    ids: keep
+    namespace: aws
+    timeout_secs: 0
+catalog:
+  name_separator: "_"
+"#;
+    let p = problems(text, &env(&[]));
+    let expected = [
+        r#"gw.yaml: listen: expected a listen address like 127.0.0.1:8080, got "localhost""#,
+        "gw.yaml: platforms[0].password_file: cannot read secret file /nonexistent/secret",
+        r#"gw.yaml: catalog.name_separator: expected "." or "-", got "_""#,
+        r#"gw.yaml: brokers[0].url: expected an absolute http(s) URL, got "ftp://x""#,
+        r#"gw.yaml: brokers[1].name: duplicate broker name "azure""#,
+        r#"gw.yaml: brokers[1].namespace: namespace "azure" is already used by brokers[0]"#,
+        r#"gw.yaml: brokers[1].api_version: expected an OSB 2.x version like 2.17, got "3.0""#,
+        r#"gw.yaml: brokers[3].namespace: namespace "aws" is already used by brokers[2]"#,
+        "gw.yaml: brokers[3].ids: kept ids collide: brokers[2] keeps the ids of the same URL",
+        "gw.yaml: brokers[3].timeout_secs: must be at least 1",
+    ];
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(expected) {
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    }
+}
+
+#[test]
+fn secrets_are_exactly_one_of_three_and_never_printed() {
+    let text = GOOD.replace(
+        "    password: secret\n",
+        "    password: secret\n    password_env: ALSO\n",
+    );
+    let p = problems(&text, &env(&[("AZURE_PW", "pw"), ("ALSO", "x")]));
+    assert_eq!(
+        p,
+        vec!["gw.yaml: platforms[0].password: give only one of password, password_env, password_file"]
+    );
+
+    let p = problems(GOOD, &env(&[]));
+    assert_eq!(
+        p,
+        vec!["gw.yaml: brokers[0].password_env: environment variable AZURE_PW is not set"]
+    );
+
+    let loaded = load(GOOD, &env(&[("AZURE_PW", "pw-value")])).unwrap();
+    let debug = format!("{:?}", loaded.settings);
+    assert!(!debug.contains("pw-value") && !debug.contains("secret") && !debug.contains("adminpw"));
+}
+
+#[test]
+fn secret_files_are_read_relative_to_the_config_file_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+    let text = GOOD.replace("password_env: AZURE_PW", "password_file: pw");
+    let loaded = load_str(&text, FileFormat::Yaml, "gw.yaml", dir.path(), &env(&[])).unwrap();
+    assert!(
+        matches!(&loaded.settings.brokers[0].auth, UpstreamAuth::Basic(c) if c.password.expose() == "from-file")
+    );
+}
+
+#[test]
+fn toml_works_too() {
+    let text = r#"
+listen = "127.0.0.1:0"
+[[platforms]]
+name = "cf"
+bearer_token = "t"
+[[brokers]]
+name = "gcp"
+url = "http://127.0.0.1:1"
+"#;
+    let s = load_str(text, FileFormat::Toml, "gw.toml", Path::new("."), &env(&[]))
+        .unwrap()
+        .settings;
+    assert_eq!(s.brokers[0].name, "gcp");
+    assert!(s.platforms[0].bearer_token.is_some());
+}
+
+#[test]
+fn renamed_names_over_63_characters_are_reported() {
+    let long = "x".repeat(60);
+    let text = GOOD.replace("azure-mysql-5-7: mysql", &format!("azure-mysql-5-7: {long}"));
+    let p = problems(&text, &env(&[("AZURE_PW", "pw")]));
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].starts_with("gw.yaml: brokers[0].rename.azure-mysql-5-7: \"azure-xxx"),
+        "{p:?}"
+    );
+    assert!(
+        p[0].ends_with("is 66 characters; Kubernetes Service Catalog allows 63"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn unreadable_file_and_bad_syntax_are_problems_not_panics() {
+    let err = load_file(Path::new("/nonexistent/gw.yaml"), &env(&[])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/gw.yaml: cannot read the configuration file")
+    );
+    let p = problems("listen: [unclosed", &env(&[]));
+    assert!(p[0].starts_with("gw.yaml: cannot parse"), "{p:?}");
+}

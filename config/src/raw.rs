@@ -1,0 +1,180 @@
+//! The configuration as written: what serde reads from the file and the environment.
+//!
+//! These structs mirror the file one to one and are the reference for every key (the README's
+//! configuration table is drawn from these docs). Nothing here is checked beyond its type; unknown
+//! keys are not silently dropped but collected by the loader and reported as problems (we use
+//! `serde_ignored` instead of `deny_unknown_fields` so that *every* unknown key is reported, not only
+//! the first; for the same reason no struct here uses `serde(flatten)`, which hides unknown keys).
+//! [`crate::validate`] turns a [`RawSettings`] into checked [`crate::Settings`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    /// Platform-facing OSB listener, `host:port`. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// The admin listener (/healthz, /readyz, /metrics, /admin/*). Optional.
+    pub admin: Option<RawAdmin>,
+    /// Where the gateway keeps its durable state.
+    #[serde(default)]
+    pub store: RawStore,
+    /// Who may call the gateway.
+    #[serde(default)]
+    pub platforms: Vec<RawPlatform>,
+    /// The upstream OSB brokers behind the gateway.
+    #[serde(default)]
+    pub brokers: Vec<RawBroker>,
+    /// How the merged catalog is built and cached.
+    #[serde(default)]
+    pub catalog: RawCatalog,
+    /// Policy file (visibility, placement, parameter rules); optional.
+    pub policy_file: Option<String>,
+    /// Seconds in-flight requests get to finish after a shutdown signal. Default 30.
+    pub shutdown_grace_secs: Option<u64>,
+    /// Largest request body a platform may send, in bytes. Default 1 MiB.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// `admin:` the separate operators' listener.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    /// `host:port` of the admin listener.
+    pub listen: Option<String>,
+    /// Basic-auth user name for the admin API (with one of the `password*` keys).
+    pub username: Option<String>,
+    /// The password itself (prefer `password_env` or `password_file`).
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed); relative to the config file.
+    pub password_file: Option<String>,
+}
+
+/// `store:` the ownership registry's backend.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    /// `embedded` (default, a redb file) or `postgres`.
+    pub kind: Option<String>,
+    /// File of the embedded store. Default `./data/osb-gateway.redb` (relative to the config file).
+    pub path: Option<String>,
+    /// PostgreSQL URL, for `kind: postgres`.
+    pub url: Option<String>,
+}
+
+/// `platforms[]`: one platform (Kubernetes cluster, Cloud Foundry) allowed to call the gateway.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPlatform {
+    /// Unique name, used in logs, metrics and the ownership registry.
+    pub name: Option<String>,
+    /// Basic-auth user name (with one of the `password*` keys).
+    pub username: Option<String>,
+    /// The password itself (prefer `password_env` or `password_file`).
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed); relative to the config file.
+    pub password_file: Option<String>,
+    /// A bearer token accepted instead of (or besides) basic auth.
+    pub bearer_token: Option<String>,
+    /// Name of an environment variable holding the bearer token.
+    pub bearer_token_env: Option<String>,
+    /// File holding the bearer token (trailing newline trimmed); relative to the config file.
+    pub bearer_token_file: Option<String>,
+}
+
+/// `brokers[]`: one upstream OSB broker.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBroker {
+    /// Unique name: lower-case letters, digits and `-`. Part of every rewritten id, so keep it stable.
+    pub name: Option<String>,
+    /// Base URL of the broker (without `/v2`).
+    pub url: Option<String>,
+    /// Basic-auth user name (with one of the `password*` keys), or use `bearer_token*`.
+    pub username: Option<String>,
+    /// The password itself (prefer `password_env` or `password_file`).
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed); relative to the config file.
+    pub password_file: Option<String>,
+    /// A bearer token accepted instead of (or besides) basic auth.
+    pub bearer_token: Option<String>,
+    /// Name of an environment variable holding the bearer token.
+    pub bearer_token_env: Option<String>,
+    /// File holding the bearer token (trailing newline trimmed); relative to the config file.
+    pub bearer_token_file: Option<String>,
+    /// Prefix of this broker's service names. Default: the broker's name.
+    pub namespace: Option<String>,
+    /// `rewrite` (default): deterministic gateway ids; `keep`: pass upstream ids through.
+    pub ids: Option<String>,
+    /// `X-Broker-API-Version` sent to this broker. Default `2.17`.
+    pub api_version: Option<String>,
+    /// Seconds between catalog refreshes. Default 300.
+    pub refresh_interval_secs: Option<u64>,
+    /// Seconds before an upstream call is abandoned. Default 30 (keep it below the platform's 60).
+    pub timeout_secs: Option<u64>,
+    /// Upstream service name → name to publish (before the namespace is prefixed).
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+}
+
+/// `catalog:` merged-catalog settings.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCatalog {
+    /// Between namespace and service name: `.` (default) or `-` (OSB 2.13 name rules).
+    pub name_separator: Option<String>,
+    /// Seconds `GET /v2/catalog` waits (503) for every broker's first catalog at start. Default 30.
+    pub startup_grace_secs: Option<u64>,
+}
+
+/// Where a secret is to be read from: the three keys `X`, `X_env`, `X_file` of one entry.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretKeys<'a> {
+    /// `password` or `bearer_token`: the stem of the three key names.
+    pub stem: &'static str,
+    pub literal: Option<&'a str>,
+    pub env: Option<&'a str>,
+    pub file: Option<&'a str>,
+}
+
+impl SecretKeys<'_> {
+    /// `true` when none of the three keys is given.
+    pub fn is_absent(&self) -> bool {
+        self.literal.is_none() && self.env.is_none() && self.file.is_none()
+    }
+}
+
+macro_rules! secret_keys {
+    ($ty:ty { $($method:ident => $stem:literal, $lit:ident, $env:ident, $file:ident;)* }) => {
+        impl $ty {
+            $(
+                /// The three keys this secret may be given by.
+                pub fn $method(&self) -> SecretKeys<'_> {
+                    SecretKeys {
+                        stem: $stem,
+                        literal: self.$lit.as_deref(),
+                        env: self.$env.as_deref(),
+                        file: self.$file.as_deref(),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+// `serde(flatten)` would hide unknown keys from the loader, so the secret keys are written out in
+// each struct and grouped back here.
+secret_keys!(RawAdmin {
+    password_keys => "password", password, password_env, password_file;
+});
+secret_keys!(RawPlatform {
+    password_keys => "password", password, password_env, password_file;
+    bearer_token_keys => "bearer_token", bearer_token, bearer_token_env, bearer_token_file;
+});
+secret_keys!(RawBroker {
+    password_keys => "password", password, password_env, password_file;
+    bearer_token_keys => "bearer_token", bearer_token, bearer_token_env, bearer_token_file;
+});

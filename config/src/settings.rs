@@ -1,0 +1,149 @@
+//! Validated settings: what the gateway runs on once [`crate::validate`] accepted the file.
+//!
+//! Every value here has been checked (addresses parse, URLs are absolute http(s), names are unique,
+//! secrets were read), so the rest of the gateway never re-validates configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::Secret;
+
+/// Default platform-facing listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `X-Broker-API-Version` sent upstream.
+pub const DEFAULT_API_VERSION: &str = "2.17";
+/// Default seconds between catalog refreshes.
+pub const DEFAULT_REFRESH_INTERVAL_SECS: u64 = 300;
+/// Default upstream call timeout: below the ~60 s platforms wait for the gateway.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// Default seconds to wait for every broker's first catalog.
+pub const DEFAULT_STARTUP_GRACE_SECS: u64 = 30;
+/// Default grace for in-flight requests on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Default largest platform request body.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Kubernetes Service Catalog rejects class/plan names and ids longer than this.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// The gateway's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file the settings were read from (for messages), or `<inline>`.
+    pub origin: String,
+    /// Platform-facing OSB listener.
+    pub listen: SocketAddr,
+    /// Operators' listener, if configured.
+    pub admin: Option<AdminSettings>,
+    /// Durable state backend.
+    pub store: StoreSettings,
+    /// Platforms allowed to call the gateway.
+    pub platforms: Vec<PlatformSettings>,
+    /// Upstream brokers, in configuration order (which is also merge precedence).
+    pub brokers: Vec<BrokerSettings>,
+    /// Merged-catalog settings.
+    pub catalog: CatalogSettings,
+    /// Policy file, resolved against the config file's folder.
+    pub policy_file: Option<PathBuf>,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest request body a platform may send.
+    pub max_body_bytes: usize,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Basic-auth credentials; `None` leaves the admin API open (bind it to loopback then).
+    pub credentials: Option<BasicCredentials>,
+}
+
+/// A user name and its password.
+#[derive(Debug, Clone)]
+pub struct BasicCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// A redb file on local disk: zero setup, one replica.
+    Embedded { path: PathBuf },
+    /// A PostgreSQL database shared by replicas.
+    Postgres { url: String },
+}
+
+/// One platform allowed to call the gateway.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    pub name: String,
+    pub basic: Option<BasicCredentials>,
+    pub bearer_token: Option<Secret>,
+}
+
+/// How the gateway authenticates to an upstream broker.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    None,
+    Basic(BasicCredentials),
+    Bearer(Secret),
+}
+
+/// What happens to upstream service and plan ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMode {
+    /// Deterministic gateway ids: UUIDv5 over the broker name and the upstream id.
+    Rewrite,
+    /// Upstream ids pass through unchanged.
+    Keep,
+}
+
+/// One upstream OSB broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub name: String,
+    /// Base URL, without a trailing slash.
+    pub url: Url,
+    pub auth: UpstreamAuth,
+    /// Prefix of this broker's service names.
+    pub namespace: String,
+    pub ids: IdMode,
+    /// `X-Broker-API-Version` sent to this broker.
+    pub api_version: String,
+    pub refresh_interval: Duration,
+    pub timeout: Duration,
+    /// Upstream service name → published name (before the namespace).
+    pub rename: BTreeMap<String, String>,
+}
+
+/// Merged-catalog settings.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// `.` or `-`.
+    pub name_separator: String,
+    /// How long `GET /v2/catalog` waits for every broker's first catalog.
+    pub startup_grace: Duration,
+}
+
+impl BrokerSettings {
+    /// The published name of an upstream service: `<namespace><separator><renamed name>`.
+    pub fn published_name(&self, upstream_name: &str, separator: &str) -> String {
+        published_name(&self.namespace, &self.rename, upstream_name, separator)
+    }
+}
+
+/// `<namespace><separator><name>`, where `name` is `upstream_name` after the rename map.
+pub fn published_name(
+    namespace: &str,
+    rename: &BTreeMap<String, String>,
+    upstream_name: &str,
+    separator: &str,
+) -> String {
+    let name = rename.get(upstream_name).map_or(upstream_name, String::as_str);
+    format!("{namespace}{separator}{name}")
+}

@@ -1,0 +1,574 @@
+//! Semantic validation: [`RawSettings`] in, checked [`Settings`] (or every problem) out.
+//!
+//! Each check appends to one list instead of returning early, so an operator fixes a file in one
+//! round. Checks that need the upstream catalogs (namespaced names over 63 characters, kept ids that
+//! collide) are done by `osb-routing` at merge time and by `check-config`; the checks here are the
+//! ones the file alone can answer, including the certain collision of two `ids: keep` brokers at the
+//! same URL.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::load::resolve;
+use crate::raw::{RawBroker, RawPlatform, RawSettings, SecretKeys};
+use crate::settings::*;
+use crate::{Problem, Secret};
+
+/// What validation needs besides the raw settings.
+pub struct Context<'a> {
+    /// Names the origin (file or variable) of a key path.
+    pub origin: &'a dyn Fn(&str) -> String,
+    /// Folder relative paths resolve against.
+    pub base_dir: PathBuf,
+    /// The environment, for `*_env` secrets.
+    pub env: &'a HashMap<String, String>,
+    /// The file name, recorded in [`Settings::origin`].
+    pub source: String,
+}
+
+/// A secret as given in the file: not at all, readable, or broken (already reported).
+enum Given {
+    Absent,
+    Secret(Secret),
+    Broken,
+}
+
+/// Collects problems and warnings while walking the raw settings.
+struct Checker<'a> {
+    context: &'a Context<'a>,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let origin = (self.context.origin)(&key);
+        self.problems.push(Problem {
+            origin,
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let origin = (self.context.origin)(&key);
+        self.warnings.push(Problem {
+            origin,
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem(
+                    key,
+                    format!("expected a listen address like 127.0.0.1:8080, got {value:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a secret given by exactly one of `X`, `X_env`, `X_file`.
+    fn secret(&mut self, prefix: &str, keys: SecretKeys<'_>) -> Given {
+        let problems_before = self.problems.len();
+        match self.read_secret(prefix, keys) {
+            Some(secret) => Given::Secret(secret),
+            None if self.problems.len() > problems_before => Given::Broken,
+            None => Given::Absent,
+        }
+    }
+
+    fn read_secret(&mut self, prefix: &str, keys: SecretKeys<'_>) -> Option<Secret> {
+        let stem = keys.stem;
+        let given = [keys.literal.is_some(), keys.env.is_some(), keys.file.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            self.problem(
+                format!("{prefix}.{stem}"),
+                format!("give only one of {stem}, {stem}_env, {stem}_file"),
+            );
+            return None;
+        }
+        if let Some(value) = keys.literal {
+            if value.is_empty() {
+                self.problem(format!("{prefix}.{stem}"), "must not be empty");
+                return None;
+            }
+            return Some(Secret::new(value));
+        }
+        if let Some(var) = keys.env {
+            return match self.context.env.get(var) {
+                Some(value) if !value.is_empty() => Some(Secret::new(value.clone())),
+                Some(_) => {
+                    self.problem(
+                        format!("{prefix}.{stem}_env"),
+                        format!("environment variable {var} is empty"),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(
+                        format!("{prefix}.{stem}_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(file) = keys.file {
+            let path = resolve(&self.context.base_dir, file);
+            return match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let value = text.trim_end_matches(['\n', '\r']);
+                    if value.is_empty() {
+                        self.problem(
+                            format!("{prefix}.{stem}_file"),
+                            format!("secret file {} is empty", path.display()),
+                        );
+                        None
+                    } else {
+                        Some(Secret::new(value))
+                    }
+                }
+                Err(e) => {
+                    self.problem(
+                        format!("{prefix}.{stem}_file"),
+                        format!("cannot read secret file {}: {e}", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    fn positive_secs(&mut self, key: &str, value: Option<u64>, default: u64) -> Duration {
+        match value {
+            Some(0) => {
+                self.problem(key, "must be at least 1");
+                Duration::from_secs(default)
+            }
+            Some(n) => Duration::from_secs(n),
+            None => Duration::from_secs(default),
+        }
+    }
+}
+
+/// Checks `raw` and builds [`Settings`], or returns every problem found.
+///
+/// # Errors
+/// All problems found, in file order.
+pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, Vec<Problem>), Vec<Problem>> {
+    let mut c = Checker {
+        context,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    let listen = c.socket_addr("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN));
+    let admin = raw.admin.as_ref().and_then(|admin| {
+        let Some(listen_text) = admin.listen.as_deref() else {
+            c.problem("admin.listen", "is required when admin is configured");
+            return None;
+        };
+        let listen = c.socket_addr("admin.listen", listen_text)?;
+        let password = c.secret("admin", admin.password_keys());
+        let credentials = match (admin.username.as_deref(), password) {
+            (_, Given::Broken) => None,
+            (Some(username), Given::Secret(password)) if !username.is_empty() => Some(BasicCredentials {
+                username: username.to_owned(),
+                password,
+            }),
+            (Some(_), Given::Absent) => {
+                c.problem(
+                    "admin.password",
+                    "username given without password, password_env or password_file",
+                );
+                None
+            }
+            (_, Given::Secret(_)) => {
+                c.problem("admin.username", "is required with a password");
+                None
+            }
+            (None, Given::Absent) => {
+                c.warning(
+                    "admin",
+                    "no username/password: the admin API is open to anyone who can reach it",
+                );
+                None
+            }
+        };
+        Some(AdminSettings { listen, credentials })
+    });
+    if let (Some(a), Some(l)) = (admin.as_ref(), listen) {
+        if a.listen == l && l.port() != 0 {
+            c.problem("admin.listen", "must differ from listen");
+        }
+    }
+
+    let store = store(&mut c, raw);
+    let platforms = platforms(&mut c, &raw.platforms);
+    let catalog = catalog(&mut c, raw);
+    let brokers = brokers(&mut c, &raw.brokers, &catalog.name_separator);
+
+    let policy_file = raw.policy_file.as_deref().and_then(|file| {
+        let path = resolve(&context.base_dir, file);
+        if path.is_file() {
+            Some(path)
+        } else {
+            c.problem("policy_file", format!("no such file: {}", path.display()));
+            None
+        }
+    });
+    let shutdown_grace = Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS));
+    let max_body_bytes = match raw.max_body_bytes {
+        Some(n) if n < 1024 => {
+            c.problem("max_body_bytes", "must be at least 1024");
+            0
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => usize::try_from(DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+    };
+
+    match (listen, c.problems.is_empty()) {
+        (Some(listen), true) => Ok((
+            Settings {
+                origin: context.source.clone(),
+                listen,
+                admin,
+                store,
+                platforms,
+                brokers,
+                catalog,
+                policy_file,
+                shutdown_grace,
+                max_body_bytes,
+            },
+            c.warnings,
+        )),
+        _ => Err(c.problems),
+    }
+}
+
+fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
+    let default_path = || resolve(&c.context.base_dir, "data/osb-gateway.redb");
+    match raw.store.kind.as_deref().unwrap_or("embedded") {
+        "embedded" => {
+            if raw.store.url.is_some() {
+                c.problem("store.url", "only used with kind: postgres");
+            }
+            let path = raw
+                .store
+                .path
+                .as_deref()
+                .map_or_else(default_path, |p| resolve(&c.context.base_dir, p));
+            StoreSettings::Embedded { path }
+        }
+        "postgres" => {
+            let url = raw.store.url.clone().unwrap_or_default();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                c.problem("store.url", format!("expected a postgres:// URL, got {url:?}"));
+            } else {
+                c.problem(
+                    "store.kind",
+                    "postgres is not available in this build yet; use embedded",
+                );
+            }
+            StoreSettings::Postgres { url }
+        }
+        other => {
+            c.problem(
+                "store.kind",
+                format!("expected embedded or postgres, got {other:?}"),
+            );
+            StoreSettings::Embedded { path: default_path() }
+        }
+    }
+}
+
+fn platforms(c: &mut Checker<'_>, raw: &[RawPlatform]) -> Vec<PlatformSettings> {
+    if raw.is_empty() {
+        c.problem(
+            "platforms",
+            "at least one platform is needed, or nobody can call the gateway",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut usernames = HashSet::new();
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let key = format!("platforms[{i}]");
+        let name = p.name.clone().unwrap_or_default();
+        if !is_valid_name(&name) {
+            c.problem(
+                format!("{key}.name"),
+                format!("expected lower-case letters, digits and '-', got {name:?}"),
+            );
+        } else if !names.insert(name.clone()) {
+            c.problem(format!("{key}.name"), format!("duplicate platform name {name:?}"));
+        }
+        let password = c.secret(&key, p.password_keys());
+        let basic = match (p.username.as_deref(), password) {
+            (_, Given::Broken) => None,
+            (Some(u), Given::Secret(password)) if !u.is_empty() => {
+                if !usernames.insert(u.to_owned()) {
+                    c.problem(
+                        format!("{key}.username"),
+                        format!("username {u:?} is used by another platform"),
+                    );
+                }
+                Some(BasicCredentials {
+                    username: u.to_owned(),
+                    password,
+                })
+            }
+            (Some(_), Given::Absent) => {
+                c.problem(
+                    format!("{key}.password"),
+                    "username given without password, password_env or password_file",
+                );
+                None
+            }
+            (_, Given::Secret(_)) => {
+                c.problem(format!("{key}.username"), "is required with a password");
+                None
+            }
+            (None, Given::Absent) => None,
+        };
+        let bearer_token = match c.secret(&key, p.bearer_token_keys()) {
+            Given::Secret(token) => Some(token),
+            Given::Absent | Given::Broken => None,
+        };
+        let nothing_given =
+            p.username.is_none() && p.password_keys().is_absent() && p.bearer_token_keys().is_absent();
+        if nothing_given {
+            c.problem(
+                key.clone(),
+                "needs credentials: username + password*, or bearer_token*",
+            );
+        }
+        out.push(PlatformSettings {
+            name,
+            basic,
+            bearer_token,
+        });
+    }
+    out
+}
+
+fn catalog(c: &mut Checker<'_>, raw: &RawSettings) -> CatalogSettings {
+    let name_separator = raw
+        .catalog
+        .name_separator
+        .clone()
+        .unwrap_or_else(|| ".".to_owned());
+    if name_separator != "." && name_separator != "-" {
+        c.problem(
+            "catalog.name_separator",
+            format!("expected \".\" or \"-\", got {name_separator:?}"),
+        );
+    }
+    let startup_grace = Duration::from_secs(
+        raw.catalog
+            .startup_grace_secs
+            .unwrap_or(DEFAULT_STARTUP_GRACE_SECS),
+    );
+    CatalogSettings {
+        name_separator,
+        startup_grace,
+    }
+}
+
+fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<BrokerSettings> {
+    if raw.is_empty() {
+        c.problem("brokers", "at least one upstream broker is needed");
+    }
+    let mut names = HashSet::new();
+    let mut namespaces: HashMap<String, usize> = HashMap::new();
+    let mut kept_urls: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, b) in raw.iter().enumerate() {
+        let key = format!("brokers[{i}]");
+        let name = b.name.clone().unwrap_or_default();
+        if !is_valid_name(&name) {
+            c.problem(
+                format!("{key}.name"),
+                format!("expected lower-case letters, digits and '-', got {name:?}"),
+            );
+        } else if !names.insert(name.clone()) {
+            c.problem(format!("{key}.name"), format!("duplicate broker name {name:?}"));
+        }
+
+        let url = match b.url.as_deref().map(Url::parse) {
+            None => {
+                c.problem(format!("{key}.url"), "is required");
+                None
+            }
+            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Some(_) => {
+                let text = b.url.as_deref().unwrap_or_default();
+                c.problem(
+                    format!("{key}.url"),
+                    format!("expected an absolute http(s) URL, got {text:?}"),
+                );
+                None
+            }
+        };
+
+        let password = c.secret(&key, b.password_keys());
+        let bearer = c.secret(&key, b.bearer_token_keys());
+        let auth = match (b.username.as_deref(), password, bearer) {
+            (_, Given::Broken, _) | (_, _, Given::Broken) => UpstreamAuth::None,
+            (Some(_), _, Given::Secret(_)) => {
+                c.problem(
+                    format!("{key}.bearer_token"),
+                    "give either username + password or a bearer token",
+                );
+                UpstreamAuth::None
+            }
+            (Some(u), Given::Secret(password), Given::Absent) => UpstreamAuth::Basic(BasicCredentials {
+                username: u.to_owned(),
+                password,
+            }),
+            (Some(_), Given::Absent, Given::Absent) => {
+                c.problem(
+                    format!("{key}.password"),
+                    "username given without password, password_env or password_file",
+                );
+                UpstreamAuth::None
+            }
+            (None, Given::Secret(_), _) => {
+                c.problem(format!("{key}.username"), "is required with a password");
+                UpstreamAuth::None
+            }
+            (None, Given::Absent, Given::Secret(token)) => UpstreamAuth::Bearer(token),
+            (None, Given::Absent, Given::Absent) => UpstreamAuth::None,
+        };
+
+        let namespace = b.namespace.clone().unwrap_or_else(|| name.clone());
+        if !is_valid_name(&namespace) {
+            c.problem(
+                format!("{key}.namespace"),
+                format!("expected lower-case letters, digits and '-', got {namespace:?}"),
+            );
+        } else if let Some(other) = namespaces.insert(namespace.clone(), i) {
+            c.problem(
+                format!("{key}.namespace"),
+                format!(
+                    "namespace {namespace:?} is already used by brokers[{other}]; service names would collide"
+                ),
+            );
+        }
+
+        let ids = match b.ids.as_deref().unwrap_or("rewrite") {
+            "rewrite" => IdMode::Rewrite,
+            "keep" => IdMode::Keep,
+            other => {
+                c.problem(
+                    format!("{key}.ids"),
+                    format!("expected rewrite or keep, got {other:?}"),
+                );
+                IdMode::Rewrite
+            }
+        };
+        if let (IdMode::Keep, Some(url)) = (ids, url.as_ref()) {
+            let normalized = url.as_str().trim_end_matches('/').to_owned();
+            if let Some(other) = kept_urls.insert(normalized, i) {
+                c.problem(
+                    format!("{key}.ids"),
+                    format!(
+                        "kept ids collide: brokers[{other}] keeps the ids of the same URL; use ids: rewrite on one"
+                    ),
+                );
+            }
+        }
+
+        let api_version = b
+            .api_version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
+        if !is_osb_2x(&api_version) {
+            c.problem(
+                format!("{key}.api_version"),
+                format!("expected an OSB 2.x version like 2.17, got {api_version:?}"),
+            );
+        }
+        let refresh_interval = c.positive_secs(
+            &format!("{key}.refresh_interval_secs"),
+            b.refresh_interval_secs,
+            DEFAULT_REFRESH_INTERVAL_SECS,
+        );
+        let timeout = c.positive_secs(
+            &format!("{key}.timeout_secs"),
+            b.timeout_secs,
+            DEFAULT_TIMEOUT_SECS,
+        );
+        if timeout >= Duration::from_secs(60) {
+            c.warning(
+                format!("{key}.timeout_secs"),
+                "60 s or more: platforms usually give up after 60 s, before the gateway can answer 504",
+            );
+        }
+
+        for (from, to) in &b.rename {
+            if to.is_empty() || to.chars().any(char::is_whitespace) {
+                c.problem(
+                    format!("{key}.rename.{from}"),
+                    format!("expected a non-empty name without spaces, got {to:?}"),
+                );
+            }
+        }
+        for from in b.rename.keys() {
+            let published = published_name(&namespace, &b.rename, from, separator);
+            if published.len() > MAX_NAME_LEN {
+                c.problem(
+                    format!("{key}.rename.{from}"),
+                    format!(
+                        "{published:?} is {} characters; Kubernetes Service Catalog allows {MAX_NAME_LEN}",
+                        published.len()
+                    ),
+                );
+            }
+        }
+        // A broker without a usable URL was reported above; the settings are rejected anyway.
+        let Some(url) = url else { continue };
+        out.push(BrokerSettings {
+            name,
+            url,
+            auth,
+            namespace,
+            ids,
+            api_version,
+            refresh_interval,
+            timeout,
+            rename: b.rename.clone(),
+        });
+    }
+    out
+}
+
+/// Broker, platform and namespace names: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `2.<digits>`.
+pub fn is_osb_2x(version: &str) -> bool {
+    version
+        .strip_prefix("2.")
+        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+}
