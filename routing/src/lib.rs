@@ -1,1 +1,25 @@
-//! placeholder
+//! `osb-routing`: everything between the platform-facing handlers and the upstream brokers.
+//!
+//! # Layout
+//! - [`catalog`]: IO-free catalog pipeline: wire types, validation, namespacing, id rewriting,
+//!   merge and the [`RouteTable`] (gateway ids → broker + upstream ids).
+//! - [`upstream`]: the HTTP client of one upstream broker (the gateway acting as a platform).
+//! - [`cache`]: last good catalogs, background refreshers, the merged [`CatalogSnapshot`].
+//! - [`store`]: durable state behind the [`Store`] trait (embedded redb by default).
+//! - [`headers`]: OSB header names.
+//! - [`error`]: the crate's one error type, [`RoutingError`].
+
+pub mod cache;
+pub mod catalog;
+pub mod error;
+pub mod headers;
+pub mod store;
+pub mod upstream;
+
+pub use cache::{
+    Availability, BrokerStatus, CatalogCache, CatalogSnapshot, CatalogView, Freshness, Unavailable,
+};
+pub use catalog::{Catalog, RouteTable};
+pub use error::RoutingError;
+pub use store::Store;
+pub use upstream::UpstreamBroker;

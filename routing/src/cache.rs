@@ -1,0 +1,645 @@
+//! The catalog cache: each broker's last good catalog, the merged catalog built from them, and the
+//! background refreshers that keep both current.
+//!
+//! ```text
+//!  refresher(broker) ──fetch (conditional)──▶ validate ──▶ persist (store) ──▶ merge ──▶ ArcSwap<CatalogSnapshot>
+//!        ▲   every 0.8 × refresh_interval; backoff on failure                              │
+//!        └── wake (admin refresh)                          GET /v2/catalog ◀── view(platform) (moka)
+//! ```
+//!
+//! - **Stale on error**: a failed refresh keeps the last good catalog and marks the broker `stale`.
+//! - **Persisted**: the last good body of every broker is saved in the store and loaded at start, so a
+//!   restart during an upstream outage still serves that broker's services.
+//! - **Never silently partial**: until every broker has a catalog (fetched or persisted) or the
+//!   start-up grace ran out, [`CatalogCache::view`] answers [`Unavailable`]; platforms that see
+//!   services vanish mark them removed.
+//! - **Serialized once per change**: the merged catalog is rendered to bytes with a strong ETag when
+//!   a broker's catalog changes; a refresh that returns the same bytes (or 304) re-merges nothing.
+//!   Per-platform views are cached in moka by platform and rebuilt when the snapshot changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use osb_config::Settings;
+use osb_policies::Visibility;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::RoutingError;
+use crate::catalog::{BrokerCatalog, Catalog, RouteTable, Validated, merge, validate_catalog};
+use crate::store::{Store, StoredCatalog};
+use crate::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
+
+/// How current a broker's catalog is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// No catalog yet: never fetched, nothing persisted.
+    Pending,
+    /// The last refresh succeeded.
+    Fresh,
+    /// Serving the last good catalog: the last refresh failed, or it came from the store at start.
+    Stale,
+}
+
+/// Where the catalog in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogSource {
+    Upstream,
+    Store,
+}
+
+/// What operators (health, admin API, metrics) see of one broker's catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerStatus {
+    pub name: String,
+    pub freshness: Freshness,
+    pub source: Option<CatalogSource>,
+    /// When the catalog in use was fetched from the broker (ms since the epoch).
+    pub fetched_at_ms: Option<u64>,
+    /// When the last refresh finished, successful or not.
+    pub last_attempt_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub services: usize,
+    pub plans: usize,
+    /// Services and plans left out because they were invalid.
+    pub dropped: usize,
+}
+
+/// Whether the merged catalog may be served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Availability {
+    /// Every broker's catalog is in.
+    Complete,
+    /// Start-up grace still running and `missing` brokers have no catalog yet: don't serve.
+    Starting { missing: Vec<String> },
+    /// Grace ran out; serving without `missing` brokers.
+    Partial { missing: Vec<String> },
+}
+
+/// One consistent picture: the merged catalog, its routes, and every broker's status.
+#[derive(Debug)]
+pub struct CatalogSnapshot {
+    /// Bumped on every change (catalog or status).
+    pub generation: u64,
+    pub catalog: Arc<Catalog>,
+    /// `catalog` serialized once.
+    pub body: Bytes,
+    /// Strong ETag of `body`.
+    pub etag: String,
+    pub routes: Arc<RouteTable>,
+    pub brokers: Vec<BrokerStatus>,
+    pub availability: Availability,
+}
+
+/// The catalog one platform is served.
+#[derive(Debug)]
+pub struct CatalogView {
+    generation: u64,
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// `GET /v2/catalog` cannot be answered yet.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the catalogs of {} are not in yet", missing.join(", "))]
+pub struct Unavailable {
+    pub missing: Vec<String>,
+}
+
+/// A broker's validated catalog and what identifies its bytes.
+#[derive(Debug)]
+struct HeldCatalog {
+    validated: Validated,
+    validators: Validators,
+    digest: [u8; 32],
+}
+
+#[derive(Debug)]
+struct BrokerState {
+    catalog: Option<Arc<HeldCatalog>>,
+    status: BrokerStatus,
+}
+
+/// See the module docs.
+pub struct CatalogCache {
+    brokers: Vec<Arc<UpstreamBroker>>,
+    separator: String,
+    store: Arc<dyn Store>,
+    visibility: Visibility,
+    grace_deadline: Instant,
+    /// Index-aligned with `brokers`. Held across a merge so merges never interleave.
+    states: Mutex<Vec<BrokerState>>,
+    snapshot: ArcSwap<CatalogSnapshot>,
+    views: moka::sync::Cache<String, Arc<CatalogView>>,
+    wake: Vec<Notify>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for CatalogCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogCache")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CatalogCache {
+    /// Builds the cache from the settings, loading every broker's persisted catalog.
+    ///
+    /// # Errors
+    /// A broker client cannot be built. A persisted catalog that fails to load is logged and skipped.
+    pub async fn new(settings: &Settings, store: Arc<dyn Store>) -> Result<Arc<Self>, RoutingError> {
+        let brokers = settings
+            .brokers
+            .iter()
+            .map(|b| UpstreamBroker::new(b).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut states = Vec::with_capacity(brokers.len());
+        for broker in &brokers {
+            let mut status = BrokerStatus {
+                name: broker.name().to_owned(),
+                freshness: Freshness::Pending,
+                source: None,
+                fetched_at_ms: None,
+                last_attempt_ms: None,
+                last_error: None,
+                consecutive_failures: 0,
+                services: 0,
+                plans: 0,
+                dropped: 0,
+            };
+            let catalog = match load_persisted(store.as_ref(), broker.name()).await {
+                Some((held, fetched_at_ms)) => {
+                    status.freshness = Freshness::Stale;
+                    status.source = Some(CatalogSource::Store);
+                    status.fetched_at_ms = Some(fetched_at_ms);
+                    count_into(&mut status, &held.validated);
+                    Some(Arc::new(held))
+                }
+                None => None,
+            };
+            states.push(BrokerState { catalog, status });
+        }
+        let wake = brokers.iter().map(|_| Notify::new()).collect();
+        let cache = CatalogCache {
+            brokers,
+            separator: settings.catalog.name_separator.clone(),
+            store,
+            visibility: Visibility,
+            grace_deadline: Instant::now() + settings.catalog.startup_grace,
+            states: Mutex::new(Vec::new()),
+            snapshot: ArcSwap::from_pointee(empty_snapshot()),
+            views: moka::sync::Cache::new(10_000),
+            wake,
+            generation: AtomicU64::new(0),
+        };
+        cache.publish(&states, None).await;
+        *cache.states.lock().await = states;
+        Ok(Arc::new(cache))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The catalog `platform` is served: body and ETag.
+    ///
+    /// # Errors
+    /// [`Unavailable`] during start-up while a broker's first catalog is still missing.
+    pub fn view(&self, platform: &str) -> Result<Arc<CatalogView>, Unavailable> {
+        let snapshot = self.snapshot.load();
+        if let Availability::Starting { missing } = &snapshot.availability {
+            return Err(Unavailable {
+                missing: missing.clone(),
+            });
+        }
+        if let Some(view) = self
+            .views
+            .get(platform)
+            .filter(|v| v.generation == snapshot.generation)
+        {
+            return Ok(view);
+        }
+        let view = Arc::new(self.render(platform, &snapshot));
+        self.views.insert(platform.to_owned(), view.clone());
+        Ok(view)
+    }
+
+    /// The upstream broker named `name`.
+    pub fn broker(&self, name: &str) -> Option<&Arc<UpstreamBroker>> {
+        self.brokers.iter().find(|b| b.name() == name)
+    }
+
+    /// Asks the refresher of `name` (or of every broker, for `None`) to refresh now.
+    /// Returns `false` for an unknown broker.
+    pub fn request_refresh(&self, name: Option<&str>) -> bool {
+        let mut found = false;
+        for (broker, wake) in self.brokers.iter().zip(&self.wake) {
+            if name.is_none_or(|n| n == broker.name()) {
+                wake.notify_one();
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Starts one refresher per broker and the start-up grace timer. Abort the handles to stop.
+    pub fn spawn_refreshers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let mut handles: Vec<JoinHandle<()>> = (0..self.brokers.len())
+            .map(|index| {
+                let cache = Arc::clone(self);
+                tokio::spawn(async move { cache.refresh_loop(index).await })
+            })
+            .collect();
+        let cache = Arc::clone(self);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep_until(cache.grace_deadline).await;
+            let states = cache.states.lock().await;
+            cache.publish(&states, None).await;
+            if let Availability::Partial { missing } = &cache.snapshot().availability {
+                warn!(missing = %missing.join(","), "Start-up grace ran out; serving the catalog without these brokers.");
+            }
+        }));
+        handles
+    }
+
+    async fn refresh_loop(&self, index: usize) {
+        let Some(broker) = self.brokers.get(index) else {
+            return;
+        };
+        let interval = broker.settings().refresh_interval;
+        loop {
+            let delay = match self.refresh(index).await {
+                Ok(()) => interval.mul_f64(0.8),
+                Err(failures) => backoff(failures, interval),
+            };
+            if let Some(wake) = self.wake.get(index) {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = wake.notified() => {}
+                }
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// Refreshes broker `index` once. `Err` carries the number of consecutive failures.
+    async fn refresh(&self, index: usize) -> Result<(), u32> {
+        let Some(broker) = self.brokers.get(index) else {
+            return Ok(());
+        };
+        let held = {
+            let states = self.states.lock().await;
+            states.get(index).and_then(|s| s.catalog.clone())
+        };
+        let validators = held.as_ref().map(|h| h.validators.clone()).unwrap_or_default();
+        let call = CallHeaders {
+            request_identity: uuid::Uuid::new_v4().to_string(),
+            ..CallHeaders::default()
+        };
+
+        let fetched = match broker.fetch_catalog(&validators, &call).await {
+            Ok(CatalogFetch::NotModified) => None,
+            Ok(CatalogFetch::Fetched { body, validators }) => {
+                let digest: [u8; 32] = Sha256::digest(&body).into();
+                if held.as_ref().is_some_and(|h| h.digest == digest) {
+                    None
+                } else {
+                    let name = broker.name().to_owned();
+                    let parse_body = body.clone();
+                    let validated =
+                        tokio::task::spawn_blocking(move || validate_catalog(&name, &parse_body)).await;
+                    match validated {
+                        Ok(Ok(validated)) => Some((validated, validators, digest, body)),
+                        Ok(Err(e)) => return Err(self.record_failure(index, &e).await),
+                        Err(join) => {
+                            let e = RoutingError::InvalidCatalog {
+                                broker: broker.name().to_owned(),
+                                reason: format!("validation task failed: {join}"),
+                            };
+                            return Err(self.record_failure(index, &e).await);
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(self.record_failure(index, &e).await),
+        };
+
+        let now = now_ms();
+        let mut states = self.states.lock().await;
+        let Some(state) = states.get_mut(index) else {
+            return Ok(());
+        };
+        let recovered = state.status.freshness != Freshness::Fresh;
+        state.status.freshness = Freshness::Fresh;
+        state.status.source = Some(CatalogSource::Upstream);
+        state.status.last_attempt_ms = Some(now);
+        state.status.fetched_at_ms = Some(now);
+        state.status.last_error = None;
+        state.status.consecutive_failures = 0;
+        let changed = match fetched {
+            None => {
+                if recovered {
+                    info!(broker = broker.name(), "Catalog is current again.");
+                }
+                None
+            }
+            Some((validated, validators, digest, body)) => {
+                for dropped in &validated.dropped {
+                    warn!(broker = broker.name(), what = %dropped.what, reason = %dropped.reason, "Dropped from the catalog.");
+                }
+                count_into(&mut state.status, &validated);
+                info!(
+                    broker = broker.name(),
+                    services = state.status.services,
+                    plans = state.status.plans,
+                    dropped = state.status.dropped,
+                    "Catalog refreshed."
+                );
+                let stored = StoredCatalog {
+                    body,
+                    validators: validators.clone(),
+                    fetched_at_ms: now,
+                };
+                if let Err(e) = self.store.save_catalog(broker.name(), stored).await {
+                    warn!(broker = broker.name(), error = %e, "Could not persist the catalog; it will not survive a restart.");
+                }
+                state.catalog = Some(Arc::new(HeldCatalog {
+                    validated,
+                    validators,
+                    digest,
+                }));
+                Some(index)
+            }
+        };
+        self.publish(&states, changed).await;
+        Ok(())
+    }
+
+    async fn record_failure(&self, index: usize, error: &RoutingError) -> u32 {
+        let mut states = self.states.lock().await;
+        let Some(state) = states.get_mut(index) else {
+            return 1;
+        };
+        let status = &mut state.status;
+        status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+        status.last_attempt_ms = Some(now_ms());
+        status.last_error = Some(error_chain(error));
+        status.freshness = if state.catalog.is_some() {
+            Freshness::Stale
+        } else {
+            Freshness::Pending
+        };
+        let failures = status.consecutive_failures;
+        if failures == 1 || failures.is_power_of_two() {
+            warn!(
+                broker = %status.name,
+                error = %error_chain(error),
+                failures,
+                serving = if state.catalog.is_some() { "last good catalog" } else { "nothing" },
+                "Catalog refresh failed."
+            );
+        }
+        self.publish(&states, None).await;
+        failures
+    }
+
+    /// Publishes a new snapshot. `changed` names a broker whose catalog changed (re-merge);
+    /// `None` keeps the merged catalog and updates statuses only. The first call always merges.
+    async fn publish(&self, states: &[BrokerState], changed: Option<usize>) {
+        let previous = self.snapshot.load_full();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let missing: Vec<String> = states
+            .iter()
+            .filter(|s| s.catalog.is_none())
+            .map(|s| s.status.name.clone())
+            .collect();
+        let availability = if missing.is_empty() {
+            Availability::Complete
+        } else if Instant::now() >= self.grace_deadline {
+            Availability::Partial { missing }
+        } else {
+            Availability::Starting { missing }
+        };
+        let brokers = states.iter().map(|s| s.status.clone()).collect();
+
+        let (catalog, body, etag, routes) = if changed.is_none() && previous.generation > 0 {
+            (
+                previous.catalog.clone(),
+                previous.body.clone(),
+                previous.etag.clone(),
+                previous.routes.clone(),
+            )
+        } else {
+            let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = self
+                .brokers
+                .iter()
+                .cloned()
+                .zip(states.iter().map(|s| s.catalog.clone()))
+                .collect();
+            let separator = self.separator.clone();
+            let built = tokio::task::spawn_blocking(move || build_merged(&held, &separator)).await;
+            match built {
+                Ok(built) => built,
+                Err(e) => {
+                    warn!(error = %e, "Catalog merge failed; keeping the previous catalog.");
+                    (
+                        previous.catalog.clone(),
+                        previous.body.clone(),
+                        previous.etag.clone(),
+                        previous.routes.clone(),
+                    )
+                }
+            }
+        };
+        self.snapshot.store(Arc::new(CatalogSnapshot {
+            generation,
+            catalog,
+            body,
+            etag,
+            routes,
+            brokers,
+            availability,
+        }));
+    }
+
+    fn render(&self, platform: &str, snapshot: &CatalogSnapshot) -> CatalogView {
+        let visible: Vec<_> = snapshot
+            .catalog
+            .services
+            .iter()
+            .filter(|s| self.visibility.service(platform, &s.name).is_allowed())
+            .cloned()
+            .collect();
+        if visible.len() == snapshot.catalog.services.len() {
+            return CatalogView {
+                generation: snapshot.generation,
+                body: snapshot.body.clone(),
+                etag: snapshot.etag.clone(),
+            };
+        }
+        let catalog = Catalog {
+            services: visible,
+            extra: serde_json::Map::new(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&catalog).unwrap_or_default());
+        CatalogView {
+            generation: snapshot.generation,
+            etag: strong_etag(&body),
+            body,
+        }
+    }
+}
+
+/// Merges, logs what the merge dropped or warns about, and serializes.
+fn build_merged(
+    held: &[(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)],
+    separator: &str,
+) -> (Arc<Catalog>, Bytes, String, Arc<RouteTable>) {
+    let inputs: Vec<BrokerCatalog<'_>> = held
+        .iter()
+        .filter_map(|(broker, catalog)| {
+            catalog.as_ref().map(|c| BrokerCatalog {
+                broker: broker.settings(),
+                services: &c.validated.services,
+            })
+        })
+        .collect();
+    let merged = merge(&inputs, separator);
+    for (broker, dropped) in &merged.dropped {
+        warn!(broker = %broker, what = %dropped.what, reason = %dropped.reason, "Dropped from the merged catalog.");
+    }
+    for (broker, warning) in &merged.warnings {
+        warn!(broker = %broker, warning = %warning, "Catalog entry some platforms will reject.");
+    }
+    // Serializing a `Catalog` of JSON values cannot fail; an empty body would be caught by tests.
+    let body = Bytes::from(serde_json::to_vec(&merged.catalog).unwrap_or_default());
+    let etag = strong_etag(&body);
+    (Arc::new(merged.catalog), body, etag, Arc::new(merged.routes))
+}
+
+async fn load_persisted(store: &dyn Store, broker: &str) -> Option<(HeldCatalog, u64)> {
+    let stored = match store.load_catalog(broker).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(broker, error = %e, "Could not load the persisted catalog.");
+            return None;
+        }
+    };
+    match validate_catalog(broker, &stored.body) {
+        Ok(validated) => {
+            let digest = Sha256::digest(&stored.body).into();
+            info!(
+                broker,
+                services = validated.services.len(),
+                "Loaded the persisted catalog."
+            );
+            Some((
+                HeldCatalog {
+                    validated,
+                    validators: stored.validators,
+                    digest,
+                },
+                stored.fetched_at_ms,
+            ))
+        }
+        Err(e) => {
+            warn!(broker, error = %e, "Ignoring an unusable persisted catalog.");
+            None
+        }
+    }
+}
+
+fn empty_snapshot() -> CatalogSnapshot {
+    let body = Bytes::from_static(b"{\"services\":[]}");
+    CatalogSnapshot {
+        generation: 0,
+        catalog: Arc::new(Catalog::default()),
+        etag: strong_etag(&body),
+        body,
+        routes: Arc::new(RouteTable::default()),
+        brokers: Vec::new(),
+        availability: Availability::Starting { missing: Vec::new() },
+    }
+}
+
+fn count_into(status: &mut BrokerStatus, validated: &Validated) {
+    status.services = validated.services.len();
+    status.plans = validated.services.iter().map(|s| s.plans.len()).sum();
+    status.dropped = validated.dropped.len();
+}
+
+/// `"<32 hex digits of SHA-256>"`: identical bytes give identical ETags on every replica.
+pub fn strong_etag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let mut etag = String::with_capacity(34);
+    etag.push('"');
+    for byte in digest.iter().take(16) {
+        etag.push_str(&format!("{byte:02x}"));
+    }
+    etag.push('"');
+    etag
+}
+
+/// Retry delay after `failures` consecutive failures: 1 s doubling, at most the refresh interval
+/// and at most 60 s.
+fn backoff(failures: u32, interval: Duration) -> Duration {
+    let exp = Duration::from_secs(1u64 << failures.saturating_sub(1).min(6));
+    exp.min(interval).min(Duration::from_secs(60))
+}
+
+/// The error and its sources, `: `-joined (reqwest hides the useful part in a source).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(backoff(1, hour), Duration::from_secs(1));
+        assert_eq!(backoff(2, hour), Duration::from_secs(2));
+        assert_eq!(backoff(5, hour), Duration::from_secs(16));
+        assert_eq!(backoff(30, hour), Duration::from_secs(60));
+        assert_eq!(backoff(30, Duration::from_secs(5)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn etags_are_strong_and_content_addressed() {
+        let a = strong_etag(b"{}");
+        assert_eq!(a.len(), 34);
+        assert!(a.starts_with('"') && a.ends_with('"'));
+        assert_eq!(a, strong_etag(b"{}"));
+        assert_ne!(a, strong_etag(b"{ }"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The catalog pipeline, IO-free: validate each broker's catalog, then merge them.
+//!
+//! ```text
+//! upstream bytes ─▶ validate_catalog ─▶ Validated{services, dropped}
+//!                                              │  (one per broker, in config order)
+//!                                              ▼
+//!                                     merge ─▶ Merged{catalog, routes, dropped, warnings}
+//! ```
+//! The HTTP fetching and caching around it live in [`crate::upstream`] and [`crate::cache`].
+
+pub mod ids;
+pub mod merge;
+pub mod model;
+pub mod validate;
+
+pub use ids::{ID_NAMESPACE, gateway_id};
+pub use merge::{BrokerCatalog, Merged, PlanRoute, RouteTable, ServiceRoute, merge};
+pub use model::{Catalog, Plan, Service};
+pub use validate::{Dropped, Validated, validate_catalog};

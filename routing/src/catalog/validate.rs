@@ -1,0 +1,142 @@
+//! Validation of one upstream broker's catalog: keep what is sound, drop what is broken.
+//!
+//! A body that is not JSON, or has no `services` array, fails the whole fetch (the last good catalog
+//! stays in use). Otherwise each service stands alone: one that lacks a required field, has no plans,
+//! or repeats a name or id already seen is dropped with a reason, and the rest are kept. Plans are
+//! treated the same way inside their service. Real quirks pass untouched: `"parameters": null`
+//! schemas (GCP), draft-06 keys and string defaults (AWS), megabytes of schemas (OSBA).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::RoutingError;
+use crate::catalog::model::{Plan, Service};
+
+/// The sound part of a broker's catalog and what was dropped from it.
+#[derive(Debug, Clone, Default)]
+pub struct Validated {
+    pub services: Vec<Service>,
+    pub dropped: Vec<Dropped>,
+}
+
+/// A service or plan left out of the catalog, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// `service "name"`, `service #3`, or `plan "name" of service "name"`.
+    pub what: String,
+    pub reason: String,
+}
+
+/// Parses and validates a `GET /v2/catalog` body of `broker`.
+///
+/// # Errors
+/// [`RoutingError::InvalidCatalog`] when the body is not a JSON object with a `services` array.
+pub fn validate_catalog(broker: &str, body: &[u8]) -> Result<Validated, RoutingError> {
+    let invalid = |reason: String| RoutingError::InvalidCatalog {
+        broker: broker.to_owned(),
+        reason,
+    };
+    let document: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let Value::Object(mut document) = document else {
+        return Err(invalid("expected a JSON object".to_owned()));
+    };
+    let Some(Value::Array(raw_services)) = document.remove("services") else {
+        return Err(invalid("expected a \"services\" array".to_owned()));
+    };
+
+    let mut out = Validated::default();
+    let mut service_names = HashSet::new();
+    let mut ids = HashSet::new();
+    for (index, raw) in raw_services.into_iter().enumerate() {
+        let what = describe_service(index, &raw);
+        let mut service: Service = match serde_json::from_value(raw) {
+            Ok(service) => service,
+            Err(e) => {
+                out.dropped.push(Dropped {
+                    what,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if let Some(reason) = service_problem(&service, &service_names, &ids) {
+            out.dropped.push(Dropped { what, reason });
+            continue;
+        }
+
+        let mut plan_names = HashSet::new();
+        let mut plan_ids = HashSet::new();
+        let plans = std::mem::take(&mut service.plans);
+        for plan in plans {
+            let duplicate_id = ids.contains(&plan.id) || plan_ids.contains(&plan.id) || plan.id == service.id;
+            match plan_problem(&plan, &plan_names, duplicate_id) {
+                Some(reason) => out.dropped.push(Dropped {
+                    what: format!("plan {:?} of service {:?}", plan.name, service.name),
+                    reason,
+                }),
+                None => {
+                    plan_names.insert(plan.name.clone());
+                    plan_ids.insert(plan.id.clone());
+                    service.plans.push(plan);
+                }
+            }
+        }
+        if service.plans.is_empty() {
+            out.dropped.push(Dropped {
+                what,
+                reason: "no valid plans".to_owned(),
+            });
+            continue;
+        }
+        service_names.insert(service.name.clone());
+        ids.insert(service.id.clone());
+        ids.extend(plan_ids);
+        out.services.push(service);
+    }
+    Ok(out)
+}
+
+fn describe_service(index: usize, raw: &Value) -> String {
+    match raw.get("name").and_then(Value::as_str) {
+        Some(name) => format!("service {name:?}"),
+        None => format!("service #{index}"),
+    }
+}
+
+fn service_problem(service: &Service, names: &HashSet<String>, ids: &HashSet<String>) -> Option<String> {
+    if service.id.is_empty() {
+        Some("empty id".to_owned())
+    } else if service.name.is_empty() {
+        Some("empty name".to_owned())
+    } else if service.plans.is_empty() {
+        Some("no plans".to_owned())
+    } else if names.contains(&service.name) {
+        Some("duplicate service name".to_owned())
+    } else if ids.contains(&service.id) {
+        Some(format!("duplicate id {:?}", service.id))
+    } else if service.extra.get("bindable").is_some_and(|b| !b.is_boolean()) {
+        Some("bindable is not a boolean".to_owned())
+    } else {
+        None
+    }
+}
+
+fn plan_problem(plan: &Plan, names: &HashSet<String>, duplicate_id: bool) -> Option<String> {
+    if plan.id.is_empty() {
+        Some("empty id".to_owned())
+    } else if plan.name.is_empty() {
+        Some("empty name".to_owned())
+    } else if names.contains(&plan.name) {
+        Some("duplicate plan name".to_owned())
+    } else if duplicate_id {
+        Some(format!("duplicate id {:?}", plan.id))
+    } else if plan.extra.get("bindable").is_some_and(|b| !b.is_boolean()) {
+        Some("bindable is not a boolean".to_owned())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The one error type of `osb-routing`.
+//!
+//! Upstream errors say whether the request may have reached the broker (`may_have_acted`), so the
+//! gateway can keep its promise never to answer 4xx once an upstream may have changed something.
+
+/// What went wrong while talking to an upstream broker, merging catalogs, or using the store.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// The broker's catalog is not a usable catalog document at all.
+    #[error("broker {broker}: invalid catalog: {reason}")]
+    InvalidCatalog { broker: String, reason: String },
+
+    /// No connection could be made: nothing was sent.
+    #[error("broker {broker}: unreachable")]
+    UpstreamUnreachable {
+        broker: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The broker did not answer in time.
+    #[error("broker {broker}: timed out after {timeout_secs} s")]
+    UpstreamTimeout { broker: String, timeout_secs: u64 },
+
+    /// The exchange broke after the request was sent.
+    #[error("broker {broker}: request failed")]
+    UpstreamIo {
+        broker: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The broker answered with a status the call does not allow.
+    #[error("broker {broker}: unexpected status {status}")]
+    UpstreamStatus { broker: String, status: u16 },
+
+    /// The broker's answer exceeded the size the gateway accepts.
+    #[error("broker {broker}: response larger than {limit} bytes")]
+    BodyTooLarge { broker: String, limit: usize },
+
+    /// The HTTP client for a broker could not be built (TLS setup).
+    #[error("broker {broker}: cannot build HTTP client")]
+    Client {
+        broker: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The durable store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl RoutingError {
+    /// `true` when the upstream may have received (and acted on) the request.
+    pub fn may_have_acted(&self) -> bool {
+        matches!(
+            self,
+            RoutingError::UpstreamTimeout { .. }
+                | RoutingError::UpstreamIo { .. }
+                | RoutingError::UpstreamStatus { .. }
+                | RoutingError::BodyTooLarge { .. }
+        )
+    }
+
+    /// A short, fixed label for metrics and logs (`error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RoutingError::InvalidCatalog { .. } => "invalid_catalog",
+            RoutingError::UpstreamUnreachable { .. } => "unreachable",
+            RoutingError::UpstreamTimeout { .. } => "timeout",
+            RoutingError::UpstreamIo { .. } => "io",
+            RoutingError::UpstreamStatus { .. } => "status",
+            RoutingError::BodyTooLarge { .. } => "too_large",
+            RoutingError::Client { .. } => "client",
+            RoutingError::Store(_) => "store",
+        }
+    }
+}

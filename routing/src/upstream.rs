@@ -1,0 +1,204 @@
+//! The HTTP client of one upstream broker: the gateway acting as a platform.
+//!
+//! One [`UpstreamBroker`] per configured broker, each with its own pooled keep-alive connections
+//! (reqwest over rustls), timeout and credentials. Every request carries `X-Broker-API-Version` (the
+//! broker's setting), the platform's originating identity unchanged, and a request identity. Bodies
+//! are read with a size limit. Errors say whether anything may have reached the broker.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use osb_config::{BrokerSettings, UpstreamAuth};
+use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use crate::RoutingError;
+use crate::headers;
+
+/// Largest catalog accepted from a broker (OSBA's is 1 MB pretty-printed).
+pub const MAX_CATALOG_BYTES: usize = 32 * 1024 * 1024;
+
+/// Per-call facts forwarded upstream.
+#[derive(Debug, Clone, Default)]
+pub struct CallHeaders {
+    /// `X-Broker-API-Request-Identity`, minted by the gateway when the platform sent none.
+    pub request_identity: String,
+    /// `X-Broker-API-Originating-Identity`, exactly as the platform sent it.
+    pub originating_identity: Option<String>,
+    /// W3C `traceparent` of the gateway's client span.
+    pub traceparent: Option<String>,
+}
+
+/// Validators of the catalog we hold, for a conditional fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Result of a catalog fetch.
+#[derive(Debug)]
+pub enum CatalogFetch {
+    /// 304: what we hold is current.
+    NotModified,
+    /// 200 with the body and its validators.
+    Fetched { body: Bytes, validators: Validators },
+}
+
+/// A configured upstream broker and its connection pool.
+#[derive(Debug, Clone)]
+pub struct UpstreamBroker {
+    settings: BrokerSettings,
+    /// Base URL without trailing slash.
+    base: String,
+    client: reqwest::Client,
+}
+
+impl UpstreamBroker {
+    /// Builds the client of `settings`.
+    ///
+    /// # Errors
+    /// [`RoutingError::Client`] when the TLS backend cannot be initialised.
+    pub fn new(settings: &BrokerSettings) -> Result<Self, RoutingError> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("osb-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| RoutingError::Client {
+                broker: settings.name.clone(),
+                source,
+            })?;
+        Ok(UpstreamBroker {
+            base: settings.url.as_str().trim_end_matches('/').to_owned(),
+            settings: settings.clone(),
+            client,
+        })
+    }
+
+    /// The broker's configured name.
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The broker's settings.
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.settings
+    }
+
+    /// `GET /v2/catalog`, conditional on `validators` where the broker honours them.
+    ///
+    /// # Errors
+    /// Transport errors, a status other than 200/304, or a body over [`MAX_CATALOG_BYTES`].
+    pub async fn fetch_catalog(
+        &self,
+        validators: &Validators,
+        call: &CallHeaders,
+    ) -> Result<CatalogFetch, RoutingError> {
+        let mut request = self.request(Method::GET, "/v2/catalog", call);
+        if let Some(etag) = &validators.etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(last_modified) = &validators.last_modified {
+            request = request.header(IF_MODIFIED_SINCE, last_modified);
+        }
+        let response = self.send(request).await?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => Ok(CatalogFetch::NotModified),
+            StatusCode::OK => {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let validators = Validators {
+                    etag: header(ETAG),
+                    last_modified: header(LAST_MODIFIED),
+                };
+                let body = self.read_body(response, MAX_CATALOG_BYTES).await?;
+                Ok(CatalogFetch::Fetched { body, validators })
+            }
+            status => Err(RoutingError::UpstreamStatus {
+                broker: self.name().to_owned(),
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    /// A request to `path_and_query` (starting with `/v2/`) with auth and OSB headers attached.
+    pub fn request(&self, method: Method, path_and_query: &str, call: &CallHeaders) -> RequestBuilder {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path_and_query))
+            .header(headers::API_VERSION, &self.settings.api_version)
+            .header(headers::REQUEST_IDENTITY, &call.request_identity);
+        if let Some(identity) = &call.originating_identity {
+            request = request.header(headers::ORIGINATING_IDENTITY, identity);
+        }
+        if let Some(traceparent) = &call.traceparent {
+            request = request.header(headers::TRACEPARENT, traceparent);
+        }
+        match &self.settings.auth {
+            UpstreamAuth::None => request,
+            UpstreamAuth::Basic(credentials) => {
+                request.basic_auth(&credentials.username, Some(credentials.password.expose()))
+            }
+            UpstreamAuth::Bearer(token) => request.bearer_auth(token.expose()),
+        }
+    }
+
+    /// Sends `request`, classifying failures by whether the broker may have seen it.
+    ///
+    /// # Errors
+    /// [`RoutingError::UpstreamUnreachable`] (nothing sent), [`RoutingError::UpstreamTimeout`],
+    /// [`RoutingError::UpstreamIo`].
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response, RoutingError> {
+        request.send().await.map_err(|e| self.classify(e))
+    }
+
+    /// Reads a response body, refusing more than `limit` bytes.
+    ///
+    /// # Errors
+    /// [`RoutingError::BodyTooLarge`], or a transport error while reading.
+    pub async fn read_body(&self, mut response: Response, limit: usize) -> Result<Bytes, RoutingError> {
+        let too_large = || RoutingError::BodyTooLarge {
+            broker: self.name().to_owned(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    fn classify(&self, error: reqwest::Error) -> RoutingError {
+        let broker = self.name().to_owned();
+        if error.is_timeout() {
+            RoutingError::UpstreamTimeout {
+                broker,
+                timeout_secs: self.settings.timeout.as_secs(),
+            }
+        } else if error.is_connect() {
+            RoutingError::UpstreamUnreachable {
+                broker,
+                source: error.without_url(),
+            }
+        } else {
+            RoutingError::UpstreamIo {
+                broker,
+                source: error.without_url(),
+            }
+        }
+    }
+}
