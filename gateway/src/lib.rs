@@ -1,1 +1,187 @@
-//! placeholder
+//! `osb-gateway`: one Open Service Broker endpoint in front of many upstream brokers.
+//!
+//! This crate is the actix-web edge: it binds the listeners, authenticates platforms, checks OSB
+//! headers, answers from the catalog cache and (soon) routes instance and binding calls upstream.
+//! The logic it stands on lives in `osb-routing`, `osb-policies` and `osb-config`.
+//!
+//! # Layout
+//! - [`serve`]: runs the gateway on already-bound listeners until a shutdown future fires (what
+//!   `main` and the integration tests both call).
+//! - [`app`]: shared state and the two actix apps; [`middleware`]: request identity, auth, version.
+//! - [`handlers`]: the OSB endpoints; [`admin`]: health, readiness, broker status.
+//! - [`error`]: `ApiError`, the one place errors become OSB JSON.
+//! - [`auth`]: platform credentials. [`telemetry`]: logging setup.
+//! - [`check`]: `check-config`; [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod check;
+pub mod demo;
+pub mod error;
+pub mod handlers;
+pub mod middleware;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::{HttpServer, web};
+use osb_config::Settings;
+use osb_routing::CatalogCache;
+use tracing::{info, warn};
+
+use crate::app::{AppState, build_admin_app, build_osb_app};
+use crate::auth::Platforms;
+pub use crate::error::ApiError;
+
+/// The gateway's listening sockets, bound before [`serve`] so tests can use port 0.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Platform-facing OSB listener.
+    pub osb: TcpListener,
+    /// Operators' listener, if configured.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses in `settings`.
+    ///
+    /// # Errors
+    /// The address is taken or not local.
+    pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+        let osb = bind(settings.listen)?;
+        let admin = settings.admin.as_ref().map(|a| bind(a.listen)).transpose()?;
+        Ok(Listeners { osb, admin })
+    }
+
+    /// The bound OSB address.
+    pub fn osb_addr(&self) -> std::io::Result<SocketAddr> {
+        self.osb.local_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Runs the gateway on `listeners` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish within `settings.shutdown_grace`, and stops the catalog refreshers.
+///
+/// # Errors
+/// [`ApiError::Startup`] when the store cannot be opened or a listener cannot be used.
+pub async fn serve(
+    listeners: Listeners,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApiError> {
+    let settings = Arc::new(settings);
+    let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
+
+    // Durable state first: the last good catalogs it holds are served while brokers are down.
+    let store = osb_routing::store::open(&settings.store)
+        .await
+        .map_err(|e| startup("store", &e))?;
+    let catalog = CatalogCache::new(&settings, store)
+        .await
+        .map_err(|e| startup("catalog", &e))?;
+    let refreshers = catalog.spawn_refreshers();
+
+    let state = web::Data::new(AppState {
+        settings: settings.clone(),
+        platforms: Platforms::new(&settings.platforms),
+        catalog: catalog.clone(),
+    });
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let grace = settings.shutdown_grace.as_secs();
+
+    let osb_addr = listeners.osb.local_addr().map_err(|e| startup("listener", &e))?;
+    let osb_state = state.clone();
+    let osb_server = HttpServer::new(move || build_osb_app(osb_state.clone()))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(grace)
+        .listen(listeners.osb)
+        .map_err(|e| startup("listen", &e))?
+        .run();
+    let mut handles = vec![osb_server.handle()];
+    let mut servers = vec![tokio::spawn(osb_server)];
+
+    let admin_addr = match listeners.admin {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let admin_state = state.clone();
+            let admin_server = HttpServer::new(move || build_admin_app(admin_state.clone()))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(grace)
+                .listen(listener)
+                .map_err(|e| startup("admin listen", &e))?
+                .run();
+            handles.push(admin_server.handle());
+            servers.push(tokio::spawn(admin_server));
+            addr
+        }
+        None => None,
+    };
+    info!(
+        osb = %osb_addr,
+        admin = %admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        brokers = settings.brokers.len(),
+        platforms = settings.platforms.len(),
+        "Gateway listening."
+    );
+
+    shutdown.await;
+    info!(grace_secs = grace, "Shutting down: finishing in-flight requests.");
+    for handle in &handles {
+        handle.stop(true).await;
+    }
+    for server in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "Listener stopped with an error."),
+            Err(e) => warn!(error = %e, "Listener task failed."),
+        }
+    }
+    for refresher in refreshers {
+        refresher.abort();
+        // An aborted task reports a cancellation error; nothing else can come back.
+        let _ = refresher.await;
+    }
+    info!("Gateway stopped.");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

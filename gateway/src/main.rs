@@ -1,1 +1,152 @@
-fn main() {}
+//! The `osb-gateway` command: `serve`, `check-config`, `catalog`, `demo`.
+//!
+//! Exit status: 0 on success, 64 (EX_USAGE) for a configuration with problems (each printed as
+//! `FILE: key.path: message`), 1 for a failure at run time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use osb_gateway::telemetry::{self, LogFormat};
+use osb_gateway::{Listeners, check, demo, serve, shutdown_signal};
+
+/// Exit status for a configuration with problems (sysexits EX_USAGE).
+const EX_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "osb-gateway",
+    version,
+    about = "One Open Service Broker endpoint in front of many clouds."
+)]
+struct Cli {
+    /// Log line format (stderr). `RUST_LOG` sets the level.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (YAML or TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every problem, exit 64 if there are any.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also fetch every broker's catalog and check the merged names and ids.
+        #[arg(long)]
+        fetch: bool,
+    },
+    /// Fetch every broker's catalog once and print the merged catalog (JSON) to stdout.
+    Catalog {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway with three built-in demo brokers serving the real OSBA, AWS and GCP catalogs.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("osb-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => run_serve(&config, &env).await,
+            Command::CheckConfig { config, fetch } => run_check(&config, fetch, &env).await,
+            Command::Catalog { config } => run_catalog(&config, &env).await,
+            Command::Demo(args) => match demo::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("osb-gateway demo: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+async fn run_serve(config: &std::path::Path, env: &HashMap<String, String>) -> ExitCode {
+    // Validate, then bind: a bad file never opens a port.
+    let loaded = match osb_config::load_file(config, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = %warning, "Configuration warning.");
+    }
+    let listeners = match Listeners::bind(&loaded.settings) {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            eprintln!("osb-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = listeners.osb_addr() {
+        // One line on stdout that scripts (and tests) can wait for.
+        println!("osb-gateway listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    }
+    match serve(listeners, loaded.settings, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("osb-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_check(config: &std::path::Path, fetch: bool, env: &HashMap<String, String>) -> ExitCode {
+    let report = check::check_config(config, fetch, env).await;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    if report.problems.is_empty() {
+        println!("{}: ok", config.display());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EX_CONFIG)
+    }
+}
+
+async fn run_catalog(config: &std::path::Path, env: &HashMap<String, String>) -> ExitCode {
+    let settings = match osb_config::load_file(config, env) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match osb_gateway::check::fetch_merged(&settings).await {
+        Ok(body) => {
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(&body).and_then(|()| stdout.write_all(b"\n"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("osb-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -522,8 +522,8 @@ fn build_merged(
     for (broker, dropped) in &merged.dropped {
         warn!(broker = %broker, what = %dropped.what, reason = %dropped.reason, "Dropped from the merged catalog.");
     }
-    for (broker, warning) in &merged.warnings {
-        warn!(broker = %broker, warning = %warning, "Catalog entry some platforms will reject.");
+    for w in &merged.warnings {
+        warn!(broker = %w.broker, service = %w.service, warning = %w.message, "Catalog entry some platforms will reject.");
     }
     // Serializing a `Catalog` of JSON values cannot fail; an empty body would be caught by tests.
     let body = Bytes::from(serde_json::to_vec(&merged.catalog).unwrap_or_default());

@@ -29,8 +29,17 @@ pub struct Merged {
     pub routes: RouteTable,
     /// (broker, dropped) for services or plans that collided with an earlier broker's.
     pub dropped: Vec<(String, Dropped)>,
-    /// (broker, message): published names or ids some platforms will reject.
-    pub warnings: Vec<(String, String)>,
+    /// Published names or ids some platforms will reject.
+    pub warnings: Vec<MergeWarning>,
+}
+
+/// A published service some platforms will reject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeWarning {
+    pub broker: String,
+    /// The service's upstream name (the key of a rename that would fix it).
+    pub service: String,
+    pub message: String,
 }
 
 /// Gateway service and plan ids → the broker that owns them and the upstream ids.
@@ -173,7 +182,14 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
                 continue;
             }
 
-            warn_about_limits(&mut merged.warnings, settings, &name, &service_id, separator);
+            warn_about_limits(
+                &mut merged.warnings,
+                settings,
+                &upstream.name,
+                &name,
+                &service_id,
+                separator,
+            );
             names.insert(name.clone(), broker.clone());
             ids.insert(service_id.clone(), broker.clone());
             for (plan_id, route) in plan_routes {
@@ -208,23 +224,29 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
 
 /// Names and ids that Kubernetes Service Catalog (63 characters) or OSB 2.13 name rules reject.
 fn warn_about_limits(
-    warnings: &mut Vec<(String, String)>,
+    warnings: &mut Vec<MergeWarning>,
     settings: &BrokerSettings,
+    upstream_name: &str,
     name: &str,
     service_id: &str,
     separator: &str,
 ) {
-    let broker = &settings.name;
+    let mut warn = |message: String| {
+        warnings.push(MergeWarning {
+            broker: settings.name.clone(),
+            service: upstream_name.to_owned(),
+            message,
+        });
+    };
     if name.len() > MAX_NAME_LEN {
-        warnings.push((
-            broker.clone(),
-            format!("service name {name:?} is {} characters; Kubernetes Service Catalog allows {MAX_NAME_LEN} (add a rename)", name.len()),
+        warn(format!(
+            "service name {name:?} is {} characters; Kubernetes Service Catalog allows {MAX_NAME_LEN} (add a rename)",
+            name.len()
         ));
     }
     if service_id.len() > MAX_NAME_LEN {
-        warnings.push((
-            broker.clone(),
-            format!("service id {service_id:?} is longer than {MAX_NAME_LEN} characters (use ids: rewrite)"),
+        warn(format!(
+            "service id {service_id:?} is longer than {MAX_NAME_LEN} characters (use ids: rewrite)"
         ));
     }
     if separator == "-"
@@ -232,11 +254,8 @@ fn warn_about_limits(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        warnings.push((
-            broker.clone(),
-            format!(
-                "service name {name:?} breaks OSB 2.13's lower-case, digits and hyphens rule (add a rename)"
-            ),
+        warn(format!(
+            "service name {name:?} breaks OSB 2.13's lower-case, digits and hyphens rule (add a rename)"
         ));
     }
 }

@@ -14,6 +14,6 @@ pub mod model;
 pub mod validate;
 
 pub use ids::{ID_NAMESPACE, gateway_id};
-pub use merge::{BrokerCatalog, Merged, PlanRoute, RouteTable, ServiceRoute, merge};
+pub use merge::{BrokerCatalog, MergeWarning, Merged, PlanRoute, RouteTable, ServiceRoute, merge};
 pub use model::{Catalog, Plan, Service};
 pub use validate::{Dropped, Validated, validate_catalog};

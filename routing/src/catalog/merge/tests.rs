@@ -191,10 +191,11 @@ fn renames_separators_and_limits() {
     assert_eq!(merged.warnings.len(), 2, "{:?}", merged.warnings);
     assert!(
         merged.warnings[0]
-            .1
+            .message
             .contains("Kubernetes Service Catalog allows 63")
     );
-    assert!(merged.warnings[1].1.contains("OSB 2.13"));
+    assert_eq!(merged.warnings[0].service, "azure-sql");
+    assert!(merged.warnings[1].message.contains("OSB 2.13"));
     let plan = merged
         .routes
         .plan(&merged.catalog.services[0].plans[0].id)

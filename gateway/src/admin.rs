@@ -1,0 +1,93 @@
+//! The admin listener: liveness, readiness and the brokers' catalog health.
+//!
+//! `/healthz` and `/readyz` are open (Kubernetes probes); `/admin/*` needs the admin credentials when
+//! they are configured. Readiness follows the catalog: not ready while start-up waits for a broker's
+//! first catalog.
+
+use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use osb_routing::Availability;
+use serde_json::json;
+
+use crate::app::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/admin/brokers", web::get().to(brokers))
+        .route("/admin/brokers/refresh", web::post().to(refresh_all))
+        .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.catalog.snapshot();
+    match &snapshot.availability {
+        Availability::Starting { missing } => {
+            HttpResponse::ServiceUnavailable().json(json!({"status": "starting", "waiting_for": missing}))
+        }
+        availability => HttpResponse::Ok().json(json!({"status": "ready", "catalog": availability})),
+    }
+}
+
+async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    let snapshot = state.catalog.snapshot();
+    HttpResponse::Ok().json(json!({
+        "catalog": {
+            "availability": snapshot.availability,
+            "etag": snapshot.etag,
+            "services": snapshot.catalog.services.len(),
+        },
+        "brokers": snapshot.brokers,
+    }))
+}
+
+async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    state.catalog.request_refresh(None);
+    HttpResponse::Accepted().json(json!({"refreshing": "all"}))
+}
+
+async fn refresh_one(req: HttpRequest, state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    if state.catalog.request_refresh(Some(&name)) {
+        HttpResponse::Accepted().json(json!({"refreshing": name.as_str()}))
+    } else {
+        HttpResponse::NotFound().json(json!({"description": format!("no broker named {:?}", name.as_str())}))
+    }
+}
+
+/// `Some(401)` unless the request carries the admin credentials (or none are configured).
+fn check_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    let credentials = state.settings.admin.as_ref()?.credentials.as_ref()?;
+    let ok = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        .is_some_and(|(u, p)| u == credentials.username && credentials.password.matches(&p));
+    if ok {
+        None
+    } else {
+        Some(
+            HttpResponse::Unauthorized()
+                .insert_header((WWW_AUTHENTICATE, r#"Basic realm="osb-gateway-admin""#))
+                .json(json!({"description": "admin credentials required"})),
+        )
+    }
+}

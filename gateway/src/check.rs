@@ -1,0 +1,152 @@
+//! `osb-gateway check-config`: every problem of a configuration, one line each, before it runs.
+//!
+//! Without `--fetch` the file alone is checked (syntax, unknown keys, addresses, URLs, secrets,
+//! duplicate names, colliding kept ids at one URL, renamed names over 63 characters). With `--fetch`
+//! each broker's catalog is fetched once and merged as the gateway would, which adds what only the
+//! catalogs can tell: published names or ids that Kubernetes Service Catalog rejects, and services
+//! that collide across brokers (kept ids, renames).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use osb_config::{Problem, Settings};
+use osb_routing::cache::error_chain;
+use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
+use osb_routing::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
+
+/// What `check-config` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Printed one per line; any makes the exit status 64.
+    pub problems: Vec<Problem>,
+    /// Printed, but the configuration is usable.
+    pub warnings: Vec<Problem>,
+}
+
+/// Checks the configuration at `path`; with `fetch`, also the brokers' catalogs.
+pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String>) -> Report {
+    let loaded = match osb_config::load_file(path, env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            return Report {
+                problems: e.problems().to_vec(),
+                warnings: Vec::new(),
+            };
+        }
+    };
+    let mut report = Report {
+        problems: Vec::new(),
+        warnings: loaded.warnings,
+    };
+    if !fetch {
+        return report;
+    }
+    let settings = loaded.settings;
+    let origin = settings.origin.clone();
+    let problem = |key: String, message: String| Problem {
+        origin: origin.clone(),
+        key,
+        message,
+    };
+
+    let (fetched, failures) = fetch_all(&settings).await;
+    for (i, message) in failures {
+        report.problems.push(problem(format!("brokers[{i}]"), message));
+    }
+    for (i, validated) in &fetched {
+        for dropped in &validated.dropped {
+            report.warnings.push(problem(
+                format!("brokers[{i}]"),
+                format!(
+                    "upstream catalog: {} is dropped: {}",
+                    dropped.what, dropped.reason
+                ),
+            ));
+        }
+    }
+
+    let inputs: Vec<BrokerCatalog<'_>> = fetched
+        .iter()
+        .filter_map(|(i, v)| {
+            settings.brokers.get(*i).map(|broker| BrokerCatalog {
+                broker,
+                services: &v.services,
+            })
+        })
+        .collect();
+    let merged = merge(&inputs, &settings.catalog.name_separator);
+    let index_of = |name: &str| {
+        settings
+            .brokers
+            .iter()
+            .position(|b| b.name == name)
+            .unwrap_or_default()
+    };
+    for (broker, dropped) in &merged.dropped {
+        report.problems.push(problem(
+            format!("brokers[{}]", index_of(broker)),
+            format!("{}: {}", dropped.what, dropped.reason),
+        ));
+    }
+    for w in &merged.warnings {
+        report.problems.push(problem(
+            format!("brokers[{}].rename.{}", index_of(&w.broker), w.service),
+            w.message.clone(),
+        ));
+    }
+    report
+}
+
+/// Fetches and validates every broker's catalog once: (broker index, catalog) for those that
+/// answered, (broker index, message) for those that did not.
+pub async fn fetch_all(settings: &Settings) -> (Vec<(usize, Validated)>, Vec<(usize, String)>) {
+    let mut fetched = Vec::new();
+    let mut failures = Vec::new();
+    for (i, broker) in settings.brokers.iter().enumerate() {
+        let upstream = match UpstreamBroker::new(broker) {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                failures.push((i, error_chain(&e)));
+                continue;
+            }
+        };
+        let call = CallHeaders {
+            request_identity: uuid::Uuid::new_v4().to_string(),
+            ..CallHeaders::default()
+        };
+        match upstream.fetch_catalog(&Validators::default(), &call).await {
+            Ok(CatalogFetch::Fetched { body, .. }) => match validate_catalog(&broker.name, &body) {
+                Ok(validated) => fetched.push((i, validated)),
+                Err(e) => failures.push((i, e.to_string())),
+            },
+            Ok(CatalogFetch::NotModified) => {
+                failures.push((i, "answered 304 to an unconditional request".to_owned()))
+            }
+            Err(e) => failures.push((i, format!("cannot fetch the catalog: {}", error_chain(&e)))),
+        }
+    }
+    (fetched, failures)
+}
+
+/// `osb-gateway catalog`: the merged catalog of every broker, fetched once, as JSON bytes.
+///
+/// # Errors
+/// The first broker that could not be fetched (a partial catalog would mislead).
+pub async fn fetch_merged(settings: &Settings) -> Result<Vec<u8>, String> {
+    let (fetched, failures) = fetch_all(settings).await;
+    if let Some((i, message)) = failures.first() {
+        let name = settings.brokers.get(*i).map_or("?", |b| b.name.as_str());
+        return Err(format!("broker {name}: {message}"));
+    }
+    let inputs: Vec<BrokerCatalog<'_>> = fetched
+        .iter()
+        .filter_map(|(i, v)| {
+            settings.brokers.get(*i).map(|broker| BrokerCatalog {
+                broker,
+                services: &v.services,
+            })
+        })
+        .collect();
+    let merged = merge(&inputs, &settings.catalog.name_separator);
+    serde_json::to_vec_pretty(&merged.catalog).map_err(|e| e.to_string())
+}

@@ -1,0 +1,226 @@
+//! `osb-gateway demo`: the gateway on the embedded store in front of three built-in demo brokers
+//! serving the real catalogs of OSBA (Azure), the AWS Service Broker and the GCP Service Broker.
+//!
+//! The demo brokers are small actix servers on loopback ports: `GET /v2/catalog` with basic auth and
+//! ETag/304, nothing else yet. The catalogs are compiled in from `fixtures/catalogs` (see
+//! `fixtures/catalogs/SOURCES.md` for where they come from and their licenses).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use config::FileFormat;
+use osb_routing::cache::strong_etag;
+
+use crate::{ApiError, Listeners, serve, shutdown_signal};
+
+/// The real catalogs the demo brokers serve: (broker name, what it is, catalog).
+pub const DEMO_CATALOGS: [(&str, &str, &[u8]); 3] = [
+    (
+        "azure",
+        "Open Service Broker for Azure",
+        include_bytes!("../../fixtures/catalogs/azure-osba-catalog.json"),
+    ),
+    (
+        "aws",
+        "AWS Service Broker",
+        include_bytes!("../../fixtures/catalogs/aws-servicebroker-catalog.json"),
+    ),
+    (
+        "gcp",
+        "GCP Service Broker",
+        include_bytes!("../../fixtures/catalogs/gcp-service-broker-catalog.json"),
+    ),
+];
+
+/// Platform credentials the demo prints.
+pub const DEMO_USER: &str = "demo";
+pub const DEMO_PASSWORD: &str = "demo";
+
+/// `osb-gateway demo` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Platform-facing OSB address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin address (/healthz, /readyz, /admin/brokers).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Embedded store file. Default: osb-gateway-demo/store.redb in the system's temp folder.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+/// A demo broker running on loopback.
+#[derive(Debug)]
+pub struct DemoBroker {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub username: String,
+    pub password: String,
+    handle: ServerHandle,
+}
+
+impl DemoBroker {
+    /// Starts a broker serving `catalog` on `127.0.0.1:0`.
+    ///
+    /// # Errors
+    /// No loopback port could be bound.
+    pub async fn start(name: &str, catalog: Bytes) -> std::io::Result<Self> {
+        let username = format!("{name}-broker");
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let state = web::Data::new(BrokerState {
+            etag: strong_etag(&catalog),
+            catalog,
+            authorization: format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/v2/catalog", web::get().to(broker_catalog))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(("127.0.0.1", 0))?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("no address bound"))?;
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(DemoBroker {
+            name: name.to_owned(),
+            addr,
+            username,
+            password,
+            handle,
+        })
+    }
+
+    /// Stops the broker.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// The broker's `brokers[]` entry for a gateway configuration.
+    pub fn config_entry(&self) -> String {
+        format!(
+            "  - name: {}\n    url: http://{}\n    username: {}\n    password: {}\n",
+            self.name, self.addr, self.username, self.password
+        )
+    }
+}
+
+struct BrokerState {
+    catalog: Bytes,
+    etag: String,
+    authorization: String,
+}
+
+async fn broker_catalog(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == state.authorization.as_bytes());
+    if !authorized {
+        return HttpResponse::Unauthorized().json(serde_json::json!({"description": "bad credentials"}));
+    }
+    if !req.headers().contains_key(osb_routing::headers::API_VERSION) {
+        return HttpResponse::PreconditionFailed()
+            .json(serde_json::json!({"description": "X-Broker-API-Version required"}));
+    }
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == state.etag.as_bytes());
+    if matches {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, state.etag.clone()))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, state.etag.clone()))
+        .content_type("application/json")
+        .body(state.catalog.clone())
+}
+
+/// Runs the demo until Ctrl-C.
+///
+/// # Errors
+/// A port is taken or the store cannot be opened.
+pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
+    let mut brokers = Vec::new();
+    for (name, _, catalog) in DEMO_CATALOGS {
+        let broker = DemoBroker::start(name, Bytes::from_static(catalog))
+            .await
+            .map_err(|e| ApiError::Startup(format!("demo broker {name}: {e}")))?;
+        brokers.push(broker);
+    }
+    let store = args
+        .store
+        .unwrap_or_else(|| std::env::temp_dir().join("osb-gateway-demo").join("store.redb"));
+    let mut yaml = format!(
+        "listen: \"{}\"\nadmin:\n  listen: \"{}\"\nstore:\n  kind: embedded\n  path: {:?}\n\
+         platforms:\n  - name: demo\n    username: {DEMO_USER}\n    password: {DEMO_PASSWORD}\n\
+         catalog:\n  startup_grace_secs: 10\nshutdown_grace_secs: 5\nbrokers:\n",
+        args.listen,
+        args.admin_listen,
+        store.display().to_string(),
+    );
+    for broker in &brokers {
+        yaml.push_str(&broker.config_entry());
+    }
+    let settings = osb_config::load_str(
+        &yaml,
+        FileFormat::Yaml,
+        "<demo>",
+        &std::env::temp_dir(),
+        &HashMap::new(),
+    )
+    .map_err(|e| ApiError::Startup(e.to_string()))?
+    .settings;
+    let listeners = Listeners::bind(&settings).map_err(|e| {
+        ApiError::Startup(format!(
+            "{e} (choose other ports with --listen and --admin-listen)"
+        ))
+    })?;
+    let osb = listeners
+        .osb_addr()
+        .map_err(|e| ApiError::Startup(e.to_string()))?;
+    let admin = listeners
+        .admin_addr()
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+
+    println!("osb-gateway demo\n");
+    println!("  OSB endpoint  http://{osb}   platform \"demo\": user {DEMO_USER}, password {DEMO_PASSWORD}");
+    println!("  admin         http://{admin}   /healthz /readyz /admin/brokers");
+    println!("  store         {}", store.display());
+    for (broker, (_, title, _)) in brokers.iter().zip(DEMO_CATALOGS) {
+        println!(
+            "  upstream      {:<6} http://{}   {title}",
+            broker.name, broker.addr
+        );
+    }
+    println!("\nTry:");
+    println!(
+        "  curl -s -u {DEMO_USER}:{DEMO_PASSWORD} -H 'X-Broker-API-Version: 2.17' http://{osb}/v2/catalog \\\n    \
+         | python3 -c 'import json,sys; [print(s[\"name\"], s[\"id\"]) for s in json.load(sys.stdin)[\"services\"]]'"
+    );
+    println!("  curl -s http://{admin}/admin/brokers");
+    println!("\nCtrl-C stops everything.");
+
+    let result = serve(listeners, settings, shutdown_signal()).await;
+    for broker in &brokers {
+        broker.stop().await;
+    }
+    result
+}
