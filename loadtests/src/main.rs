@@ -1,1 +1,257 @@
-fn main() {}
+//! `osb-loadtests`: the Rust side of the load tests that `loadtests/run` drives.
+//!
+//! Subcommands:
+//! - `merge`: cold merge time of the real OSBA, AWS and GCP catalogs, stage by stage
+//!   (validate each, merge, serialize + ETag), min and median over N iterations, printed as a
+//!   Markdown table (readable on a terminal, pasted as is into `loadtests/results/*.md`).
+//! - `free-ports N`: N distinct free loopback TCP ports, one a line (bind to port 0, read the port,
+//!   release), so the shell scripts never hard-code a port.
+//!
+//! A benchmark binary: errors end `main` with a message (`?`), nothing here serves requests.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use osb_config::{BrokerSettings, IdMode, UpstreamAuth};
+use osb_routing::cache::strong_etag;
+use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
+use url::Url;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// The three real catalogs, in the demo's merge order: (broker name, fixture file).
+const CATALOGS: [(&str, &str); 3] = [
+    ("azure", "azure-osba-catalog.json"),
+    ("aws", "aws-servicebroker-catalog.json"),
+    ("gcp", "gcp-service-broker-catalog.json"),
+];
+
+/// The separator the gateway uses by default (`catalog.name_separator`).
+const SEPARATOR: &str = ".";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "osb-loadtests",
+    about = "Helpers and Rust-side benchmarks for loadtests/run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Time validate → merge → serialize + ETag of the three real catalogs.
+    Merge {
+        /// Measured iterations (after the warm-up ones).
+        #[arg(long, short = 'n', env = "MERGE_ITERATIONS", default_value_t = 30)]
+        iterations: usize,
+        /// Unmeasured iterations first.
+        #[arg(long, env = "MERGE_WARMUP", default_value_t = 3)]
+        warmup: usize,
+        /// Folder holding the catalog fixtures.
+        #[arg(long, default_value_os_t = default_fixtures())]
+        fixtures: PathBuf,
+    },
+    /// Print N distinct free loopback TCP ports, one a line.
+    FreePorts {
+        #[arg(default_value_t = 1)]
+        count: usize,
+    },
+}
+
+fn default_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/catalogs")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Merge {
+            iterations,
+            warmup,
+            fixtures,
+        } => run_merge(iterations, warmup, &fixtures),
+        Command::FreePorts { count } => free_ports(count),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("osb-loadtests: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn free_ports(count: usize) -> Result<()> {
+    // Hold every listener until all are bound, so the ports are distinct.
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for listener in &listeners {
+        println!("{}", listener.local_addr()?.port());
+    }
+    Ok(())
+}
+
+/// A broker's settings as the gateway would build them from `- name: <name>` with defaults.
+fn broker_settings(name: &str) -> Result<BrokerSettings> {
+    Ok(BrokerSettings {
+        name: name.to_owned(),
+        url: Url::parse(&format!("http://{name}.invalid"))?,
+        auth: UpstreamAuth::None,
+        namespace: name.to_owned(),
+        ids: IdMode::Rewrite,
+        api_version: osb_config::DEFAULT_API_VERSION.to_owned(),
+        refresh_interval: Duration::from_secs(osb_config::DEFAULT_REFRESH_INTERVAL_SECS),
+        timeout: Duration::from_secs(osb_config::DEFAULT_TIMEOUT_SECS),
+        rename: Default::default(),
+    })
+}
+
+/// The durations of one iteration, one per stage.
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    validate: Vec<Duration>,
+    merge: Duration,
+    serialize: Duration,
+    total: Duration,
+}
+
+/// What one iteration produced, for the summary line.
+#[derive(Debug, Default)]
+struct Output {
+    services: usize,
+    plans: usize,
+    dropped: usize,
+    body_len: usize,
+    etag: String,
+}
+
+fn run_merge(iterations: usize, warmup: usize, fixtures: &Path) -> Result<()> {
+    if iterations == 0 {
+        return Err("--iterations must be at least 1".into());
+    }
+    let mut inputs = Vec::new();
+    for (name, file) in CATALOGS {
+        let path = fixtures.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        inputs.push((name, broker_settings(name)?, bytes));
+    }
+
+    let mut samples = Vec::with_capacity(iterations);
+    let mut output = Output::default();
+    for i in 0..warmup + iterations {
+        let (sample, out) = iteration(&inputs)?;
+        if i >= warmup {
+            samples.push(sample);
+        }
+        output = out;
+    }
+
+    let input_len: usize = inputs.iter().map(|(_, _, b)| b.len()).sum();
+    println!(
+        "Cold merge of {} catalogs ({} bytes in) → {} services, {} plans, {} dropped, {} bytes out, ETag {}",
+        inputs.len(),
+        input_len,
+        output.services,
+        output.plans,
+        output.dropped,
+        output.body_len,
+        output.etag
+    );
+    println!("{iterations} measured iterations after {warmup} warm-up; single thread.\n");
+    println!("| stage | input | min (ms) | median (ms) |");
+    println!("|---|---:|---:|---:|");
+    for (i, (name, _, bytes)) in inputs.iter().enumerate() {
+        let stage = samples
+            .iter()
+            .map(|s| s.validate.get(i).copied().unwrap_or_default());
+        let (min, median) = min_median(stage);
+        println!(
+            "| validate_catalog({name}) | {} KB | {} | {} |",
+            bytes.len() / 1024,
+            ms(min),
+            ms(median)
+        );
+    }
+    let rows: [(&str, String, fn(&Sample) -> Duration); 3] = [
+        (
+            "merge (3 brokers)",
+            format!("{} services", output.services),
+            |s| s.merge,
+        ),
+        (
+            "serde_json::to_vec + strong_etag",
+            format!("{} KB", output.body_len / 1024),
+            |s| s.serialize,
+        ),
+        (
+            "total (validate ×3 + merge + serialize)",
+            format!("{} KB", input_len / 1024),
+            |s| s.total,
+        ),
+    ];
+    for (stage, input, pick) in rows {
+        let (min, median) = min_median(samples.iter().map(pick));
+        println!("| {stage} | {input} | {} | {} |", ms(min), ms(median));
+    }
+    Ok(())
+}
+
+fn iteration(inputs: &[(&str, BrokerSettings, Vec<u8>)]) -> Result<(Sample, Output)> {
+    let mut sample = Sample::default();
+    let started = Instant::now();
+
+    let mut validated: Vec<Validated> = Vec::with_capacity(inputs.len());
+    for (name, _, bytes) in inputs {
+        let t = Instant::now();
+        let v = validate_catalog(name, black_box(bytes))?;
+        sample.validate.push(t.elapsed());
+        validated.push(v);
+    }
+
+    let t = Instant::now();
+    let catalogs: Vec<BrokerCatalog<'_>> = inputs
+        .iter()
+        .zip(&validated)
+        .map(|((_, broker, _), v)| BrokerCatalog {
+            broker,
+            services: &v.services,
+        })
+        .collect();
+    let merged = merge(&catalogs, SEPARATOR);
+    sample.merge = t.elapsed();
+
+    let t = Instant::now();
+    let body = serde_json::to_vec(&merged.catalog)?;
+    let etag = strong_etag(&body);
+    sample.serialize = t.elapsed();
+    sample.total = started.elapsed();
+
+    let output = Output {
+        services: merged.catalog.services.len(),
+        plans: merged.catalog.services.iter().map(|s| s.plans.len()).sum(),
+        dropped: merged.dropped.len() + validated.iter().map(|v| v.dropped.len()).sum::<usize>(),
+        body_len: body.len(),
+        etag: black_box(etag),
+    };
+    Ok((sample, output))
+}
+
+fn min_median(values: impl Iterator<Item = Duration>) -> (Duration, Duration) {
+    let mut values: Vec<Duration> = values.collect();
+    values.sort_unstable();
+    let min = values.first().copied().unwrap_or_default();
+    let median = values.get(values.len() / 2).copied().unwrap_or_default();
+    (min, median)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}

@@ -257,3 +257,19 @@ fn unreadable_file_and_bad_syntax_are_problems_not_panics() {
     let p = problems("listen: [unclosed", &env(&[]));
     assert!(p[0].starts_with("gw.yaml: cannot parse"), "{p:?}");
 }
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.yaml");
+    let e = env(&[
+        ("OSB_GATEWAY_ADMIN_PASSWORD", "a"),
+        ("K8S_PROD_PASSWORD", "b"),
+        ("CF_TOKEN", "c"),
+        ("AZURE_BROKER_PASSWORD", "d"),
+        ("AWS_BROKER_PASSWORD", "e"),
+        ("GCP_BROKER_TOKEN", "f"),
+    ]);
+    let loaded = load_file(&path, &e).unwrap();
+    assert_eq!(loaded.settings.brokers.len(), 3);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}

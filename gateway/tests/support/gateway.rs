@@ -1,0 +1,157 @@
+//! [`TestGateway`]: the real gateway (`osb_gateway::serve`) on `127.0.0.1:0`, configured by YAML
+//! written to a temp folder and loaded through the real loader, with its store in that folder.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use osb_gateway::{Listeners, serve};
+use reqwest::{Method, RequestBuilder};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Platform credentials every test config declares.
+pub const PLATFORM_USER: &str = "k8s";
+pub const PLATFORM_PASSWORD: &str = "platform-secret-8d1f";
+/// A second platform that authenticates with a bearer token.
+pub const BEARER_TOKEN: &str = "bearer-secret-55aa";
+
+/// The `platforms:` section used by tests.
+pub fn platforms_yaml() -> String {
+    format!(
+        "platforms:\n  - name: k8s-prod\n    username: {PLATFORM_USER}\n    password: {PLATFORM_PASSWORD}\n  \
+         - name: cf\n    bearer_token: {BEARER_TOKEN}\n"
+    )
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), osb_gateway::ApiError>>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway on `yaml` (which must not set `listen`, `admin` or `store`: they are added).
+    pub async fn start(yaml: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.yaml");
+        let full = format!(
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
+        );
+        std::fs::write(&config_path, full).unwrap();
+        Self::start_in(dir, config_path).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, config_path: PathBuf) -> TestGateway {
+        let settings = osb_config::load_file(&config_path, &HashMap::new())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+            .settings;
+        let listeners = Listeners::bind(&settings).unwrap();
+        let addr = listeners.osb_addr().unwrap();
+        let admin_addr = listeners.admin_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listeners, settings, async move {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            dir,
+            config_path,
+            addr,
+            admin_addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the gateway and waits until it has released its store.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops and starts again on the same config and store (new ports).
+    pub async fn restart(mut self) -> TestGateway {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let config_path = self.config_path.clone();
+        Self::start_in(dir, config_path).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+
+    /// A request as the `k8s-prod` platform, with `X-Broker-API-Version: 2.17`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        super::http()
+            .request(method, self.url(path))
+            .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+            .header("X-Broker-API-Version", "2.17")
+    }
+
+    /// `GET /v2/catalog` as `k8s-prod`.
+    pub async fn catalog(&self) -> reqwest::Response {
+        self.request(Method::GET, "/v2/catalog").send().await.unwrap()
+    }
+
+    /// Waits until the catalog answers 200 and returns it.
+    pub async fn ready_catalog(&self) -> serde_json::Value {
+        super::eventually(
+            "catalog available",
+            std::time::Duration::from_secs(30),
+            || async {
+                let response = self.catalog().await;
+                if response.status() == 200 {
+                    Some(response.json().await.unwrap())
+                } else {
+                    None
+                }
+            },
+        )
+        .await
+    }
+
+    /// `GET /admin/brokers`.
+    pub async fn brokers(&self) -> serde_json::Value {
+        super::http()
+            .get(self.admin_url("/admin/brokers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The admin status of broker `name`.
+    pub async fn broker_status(&self, name: &str) -> serde_json::Value {
+        let brokers = self.brokers().await;
+        brokers["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .cloned()
+            .unwrap()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
