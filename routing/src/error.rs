@@ -49,6 +49,22 @@ pub enum RoutingError {
     /// The durable store failed.
     #[error("store: {0}")]
     Store(String),
+
+    /// The id exists with other attributes or belongs to someone else (409).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// Another operation is in flight on the resource (422 `ConcurrencyError`).
+    #[error("{0}")]
+    Concurrency(String),
+
+    /// No such resource for this platform, on a read or update (404).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// No such resource for this platform, on a delete or poll (410).
+    #[error("{0}")]
+    Gone(String),
 }
 
 impl RoutingError {
@@ -74,6 +90,10 @@ impl RoutingError {
             RoutingError::BodyTooLarge { .. } => "too_large",
             RoutingError::Client { .. } => "client",
             RoutingError::Store(_) => "store",
+            RoutingError::Conflict(_) => "conflict",
+            RoutingError::Concurrency(_) => "concurrency",
+            RoutingError::NotFound(_) => "not_found",
+            RoutingError::Gone(_) => "gone",
         }
     }
 }

@@ -5,6 +5,9 @@
 //!   merge and the [`RouteTable`] (gateway ids → broker + upstream ids).
 //! - [`upstream`]: the HTTP client of one upstream broker (the gateway acting as a platform).
 //! - [`cache`]: last good catalogs, background refreshers, the merged [`CatalogSnapshot`].
+//! - [`registry`]: the ownership registry: who owns each instance and binding, where it lives,
+//!   what is in flight; write-ahead intents, outcomes, recovery.
+//! - [`mitigation`]: the worker that deletes upstream what the gateway absorbed a failure for.
 //! - [`store`]: durable state behind the [`Store`] trait (embedded redb by default).
 //! - [`headers`]: OSB header names.
 //! - [`error`]: the crate's one error type, [`RoutingError`].
@@ -13,6 +16,8 @@ pub mod cache;
 pub mod catalog;
 pub mod error;
 pub mod headers;
+pub mod mitigation;
+pub mod registry;
 pub mod store;
 pub mod upstream;
 
@@ -21,5 +26,6 @@ pub use cache::{
 };
 pub use catalog::{Catalog, RouteTable};
 pub use error::RoutingError;
+pub use registry::Registry;
 pub use store::Store;
 pub use upstream::UpstreamBroker;

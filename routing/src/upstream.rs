@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use osb_config::{BrokerSettings, UpstreamAuth};
-use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use crate::RoutingError;
@@ -17,6 +17,17 @@ use crate::headers;
 
 /// Largest catalog accepted from a broker (OSBA's is 1 MB pretty-printed).
 pub const MAX_CATALOG_BYTES: usize = 32 * 1024 * 1024;
+/// Largest answer accepted to an instance or binding call.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// An upstream's answer to an instance or binding call, not yet interpreted.
+#[derive(Debug, Clone)]
+pub struct UpstreamReply {
+    pub status: u16,
+    /// `Retry-After`, passed through to the platform.
+    pub retry_after: Option<String>,
+    pub body: Bytes,
+}
 
 /// Per-call facts forwarded upstream.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +138,36 @@ impl UpstreamBroker {
                 status: status.as_u16(),
             }),
         }
+    }
+
+    /// Sends an instance or binding call and reads the answer.
+    ///
+    /// # Errors
+    /// As [`UpstreamBroker::send`] and [`UpstreamBroker::read_body`].
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        call: &CallHeaders,
+    ) -> Result<UpstreamReply, RoutingError> {
+        let mut request = self.request(method, path_and_query, call);
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = self.send(request).await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = self.read_body(response, MAX_REPLY_BYTES).await?;
+        Ok(UpstreamReply {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     /// A request to `path_and_query` (starting with `/v2/`) with auth and OSB headers attached.

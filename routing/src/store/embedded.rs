@@ -1,24 +1,38 @@
 //! The embedded store: one redb file, durable on commit, zero setup.
 //!
-//! redb is synchronous, so every call runs on tokio's blocking pool. The file is locked by the
-//! process that opened it: one gateway per file.
+//! redb is synchronous, so every call runs on tokio's blocking pool. redb runs one write transaction
+//! at a time, so a compare-and-swap is a read and a write inside one transaction. Records are stored
+//! as JSON; the orphan, pending and instance→bindings indexes are updated in the same transaction.
+//! The file is locked by the process that opened it: one gateway per file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoredCatalog};
+use super::{Expect, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
+use crate::registry::{BindingRecord, InstanceRecord, Phase, ResourceState};
 use crate::upstream::Validators;
 
 /// broker name → raw catalog body.
 const CATALOG_BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_bodies");
 /// broker name → [`CatalogMeta`] as JSON.
 const CATALOG_META: TableDefinition<&str, &str> = TableDefinition::new("catalog_meta");
+
+/// instance id → [`InstanceRecord`] as JSON.
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+/// binding id → [`BindingRecord`] as JSON.
+const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
+/// "<instance id>\n<binding id>" → (): the bindings of an instance, for cascading deletes.
+const INSTANCE_BINDINGS: TableDefinition<&str, ()> = TableDefinition::new("instance_bindings");
+/// "i:<id>" / "b:<id>" → (): records being orphan-mitigated.
+const ORPHANS: TableDefinition<&str, ()> = TableDefinition::new("orphans");
+/// "i:<id>" / "b:<id>" → (): records with a write-ahead intent.
+const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
 
 #[derive(Serialize, Deserialize)]
 struct CatalogMeta {
@@ -61,10 +75,14 @@ impl EmbeddedStore {
             let db = Database::create(&opened).map_err(|e| store_error(&format!("open {shown}"), e))?;
             // Create the tables once so readers never meet a missing table.
             let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
-            txn.open_table(CATALOG_BODIES)
-                .map_err(|e| store_error("open table", e))?;
-            txn.open_table(CATALOG_META)
-                .map_err(|e| store_error("open table", e))?;
+            let open_error = |e| store_error("open table", e);
+            txn.open_table(CATALOG_BODIES).map_err(open_error)?;
+            txn.open_table(CATALOG_META).map_err(open_error)?;
+            txn.open_table(INSTANCES).map_err(open_error)?;
+            txn.open_table(BINDINGS).map_err(open_error)?;
+            txn.open_table(INSTANCE_BINDINGS).map_err(open_error)?;
+            txn.open_table(ORPHANS).map_err(open_error)?;
+            txn.open_table(PENDING).map_err(open_error)?;
             txn.commit().map_err(|e| store_error("commit", e))?;
             Ok::<_, RoutingError>(db)
         })
@@ -87,8 +105,267 @@ impl EmbeddedStore {
     }
 }
 
+/// What the indexes need to know of a record.
+trait Indexed: Serialize + for<'de> Deserialize<'de> + Clone + Send + 'static {
+    /// `i` or `b`.
+    const TAG: &'static str;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, version: u64);
+    fn is_orphaned(&self) -> bool;
+    fn is_pending(&self) -> bool;
+}
+
+impl Indexed for InstanceRecord {
+    const TAG: &'static str = "i";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn is_orphaned(&self) -> bool {
+        matches!(self.state, ResourceState::Orphaned(_))
+    }
+    fn is_pending(&self) -> bool {
+        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
+    }
+}
+
+impl Indexed for BindingRecord {
+    const TAG: &'static str = "b";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn is_orphaned(&self) -> bool {
+        matches!(self.state, ResourceState::Orphaned(_))
+    }
+    fn is_pending(&self) -> bool {
+        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
+    }
+}
+
+fn decode<R: Indexed>(bytes: &[u8]) -> Result<R, RoutingError> {
+    serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
+}
+
+/// Compare-and-swap of one record inside `txn`, keeping the orphan and pending indexes in step.
+fn swap_in<R: Indexed>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    id: &str,
+    expect: Expect,
+    record: Option<R>,
+) -> Result<Swap<R>, RoutingError> {
+    let mut records = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+    let current: Option<R> = match records.get(id).map_err(|e| store_error("read", e))? {
+        Some(bytes) => Some(decode(bytes.value())?),
+        None => None,
+    };
+    let matches = match (&current, expect) {
+        (None, Expect::Absent) => true,
+        (Some(current), Expect::Version(v)) => current.version() == v,
+        _ => false,
+    };
+    if !matches {
+        return Ok(Swap::Conflict);
+    }
+    let index_key = format!("{}:{id}", R::TAG);
+    let mut orphans = txn
+        .open_table(ORPHANS)
+        .map_err(|e| store_error("open table", e))?;
+    let mut pending = txn
+        .open_table(PENDING)
+        .map_err(|e| store_error("open table", e))?;
+    match record {
+        Some(mut record) => {
+            record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
+            let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode record", e))?;
+            records
+                .insert(id, bytes.as_slice())
+                .map_err(|e| store_error("write", e))?;
+            set_flag(&mut orphans, &index_key, record.is_orphaned())?;
+            set_flag(&mut pending, &index_key, record.is_pending())?;
+            Ok(Swap::Written(record))
+        }
+        None => {
+            records.remove(id).map_err(|e| store_error("delete", e))?;
+            set_flag(&mut orphans, &index_key, false)?;
+            set_flag(&mut pending, &index_key, false)?;
+            Ok(Swap::Deleted)
+        }
+    }
+}
+
+fn set_flag(table: &mut redb::Table<'_, &str, ()>, key: &str, on: bool) -> Result<(), RoutingError> {
+    if on {
+        table.insert(key, ()).map_err(|e| store_error("write index", e))?;
+    } else {
+        table.remove(key).map_err(|e| store_error("write index", e))?;
+    }
+    Ok(())
+}
+
+fn index_refs(db: &Database, table: TableDefinition<&str, ()>) -> Result<Vec<RecordRef>, RoutingError> {
+    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+    let mut refs = Vec::new();
+    for entry in table.iter().map_err(|e| store_error("read", e))? {
+        let (key, ()) = entry.map_err(|e| store_error("read", e)).map(|(k, _)| (k, ()))?;
+        match key.value().split_once(':') {
+            Some(("i", id)) => refs.push(RecordRef::Instance(id.to_owned())),
+            Some(("b", id)) => refs.push(RecordRef::Binding(id.to_owned())),
+            _ => {}
+        }
+    }
+    Ok(refs)
+}
+
+fn get_record<R: Indexed>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    id: &str,
+) -> Result<Option<R>, RoutingError> {
+    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+    let value = table.get(id).map_err(|e| store_error("read", e))?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+fn all_records<R: Indexed>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<R>, RoutingError> {
+    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| store_error("read", e))? {
+        let (_, value) = entry.map_err(|e| store_error("read", e))?;
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
+    async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
+        let id = instance_id.to_owned();
+        self.blocking(move |db| get_record(db, INSTANCES, &id)).await
+    }
+
+    async fn swap_instance(
+        &self,
+        instance_id: &str,
+        expect: Expect,
+        record: Option<InstanceRecord>,
+    ) -> Result<Swap<InstanceRecord>, RoutingError> {
+        let id = instance_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
+            let deleting = record.is_none();
+            let outcome = swap_in(&txn, INSTANCES, &id, expect, record)?;
+            if deleting && outcome == Swap::Deleted {
+                // Cascade: the bindings of a deleted instance are gone with it.
+                let prefix = format!("{id}\n");
+                let mut links = txn
+                    .open_table(INSTANCE_BINDINGS)
+                    .map_err(|e| store_error("open table", e))?;
+                let mut bindings = txn
+                    .open_table(BINDINGS)
+                    .map_err(|e| store_error("open table", e))?;
+                let mut orphans = txn
+                    .open_table(ORPHANS)
+                    .map_err(|e| store_error("open table", e))?;
+                let mut pending = txn
+                    .open_table(PENDING)
+                    .map_err(|e| store_error("open table", e))?;
+                let keys: Vec<String> = links
+                    .range(prefix.as_str()..)
+                    .map_err(|e| store_error("read", e))?
+                    .map_while(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
+                    .take_while(|k| k.starts_with(&prefix))
+                    .collect();
+                for key in keys {
+                    links.remove(key.as_str()).map_err(|e| store_error("delete", e))?;
+                    if let Some(binding_id) = key.strip_prefix(&prefix) {
+                        bindings
+                            .remove(binding_id)
+                            .map_err(|e| store_error("delete", e))?;
+                        let index_key = format!("b:{binding_id}");
+                        set_flag(&mut orphans, &index_key, false)?;
+                        set_flag(&mut pending, &index_key, false)?;
+                    }
+                }
+            }
+            txn.commit().map_err(|e| store_error("commit", e))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
+        let id = binding_id.to_owned();
+        self.blocking(move |db| get_record(db, BINDINGS, &id)).await
+    }
+
+    async fn swap_binding(
+        &self,
+        binding_id: &str,
+        expect: Expect,
+        record: Option<BindingRecord>,
+    ) -> Result<Swap<BindingRecord>, RoutingError> {
+        let id = binding_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
+            let link = match (&record, get_record::<BindingRecord>(db, BINDINGS, &id)) {
+                (Some(r), _) => Some(format!("{}\n{id}", r.instance_id)),
+                (None, Ok(Some(old))) => Some(format!("{}\n{id}", old.instance_id)),
+                _ => None,
+            };
+            let deleting = record.is_none();
+            let outcome = swap_in(&txn, BINDINGS, &id, expect, record)?;
+            if let Some(link) = link {
+                let mut links = txn
+                    .open_table(INSTANCE_BINDINGS)
+                    .map_err(|e| store_error("open table", e))?;
+                match (&outcome, deleting) {
+                    (Swap::Written(_), _) => {
+                        links
+                            .insert(link.as_str(), ())
+                            .map_err(|e| store_error("write", e))?;
+                    }
+                    (Swap::Deleted, true) => {
+                        links
+                            .remove(link.as_str())
+                            .map_err(|e| store_error("delete", e))?;
+                    }
+                    _ => {}
+                }
+            }
+            txn.commit().map_err(|e| store_error("commit", e))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
+        self.blocking(|db| all_records(db, INSTANCES)).await
+    }
+
+    async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
+        self.blocking(|db| all_records(db, BINDINGS)).await
+    }
+
+    async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
+        self.blocking(|db| index_refs(db, ORPHANS)).await
+    }
+
+    async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError> {
+        self.blocking(|db| index_refs(db, PENDING)).await
+    }
+
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {
         let broker = broker.to_owned();
         self.blocking(move |db| {

@@ -1,8 +1,15 @@
 //! The gateway's durable state behind one trait, so backends can be swapped.
 //!
-//! Today the store keeps each broker's last good catalog (so a restart during an upstream outage
-//! still serves that broker's services); the ownership registry of instances and bindings joins it
-//! next. Backends: [`EmbeddedStore`] (a redb file, the default). A PostgreSQL backend for several
+//! The store keeps the ownership registry (every instance and binding the gateway routes, with its
+//! owner, broker, upstream ids, state and operation in flight) and each broker's last good catalog
+//! (so a restart during an upstream outage still serves that broker's services).
+//!
+//! Records change only by compare-and-swap on their version, so two requests racing on one id
+//! cannot both win; a write is durable when the call returns (write-ahead intents rely on it).
+//! Two indexes are kept in the same transaction as the records: orphans (the durable queue of the
+//! mitigation worker) and pending intents (what recovery resolves after a crash).
+//!
+//! Backends: [`EmbeddedStore`] (a redb file, the default). A PostgreSQL backend for several
 //! replicas implements the same trait.
 
 mod embedded;
@@ -16,6 +23,7 @@ use osb_config::StoreSettings;
 pub use embedded::EmbeddedStore;
 
 use crate::RoutingError;
+use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
 /// A broker's catalog as last fetched: the raw body and how to ask whether it changed.
@@ -27,9 +35,71 @@ pub struct StoredCatalog {
     pub fetched_at_ms: u64,
 }
 
+/// What a compare-and-swap write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No record under that id.
+    Absent,
+    /// The record at this version.
+    Version(u64),
+}
+
+/// The result of a compare-and-swap write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap<R> {
+    /// Written; the record as stored (with its new version).
+    Written(R),
+    /// Deleted.
+    Deleted,
+    /// Someone else changed the record first: read again and decide again.
+    Conflict,
+}
+
+/// A record in one of the store's indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordRef {
+    Instance(String),
+    Binding(String),
+}
+
 /// Durable state of the gateway. Writes are durable when the call returns.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The instance record of `instance_id`.
+    async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError>;
+
+    /// Writes `record` (or deletes the instance, and with it its bindings, for `None`) if the
+    /// stored record matches `expect`. The written record's version is the old one plus one.
+    async fn swap_instance(
+        &self,
+        instance_id: &str,
+        expect: Expect,
+        record: Option<InstanceRecord>,
+    ) -> Result<Swap<InstanceRecord>, RoutingError>;
+
+    /// The binding record of `binding_id`.
+    async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError>;
+
+    /// As [`Store::swap_instance`], for a binding.
+    async fn swap_binding(
+        &self,
+        binding_id: &str,
+        expect: Expect,
+        record: Option<BindingRecord>,
+    ) -> Result<Swap<BindingRecord>, RoutingError>;
+
+    /// Every instance record (admin, tests).
+    async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError>;
+
+    /// Every binding record (admin, tests).
+    async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError>;
+
+    /// Records being orphan-mitigated: the mitigation worker's durable queue.
+    async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError>;
+
+    /// Records with a write-ahead intent whose outcome was never recorded.
+    async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError>;
+
     /// The last good catalog saved for `broker`, if any.
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError>;
 

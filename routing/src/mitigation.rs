@@ -1,0 +1,238 @@
+//! The orphan-mitigation worker: deletes upstream what the gateway absorbed a failure for.
+//!
+//! Its queue is durable: the registry's `Orphaned` records (indexed by the store), so it survives
+//! restarts. For each due orphan it sends the upstream delete (deprovision or unbind, with
+//! `accepts_incomplete=true`) and forgets the record on 200 or 410; a 202 is followed by polling
+//! `last_operation` until it succeeds (or 410). Anything else is retried with backoff (1 s doubling,
+//! at most [`MAX_BACKOFF`]). Requests carry no originating identity: no user asked for them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::CatalogCache;
+use crate::cache::error_chain;
+use crate::registry::{BindingRecord, InstanceRecord, Mitigation, Registry, ResourceState, now_ms};
+use crate::store::RecordRef;
+use crate::upstream::{CallHeaders, UpstreamBroker};
+
+/// Longest wait between two attempts on one orphan.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the worker looks at its queue when nothing wakes it.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Starts the worker. Abort the handle to stop it.
+pub fn spawn(registry: Registry, catalog: Arc<CatalogCache>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let signal = registry.orphaned_signal();
+        loop {
+            if let Err(e) = run_once(&registry, &catalog).await {
+                warn!(error = %error_chain(&e), "Orphan mitigation pass failed.");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = signal.notified() => {}
+            }
+        }
+    })
+}
+
+/// One pass over the due orphans.
+///
+/// # Errors
+/// The store failed.
+pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(), crate::RoutingError> {
+    let now = now_ms();
+    for record in registry.store().orphans().await? {
+        let target = match &record {
+            RecordRef::Instance(id) => registry.store().instance(id).await?.and_then(instance_target),
+            RecordRef::Binding(id) => registry.store().binding(id).await?.and_then(binding_target),
+        };
+        let Some(target) = target.filter(|t| t.mitigation.next_attempt_ms <= now) else {
+            continue;
+        };
+        let Some(broker) = catalog.broker(&target.broker) else {
+            let mut next = target.mitigation.clone();
+            next.last_error = Some(format!("broker {:?} is no longer configured", target.broker));
+            schedule(&mut next);
+            registry.reschedule_orphan(&record, next).await?;
+            continue;
+        };
+        match attempt(broker, &target).await {
+            Step::Gone => {
+                info!(broker = %target.broker, what = %target.what, "Orphan removed upstream.");
+                registry.forget_orphan(&record).await?;
+            }
+            Step::Wait { operation, error } => {
+                let mut next = target.mitigation.clone();
+                if operation.is_some() {
+                    next.operation = operation;
+                }
+                if error.is_some() {
+                    next.last_error = error;
+                    schedule(&mut next);
+                } else {
+                    next.next_attempt_ms = now_ms() + 1000;
+                }
+                if next.attempts == 1 || next.attempts.is_power_of_two() {
+                    warn!(
+                        broker = %target.broker,
+                        what = %target.what,
+                        attempts = next.attempts,
+                        error = next.last_error.as_deref().unwrap_or("in progress"),
+                        "Orphan not removed yet; will retry."
+                    );
+                }
+                registry.reschedule_orphan(&record, next).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to delete upstream.
+struct Target {
+    broker: String,
+    /// `instance <id>` or `binding <id>`, for logs.
+    what: String,
+    /// Path of the resource, e.g. `/v2/service_instances/<id>`.
+    path: String,
+    upstream_service_id: String,
+    upstream_plan_id: String,
+    mitigation: Mitigation,
+}
+
+fn instance_target(r: InstanceRecord) -> Option<Target> {
+    let ResourceState::Orphaned(mitigation) = r.state else {
+        return None;
+    };
+    Some(Target {
+        broker: r.broker,
+        what: format!("instance {}", r.instance_id),
+        path: format!("/v2/service_instances/{}", r.instance_id),
+        upstream_service_id: r.upstream_service_id,
+        upstream_plan_id: r.upstream_plan_id,
+        mitigation,
+    })
+}
+
+fn binding_target(r: BindingRecord) -> Option<Target> {
+    let ResourceState::Orphaned(mitigation) = r.state else {
+        return None;
+    };
+    Some(Target {
+        broker: r.broker,
+        what: format!("binding {}", r.binding_id),
+        path: format!(
+            "/v2/service_instances/{}/service_bindings/{}",
+            r.instance_id, r.binding_id
+        ),
+        upstream_service_id: r.upstream_service_id,
+        upstream_plan_id: r.upstream_plan_id,
+        mitigation,
+    })
+}
+
+enum Step {
+    /// 200/410 to the delete, or its operation succeeded: forget the record.
+    Gone,
+    /// Not yet: an accepted delete to poll (`operation`), or an error to back off from.
+    Wait {
+        operation: Option<String>,
+        error: Option<String>,
+    },
+}
+
+async fn attempt(broker: &UpstreamBroker, target: &Target) -> Step {
+    let call = CallHeaders {
+        request_identity: uuid::Uuid::new_v4().to_string(),
+        ..CallHeaders::default()
+    };
+    let ids = format!(
+        "service_id={}&plan_id={}",
+        encode(&target.upstream_service_id),
+        encode(&target.upstream_plan_id)
+    );
+    let (method, path) = match &target.mitigation.operation {
+        Some(operation) => (
+            Method::GET,
+            format!(
+                "{}/last_operation?{ids}&operation={}",
+                target.path,
+                encode(operation)
+            ),
+        ),
+        None => (
+            Method::DELETE,
+            format!("{}?{ids}&accepts_incomplete=true", target.path),
+        ),
+    };
+    let polling = target.mitigation.operation.is_some();
+    let reply = match broker.call(method, &path, None, &call).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            return Step::Wait {
+                operation: None,
+                error: Some(error_chain(&e)),
+            };
+        }
+    };
+    let body: Option<Value> = serde_json::from_slice(&reply.body).ok();
+    match (polling, reply.status) {
+        (_, 410) | (false, 200) => Step::Gone,
+        (false, 202) => Step::Wait {
+            operation: Some(
+                body.as_ref()
+                    .and_then(|b| b.get("operation"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .filter(|o| !o.is_empty()),
+            error: None,
+        },
+        (true, 200) => match body.as_ref().and_then(|b| b.get("state")).and_then(Value::as_str) {
+            Some("succeeded") => Step::Gone,
+            Some("in progress") => Step::Wait {
+                operation: None,
+                error: None,
+            },
+            // The delete failed: send it again (operation cleared by the caller's next attempt).
+            _ => Step::Wait {
+                operation: None,
+                error: Some("the upstream delete failed".to_owned()),
+            },
+        },
+        (_, status) => Step::Wait {
+            operation: None,
+            error: Some(format!("upstream answered {status}")),
+        },
+    }
+}
+
+/// Counts an attempt and sets the next one: 1 s doubling, at most [`MAX_BACKOFF`].
+fn schedule(mitigation: &mut Mitigation) {
+    mitigation.attempts = mitigation.attempts.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << mitigation.attempts.saturating_sub(1).min(6)).min(MAX_BACKOFF);
+    mitigation.next_attempt_ms = now_ms() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    if mitigation.last_error.as_deref() == Some("the upstream delete failed") {
+        mitigation.operation = None;
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

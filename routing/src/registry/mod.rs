@@ -1,0 +1,968 @@
+//! The ownership registry: which platform owns each instance and binding, which broker holds it,
+//! and what is in flight, kept write-ahead around every mutating upstream call.
+//!
+//! Every mutating call goes through two steps:
+//! 1. `begin_*` checks the request against the record (owner, conflicting attributes, operation in
+//!    flight) and, for a new operation, durably records the intent (phase [`Phase::Sent`]) before
+//!    the first byte goes upstream. Refusals here are 4xx and nothing was sent.
+//! 2. `finish_*` records the upstream's [`Outcome`]: done, accepted (in progress), rejected (4xx,
+//!    intent dropped), or failed with an unknown result, in which case a create the gateway started
+//!    becomes `Orphaned` and the mitigation worker deletes it upstream until 200/410.
+//!
+//! `last_operation` answers update the records (`observe_*`). [`Registry::recover`] resolves the
+//! intents a crash left behind. Decisions are made on the *current* record inside a
+//! compare-and-swap loop, so concurrent requests on one id never overwrite each other.
+
+mod record;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+pub use record::*;
+
+use crate::RoutingError;
+use crate::store::{Expect, RecordRef, Store, Swap};
+
+/// What the upstream's answer means for the registry (see `outcome.rs` in the gateway for how
+/// answers are classified per endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200/201 with a well-formed body: the operation finished.
+    Done,
+    /// 202: in progress; `operation` is the upstream's identifier, if any.
+    Accepted { operation: Option<String> },
+    /// 410 on a delete: it is gone.
+    Gone,
+    /// A 4xx (408 included): the upstream changed nothing.
+    Rejected,
+    /// The upstream may have acted, outcome unknown or failed: 5xx, an unexpected status, a malformed
+    /// 2xx, a timeout, a connection broken after sending. `reason` has no secrets.
+    Failed { reason: String },
+    /// Nothing reached the upstream (connection refused).
+    NotSent,
+}
+
+/// Whether a `begin_*` recorded a new intent or admitted a retry of something already recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission<R> {
+    /// A new intent was recorded: forward, then `finish_*` decides.
+    Fresh(R),
+    /// An identical request for something already recorded (a platform retry): forward; the
+    /// outcome may complete the record but never orphans it (the original request owns that).
+    Retry(R),
+}
+
+impl<R> Admission<R> {
+    /// The record as admitted.
+    pub fn record(&self) -> &R {
+        match self {
+            Admission::Fresh(r) | Admission::Retry(r) => r,
+        }
+    }
+}
+
+/// The state of an operation as `last_operation` reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    InProgress,
+    Succeeded,
+    Failed,
+    /// 410: gone (success for a delete).
+    Gone,
+}
+
+/// A new instance as the provision request describes it.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub instance_id: String,
+    pub platform: String,
+    pub broker: String,
+    pub service_id: String,
+    pub plan_id: String,
+    pub upstream_service_id: String,
+    pub upstream_plan_id: String,
+    pub fingerprint: String,
+}
+
+/// A new binding as the bind request describes it.
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    pub binding_id: String,
+    pub instance_id: String,
+    pub platform: String,
+    pub fingerprint: String,
+}
+
+/// A change decided on the current record.
+enum Change<R> {
+    Keep,
+    Put(R),
+    Delete,
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    orphaned: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn orphan(reason: impl Into<String>) -> ResourceState {
+    ResourceState::Orphaned(Mitigation {
+        reason: reason.into(),
+        attempts: 0,
+        next_attempt_ms: 0,
+        operation: None,
+        last_error: None,
+    })
+}
+
+fn operation(kind: OperationKind, fingerprint: &str, plan_change: Option<(String, String)>) -> Operation {
+    Operation {
+        kind,
+        phase: Phase::Sent,
+        upstream_operation: None,
+        plan_change: plan_change,
+        fingerprint: fingerprint.to_owned(),
+        started_ms: now_ms(),
+    }
+}
+
+/// `true` when `current` still carries the operation `admitted` started (same kind and start).
+fn same_operation(current: Option<&Operation>, admitted: Option<&Operation>) -> bool {
+    match (current, admitted) {
+        (Some(c), Some(a)) => {
+            c.kind == a.kind && c.started_ms == a.started_ms && c.fingerprint == a.fingerprint
+        }
+        _ => false,
+    }
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry {
+            store,
+            orphaned: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The store behind the registry.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Wakes up when a record becomes orphaned (the mitigation worker waits on it).
+    pub fn orphaned_signal(&self) -> Arc<Notify> {
+        self.orphaned.clone()
+    }
+
+    /// The instance `instance_id` if `platform` may see it.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn instance_for(
+        &self,
+        instance_id: &str,
+        platform: &str,
+    ) -> Result<Option<InstanceRecord>, RoutingError> {
+        Ok(self
+            .store
+            .instance(instance_id)
+            .await?
+            .filter(|r| r.visible_to(platform)))
+    }
+
+    /// The binding `binding_id` of `instance_id` if `platform` may see it.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn binding_for(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        platform: &str,
+    ) -> Result<Option<BindingRecord>, RoutingError> {
+        Ok(self
+            .store
+            .binding(binding_id)
+            .await?
+            .filter(|r| r.visible_to(platform) && r.instance_id == instance_id))
+    }
+
+    // === provision ===
+
+    /// Admits a provision: records the intent for a new instance, admits an identical retry, or
+    /// refuses (409 other owner or other attributes, 422 operation in flight).
+    ///
+    /// # Errors
+    /// [`RoutingError::Conflict`], [`RoutingError::Concurrency`], or a store failure.
+    pub async fn begin_provision(
+        &self,
+        new: &NewInstance,
+    ) -> Result<Admission<InstanceRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.store.instance(&new.instance_id).await? else {
+                let now = now_ms();
+                let record = InstanceRecord {
+                    instance_id: new.instance_id.clone(),
+                    platform: new.platform.clone(),
+                    broker: new.broker.clone(),
+                    service_id: new.service_id.clone(),
+                    plan_id: new.plan_id.clone(),
+                    upstream_service_id: new.upstream_service_id.clone(),
+                    upstream_plan_id: new.upstream_plan_id.clone(),
+                    fingerprint: new.fingerprint.clone(),
+                    state: ResourceState::Creating,
+                    operation: Some(operation(OperationKind::Provision, &new.fingerprint, None)),
+                    created_ms: now,
+                    updated_ms: now,
+                    version: 0,
+                };
+                match self
+                    .store
+                    .swap_instance(&new.instance_id, Expect::Absent, Some(record))
+                    .await?
+                {
+                    Swap::Written(record) => return Ok(Admission::Fresh(record)),
+                    Swap::Conflict | Swap::Deleted => continue,
+                }
+            };
+            let id = &new.instance_id;
+            if current.platform != new.platform {
+                return Err(RoutingError::Conflict(format!("instance {id} already exists")));
+            }
+            if matches!(current.state, ResourceState::Orphaned(_)) {
+                return Err(RoutingError::Concurrency(format!(
+                    "a failed provision of instance {id} is being cleaned up; retry shortly"
+                )));
+            }
+            if current.fingerprint != new.fingerprint {
+                return Err(RoutingError::Conflict(format!(
+                    "instance {id} already exists with a different service, plan or parameters"
+                )));
+            }
+            return match current.operation.as_ref().map(|o| o.kind) {
+                None | Some(OperationKind::Provision) => Ok(Admission::Retry(current)),
+                Some(kind) => Err(RoutingError::Concurrency(format!(
+                    "instance {id} has a {} in progress",
+                    kind.as_str()
+                ))),
+            };
+        }
+    }
+
+    /// Records the outcome of a provision.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn finish_provision(
+        &self,
+        admission: &Admission<InstanceRecord>,
+        outcome: &Outcome,
+    ) -> Result<Option<InstanceRecord>, RoutingError> {
+        let (admitted, fresh) = match admission {
+            Admission::Fresh(r) => (r, true),
+            Admission::Retry(r) => (r, false),
+        };
+        let ours = |current: &InstanceRecord| {
+            fresh && same_operation(current.operation.as_ref(), admitted.operation.as_ref())
+        };
+        let result = self
+            .change_instance(&admitted.instance_id, |current| match outcome {
+                Outcome::Done if current.state == ResourceState::Creating => Change::Put(InstanceRecord {
+                    state: ResourceState::Ready,
+                    operation: None,
+                    ..current.clone()
+                }),
+                Outcome::Accepted { operation } if current.state == ResourceState::Creating => {
+                    let mut record = current.clone();
+                    let op = record.operation.get_or_insert_with(|| {
+                        self::operation(OperationKind::Provision, &current.fingerprint, None)
+                    });
+                    op.phase = Phase::Accepted;
+                    if operation.is_some() {
+                        op.upstream_operation.clone_from(operation);
+                    }
+                    Change::Put(record)
+                }
+                Outcome::Rejected | Outcome::NotSent | Outcome::Gone if ours(current) => Change::Delete,
+                Outcome::Failed { reason } if ours(current) => Change::Put(InstanceRecord {
+                    state: orphan(format!("provision failed: {reason}")),
+                    operation: None,
+                    ..current.clone()
+                }),
+                _ => Change::Keep,
+            })
+            .await?;
+        if matches!(outcome, Outcome::Failed { .. }) && fresh {
+            self.orphaned.notify_one();
+        }
+        Ok(result)
+    }
+
+    // === update ===
+
+    /// Admits an update of a visible instance (404 otherwise); 422 when another operation is in
+    /// flight; an identical retry of an update in flight is admitted.
+    ///
+    /// # Errors
+    /// [`RoutingError::NotFound`], [`RoutingError::Concurrency`], or a store failure.
+    pub async fn begin_update(
+        &self,
+        instance_id: &str,
+        platform: &str,
+        plan_change: Option<(String, String)>,
+        fingerprint: &str,
+    ) -> Result<Admission<InstanceRecord>, RoutingError> {
+        loop {
+            let current = self.instance_for(instance_id, platform).await?;
+            let Some(current) = current else {
+                return Err(RoutingError::NotFound(format!(
+                    "instance {instance_id} does not exist"
+                )));
+            };
+            match &current.operation {
+                Some(op) if op.kind == OperationKind::Update && op.fingerprint == fingerprint => {
+                    return Ok(Admission::Retry(current));
+                }
+                Some(op) => {
+                    return Err(RoutingError::Concurrency(format!(
+                        "instance {instance_id} has a {} in progress",
+                        op.kind.as_str()
+                    )));
+                }
+                None => {}
+            }
+            let mut record = current.clone();
+            record.operation = Some(operation(OperationKind::Update, fingerprint, plan_change.clone()));
+            record.updated_ms = now_ms();
+            match self
+                .store
+                .swap_instance(instance_id, Expect::Version(current.version), Some(record))
+                .await?
+            {
+                Swap::Written(record) => return Ok(Admission::Fresh(record)),
+                Swap::Conflict | Swap::Deleted => continue,
+            }
+        }
+    }
+
+    /// Records the outcome of an update: the new plan on success; on any failure the instance keeps
+    /// its plan (the upstream promises a 4xx/5xx changed nothing; updates are never mitigated).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn finish_update(
+        &self,
+        admission: &Admission<InstanceRecord>,
+        outcome: &Outcome,
+    ) -> Result<Option<InstanceRecord>, RoutingError> {
+        let admitted = admission.record();
+        self.change_instance(&admitted.instance_id, |current| {
+            let Some(op) = current
+                .operation
+                .as_ref()
+                .filter(|o| o.kind == OperationKind::Update)
+            else {
+                return Change::Keep;
+            };
+            let mut record = current.clone();
+            match outcome {
+                Outcome::Done => {
+                    if let Some((plan_id, upstream_plan_id)) = op.plan_change.clone() {
+                        record.plan_id = plan_id;
+                        record.upstream_plan_id = upstream_plan_id;
+                    }
+                    record.operation = None;
+                }
+                Outcome::Accepted { operation } => {
+                    if let Some(op) = record.operation.as_mut() {
+                        op.phase = Phase::Accepted;
+                        if operation.is_some() {
+                            op.upstream_operation.clone_from(operation);
+                        }
+                    }
+                }
+                _ if matches!(admission, Admission::Fresh(_)) && op.phase == Phase::Sent => {
+                    record.operation = None
+                }
+                _ => return Change::Keep,
+            }
+            Change::Put(record)
+        })
+        .await
+    }
+
+    // === deprovision ===
+
+    /// Admits a deprovision of a visible instance (410 otherwise).
+    ///
+    /// # Errors
+    /// [`RoutingError::Gone`], [`RoutingError::Concurrency`], or a store failure.
+    pub async fn begin_deprovision(
+        &self,
+        instance_id: &str,
+        platform: &str,
+        fingerprint: &str,
+    ) -> Result<Admission<InstanceRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.instance_for(instance_id, platform).await? else {
+                return Err(RoutingError::Gone(format!(
+                    "instance {instance_id} does not exist"
+                )));
+            };
+            match &current.operation {
+                Some(op) if op.kind == OperationKind::Deprovision => return Ok(Admission::Retry(current)),
+                Some(op) => {
+                    return Err(RoutingError::Concurrency(format!(
+                        "instance {instance_id} has a {} in progress",
+                        op.kind.as_str()
+                    )));
+                }
+                None => {}
+            }
+            let mut record = current.clone();
+            record.operation = Some(operation(OperationKind::Deprovision, fingerprint, None));
+            record.updated_ms = now_ms();
+            match self
+                .store
+                .swap_instance(instance_id, Expect::Version(current.version), Some(record))
+                .await?
+            {
+                Swap::Written(record) => return Ok(Admission::Fresh(record)),
+                Swap::Conflict | Swap::Deleted => continue,
+            }
+        }
+    }
+
+    /// Records the outcome of a deprovision: 200/410 forget the instance (and its bindings).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn finish_deprovision(
+        &self,
+        admission: &Admission<InstanceRecord>,
+        outcome: &Outcome,
+    ) -> Result<Option<InstanceRecord>, RoutingError> {
+        let admitted = admission.record();
+        self.change_instance(&admitted.instance_id, |current| match outcome {
+            Outcome::Done | Outcome::Gone => Change::Delete,
+            Outcome::Accepted { operation } => {
+                let mut record = current.clone();
+                match record
+                    .operation
+                    .as_mut()
+                    .filter(|o| o.kind == OperationKind::Deprovision)
+                {
+                    Some(op) => {
+                        op.phase = Phase::Accepted;
+                        if operation.is_some() {
+                            op.upstream_operation.clone_from(operation);
+                        }
+                        Change::Put(record)
+                    }
+                    None => Change::Keep,
+                }
+            }
+            _ if matches!(admission, Admission::Fresh(_))
+                && same_operation(current.operation.as_ref(), admitted.operation.as_ref()) =>
+            {
+                Change::Put(InstanceRecord {
+                    operation: None,
+                    ..current.clone()
+                })
+            }
+            _ => Change::Keep,
+        })
+        .await
+    }
+
+    /// Records what `last_operation` said about an instance's operation in flight.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn observe_instance(&self, instance_id: &str, polled: Polled) -> Result<(), RoutingError> {
+        let orphaned = std::sync::atomic::AtomicBool::new(false);
+        self.change_instance(instance_id, |current| {
+            let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Accepted) else {
+                return Change::Keep;
+            };
+            let mut record = current.clone();
+            record.operation = None;
+            match (op.kind, polled) {
+                (_, Polled::InProgress) => Change::Keep,
+                (OperationKind::Deprovision, Polled::Succeeded | Polled::Gone) => Change::Delete,
+                (OperationKind::Provision, Polled::Succeeded) => {
+                    record.state = ResourceState::Ready;
+                    Change::Put(record)
+                }
+                (OperationKind::Provision, Polled::Failed) => {
+                    record.state = orphan("asynchronous provision failed");
+                    orphaned.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Change::Put(record)
+                }
+                (OperationKind::Update, Polled::Succeeded) => {
+                    if let Some((plan_id, upstream_plan_id)) = op.plan_change.clone() {
+                        record.plan_id = plan_id;
+                        record.upstream_plan_id = upstream_plan_id;
+                    }
+                    Change::Put(record)
+                }
+                (OperationKind::Update | OperationKind::Deprovision, Polled::Failed) => Change::Put(record),
+                _ => Change::Keep,
+            }
+        })
+        .await?;
+        if orphaned.load(std::sync::atomic::Ordering::Relaxed) {
+            self.orphaned.notify_one();
+        }
+        Ok(())
+    }
+
+    // === bind ===
+
+    /// Admits a bind on a visible, idle instance: records the intent for a new binding, admits an
+    /// identical retry, or refuses (404 no instance, 409 conflict, 422 operation in flight).
+    ///
+    /// # Errors
+    /// [`RoutingError::NotFound`], [`RoutingError::Conflict`], [`RoutingError::Concurrency`], or a
+    /// store failure.
+    pub async fn begin_bind(&self, new: &NewBinding) -> Result<Admission<BindingRecord>, RoutingError> {
+        let (instance_id, binding_id) = (&new.instance_id, &new.binding_id);
+        loop {
+            let Some(instance) = self.instance_for(instance_id, &new.platform).await? else {
+                return Err(RoutingError::NotFound(format!(
+                    "instance {instance_id} does not exist"
+                )));
+            };
+            if instance.state != ResourceState::Ready || instance.operation.is_some() {
+                return Err(RoutingError::Concurrency(format!(
+                    "instance {instance_id} is not ready for binding (an operation is in progress)"
+                )));
+            }
+            let Some(current) = self.store.binding(binding_id).await? else {
+                let now = now_ms();
+                let record = BindingRecord {
+                    binding_id: binding_id.clone(),
+                    instance_id: instance_id.clone(),
+                    platform: new.platform.clone(),
+                    broker: instance.broker.clone(),
+                    service_id: instance.service_id.clone(),
+                    plan_id: instance.plan_id.clone(),
+                    upstream_service_id: instance.upstream_service_id.clone(),
+                    upstream_plan_id: instance.upstream_plan_id.clone(),
+                    fingerprint: new.fingerprint.clone(),
+                    state: ResourceState::Creating,
+                    operation: Some(operation(OperationKind::Bind, &new.fingerprint, None)),
+                    created_ms: now,
+                    updated_ms: now,
+                    version: 0,
+                };
+                match self
+                    .store
+                    .swap_binding(binding_id, Expect::Absent, Some(record))
+                    .await?
+                {
+                    Swap::Written(record) => return Ok(Admission::Fresh(record)),
+                    Swap::Conflict | Swap::Deleted => continue,
+                }
+            };
+            if current.platform != new.platform || current.instance_id != *instance_id {
+                return Err(RoutingError::Conflict(format!(
+                    "binding {binding_id} already exists"
+                )));
+            }
+            if matches!(current.state, ResourceState::Orphaned(_)) {
+                return Err(RoutingError::Concurrency(format!(
+                    "a failed bind of binding {binding_id} is being cleaned up; retry shortly"
+                )));
+            }
+            if current.fingerprint != new.fingerprint {
+                return Err(RoutingError::Conflict(format!(
+                    "binding {binding_id} already exists with different attributes"
+                )));
+            }
+            return match current.operation.as_ref().map(|o| o.kind) {
+                None | Some(OperationKind::Bind) => Ok(Admission::Retry(current)),
+                Some(kind) => Err(RoutingError::Concurrency(format!(
+                    "binding {binding_id} has an {} in progress",
+                    kind.as_str()
+                ))),
+            };
+        }
+    }
+
+    /// Records the outcome of a bind (a failed bind the gateway started is orphan-mitigated).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn finish_bind(
+        &self,
+        admission: &Admission<BindingRecord>,
+        outcome: &Outcome,
+    ) -> Result<Option<BindingRecord>, RoutingError> {
+        let (admitted, fresh) = match admission {
+            Admission::Fresh(r) => (r, true),
+            Admission::Retry(r) => (r, false),
+        };
+        let ours = |current: &BindingRecord| {
+            fresh && same_operation(current.operation.as_ref(), admitted.operation.as_ref())
+        };
+        let result = self
+            .change_binding(&admitted.binding_id, |current| match outcome {
+                Outcome::Done if current.state == ResourceState::Creating => Change::Put(BindingRecord {
+                    state: ResourceState::Ready,
+                    operation: None,
+                    ..current.clone()
+                }),
+                Outcome::Accepted { operation } if current.state == ResourceState::Creating => {
+                    let mut record = current.clone();
+                    let op = record.operation.get_or_insert_with(|| {
+                        self::operation(OperationKind::Bind, &current.fingerprint, None)
+                    });
+                    op.phase = Phase::Accepted;
+                    if operation.is_some() {
+                        op.upstream_operation.clone_from(operation);
+                    }
+                    Change::Put(record)
+                }
+                Outcome::Rejected | Outcome::NotSent | Outcome::Gone if ours(current) => Change::Delete,
+                Outcome::Failed { reason } if ours(current) => Change::Put(BindingRecord {
+                    state: orphan(format!("bind failed: {reason}")),
+                    operation: None,
+                    ..current.clone()
+                }),
+                _ => Change::Keep,
+            })
+            .await?;
+        if matches!(outcome, Outcome::Failed { .. }) && fresh {
+            self.orphaned.notify_one();
+        }
+        Ok(result)
+    }
+
+    // === unbind ===
+
+    /// Admits an unbind of a visible binding (410 otherwise).
+    ///
+    /// # Errors
+    /// [`RoutingError::Gone`], [`RoutingError::Concurrency`], or a store failure.
+    pub async fn begin_unbind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        platform: &str,
+        fingerprint: &str,
+    ) -> Result<Admission<BindingRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.binding_for(instance_id, binding_id, platform).await? else {
+                return Err(RoutingError::Gone(format!("binding {binding_id} does not exist")));
+            };
+            match &current.operation {
+                Some(op) if op.kind == OperationKind::Unbind => return Ok(Admission::Retry(current)),
+                Some(op) => {
+                    return Err(RoutingError::Concurrency(format!(
+                        "binding {binding_id} has a {} in progress",
+                        op.kind.as_str()
+                    )));
+                }
+                None => {}
+            }
+            let mut record = current.clone();
+            record.operation = Some(operation(OperationKind::Unbind, fingerprint, None));
+            record.updated_ms = now_ms();
+            match self
+                .store
+                .swap_binding(binding_id, Expect::Version(current.version), Some(record))
+                .await?
+            {
+                Swap::Written(record) => return Ok(Admission::Fresh(record)),
+                Swap::Conflict | Swap::Deleted => continue,
+            }
+        }
+    }
+
+    /// Records the outcome of an unbind: 200/410 forget the binding.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn finish_unbind(
+        &self,
+        admission: &Admission<BindingRecord>,
+        outcome: &Outcome,
+    ) -> Result<Option<BindingRecord>, RoutingError> {
+        let admitted = admission.record();
+        self.change_binding(&admitted.binding_id, |current| match outcome {
+            Outcome::Done | Outcome::Gone => Change::Delete,
+            Outcome::Accepted { operation } => {
+                let mut record = current.clone();
+                match record
+                    .operation
+                    .as_mut()
+                    .filter(|o| o.kind == OperationKind::Unbind)
+                {
+                    Some(op) => {
+                        op.phase = Phase::Accepted;
+                        if operation.is_some() {
+                            op.upstream_operation.clone_from(operation);
+                        }
+                        Change::Put(record)
+                    }
+                    None => Change::Keep,
+                }
+            }
+            _ if matches!(admission, Admission::Fresh(_))
+                && same_operation(current.operation.as_ref(), admitted.operation.as_ref()) =>
+            {
+                Change::Put(BindingRecord {
+                    operation: None,
+                    ..current.clone()
+                })
+            }
+            _ => Change::Keep,
+        })
+        .await
+    }
+
+    /// Records what `last_operation` said about a binding's operation in flight.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn observe_binding(&self, binding_id: &str, polled: Polled) -> Result<(), RoutingError> {
+        let orphaned = std::sync::atomic::AtomicBool::new(false);
+        self.change_binding(binding_id, |current| {
+            let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Accepted) else {
+                return Change::Keep;
+            };
+            let mut record = current.clone();
+            record.operation = None;
+            match (op.kind, polled) {
+                (_, Polled::InProgress) => Change::Keep,
+                (OperationKind::Unbind, Polled::Succeeded | Polled::Gone) => Change::Delete,
+                (OperationKind::Bind, Polled::Succeeded) => {
+                    record.state = ResourceState::Ready;
+                    Change::Put(record)
+                }
+                (OperationKind::Bind, Polled::Failed) => {
+                    record.state = orphan("asynchronous bind failed");
+                    orphaned.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Change::Put(record)
+                }
+                (OperationKind::Unbind, Polled::Failed) => Change::Put(record),
+                _ => Change::Keep,
+            }
+        })
+        .await?;
+        if orphaned.load(std::sync::atomic::Ordering::Relaxed) {
+            self.orphaned.notify_one();
+        }
+        Ok(())
+    }
+
+    // === recovery ===
+
+    /// Resolves the write-ahead intents a crash left: a provision or bind whose outcome was never
+    /// recorded is orphan-mitigated (the platform was never told it exists); an update, deprovision
+    /// or unbind simply returns to idle (the platform got no answer and retries). Call before
+    /// serving. Returns how many intents were resolved.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn recover(&self) -> Result<usize, RoutingError> {
+        let pending = self.store.pending().await?;
+        let mut resolved = 0;
+        for record in &pending {
+            match record {
+                RecordRef::Instance(id) => {
+                    self.change_instance(id, |current| {
+                        let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Sent) else {
+                            return Change::Keep;
+                        };
+                        let mut record = current.clone();
+                        record.operation = None;
+                        if op.kind == OperationKind::Provision {
+                            record.state =
+                                orphan("the gateway stopped before the provision's outcome was recorded");
+                        }
+                        Change::Put(record)
+                    })
+                    .await?;
+                }
+                RecordRef::Binding(id) => {
+                    self.change_binding(id, |current| {
+                        let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Sent) else {
+                            return Change::Keep;
+                        };
+                        let mut record = current.clone();
+                        record.operation = None;
+                        if op.kind == OperationKind::Bind {
+                            record.state =
+                                orphan("the gateway stopped before the bind's outcome was recorded");
+                        }
+                        Change::Put(record)
+                    })
+                    .await?;
+                }
+            }
+            resolved += 1;
+        }
+        if resolved > 0 {
+            info!(
+                intents = resolved,
+                "Recovered write-ahead intents left by the last run."
+            );
+            self.orphaned.notify_one();
+        }
+        Ok(resolved)
+    }
+
+    // === compare-and-swap helpers ===
+
+    /// Applies `decide` to the current instance record until the write lands. Returns the record as
+    /// written (`None` when deleted, kept as is, or absent).
+    async fn change_instance(
+        &self,
+        instance_id: &str,
+        decide: impl Fn(&InstanceRecord) -> Change<InstanceRecord>,
+    ) -> Result<Option<InstanceRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.store.instance(instance_id).await? else {
+                return Ok(None);
+            };
+            let (expect, record) = match decide(&current) {
+                Change::Keep => return Ok(Some(current)),
+                Change::Put(mut record) => {
+                    record.updated_ms = now_ms();
+                    (Expect::Version(current.version), Some(record))
+                }
+                Change::Delete => (Expect::Version(current.version), None),
+            };
+            match self.store.swap_instance(instance_id, expect, record).await? {
+                Swap::Written(record) => return Ok(Some(record)),
+                Swap::Deleted => return Ok(None),
+                Swap::Conflict => warn!(
+                    instance_id,
+                    "Registry write raced another request; deciding again."
+                ),
+            }
+        }
+    }
+
+    /// As [`Registry::change_instance`], for a binding.
+    async fn change_binding(
+        &self,
+        binding_id: &str,
+        decide: impl Fn(&BindingRecord) -> Change<BindingRecord>,
+    ) -> Result<Option<BindingRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.store.binding(binding_id).await? else {
+                return Ok(None);
+            };
+            let (expect, record) = match decide(&current) {
+                Change::Keep => return Ok(Some(current)),
+                Change::Put(mut record) => {
+                    record.updated_ms = now_ms();
+                    (Expect::Version(current.version), Some(record))
+                }
+                Change::Delete => (Expect::Version(current.version), None),
+            };
+            match self.store.swap_binding(binding_id, expect, record).await? {
+                Swap::Written(record) => return Ok(Some(record)),
+                Swap::Deleted => return Ok(None),
+                Swap::Conflict => warn!(
+                    binding_id,
+                    "Registry write raced another request; deciding again."
+                ),
+            }
+        }
+    }
+
+    /// Deletes an orphan once the upstream confirmed it gone (called by the mitigation worker).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn forget_orphan(&self, record: &RecordRef) -> Result<(), RoutingError> {
+        match record {
+            RecordRef::Instance(id) => {
+                self.change_instance(id, |c| {
+                    if matches!(c.state, ResourceState::Orphaned(_)) {
+                        Change::Delete
+                    } else {
+                        Change::Keep
+                    }
+                })
+                .await?;
+            }
+            RecordRef::Binding(id) => {
+                self.change_binding(id, |c| {
+                    if matches!(c.state, ResourceState::Orphaned(_)) {
+                        Change::Delete
+                    } else {
+                        Change::Keep
+                    }
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a mitigation attempt's progress on an orphan.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn reschedule_orphan(
+        &self,
+        record: &RecordRef,
+        mitigation: Mitigation,
+    ) -> Result<(), RoutingError> {
+        let apply = |state: &ResourceState| matches!(state, ResourceState::Orphaned(_));
+        match record {
+            RecordRef::Instance(id) => {
+                self.change_instance(id, |c| {
+                    if apply(&c.state) {
+                        Change::Put(InstanceRecord {
+                            state: ResourceState::Orphaned(mitigation.clone()),
+                            ..c.clone()
+                        })
+                    } else {
+                        Change::Keep
+                    }
+                })
+                .await?;
+            }
+            RecordRef::Binding(id) => {
+                self.change_binding(id, |c| {
+                    if apply(&c.state) {
+                        Change::Put(BindingRecord {
+                            state: ResourceState::Orphaned(mitigation.clone()),
+                            ..c.clone()
+                        })
+                    } else {
+                        Change::Keep
+                    }
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
