@@ -1,4 +1,4 @@
-//! The admin listener: liveness, readiness and the brokers' catalog health.
+//! The admin listener: liveness, readiness, the brokers' catalog health, registry counts.
 //!
 //! `/healthz` and `/readyz` are open (Kubernetes probes); `/admin/*` needs the admin credentials when
 //! they are configured. Readiness follows the catalog: not ready while start-up waits for a broker's
@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/admin/brokers", web::get().to(brokers))
+        .route("/admin/registry", web::get().to(registry))
         .route("/admin/brokers/refresh", web::post().to(refresh_all))
         .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one));
 }
@@ -48,6 +49,26 @@ async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         },
         "brokers": snapshot.brokers,
     }))
+}
+
+/// Counts of the ownership registry: what the gateway routes and what it still owes upstream.
+async fn registry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    let store = state.registry.store();
+    let counts = async {
+        Ok::<_, osb_routing::RoutingError>(json!({
+            "instances": store.instances().await?.len(),
+            "bindings": store.bindings().await?.len(),
+            "orphans": store.orphans().await?.len(),
+            "pending": store.pending().await?.len(),
+        }))
+    };
+    match counts.await {
+        Ok(counts) => HttpResponse::Ok().json(counts),
+        Err(e) => HttpResponse::InternalServerError().json(json!({"description": e.to_string()})),
+    }
 }
 
 async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

@@ -9,7 +9,8 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use osb_config::Settings;
-use osb_routing::CatalogCache;
+use osb_routing::catalog::PlanRoute;
+use osb_routing::{Availability, CatalogCache, Registry, Unavailable, UpstreamBroker};
 
 use crate::auth::Platforms;
 use crate::error::{ApiError, json_error, path_error, query_error};
@@ -21,6 +22,47 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub platforms: Platforms,
     pub catalog: Arc<CatalogCache>,
+    pub registry: Registry,
+}
+
+impl AppState {
+    /// The route of a plan a platform wants to provision.
+    ///
+    /// # Errors
+    /// [`ApiError::CatalogUnavailable`] during start-up (the plan may belong to a broker whose
+    /// catalog is not in yet), [`ApiError::BadRequest`] for an unknown plan or one of another service.
+    pub fn plan_route(&self, service_id: &str, plan_id: &str) -> Result<PlanRoute, ApiError> {
+        let snapshot = self.catalog.snapshot();
+        if let Availability::Starting { missing } = &snapshot.availability {
+            return Err(ApiError::CatalogUnavailable(Unavailable {
+                missing: missing.clone(),
+            }));
+        }
+        let routes = &snapshot.routes;
+        let Some(plan) = routes.plan(plan_id) else {
+            return Err(ApiError::BadRequest(format!("unknown plan_id {plan_id}")));
+        };
+        if plan.service_id != service_id {
+            return Err(ApiError::BadRequest(match routes.service(service_id) {
+                Some(_) => format!("plan_id {plan_id} is not a plan of service_id {service_id}"),
+                None => format!("unknown service_id {service_id}"),
+            }));
+        }
+        Ok(plan.clone())
+    }
+
+    /// The client of the broker named `name`.
+    ///
+    /// # Errors
+    /// [`ApiError::UpstreamUnavailable`] when no such broker is configured (any more).
+    pub fn upstream(&self, name: &str) -> Result<Arc<UpstreamBroker>, ApiError> {
+        self.catalog
+            .broker(name)
+            .cloned()
+            .ok_or_else(|| ApiError::UpstreamUnavailable {
+                broker: name.to_owned(),
+            })
+    }
 }
 
 /// The platform-facing OSB application.
@@ -73,7 +115,7 @@ pub fn build_admin_app(
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound {
+    Err(ApiError::NoRoute {
         method: req.method().to_string(),
         path: req.path().to_owned(),
     })

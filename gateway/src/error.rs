@@ -7,12 +7,21 @@
 //!
 //! | error                        | status | `error`                |
 //! |------------------------------|--------|------------------------|
-//! | bad header/body/query        | 400    | —                      |
+//! | bad header/body/query/id, unknown plan | 400 | —                     |
 //! | unsupported API version      | 412    | —                      |
 //! | authentication failed        | 401    | — (+ `WWW-Authenticate`) |
+//! | id exists with other attributes / owner | 409 | —                 |
+//! | operation in flight          | 422    | `ConcurrencyError`     |
+//! | no such instance/binding (read, update, bind) | 404 | —           |
+//! | no such instance/binding (delete, poll)       | 410 | —           |
 //! | catalog not in yet           | 503    | `CatalogUnavailable` (+ `Retry-After`) |
-//! | unknown route                | 404    | —                      |
+//! | upstream unreachable, nothing sent | 502 | `UpstreamUnavailable` |
+//! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
+//! | upstream timed out           | 504    | `UpstreamTimeout`      |
+//! | unknown route / method       | 404 / 405 | —                   |
 //! | internal / startup           | 500    | —                      |
+//!
+//! An upstream's own 2xx and 4xx answers are not errors: handlers pass them through unchanged.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -42,7 +51,39 @@ pub enum ApiError {
 
     /// No such endpoint.
     #[error("no such endpoint: {method} {path}")]
-    NotFound { method: String, path: String },
+    NoRoute { method: String, path: String },
+
+    /// The endpoint exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+
+    /// The id is in use with other attributes or by another platform.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// Another operation is in flight on the resource.
+    #[error("{0}")]
+    Concurrency(String),
+
+    /// No such instance or binding (read, update, bind).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// No such instance or binding (delete, poll).
+    #[error("{0}")]
+    Gone(String),
+
+    /// Nothing was sent: the broker could not be reached.
+    #[error("broker {broker} is unreachable; nothing was sent")]
+    UpstreamUnavailable { broker: String },
+
+    /// The broker may have acted, but failed or answered something unusable.
+    #[error("broker {broker}: {reason}")]
+    UpstreamError { broker: String, reason: String },
+
+    /// The broker did not answer in time.
+    #[error("broker {broker} did not answer in time")]
+    UpstreamTimeout { broker: String },
 
     /// The gateway could not start: store, listener.
     #[error("cannot start: {0}")]
@@ -55,7 +96,13 @@ pub enum ApiError {
 
 impl From<RoutingError> for ApiError {
     fn from(e: RoutingError) -> Self {
-        ApiError::Internal(osb_routing::cache::error_chain(&e))
+        match e {
+            RoutingError::Conflict(m) => ApiError::Conflict(m),
+            RoutingError::Concurrency(m) => ApiError::Concurrency(m),
+            RoutingError::NotFound(m) => ApiError::NotFound(m),
+            RoutingError::Gone(m) => ApiError::Gone(m),
+            other => ApiError::Internal(osb_routing::cache::error_chain(&other)),
+        }
     }
 }
 
@@ -72,6 +119,10 @@ impl ApiError {
     fn code(&self) -> Option<&'static str> {
         match self {
             ApiError::CatalogUnavailable(_) => Some("CatalogUnavailable"),
+            ApiError::Concurrency(_) => Some("ConcurrencyError"),
+            ApiError::UpstreamUnavailable { .. } => Some("UpstreamUnavailable"),
+            ApiError::UpstreamError { .. } => Some("UpstreamError"),
+            ApiError::UpstreamTimeout { .. } => Some("UpstreamTimeout"),
             _ => None,
         }
     }
@@ -84,7 +135,13 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedVersion(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::CatalogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NoRoute { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Concurrency(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Startup(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,14 +1,15 @@
 //! `osb-gateway`: one Open Service Broker endpoint in front of many upstream brokers.
 //!
 //! This crate is the actix-web edge: it binds the listeners, authenticates platforms, checks OSB
-//! headers, answers from the catalog cache and (soon) routes instance and binding calls upstream.
+//! headers, answers from the catalog cache and routes instance and binding calls to their upstream.
 //! The logic it stands on lives in `osb-routing`, `osb-policies` and `osb-config`.
 //!
 //! # Layout
 //! - [`serve`]: runs the gateway on already-bound listeners until a shutdown future fires (what
 //!   `main` and the integration tests both call).
 //! - [`app`]: shared state and the two actix apps; [`middleware`]: request identity, auth, version.
-//! - [`handlers`]: the OSB endpoints; [`admin`]: health, readiness, broker status.
+//! - [`handlers`]: the OSB endpoints; [`parse`]: request validation; [`forward`]: upstream answers
+//!   classified and mapped back; [`admin`]: health, readiness, broker status.
 //! - [`error`]: `ApiError`, the one place errors become OSB JSON.
 //! - [`auth`]: platform credentials. [`telemetry`]: logging setup.
 //! - [`check`]: `check-config`; [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
@@ -19,8 +20,10 @@ pub mod auth;
 pub mod check;
 pub mod demo;
 pub mod error;
+pub mod forward;
 pub mod handlers;
 pub mod middleware;
+pub mod parse;
 pub mod telemetry;
 
 use std::future::Future;
@@ -29,7 +32,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpServer, web};
 use osb_config::Settings;
-use osb_routing::CatalogCache;
+use osb_routing::{CatalogCache, Registry};
 use tracing::{info, warn};
 
 use crate::app::{AppState, build_admin_app, build_osb_app};
@@ -75,7 +78,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Runs the gateway on `listeners` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish within `settings.shutdown_grace`, and stops the catalog refreshers.
+/// requests finish within `settings.shutdown_grace`, and stops the background tasks (catalog
+/// refreshers, orphan mitigation). Write-ahead intents left by a crash are resolved before serving.
 ///
 /// # Errors
 /// [`ApiError::Startup`] when the store cannot be opened or a listener cannot be used.
@@ -91,15 +95,20 @@ pub async fn serve(
     let store = osb_routing::store::open(&settings.store)
         .await
         .map_err(|e| startup("store", &e))?;
-    let catalog = CatalogCache::new(&settings, store)
+    let catalog = CatalogCache::new(&settings, store.clone())
         .await
         .map_err(|e| startup("catalog", &e))?;
-    let refreshers = catalog.spawn_refreshers();
+    // Resolve what a crash left half-done before taking any request.
+    let registry = Registry::new(store);
+    registry.recover().await.map_err(|e| startup("recovery", &e))?;
+    let mut background = catalog.spawn_refreshers();
+    background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
 
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         platforms: Platforms::new(&settings.platforms),
         catalog: catalog.clone(),
+        registry,
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let grace = settings.shutdown_grace.as_secs();
@@ -153,10 +162,10 @@ pub async fn serve(
             Err(e) => warn!(error = %e, "Listener task failed."),
         }
     }
-    for refresher in refreshers {
-        refresher.abort();
+    for task in background {
+        task.abort();
         // An aborted task reports a cancellation error; nothing else can come back.
-        let _ = refresher.await;
+        let _ = task.await;
     }
     info!("Gateway stopped.");
     Ok(())

@@ -16,3 +16,5 @@ mod support;
 
 mod catalog;
 mod check_config;
+mod faults;
+mod lifecycle;

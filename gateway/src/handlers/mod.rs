@@ -1,11 +1,78 @@
 //! The OSB endpoints a platform calls. Each handler is a straight chain of named steps returning
-//! `Result<_, ApiError>`.
+//! `Result<_, ApiError>`: parse → resolve → admit → upstream → record → answer.
 
+mod bindings;
 mod catalog;
+mod instances;
 
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, web};
+use osb_routing::RouteTable;
+use osb_routing::registry::InstanceRecord;
 
-/// Registers every OSB route.
+use crate::error::ApiError;
+
+/// Registers every OSB route. A known path with another method answers 405 with an OSB body.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v2/catalog", web::get().to(catalog::get_catalog));
+    cfg.service(
+        web::resource("/v2/catalog")
+            .get(catalog::get_catalog)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v2/service_instances/{instance_id}")
+            .put(instances::provision)
+            .patch(instances::update)
+            .delete(instances::deprovision)
+            .get(instances::fetch)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v2/service_instances/{instance_id}/last_operation")
+            .get(instances::last_operation)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v2/service_instances/{instance_id}/service_bindings/{binding_id}")
+            .put(bindings::bind)
+            .delete(bindings::unbind)
+            .get(bindings::fetch)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation")
+            .get(bindings::last_operation)
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+/// `/v2/service_instances/{instance_id}`.
+fn instance_path(instance_id: &str) -> String {
+    format!("/v2/service_instances/{instance_id}")
+}
+
+/// The upstream id of `plan_id` for a call on `instance`: the instance's own plan, or another plan
+/// of the same service at the same broker.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for any other plan.
+fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Result<String, ApiError> {
+    if plan_id == instance.plan_id {
+        return Ok(instance.upstream_plan_id.clone());
+    }
+    match routes.plan(plan_id) {
+        Some(route) if *route.broker == *instance.broker && route.service_id == instance.service_id => {
+            Ok(route.upstream_plan_id.clone())
+        }
+        _ => Err(ApiError::BadRequest(format!(
+            "plan_id {plan_id} is not a plan of the service of instance {}",
+            instance.instance_id
+        ))),
+    }
 }

@@ -219,6 +219,7 @@ class InMemoryBroker(ServiceBroker):
                 )
             self._check_service_plan(inst.service_id, details.plan_id)
             # applied at once (also for an async update); parameters are merged, PATCH-like
+            previous_plan_id = inst.plan_id
             if details.plan_id is not None:
                 inst.plan_id = details.plan_id
             inst.parameters.update(params)
@@ -226,6 +227,7 @@ class InMemoryBroker(ServiceBroker):
                 inst.context = copy.deepcopy(details.context)
             if async_allowed:
                 inst.op = Operation("update", operation_string("update", instance_id), self._async_polls)
+                inst.op.previous_plan_id = previous_plan_id
                 return UpdateServiceSpec(True, operation=inst.op.operation)
             inst.op = None
             return UpdateServiceSpec(False)
@@ -258,8 +260,11 @@ class InMemoryBroker(ServiceBroker):
             inst = self._instances.get(instance_id)
             if inst is None:
                 raise errors.ErrInstanceDoesNotExist()  # openbrokerapi answers 410 Gone
-            self._check_ids(inst, service_id, plan_id, "last_operation")
             op = inst.op
+            # OSB: after an update that changes the plan, the platform polls with the plan prior to
+            # the update, so during an update either plan is right.
+            previous_plan = getattr(op, "previous_plan_id", None) if op is not None else None
+            self._check_ids(inst, service_id, None if plan_id == previous_plan else plan_id, "last_operation")
             if op is None:
                 if operation_data is not None:
                     raise errors.ErrBadRequest(f"unknown operation {operation_data!r}: no async operation running")

@@ -85,6 +85,14 @@ impl TestGateway {
         Self::start_in(dir, config_path).await
     }
 
+    /// Opens the gateway's store (stop the gateway first: one process per store file).
+    pub async fn open_store(&self) -> std::sync::Arc<dyn osb_routing::Store> {
+        let store = osb_routing::store::EmbeddedStore::open(self.dir.path().join("store.redb"))
+            .await
+            .unwrap();
+        std::sync::Arc::new(store)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -133,6 +141,26 @@ impl TestGateway {
             .json()
             .await
             .unwrap()
+    }
+
+    /// `GET /admin/registry`: counts of instances, bindings, orphans, pending intents.
+    pub async fn registry(&self) -> serde_json::Value {
+        super::http()
+            .get(self.admin_url("/admin/registry"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the mitigation worker has nothing left to do.
+    pub async fn wait_for_no_orphans(&self) {
+        super::eventually("no orphans left", std::time::Duration::from_secs(20), || async {
+            (self.registry().await["orphans"] == 0).then_some(())
+        })
+        .await;
     }
 
     /// The admin status of broker `name`.

@@ -137,7 +137,7 @@ fn operation(kind: OperationKind, fingerprint: &str, plan_change: Option<(String
         kind,
         phase: Phase::Sent,
         upstream_operation: None,
-        plan_change: plan_change,
+        plan_change,
         fingerprint: fingerprint.to_owned(),
         started_ms: now_ms(),
     }

@@ -1,0 +1,265 @@
+//! Service instance endpoints: provision, update, deprovision, fetch, last_operation.
+//!
+//! Each handler reads top to bottom: parse (400) → resolve the owner (route table for the plan in a
+//! provision, the registry for everything else) → admit in the registry (409/422/404/410, write-ahead
+//! intent) → call the upstream with upstream ids → record the outcome → answer. Nothing after the
+//! upstream call answers a 4xx of its own.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use osb_routing::registry::{NewInstance, Outcome, fingerprint};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{instance_path, map_plan};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::forward::{self, Endpoint, classify, respond};
+use crate::parse::{self, BodyKind, Query};
+
+/// `PUT /v2/service_instances/{instance_id}`
+pub async fn provision(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // 1. Parse: who, which instance, what (400 on any mistake).
+    let (platform, call) = forward::caller(&req)?;
+    let instance_id = parse::path_id(&req, "instance_id")?;
+    let query = Query::parse(req.query_string())?;
+    let body = parse::request_body(
+        BodyKind::Provision,
+        &parse::body(payload, state.settings.max_body_bytes).await?,
+    )?;
+    let plan_id = body.plan_id.clone().unwrap_or_default();
+
+    // 2. Resolve the owning broker from the merged catalog.
+    let route = state.plan_route(&body.service_id, &plan_id)?;
+    let upstream = state.upstream(&route.broker)?;
+
+    // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
+    let new = NewInstance {
+        instance_id: instance_id.clone(),
+        platform,
+        broker: route.broker.to_string(),
+        service_id: body.service_id.clone(),
+        plan_id: plan_id.clone(),
+        upstream_service_id: route.upstream_service_id.clone(),
+        upstream_plan_id: route.upstream_plan_id.clone(),
+        fingerprint: fingerprint(&[
+            ("service_id", Some(&Value::String(body.service_id.clone()))),
+            ("plan_id", Some(&Value::String(plan_id))),
+            ("parameters", body.parameters()),
+        ]),
+    };
+    let admission = state.registry.begin_provision(&new).await?;
+
+    // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
+    let path = format!(
+        "/v2/service_instances/{instance_id}{}",
+        query.accepts_incomplete()
+    );
+    let upstream_body = body.upstream(&route.upstream_service_id, Some(&route.upstream_plan_id), None);
+    let reply = upstream
+        .call(Method::PUT, &path, Some(upstream_body), &call)
+        .await;
+
+    // 5. Record the outcome (orphan-mitigates a failed create), then answer.
+    let outcome = classify(Endpoint::Provision, &reply);
+    state.registry.finish_provision(&admission, &outcome).await?;
+    respond(&route.broker, reply, &outcome)
+}
+
+/// `PATCH /v2/service_instances/{instance_id}`
+pub async fn update(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (platform, call) = forward::caller(&req)?;
+    let instance_id = parse::path_id(&req, "instance_id")?;
+    let query = Query::parse(req.query_string())?;
+    let body = parse::request_body(
+        BodyKind::Update,
+        &parse::body(payload, state.settings.max_body_bytes).await?,
+    )?;
+
+    let record = state
+        .registry
+        .instance_for(&instance_id, &platform)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
+    if body.service_id != record.service_id {
+        return Err(ApiError::BadRequest(format!(
+            "service_id does not match instance {instance_id}"
+        )));
+    }
+    let routes = state.catalog.snapshot().routes.clone();
+    let plan_change = match body.plan_id.as_deref().filter(|p| *p != record.plan_id) {
+        Some(new_plan) => {
+            let current_updateable = routes.plan(&record.plan_id).is_none_or(|p| p.plan_updateable);
+            if !current_updateable {
+                return Err(ApiError::BadRequest(format!(
+                    "the plan of instance {instance_id} cannot be changed (plan_updateable is false)"
+                )));
+            }
+            Some((new_plan.to_owned(), map_plan(&routes, &record, new_plan)?))
+        }
+        None => None,
+    };
+    let previous_upstream_plan = body
+        .previous_plan_id()
+        .map(|p| map_plan(&routes, &record, p))
+        .transpose()?;
+    let upstream = state.upstream(&record.broker)?;
+
+    let fingerprint = fingerprint(&[
+        ("plan_id", body.fields.get("plan_id")),
+        ("parameters", body.parameters()),
+        ("maintenance_info", body.fields.get("maintenance_info")),
+        ("context", body.fields.get("context")),
+    ]);
+    let admission = state
+        .registry
+        .begin_update(&instance_id, &platform, plan_change.clone(), &fingerprint)
+        .await?;
+
+    let upstream_plan = match (&plan_change, body.plan_id.as_deref()) {
+        (Some((_, upstream_plan)), _) => Some(upstream_plan.clone()),
+        (None, Some(_)) => Some(record.upstream_plan_id.clone()),
+        (None, None) => None,
+    };
+    let upstream_body = body.upstream(
+        &record.upstream_service_id,
+        upstream_plan.as_deref(),
+        previous_upstream_plan.as_deref(),
+    );
+    let path = format!(
+        "/v2/service_instances/{instance_id}{}",
+        query.accepts_incomplete()
+    );
+    let reply = upstream
+        .call(Method::PATCH, &path, Some(upstream_body), &call)
+        .await;
+
+    let outcome = classify(Endpoint::Update, &reply);
+    state.registry.finish_update(&admission, &outcome).await?;
+    respond(&record.broker, reply, &outcome)
+}
+
+/// `DELETE /v2/service_instances/{instance_id}?service_id&plan_id[&accepts_incomplete]`
+pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (platform, call) = forward::caller(&req)?;
+    let instance_id = parse::path_id(&req, "instance_id")?;
+    let query = Query::parse(req.query_string())?;
+    let service_id = query.required("service_id")?;
+    let plan_id = query.required("plan_id")?;
+
+    let record = state
+        .registry
+        .instance_for(&instance_id, &platform)
+        .await?
+        .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
+    if service_id != record.service_id {
+        return Err(ApiError::BadRequest(format!(
+            "service_id does not match instance {instance_id}"
+        )));
+    }
+    let routes = state.catalog.snapshot().routes.clone();
+    let upstream_plan = map_plan(&routes, &record, &plan_id)?;
+    let upstream = state.upstream(&record.broker)?;
+
+    let fingerprint = fingerprint(&[("deprovision", None)]);
+    let admission = state
+        .registry
+        .begin_deprovision(&instance_id, &platform, &fingerprint)
+        .await?;
+
+    let path = format!(
+        "{}?{}",
+        instance_path(&instance_id),
+        query.upstream(&record.upstream_service_id, &upstream_plan)
+    );
+    let reply = upstream.call(Method::DELETE, &path, None, &call).await;
+
+    let outcome = classify(Endpoint::Deprovision, &reply);
+    state.registry.finish_deprovision(&admission, &outcome).await?;
+    respond(&record.broker, reply, &outcome)
+}
+
+/// `GET /v2/service_instances/{instance_id}`: the upstream's answer with gateway ids.
+pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (platform, call) = forward::caller(&req)?;
+    let instance_id = parse::path_id(&req, "instance_id")?;
+    Query::parse(req.query_string())?;
+    let record = state
+        .registry
+        .instance_for(&instance_id, &platform)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
+    let upstream = state.upstream(&record.broker)?;
+
+    let reply = upstream
+        .call(Method::GET, &instance_path(&instance_id), None, &call)
+        .await;
+    let outcome = classify(Endpoint::Read, &reply);
+    match reply {
+        Ok(reply) if outcome == Outcome::Done => {
+            let routes = state.catalog.snapshot().routes.clone();
+            let upstream_plan = serde_json::from_slice::<Value>(&reply.body)
+                .ok()
+                .and_then(|b| b.get("plan_id").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| record.upstream_plan_id.clone());
+            let gateway_plan = if upstream_plan == record.upstream_plan_id {
+                record.plan_id.clone()
+            } else {
+                routes
+                    .gateway_id(&record.broker, &upstream_plan)
+                    .map_or(upstream_plan.clone(), str::to_owned)
+            };
+            let body = forward::rewrite_ids(
+                &reply.body,
+                &[
+                    ("service_id", &record.upstream_service_id, &record.service_id),
+                    ("plan_id", &upstream_plan, &gateway_plan),
+                ],
+            );
+            Ok(forward::pass_through(&record.broker, &reply, body))
+        }
+        reply => respond(&record.broker, reply, &outcome),
+    }
+}
+
+/// `GET /v2/service_instances/{instance_id}/last_operation[?service_id&plan_id&operation]`
+pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (platform, call) = forward::caller(&req)?;
+    let instance_id = parse::path_id(&req, "instance_id")?;
+    let query = Query::parse(req.query_string())?;
+    let record = state
+        .registry
+        .instance_for(&instance_id, &platform)
+        .await?
+        .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
+    let upstream = state.upstream(&record.broker)?;
+
+    // The record keeps the plan prior to an update until it succeeds: what OSB asks to poll with.
+    let path = format!(
+        "{}/last_operation?{}",
+        instance_path(&instance_id),
+        query.upstream(&record.upstream_service_id, &record.upstream_plan_id)
+    );
+    let reply = upstream.call(Method::GET, &path, None, &call).await;
+    if let Ok(answer) = &reply {
+        match forward::polled(answer) {
+            Some(polled) => state.registry.observe_instance(&instance_id, polled).await?,
+            None if answer.status == 200 => {
+                return Err(ApiError::UpstreamError {
+                    broker: record.broker.clone(),
+                    reason: "invalid last_operation answer".to_owned(),
+                });
+            }
+            None => {}
+        }
+    }
+    let outcome = classify(Endpoint::Read, &reply);
+    respond(&record.broker, reply, &outcome)
+}

@@ -1,0 +1,405 @@
+//! Parsing and validating platform requests, before anything is forwarded (400 on any mistake).
+//!
+//! Bodies stay JSON maps so every field, known or not, reaches the upstream unchanged; only the
+//! fields OSB defines are checked: required ids (an empty string counts as missing), object-typed
+//! fields, the id charset of path segments, `accepts_incomplete`. Query strings are kept raw so
+//! an `operation` passes through with its percent-encoding intact.
+
+use actix_web::HttpRequest;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Longest instance or binding id accepted.
+pub const MAX_ID_LEN: usize = 255;
+
+/// Checks a path id: 1 to 255 of `A-Z a-z 0-9 - . _ ~` (URL-safe, what GUIDs and names use).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the id.
+pub fn id(name: &str, value: &str) -> Result<String, ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name} must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '-', '.', '_', '~'"
+        )))
+    }
+}
+
+/// The path parameter `name` of `req`, checked with [`id`].
+///
+/// # Errors
+/// [`ApiError::BadRequest`].
+pub fn path_id(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
+    id(name, req.match_info().get(name).unwrap_or_default())
+}
+
+/// Reads the request body, refusing more than `limit` bytes.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] when it is too large or the connection breaks.
+pub async fn body(mut payload: actix_web::web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::BadRequest(format!(
+                "request body larger than {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+// === query strings ===
+
+/// A raw query string: names decoded, values kept exactly as sent.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Splits `raw` into pairs and checks `accepts_incomplete` and the OSB id parameters.
+    ///
+    /// # Errors
+    /// [`ApiError::BadRequest`] for a malformed `accepts_incomplete` or an empty id parameter.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = raw
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) => (decode(name), value.to_owned()),
+                None => (decode(pair), String::new()),
+            })
+            .collect();
+        let query = Query { pairs };
+        if let Some(value) = query.raw("accepts_incomplete") {
+            if !matches!(decode(value).as_str(), "true" | "false") {
+                return Err(ApiError::BadRequest(
+                    "accepts_incomplete must be true or false".to_owned(),
+                ));
+            }
+        }
+        for name in ["service_id", "plan_id", "operation"] {
+            if query.raw(name).is_some_and(str::is_empty) {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} must not be empty when present"
+                )));
+            }
+        }
+        Ok(query)
+    }
+
+    /// The raw (still encoded) value of `name`.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The decoded value of `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.raw(name).map(decode)
+    }
+
+    /// The decoded value of a required, non-empty parameter.
+    ///
+    /// # Errors
+    /// [`ApiError::BadRequest`] when it is missing.
+    pub fn required(&self, name: &str) -> Result<String, ApiError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
+    }
+
+    /// The query to send upstream: `service_id` and `plan_id` replaced by the given upstream ids
+    /// (added when absent), everything else (`operation` above all) byte for byte as received.
+    pub fn upstream(&self, service_id: &str, plan_id: &str) -> String {
+        let mut out = Vec::with_capacity(self.pairs.len() + 2);
+        let (mut service_seen, mut plan_seen) = (false, false);
+        for (name, value) in &self.pairs {
+            match name.as_str() {
+                "service_id" => {
+                    service_seen = true;
+                    out.push(format!("service_id={}", encode(service_id)));
+                }
+                "plan_id" => {
+                    plan_seen = true;
+                    out.push(format!("plan_id={}", encode(plan_id)));
+                }
+                _ if value.is_empty() && !name.is_empty() => out.push(encode(name)),
+                _ => out.push(format!("{}={value}", encode(name))),
+            }
+        }
+        if !service_seen {
+            out.push(format!("service_id={}", encode(service_id)));
+        }
+        if !plan_seen {
+            out.push(format!("plan_id={}", encode(plan_id)));
+        }
+        out.join("&")
+    }
+
+    /// `?accepts_incomplete=…` alone, as received (for provision, update and bind).
+    pub fn accepts_incomplete(&self) -> String {
+        self.raw("accepts_incomplete")
+            .map(|v| format!("?accepts_incomplete={v}"))
+            .unwrap_or_default()
+    }
+}
+
+/// Percent-decodes (`+` stays `+`: OSB values are percent-encoded, not form-encoded).
+pub fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    osb_routing::mitigation::encode(value)
+}
+
+// === bodies ===
+
+/// A request body: the JSON object as received, plus the OSB fields read from it.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub fields: Map<String, Value>,
+    pub service_id: String,
+    /// Required on provision and bind, optional on update.
+    pub plan_id: Option<String>,
+}
+
+impl Body {
+    /// `parameters`, if given.
+    pub fn parameters(&self) -> Option<&Value> {
+        self.fields.get("parameters")
+    }
+
+    /// `previous_values.plan_id` of an update, if given.
+    pub fn previous_plan_id(&self) -> Option<&str> {
+        self.fields
+            .get("previous_values")
+            .and_then(|p| p.get("plan_id"))
+            .and_then(Value::as_str)
+    }
+
+    /// The body to send upstream with the gateway ids replaced by upstream ids.
+    pub fn upstream(&self, service_id: &str, plan_id: Option<&str>, previous_plan_id: Option<&str>) -> Bytes {
+        let mut fields = self.fields.clone();
+        fields.insert("service_id".to_owned(), Value::String(service_id.to_owned()));
+        if let Some(plan_id) = plan_id {
+            fields.insert("plan_id".to_owned(), Value::String(plan_id.to_owned()));
+        }
+        if let Some(Value::Object(previous)) = fields.get_mut("previous_values") {
+            if let Some(previous_plan_id) = previous_plan_id {
+                previous.insert("plan_id".to_owned(), Value::String(previous_plan_id.to_owned()));
+            }
+            if previous.contains_key("service_id") {
+                previous.insert("service_id".to_owned(), Value::String(service_id.to_owned()));
+            }
+        }
+        Bytes::from(serde_json::to_vec(&Value::Object(fields)).unwrap_or_default())
+    }
+}
+
+/// Which request a body belongs to: decides the required fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Provision,
+    Update,
+    Bind,
+}
+
+/// Parses and checks a provision, update or bind body.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the first problem.
+pub fn request_body(kind: BodyKind, bytes: &[u8]) -> Result<Body, ApiError> {
+    let bad = |m: String| ApiError::BadRequest(m);
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(bad("the request body must be a JSON object".to_owned()));
+    };
+    let string = |name: &str, required: bool| -> Result<Option<String>, ApiError> {
+        match fields.get(name) {
+            None | Some(Value::Null) if required => Err(bad(format!("{name} is required"))),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(bad(format!("{name} must not be empty"))),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("{name} must be a string"))),
+        }
+    };
+    let service_id = string("service_id", true)?.unwrap_or_default();
+    let plan_id = string("plan_id", kind != BodyKind::Update)?;
+    for name in ["organization_guid", "space_guid", "app_guid"] {
+        string(name, false)?;
+    }
+    for name in [
+        "context",
+        "parameters",
+        "maintenance_info",
+        "previous_values",
+        "bind_resource",
+    ] {
+        match fields.get(name) {
+            None | Some(Value::Object(_)) => {}
+            Some(_) => return Err(bad(format!("{name} must be an object"))),
+        }
+    }
+    if let Some(platform) = fields.get("context").and_then(|c| c.get("platform")) {
+        if platform.as_str().is_none_or(str::is_empty) {
+            return Err(bad("context.platform must be a non-empty string".to_owned()));
+        }
+    }
+    if let Some(Value::Object(previous)) = fields.get("previous_values") {
+        for name in ["plan_id", "service_id"] {
+            match previous.get(name) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => return Err(bad(format!("previous_values.{name} must be a non-empty string"))),
+            }
+        }
+    }
+    Ok(Body {
+        service_id,
+        plan_id,
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(id("instance_id", "6ba7b810-9dad-11d1-80b4-00c04fd430c8").is_ok());
+        for bad in ["", "a b", "a/b", "ä", "a%20", &"x".repeat(256)] {
+            assert!(id("instance_id", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn queries_keep_operations_raw_and_map_ids() {
+        let q =
+            Query::parse("accepts_incomplete=true&operation=op%20provision%2Fi%2B1&service_id=gs&plan_id=gp")
+                .unwrap();
+        assert_eq!(q.get("operation").unwrap(), "op provision/i+1");
+        assert_eq!(
+            q.upstream("us 1", "up"),
+            "accepts_incomplete=true&operation=op%20provision%2Fi%2B1&service_id=us%201&plan_id=up"
+        );
+        assert_eq!(
+            Query::parse("").unwrap().upstream("s", "p"),
+            "service_id=s&plan_id=p"
+        );
+        assert!(Query::parse("accepts_incomplete=yes").is_err());
+        assert!(Query::parse("service_id=").is_err());
+        assert_eq!(
+            Query::parse("service_id=a")
+                .unwrap()
+                .required("plan_id")
+                .unwrap_err()
+                .to_string(),
+            "plan_id is required"
+        );
+    }
+
+    #[test]
+    fn bodies() {
+        let body = request_body(
+            BodyKind::Provision,
+            br#"{"service_id":"s","plan_id":"p","parameters":{"a":1},"x-vendor":[1],"context":{"platform":"kubernetes"}}"#,
+        )
+        .unwrap();
+        let upstream: Value = serde_json::from_slice(&body.upstream("us", Some("up"), None)).unwrap();
+        assert_eq!(
+            upstream,
+            serde_json::json!({"service_id":"us","plan_id":"up","parameters":{"a":1},"x-vendor":[1],"context":{"platform":"kubernetes"}})
+        );
+        for (kind, bad, why) in [
+            (
+                BodyKind::Provision,
+                &br#"{"plan_id":"p"}"#[..],
+                "service_id is required",
+            ),
+            (
+                BodyKind::Provision,
+                br#"{"service_id":"","plan_id":"p"}"#,
+                "service_id must not be empty",
+            ),
+            (BodyKind::Bind, br#"{"service_id":"s"}"#, "plan_id is required"),
+            (
+                BodyKind::Provision,
+                br#"{"service_id":"s","plan_id":"p","parameters":[1]}"#,
+                "parameters must be an object",
+            ),
+            (
+                BodyKind::Provision,
+                br#"{"service_id":"s","plan_id":7}"#,
+                "plan_id must be a string",
+            ),
+            (
+                BodyKind::Provision,
+                br#"[1]"#,
+                "the request body must be a JSON object",
+            ),
+            (
+                BodyKind::Provision,
+                br#"{"service_id":"s","plan_id":"p","context":{"platform":""}}"#,
+                "context.platform",
+            ),
+            (
+                BodyKind::Update,
+                br#"{"service_id":"s","previous_values":{"plan_id":3}}"#,
+                "previous_values.plan_id",
+            ),
+        ] {
+            let err = request_body(kind, bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{err} / {why}");
+        }
+        assert!(
+            request_body(BodyKind::Provision, b"{not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid JSON body")
+        );
+        let update = request_body(
+            BodyKind::Update,
+            br#"{"service_id":"s","previous_values":{"plan_id":"old","service_id":"s"}}"#,
+        )
+        .unwrap();
+        let upstream: Value = serde_json::from_slice(&update.upstream("us", None, Some("uold"))).unwrap();
+        assert_eq!(
+            upstream["previous_values"],
+            serde_json::json!({"plan_id":"uold","service_id":"us"})
+        );
+        assert_eq!(upstream.get("plan_id"), None);
+    }
+}

@@ -1,0 +1,355 @@
+//! Upstream faults with scripted brokers: what the platform is told and what the gateway cleans up.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::eventually;
+use crate::support::fake_broker::{FakeBroker, Reply};
+use crate::support::gateway::{TestGateway, platforms_yaml};
+
+/// A catalog with one bindable and one non-bindable plan.
+pub fn small_catalog() -> Vec<u8> {
+    serde_json::to_vec(&json!({"services": [{
+        "name": "db", "id": "up-svc", "description": "a database", "bindable": true,
+        "plan_updateable": true, "instances_retrievable": true, "bindings_retrievable": true,
+        "plans": [
+            {"name": "small", "id": "up-small", "description": "small"},
+            {"name": "large", "id": "up-large", "description": "large"},
+            {"name": "nobind", "id": "up-nobind", "description": "no bindings", "bindable": false}
+        ]
+    }]}))
+    .unwrap()
+}
+
+/// A gateway in front of one scripted broker `fb` (timeout 1 s), and the gateway ids of `db`.
+pub async fn gateway_for(broker: &FakeBroker) -> (TestGateway, Ids) {
+    let yaml = format!(
+        "{}brokers:\n  - name: fb\n    url: {}\n    timeout_secs: 1\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let catalog = gateway.ready_catalog().await;
+    let service = &catalog["services"][0];
+    let plan = |name: &str| {
+        service["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ids = Ids {
+        service: service["id"].as_str().unwrap().to_owned(),
+        small: plan("small"),
+        large: plan("large"),
+        nobind: plan("nobind"),
+    };
+    (gateway, ids)
+}
+
+/// Gateway ids of the small catalog.
+pub struct Ids {
+    pub service: String,
+    pub small: String,
+    pub large: String,
+    pub nobind: String,
+}
+
+impl Ids {
+    pub fn provision(&self) -> Value {
+        json!({"service_id": self.service, "plan_id": self.small, "parameters": {"a": 1}})
+    }
+}
+
+async fn wait_for_delete(broker: &FakeBroker, path: &str) -> crate::support::fake_broker::Recorded {
+    eventually(&format!("DELETE {path}"), Duration::from_secs(15), || async {
+        broker.received("DELETE", path).into_iter().next()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_provision_timeout_is_504_and_the_instance_is_deprovisioned_upstream() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*",
+        Reply::new(201, "{}").delay(Duration::from_secs(3)),
+    );
+    broker.on("DELETE", "/v2/service_instances/*", Reply::new(200, "{}"));
+    let (mut gateway, ids) = gateway_for(&broker).await;
+
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/slow-1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "UpstreamTimeout"
+    );
+
+    let delete = wait_for_delete(&broker, "/v2/service_instances/slow-1").await;
+    assert!(
+        delete.query.contains("service_id=up-svc") && delete.query.contains("plan_id=up-small"),
+        "{}",
+        delete.query
+    );
+    assert!(delete.query.contains("accepts_incomplete=true"));
+    assert_eq!(
+        delete.header("x-broker-api-originating-identity"),
+        None,
+        "mitigation is not a user's request"
+    );
+
+    // The platform's own orphan mitigation meets a 410: the gateway owns the cleanup.
+    let response = gateway
+        .request(
+            Method::DELETE,
+            &format!(
+                "/v2/service_instances/slow-1?service_id={}&plan_id={}",
+                ids.service, ids.small
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 410);
+
+    gateway.wait_for_no_orphans().await;
+    gateway.stop().await;
+    let store = gateway.open_store().await;
+    assert!(store.instances().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_500_on_bind_is_502_and_an_unbind_follows() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/i1", Reply::new(201, "{}"));
+    broker.on(
+        "PUT",
+        "/v2/service_instances/i1/service_bindings/*",
+        Reply::new(500, r#"{"description":"boom"}"#),
+    );
+    broker.on(
+        "DELETE",
+        "/v2/service_instances/i1/service_bindings/*",
+        Reply::new(200, "{}"),
+    );
+    let (gateway, ids) = gateway_for(&broker).await;
+
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i1/service_bindings/b1")
+        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "UpstreamError");
+    assert!(body["description"].as_str().unwrap().contains("500"));
+    let delete = wait_for_delete(&broker, "/v2/service_instances/i1/service_bindings/b1").await;
+    assert!(delete.query.contains("plan_id=up-small"));
+    assert!(
+        broker.received("DELETE", "/v2/service_instances/i1?").is_empty(),
+        "the instance is left alone"
+    );
+    let response = gateway
+        .request(Method::GET, "/v2/service_instances/i1/service_bindings/b1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "an orphaned binding does not exist for the platform"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_201_is_502_and_mitigated() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*",
+        Reply::new(201, "<html>created</html>"),
+    );
+    broker.on("DELETE", "/v2/service_instances/*", Reply::new(410, "{}"));
+    let (gateway, ids) = gateway_for(&broker).await;
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/m1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    wait_for_delete(&broker, "/v2/service_instances/m1").await;
+}
+
+#[tokio::test]
+async fn timeouts_408_and_concurrency_errors_are_not_mitigated() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on(
+        "PUT",
+        "/v2/service_instances/i-408",
+        Reply::new(408, r#"{"description":"slow"}"#),
+    );
+    broker.on(
+        "PUT",
+        "/v2/service_instances/i-422",
+        Reply::new(422, r#"{"error":"ConcurrencyError","description":"busy"}"#),
+    );
+    broker.on("PUT", "/v2/service_instances/i-ok", Reply::new(201, "{}"));
+    broker.on(
+        "PUT",
+        "/v2/service_instances/i-ok/service_bindings/*",
+        Reply::new(408, "{}"),
+    );
+    let (mut gateway, ids) = gateway_for(&broker).await;
+
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i-408")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        408,
+        "the upstream's 408 says it never got the request"
+    );
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i-422")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "ConcurrencyError",
+        "upstream error passes through"
+    );
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i-ok")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/i-ok/service_bindings/b")
+        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 408);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        broker.received("DELETE", "/").is_empty(),
+        "no mitigation for 408 or ConcurrencyError"
+    );
+    gateway.stop().await;
+    let store = gateway.open_store().await;
+    let instances: Vec<String> = store
+        .instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.instance_id)
+        .collect();
+    assert_eq!(instances, ["i-ok"], "rejected provisions left nothing behind");
+    assert!(store.bindings().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nothing_sent_means_nothing_to_mitigate() {
+    let mut broker = FakeBroker::with_catalog(small_catalog()).await;
+    let (mut gateway, ids) = gateway_for(&broker).await;
+    broker.stop().await;
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/u1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "UpstreamUnavailable"
+    );
+    gateway.stop().await;
+    assert!(gateway.open_store().await.instances().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn mitigation_resumes_after_a_gateway_restart() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/*", Reply::new(500, "{}"));
+    broker.on("DELETE", "/v2/service_instances/*", Reply::new(503, "{}"));
+    let (gateway, ids) = gateway_for(&broker).await;
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/r1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    wait_for_delete(&broker, "/v2/service_instances/r1").await;
+
+    // Down with the cleanup still owed: the orphan is in the store.
+    let mut gateway = gateway;
+    gateway.stop().await;
+    {
+        let store = gateway.open_store().await;
+        let orphans = store.orphans().await.unwrap();
+        assert_eq!(
+            orphans,
+            vec![osb_routing::store::RecordRef::Instance("r1".into())]
+        );
+    }
+    let attempts_before = broker.received("DELETE", "/v2/service_instances/r1").len();
+
+    // The upstream now deletes asynchronously; the restarted gateway resumes and polls to the end.
+    broker.on(
+        "DELETE",
+        "/v2/service_instances/*",
+        Reply::new(202, r#"{"operation":"del r1"}"#),
+    );
+    broker.on(
+        "GET",
+        "/v2/service_instances/r1/last_operation",
+        Reply::new(200, r#"{"state":"succeeded"}"#),
+    );
+    let mut gateway = gateway.restart().await;
+    let poll = eventually("mitigation polls the delete", Duration::from_secs(20), || async {
+        broker
+            .received("GET", "/v2/service_instances/r1/last_operation")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert!(poll.query.contains("operation=del%20r1"), "{}", poll.query);
+    assert!(broker.received("DELETE", "/v2/service_instances/r1").len() > attempts_before);
+    gateway.wait_for_no_orphans().await;
+    gateway.stop().await;
+    let store = gateway.open_store().await;
+    assert!(store.orphans().await.unwrap().is_empty());
+    assert!(store.instances().await.unwrap().is_empty());
+}
