@@ -99,7 +99,7 @@ pub async fn serve(
         .await
         .map_err(|e| startup("catalog", &e))?;
     // Resolve what a crash left half-done before taking any request.
-    let registry = Registry::new(store);
+    let registry = Registry::new(store.clone());
     registry.recover().await.map_err(|e| startup("recovery", &e))?;
     let mut background = catalog.spawn_refreshers();
     background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
@@ -167,6 +167,16 @@ pub async fn serve(
         // An aborted task reports a cancellation error; nothing else can come back.
         let _ = task.await;
     }
+    // Return only once the store is closed (workers drop their app state asynchronously), so a
+    // restart in the same process can open it again.
+    drop(state);
+    drop(catalog);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    store.quiesce().await;
+    drop(store);
     info!("Gateway stopped.");
     Ok(())
 }

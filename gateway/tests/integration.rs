@@ -18,3 +18,4 @@ mod catalog;
 mod check_config;
 mod faults;
 mod lifecycle;
+mod ownership;

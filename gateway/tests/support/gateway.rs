@@ -73,7 +73,9 @@ impl TestGateway {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
+            if let Err(e) = task.await.unwrap() {
+                panic!("the gateway failed: {e}");
+            }
         }
     }
 

@@ -366,6 +366,15 @@ impl Store for EmbeddedStore {
         self.blocking(|db| index_refs(db, PENDING)).await
     }
 
+    async fn quiesce(&self) {
+        // Blocking-pool closures hold their own handle to the database, and one whose caller was
+        // cancelled still runs to the end.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&self.db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {
         let broker = broker.to_owned();
         self.blocking(move |db| {

@@ -100,6 +100,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records with a write-ahead intent whose outcome was never recorded.
     async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError>;
 
+    /// Waits (at most a few seconds) until no operation is running, so that once the last handle
+    /// is dropped the backend is closed (the embedded file can be opened again at once).
+    async fn quiesce(&self) {}
+
     /// The last good catalog saved for `broker`, if any.
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError>;
 

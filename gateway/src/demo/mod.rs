@@ -1,41 +1,50 @@
 //! `osb-gateway demo`: the gateway on the embedded store in front of three built-in demo brokers
 //! serving the real catalogs of OSBA (Azure), the AWS Service Broker and the GCP Service Broker.
 //!
-//! The demo brokers are small actix servers on loopback ports: `GET /v2/catalog` with basic auth and
-//! ETag/304, nothing else yet. The catalogs are compiled in from `fixtures/catalogs` (see
-//! `fixtures/catalogs/SOURCES.md` for where they come from and their licenses).
+//! The demo brokers are [`DemoBroker`]s: complete in-memory OSB brokers on loopback ports (see
+//! [`broker`]), here answering asynchronously so that the demo shows polled operations. The catalogs
+//! are compiled in from `fixtures/catalogs` (see `fixtures/catalogs/SOURCES.md` for where they come
+//! from and their licenses).
+//!
+//! # Layout
+//! - this file: [`run`], [`DemoArgs`], the built-in catalogs and platform credentials.
+//! - [`broker`]: [`DemoBroker`] and its [`Behaviour`], also used by the integration tests and the
+//!   benchmarks as an upstream.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use actix_web::dev::ServerHandle;
-use actix_web::http::header;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use config::FileFormat;
-use osb_routing::cache::strong_etag;
 
 use crate::{ApiError, Listeners, serve, shutdown_signal};
+
+pub mod broker;
+
+pub use self::broker::{Behaviour, DemoBroker, Endpoint};
+
+/// How the demo brokers answer: async when the platform accepts it, done after two polls.
+pub fn demo_behaviour() -> Behaviour {
+    Behaviour::asynchronous(2)
+}
 
 /// The real catalogs the demo brokers serve: (broker name, what it is, catalog).
 pub const DEMO_CATALOGS: [(&str, &str, &[u8]); 3] = [
     (
         "azure",
         "Open Service Broker for Azure",
-        include_bytes!("../../fixtures/catalogs/azure-osba-catalog.json"),
+        include_bytes!("../../../fixtures/catalogs/azure-osba-catalog.json"),
     ),
     (
         "aws",
         "AWS Service Broker",
-        include_bytes!("../../fixtures/catalogs/aws-servicebroker-catalog.json"),
+        include_bytes!("../../../fixtures/catalogs/aws-servicebroker-catalog.json"),
     ),
     (
         "gcp",
         "GCP Service Broker",
-        include_bytes!("../../fixtures/catalogs/gcp-service-broker-catalog.json"),
+        include_bytes!("../../../fixtures/catalogs/gcp-service-broker-catalog.json"),
     ),
 ];
 
@@ -57,102 +66,6 @@ pub struct DemoArgs {
     pub store: Option<PathBuf>,
 }
 
-/// A demo broker running on loopback.
-#[derive(Debug)]
-pub struct DemoBroker {
-    pub name: String,
-    pub addr: SocketAddr,
-    pub username: String,
-    pub password: String,
-    handle: ServerHandle,
-}
-
-impl DemoBroker {
-    /// Starts a broker serving `catalog` on `127.0.0.1:0`.
-    ///
-    /// # Errors
-    /// No loopback port could be bound.
-    pub async fn start(name: &str, catalog: Bytes) -> std::io::Result<Self> {
-        let username = format!("{name}-broker");
-        let password = uuid::Uuid::new_v4().simple().to_string();
-        let state = web::Data::new(BrokerState {
-            etag: strong_etag(&catalog),
-            catalog,
-            authorization: format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
-        });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .route("/v2/catalog", web::get().to(broker_catalog))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("no address bound"))?;
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Ok(DemoBroker {
-            name: name.to_owned(),
-            addr,
-            username,
-            password,
-            handle,
-        })
-    }
-
-    /// Stops the broker.
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
-    }
-
-    /// The broker's `brokers[]` entry for a gateway configuration.
-    pub fn config_entry(&self) -> String {
-        format!(
-            "  - name: {}\n    url: http://{}\n    username: {}\n    password: {}\n",
-            self.name, self.addr, self.username, self.password
-        )
-    }
-}
-
-struct BrokerState {
-    catalog: Bytes,
-    etag: String,
-    authorization: String,
-}
-
-async fn broker_catalog(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == state.authorization.as_bytes());
-    if !authorized {
-        return HttpResponse::Unauthorized().json(serde_json::json!({"description": "bad credentials"}));
-    }
-    if !req.headers().contains_key(osb_routing::headers::API_VERSION) {
-        return HttpResponse::PreconditionFailed()
-            .json(serde_json::json!({"description": "X-Broker-API-Version required"}));
-    }
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == state.etag.as_bytes());
-    if matches {
-        return HttpResponse::NotModified()
-            .insert_header((header::ETAG, state.etag.clone()))
-            .finish();
-    }
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, state.etag.clone()))
-        .content_type("application/json")
-        .body(state.catalog.clone())
-}
-
 /// Runs the demo until Ctrl-C.
 ///
 /// # Errors
@@ -160,7 +73,7 @@ async fn broker_catalog(req: HttpRequest, state: web::Data<BrokerState>) -> Http
 pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
     let mut brokers = Vec::new();
     for (name, _, catalog) in DEMO_CATALOGS {
-        let broker = DemoBroker::start(name, Bytes::from_static(catalog))
+        let broker = DemoBroker::start_with(name, Bytes::from_static(catalog), demo_behaviour())
             .await
             .map_err(|e| ApiError::Startup(format!("demo broker {name}: {e}")))?;
         brokers.push(broker);
