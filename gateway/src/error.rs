@@ -148,7 +148,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        // Waiting for catalogs at start-up is expected, not a failure worth an error line.
+        if status.is_server_error() && !matches!(self, ApiError::CatalogUnavailable(_)) {
             error!(status = status.as_u16(), error = %self, "Request failed.");
         } else {
             debug!(status = status.as_u16(), error = %self, "Request refused.");

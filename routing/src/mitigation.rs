@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -41,57 +42,71 @@ pub fn spawn(registry: Registry, catalog: Arc<CatalogCache>) -> JoinHandle<()> {
     })
 }
 
-/// One pass over the due orphans.
+/// How many orphans are worked on at once.
+const CONCURRENCY: usize = 16;
+
+/// One pass over the due orphans, [`CONCURRENCY`] at a time.
 ///
 /// # Errors
 /// The store failed.
 pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(), crate::RoutingError> {
+    let orphans = registry.store().orphans().await?;
+    let results: Vec<Result<(), crate::RoutingError>> = futures_util::stream::iter(orphans)
+        .map(|record| async move { mitigate(registry, catalog, &record).await })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// One attempt on one orphan, if it is due.
+async fn mitigate(
+    registry: &Registry,
+    catalog: &CatalogCache,
+    record: &RecordRef,
+) -> Result<(), crate::RoutingError> {
     let now = now_ms();
-    for record in registry.store().orphans().await? {
-        let target = match &record {
-            RecordRef::Instance(id) => registry.store().instance(id).await?.and_then(instance_target),
-            RecordRef::Binding(id) => registry.store().binding(id).await?.and_then(binding_target),
-        };
-        let Some(target) = target.filter(|t| t.mitigation.next_attempt_ms <= now) else {
-            continue;
-        };
-        let Some(broker) = catalog.broker(&target.broker) else {
+    let target = match record {
+        RecordRef::Instance(id) => registry.store().instance(id).await?.and_then(instance_target),
+        RecordRef::Binding(id) => registry.store().binding(id).await?.and_then(binding_target),
+    };
+    let Some(target) = target.filter(|t| t.mitigation.next_attempt_ms <= now) else {
+        return Ok(());
+    };
+    let Some(broker) = catalog.broker(&target.broker) else {
+        let mut next = target.mitigation.clone();
+        next.last_error = Some(format!("broker {:?} is no longer configured", target.broker));
+        schedule(&mut next);
+        return registry.reschedule_orphan(record, next).await;
+    };
+    match attempt(broker, &target).await {
+        Step::Gone => {
+            info!(broker = %target.broker, what = %target.what, "Orphan removed upstream.");
+            registry.forget_orphan(record).await
+        }
+        Step::Wait { operation, error } => {
             let mut next = target.mitigation.clone();
-            next.last_error = Some(format!("broker {:?} is no longer configured", target.broker));
-            schedule(&mut next);
-            registry.reschedule_orphan(&record, next).await?;
-            continue;
-        };
-        match attempt(broker, &target).await {
-            Step::Gone => {
-                info!(broker = %target.broker, what = %target.what, "Orphan removed upstream.");
-                registry.forget_orphan(&record).await?;
+            if operation.is_some() {
+                next.operation = operation;
             }
-            Step::Wait { operation, error } => {
-                let mut next = target.mitigation.clone();
-                if operation.is_some() {
-                    next.operation = operation;
-                }
-                if error.is_some() {
-                    next.last_error = error;
-                    schedule(&mut next);
-                } else {
-                    next.next_attempt_ms = now_ms() + 1000;
-                }
-                if next.attempts == 1 || next.attempts.is_power_of_two() {
-                    warn!(
-                        broker = %target.broker,
-                        what = %target.what,
-                        attempts = next.attempts,
-                        error = next.last_error.as_deref().unwrap_or("in progress"),
-                        "Orphan not removed yet; will retry."
-                    );
-                }
-                registry.reschedule_orphan(&record, next).await?;
+            if error.is_some() {
+                next.last_error = error;
+                schedule(&mut next);
+            } else {
+                next.next_attempt_ms = now_ms() + 1000;
             }
+            if next.attempts == 1 || next.attempts.is_power_of_two() {
+                warn!(
+                    broker = %target.broker,
+                    what = %target.what,
+                    attempts = next.attempts,
+                    error = next.last_error.as_deref().unwrap_or("in progress"),
+                    "Orphan not removed yet; will retry."
+                );
+            }
+            registry.reschedule_orphan(record, next).await
         }
     }
-    Ok(())
 }
 
 /// What to delete upstream.
