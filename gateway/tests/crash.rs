@@ -104,7 +104,7 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
                     .json(&body)
                     .send()
                     .await;
-                let acked = response.is_ok_and(|r| matches!(r.status().as_u16(), 200 | 201 | 202));
+                let acked = response.is_ok_and(|r| (200..=202).contains(&r.status().as_u16()));
                 if acked {
                     acknowledged.fetch_add(1, Ordering::SeqCst);
                 }
