@@ -123,6 +123,9 @@ struct Sample {
     total: Duration,
 }
 
+/// Picks one stage's duration out of a sample.
+type Stage = fn(&Sample) -> Duration;
+
 /// What one iteration produced, for the summary line.
 #[derive(Debug, Default)]
 struct Output {
@@ -180,7 +183,7 @@ fn run_merge(iterations: usize, warmup: usize, fixtures: &Path) -> Result<()> {
             ms(median)
         );
     }
-    let rows: [(&str, String, fn(&Sample) -> Duration); 3] = [
+    let rows: [(&str, String, Stage); 3] = [
         (
             "merge (3 brokers)",
             format!("{} services", output.services),
