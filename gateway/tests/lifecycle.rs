@@ -383,3 +383,127 @@ async fn a_request_identity_is_forwarded_and_echoed() {
     .await;
     assert_eq!(recorded["headers"]["X-Broker-API-Request-Identity"], "trace-me-7");
 }
+
+#[tokio::test]
+async fn asynchronous_bindings_through_the_in_repo_broker() {
+    use osb_gateway::demo::{Behaviour, DemoBroker};
+
+    let broker = DemoBroker::start_with(
+        "demo",
+        bytes::Bytes::from(crate::support::fixture("gcp-service-broker-catalog.json")),
+        Behaviour::asynchronous(1),
+    )
+    .await
+    .unwrap();
+    let gateway = TestGateway::start(&format!(
+        "{}brokers:\n{}",
+        platforms_yaml(),
+        broker.config_entry()
+    ))
+    .await;
+    let catalog = gateway.ready_catalog().await;
+    let storage = service(&catalog, "demo.google-storage");
+    let (service_id, plan_id) = (
+        storage["id"].as_str().unwrap(),
+        storage["plans"][0]["id"].as_str().unwrap(),
+    );
+    let path = "/v2/service_instances/gcs-1";
+    let ids_query = format!("service_id={service_id}&plan_id={plan_id}");
+
+    let response = gateway
+        .request(Method::PUT, &format!("{path}?accepts_incomplete=true"))
+        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let operation = response.json::<Value>().await.unwrap()["operation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = poll(
+        &gateway,
+        path,
+        &format!("{ids_query}&operation={}", encode(&operation)),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["state"].as_str()),
+        (200, Some("succeeded"))
+    );
+
+    let binding = format!("{path}/service_bindings/gcs-b1");
+    let response = gateway
+        .request(Method::PUT, &format!("{binding}?accepts_incomplete=true"))
+        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert!(accepted.get("credentials").is_none());
+    let operation = accepted["operation"].as_str().unwrap().to_owned();
+    // While the bind is in flight the instance refuses an unbind of another kind: ConcurrencyError.
+    let delete = gateway
+        .request(Method::DELETE, &format!("{path}?{ids_query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 422);
+    let (status, body) = poll(
+        &gateway,
+        &binding,
+        &format!("{ids_query}&operation={}", encode(&operation)),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["state"].as_str()),
+        (200, Some("succeeded"))
+    );
+    let fetched: Value = gateway
+        .request(Method::GET, &binding)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched["credentials"]["uri"], "demo://gcs-b1");
+
+    let response = gateway
+        .request(
+            Method::DELETE,
+            &format!("{binding}?{ids_query}&accepts_incomplete=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let operation = response.json::<Value>().await.unwrap()["operation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = poll(
+        &gateway,
+        &binding,
+        &format!("{ids_query}&operation={}", encode(&operation)),
+    )
+    .await;
+    assert!(status == 410 || body["state"] == "succeeded");
+    assert_eq!(
+        gateway
+            .request(Method::GET, &binding)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(broker.bindings().is_empty());
+    let counts = gateway.registry().await;
+    assert_eq!(
+        (counts["instances"].as_u64(), counts["bindings"].as_u64()),
+        (Some(1), Some(0))
+    );
+    broker.stop().await;
+}

@@ -426,6 +426,13 @@ impl Registry {
                     "instance {instance_id} does not exist"
                 )));
             };
+            let bindings = self.store.bindings_of(instance_id).await?;
+            if let Some(busy) = bindings.iter().find(|b| b.operation.is_some()) {
+                return Err(RoutingError::Concurrency(format!(
+                    "binding {} of instance {instance_id} has an operation in progress",
+                    busy.binding_id
+                )));
+            }
             match &current.operation {
                 Some(op) if op.kind == OperationKind::Deprovision => return Ok(Admission::Retry(current)),
                 Some(op) => {

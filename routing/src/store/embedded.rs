@@ -350,6 +350,37 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
+        let prefix = format!("{instance_id}\n");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+            let links = txn
+                .open_table(INSTANCE_BINDINGS)
+                .map_err(|e| store_error("open table", e))?;
+            let bindings = txn
+                .open_table(BINDINGS)
+                .map_err(|e| store_error("open table", e))?;
+            let mut out = Vec::new();
+            for entry in links
+                .range(prefix.as_str()..)
+                .map_err(|e| store_error("read", e))?
+            {
+                let (key, _) = entry.map_err(|e| store_error("read", e))?;
+                let Some(binding_id) = key.value().strip_prefix(prefix.as_str()).map(str::to_owned) else {
+                    break;
+                };
+                if let Some(bytes) = bindings
+                    .get(binding_id.as_str())
+                    .map_err(|e| store_error("read", e))?
+                {
+                    out.push(decode(bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
         self.blocking(|db| all_records(db, INSTANCES)).await
     }

@@ -88,6 +88,9 @@ pub trait Store: Send + Sync + 'static {
         record: Option<BindingRecord>,
     ) -> Result<Swap<BindingRecord>, RoutingError>;
 
+    /// The bindings of one instance.
+    async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError>;
+
     /// Every instance record (admin, tests).
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError>;
 
