@@ -68,7 +68,7 @@ pub async fn request_identity(
     if let Some(echo) = echo {
         response
             .headers_mut()
-            .insert(HeaderName::from_static("x-broker-api-request-identity"), echo);
+            .insert(HeaderName::from_static(headers::REQUEST_IDENTITY_LOWER), echo);
     }
     Ok(response)
 }
