@@ -25,7 +25,8 @@ pub mod secret;
 pub mod settings;
 pub mod validate;
 
+pub use config::FileFormat;
 pub use error::{ConfigError, Problem};
-pub use load::{Loaded, load_file, load_str};
+pub use load::{Loaded, load_file, load_str, parse_document};
 pub use secret::Secret;
 pub use settings::*;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use config::{Config, File, FileFormat};
+use serde::de::DeserializeOwned;
 
 use crate::raw::RawSettings;
 use crate::validate::{Context, validate};
@@ -77,26 +78,9 @@ pub fn load_str(
         .build()
         .map_err(|e| ConfigError::Invalid(vec![problem("", format!("cannot parse: {e}"))]))?;
 
-    // serde_ignored sees every key no field claims; serde_path_to_error says where a type error is.
-    let mut unknown: Vec<String> = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let parsed: Result<RawSettings, _> = serde_ignored::deserialize(
-        serde_path_to_error::Deserializer::new(config, &mut track),
-        |path| unknown.push(key_path_of_ignored(&path.to_string())),
-    );
-    unknown.sort();
-    let mut problems: Vec<Problem> = unknown
-        .iter()
-        .map(|key| problem(key, "unknown key".to_owned()))
-        .collect();
-    let raw = match parsed {
-        Ok(raw) => raw,
-        Err(e) => {
-            let key = track.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            problems.push(problem(&key, strip_config_key_suffix(&e.to_string())));
-            return Err(ConfigError::Invalid(problems));
-        }
+    let (raw, mut problems) = match deserialize_collecting::<RawSettings>(config, &problem) {
+        Ok(parsed) => parsed,
+        Err(problems) => return Err(ConfigError::Invalid(problems)),
     };
 
     let origin_of_key = |key: &str| origin_of(origin, &overrides, key);
@@ -112,6 +96,61 @@ pub fn load_str(
         Err(more) => {
             problems.extend(more);
             Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Parses one YAML or TOML document (the policy file, for instance) into `T` the way the
+/// configuration is parsed: every unknown key and the first type error are reported as problems
+/// naming `origin` and the key path.
+///
+/// # Errors
+/// Every problem found.
+pub fn parse_document<T: DeserializeOwned>(
+    text: &str,
+    format: FileFormat,
+    origin: &str,
+) -> Result<T, Vec<Problem>> {
+    let problem = |key: &str, message: String| Problem {
+        origin: origin.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let config = Config::builder()
+        .add_source(File::from_str(text, format))
+        .build()
+        .map_err(|e| vec![problem("", format!("cannot parse: {e}"))])?;
+    match deserialize_collecting::<T>(config, &problem)? {
+        (value, problems) if problems.is_empty() => Ok(value),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Deserializes `config` into `T`: unknown keys become problems (the value is still returned), a
+/// type error ends it. `serde_ignored` sees every key no field claims; `serde_path_to_error` says
+/// where a type error is.
+fn deserialize_collecting<T: DeserializeOwned>(
+    config: Config,
+    problem: &dyn Fn(&str, String) -> Problem,
+) -> Result<(T, Vec<Problem>), Vec<Problem>> {
+    let mut unknown: Vec<String> = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let parsed: Result<T, _> = serde_ignored::deserialize(
+        serde_path_to_error::Deserializer::new(config, &mut track),
+        |path| unknown.push(key_path_of_ignored(&path.to_string())),
+    );
+    unknown.sort();
+    let mut problems: Vec<Problem> = unknown
+        .iter()
+        .map(|key| problem(key, "unknown key".to_owned()))
+        .collect();
+    match parsed {
+        Ok(value) => Ok((value, problems)),
+        Err(e) => {
+            let key = track.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            problems.push(problem(&key, strip_config_key_suffix(&e.to_string())));
+            Err(problems)
         }
     }
 }

@@ -1,48 +1,36 @@
 //! `osb-policies`: pure evaluation of the platform team's policy.
 //!
-//! Facts in, [`Decision`] out; no IO, no clock, no HTTP types. Today the gateway asks one question,
-//! which platform may see which service; visibility rules, placement of logical offerings and
-//! parameter rules arrive with the policy file (see the README's roadmap).
+//! Facts in, decision and explanation out; no IO, no clock, no HTTP types. The gateway fills
+//! [`PlanFacts`] and [`CallFacts`] from the catalog and the request, asks, and acts on the answer.
 //!
 //! # Layout
-//! - [`Decision`]: an answer (allow, or deny with the rule and reason), never an error.
-//! - [`Visibility`]: which services a platform sees; everything, until a policy file says otherwise.
+//! - [`file`]: the policy language as written (the reference for every key).
+//! - [`policy`]: the compiled [`Policy`] (validated whole, every problem reported).
+//! - [`facts`]: what the gateway tells the policy.
+//! - [`decide`]: visibility, deny rules, placement of logical offerings, parameter rules; each
+//!   decision carries an [`Explanation`].
+//! - [`schema`]: parameters checked against a plan's JSON schema.
+//! - [`glob`]: name patterns.
 
-/// The answer to a policy question. A denial is an answer, not a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// Refused: `rule` names the rule that decided, `reason` is shown to the platform.
-    Deny {
-        rule: String,
-        reason: String,
-    },
-}
+pub mod decide;
+pub mod facts;
+pub mod file;
+pub mod glob;
+pub mod policy;
+pub mod schema;
 
-impl Decision {
-    /// `true` for [`Decision::Allow`].
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow)
-    }
-}
+pub use decide::{Denial, DenialKind, Explanation, Parameters, Placement, Visibility};
+pub use facts::{CallFacts, Operation, PlanFacts};
+pub use policy::{Offering, OfferingPlan, Policy};
+pub use schema::Schema;
 
-/// What a platform may see of the merged catalog.
-#[derive(Debug, Clone, Default)]
-pub struct Visibility;
-
-impl Visibility {
-    /// Whether `platform` sees the service published as `service_name`.
-    pub fn service(&self, _platform: &str, _service_name: &str) -> Decision {
-        Decision::Allow
-    }
+/// Why a policy file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file has problems; every one is listed, each naming file and key.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<osb_config::Problem>),
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_a_policy_everything_is_visible() {
-        assert!(Visibility.service("k8s", "azure.mysql").is_allowed());
-    }
-}
+mod tests;

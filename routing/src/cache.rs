@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use osb_config::Settings;
-use osb_policies::Visibility;
+use osb_policies::{PlanFacts, Policy};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify};
@@ -33,7 +33,10 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::RoutingError;
-use crate::catalog::{BrokerCatalog, Catalog, RouteTable, Validated, merge, validate_catalog};
+use crate::catalog::{
+    BrokerCatalog, Catalog, LogicalTable, RouteTable, Service, Validated, merge, offering_service,
+    validate_catalog,
+};
 use crate::store::{Store, StoredCatalog};
 use crate::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
@@ -102,12 +105,36 @@ pub struct CatalogSnapshot {
     pub availability: Availability,
 }
 
-/// The catalog one platform is served.
+/// The catalog one platform is served: what the policy lets it see, logical offerings included.
 #[derive(Debug)]
 pub struct CatalogView {
     generation: u64,
+    policy_generation: u64,
     pub body: Bytes,
     pub etag: String,
+}
+
+/// The policy in force and what is derived from it once per change.
+#[derive(Debug)]
+pub struct PolicyState {
+    pub policy: Arc<Policy>,
+    /// Bumped on every reload.
+    pub generation: u64,
+    /// Recognises logical offering ids.
+    pub logical: LogicalTable,
+    /// The logical offerings' catalog entries.
+    pub offerings: Vec<Service>,
+}
+
+impl PolicyState {
+    fn new(policy: Arc<Policy>, generation: u64) -> Self {
+        PolicyState {
+            logical: LogicalTable::new(&policy),
+            offerings: policy.offerings.iter().map(offering_service).collect(),
+            policy,
+            generation,
+        }
+    }
 }
 
 /// `GET /v2/catalog` cannot be answered yet.
@@ -136,7 +163,7 @@ pub struct CatalogCache {
     brokers: Vec<Arc<UpstreamBroker>>,
     separator: String,
     store: Arc<dyn Store>,
-    visibility: Visibility,
+    policy: ArcSwap<PolicyState>,
     grace_deadline: Instant,
     /// Index-aligned with `brokers`. Held across a merge so merges never interleave.
     states: Mutex<Vec<BrokerState>>,
@@ -196,7 +223,7 @@ impl CatalogCache {
             brokers,
             separator: settings.catalog.name_separator.clone(),
             store,
-            visibility: Visibility,
+            policy: ArcSwap::from_pointee(PolicyState::new(Arc::new(Policy::default()), 0)),
             grace_deadline: Instant::now() + settings.catalog.startup_grace,
             states: Mutex::new(Vec::new()),
             snapshot: ArcSwap::from_pointee(empty_snapshot()),
@@ -225,16 +252,38 @@ impl CatalogCache {
                 missing: missing.clone(),
             });
         }
-        if let Some(view) = self
-            .views
-            .get(platform)
-            .filter(|v| v.generation == snapshot.generation)
-        {
+        let policy = self.policy.load();
+        let current = |v: &Arc<CatalogView>| {
+            v.generation == snapshot.generation && v.policy_generation == policy.generation
+        };
+        if let Some(view) = self.views.get(platform).filter(current) {
             return Ok(view);
         }
-        let view = Arc::new(self.render(platform, &snapshot));
+        let view = Arc::new(render(platform, &snapshot, &policy));
         self.views.insert(platform.to_owned(), view.clone());
         Ok(view)
+    }
+
+    /// Puts a new policy in force: later catalog views and decisions use it.
+    pub fn set_policy(&self, policy: Arc<Policy>) -> u64 {
+        let generation = self.policy.load().generation + 1;
+        self.policy.store(Arc::new(PolicyState::new(policy, generation)));
+        self.views.invalidate_all();
+        generation
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<PolicyState> {
+        self.policy.load_full()
+    }
+
+    /// Whether calls may be placed on `broker`: its last catalog refresh succeeded.
+    pub fn is_healthy(&self, broker: &str) -> bool {
+        self.snapshot
+            .load()
+            .brokers
+            .iter()
+            .any(|b| b.name == broker && b.consecutive_failures == 0 && b.freshness != Freshness::Pending)
     }
 
     /// The upstream broker named `name`.
@@ -475,32 +524,70 @@ impl CatalogCache {
             availability,
         }));
     }
+}
 
-    fn render(&self, platform: &str, snapshot: &CatalogSnapshot) -> CatalogView {
-        let visible: Vec<_> = snapshot
-            .catalog
-            .services
+/// What `platform` sees: each plan the policy shows it (a service with no visible plan is left out),
+/// then the logical offerings. Reuses the merged bytes when nothing is hidden or added.
+fn render(platform: &str, snapshot: &CatalogSnapshot, policy: &PolicyState) -> CatalogView {
+    let mut services = Vec::with_capacity(snapshot.catalog.services.len() + policy.offerings.len());
+    let mut changed = !policy.offerings.is_empty();
+    let visible = |broker: &str, service: &Service, tags: &[String]| -> Vec<crate::catalog::Plan> {
+        service
+            .plans
             .iter()
-            .filter(|s| self.visibility.service(platform, &s.name).is_allowed())
+            .filter(|p| {
+                let facts = PlanFacts {
+                    broker,
+                    service: &service.name,
+                    plan: &p.name,
+                    tags,
+                    free: p.free(),
+                };
+                policy.policy.visibility(platform, &facts).visible
+            })
             .cloned()
-            .collect();
-        if visible.len() == snapshot.catalog.services.len() {
-            return CatalogView {
-                generation: snapshot.generation,
-                body: snapshot.body.clone(),
-                etag: snapshot.etag.clone(),
-            };
+            .collect()
+    };
+    for service in &snapshot.catalog.services {
+        let broker = snapshot.routes.service(&service.id).map_or("", |r| &*r.broker);
+        let plans = visible(broker, service, &service.tags());
+        if plans.len() != service.plans.len() {
+            changed = true;
         }
-        let catalog = Catalog {
-            services: visible,
-            extra: serde_json::Map::new(),
-        };
-        let body = Bytes::from(serde_json::to_vec(&catalog).unwrap_or_default());
-        CatalogView {
+        if !plans.is_empty() {
+            services.push(Service {
+                plans,
+                ..service.clone()
+            });
+        }
+    }
+    for offering in &policy.offerings {
+        let plans = visible("gateway", offering, &offering.tags());
+        if !plans.is_empty() {
+            services.push(Service {
+                plans,
+                ..offering.clone()
+            });
+        }
+    }
+    if !changed {
+        return CatalogView {
             generation: snapshot.generation,
-            etag: strong_etag(&body),
-            body,
-        }
+            policy_generation: policy.generation,
+            body: snapshot.body.clone(),
+            etag: snapshot.etag.clone(),
+        };
+    }
+    let catalog = Catalog {
+        services,
+        extra: serde_json::Map::new(),
+    };
+    let body = Bytes::from(serde_json::to_vec(&catalog).unwrap_or_default());
+    CatalogView {
+        generation: snapshot.generation,
+        policy_generation: policy.generation,
+        etag: strong_etag(&body),
+        body,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct RouteTable {
     plans: HashMap<String, PlanRoute>,
     /// (broker, upstream id) → gateway id, for mapping upstream answers back.
     gateway_ids: HashMap<(Arc<str>, String), String>,
+    /// (broker, upstream service name, upstream plan name) → gateway plan id (placement).
+    plans_by_name: HashMap<(Arc<str>, String, String), String>,
 }
 
 /// Where a gateway service id leads.
@@ -58,6 +60,8 @@ pub struct ServiceRoute {
     pub upstream_service_id: String,
     /// The published (namespaced) name.
     pub name: String,
+    /// The name in the upstream's catalog.
+    pub upstream_name: String,
     pub bindable: bool,
     pub instances_retrievable: bool,
     pub bindings_retrievable: bool,
@@ -95,6 +99,14 @@ impl RouteTable {
         self.gateway_ids
             .get(&(Arc::from(broker), upstream_id.to_owned()))
             .map(String::as_str)
+    }
+
+    /// The route of plan `plan` of service `service` (upstream names) at `broker`.
+    pub fn plan_by_name(&self, broker: &str, service: &str, plan: &str) -> Option<(&str, &PlanRoute)> {
+        let id = self
+            .plans_by_name
+            .get(&(Arc::from(broker), service.to_owned(), plan.to_owned()))?;
+        Some((id.as_str(), self.plans.get(id)?))
     }
 
     /// Number of (services, plans) routed.
@@ -198,6 +210,10 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
                     .routes
                     .gateway_ids
                     .insert((broker.clone(), route.upstream_plan_id.clone()), plan_id.clone());
+                merged.routes.plans_by_name.insert(
+                    (broker.clone(), upstream.name.clone(), route.name.clone()),
+                    plan_id.clone(),
+                );
                 merged.routes.plans.insert(plan_id, route);
             }
             merged
@@ -210,6 +226,7 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
                     broker: broker.clone(),
                     upstream_service_id: upstream.id.clone(),
                     name,
+                    upstream_name: upstream.name.clone(),
                     bindable: offering_bindable,
                     instances_retrievable: upstream.flag("instances_retrievable").unwrap_or(false),
                     bindings_retrievable: upstream.flag("bindings_retrievable").unwrap_or(false),

@@ -6,14 +6,17 @@
 //!                                              ▼
 //!                                     merge ─▶ Merged{catalog, routes, dropped, warnings}
 //! ```
+//! Logical offerings (services the policy defines) become catalog entries in [`logical`].
 //! The HTTP fetching and caching around it live in [`crate::upstream`] and [`crate::cache`].
 
 pub mod ids;
+pub mod logical;
 pub mod merge;
 pub mod model;
 pub mod validate;
 
 pub use ids::{ID_NAMESPACE, gateway_id};
+pub use logical::{LogicalTable, offering_id, offering_plan_id, offering_service};
 pub use merge::{BrokerCatalog, MergeWarning, Merged, PlanRoute, RouteTable, ServiceRoute, merge};
 pub use model::{Catalog, Plan, Service};
 pub use validate::{Dropped, Validated, validate_catalog};

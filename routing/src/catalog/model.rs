@@ -52,7 +52,23 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The offering's `tags` (strings only).
+    pub fn tags(&self) -> Vec<String> {
+        self.extra
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
 impl Plan {
+    /// The plan's `free` (OSB: true when absent).
+    pub fn free(&self) -> bool {
+        self.flag("free").unwrap_or(true)
+    }
+
     /// A boolean field of the plan, if present and boolean (plan values override the offering's).
     pub fn flag(&self, key: &str) -> Option<bool> {
         self.extra.get(key).and_then(Value::as_bool)
