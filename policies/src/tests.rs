@@ -511,14 +511,15 @@ fn parameter_defaults_forced_allowed_and_forbidden() {
     let given = |v: Value| v.as_object().unwrap().clone();
 
     // (platform, operation, plan, context, parameters) → Ok(expected parameters) or Err(rule)
-    let cases: Vec<(
-        &str,
+    type Case<'a> = (
+        &'a str,
         Operation,
-        PlanFacts<'_>,
-        Option<&Value>,
+        PlanFacts<'a>,
+        Option<&'a Value>,
         Option<Map<String, Value>>,
-        Result<Value, &str>,
-    )> = vec![
+        Result<Value, &'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "k8s-prod",
             Operation::Provision,
