@@ -9,11 +9,12 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use osb_config::Settings;
-use osb_routing::catalog::PlanRoute;
-use osb_routing::{Availability, CatalogCache, Registry, Unavailable, UpstreamBroker};
+use osb_routing::{CatalogCache, Registry, UpstreamBroker};
 
 use crate::auth::Platforms;
+use crate::decide::{Decider, SchemaCache};
 use crate::error::{ApiError, json_error, path_error, query_error};
+use crate::policy::PolicyFile;
 use crate::{admin, handlers, middleware};
 
 /// What every request handler shares.
@@ -23,32 +24,23 @@ pub struct AppState {
     pub platforms: Platforms,
     pub catalog: Arc<CatalogCache>,
     pub registry: Registry,
+    pub policy_file: Arc<PolicyFile>,
+    /// Compiled plan schemas.
+    pub schemas: SchemaCache,
 }
 
 impl AppState {
-    /// The route of a plan a platform wants to provision.
-    ///
-    /// # Errors
-    /// [`ApiError::CatalogUnavailable`] during start-up (the plan may belong to a broker whose
-    /// catalog is not in yet), [`ApiError::BadRequest`] for an unknown plan or one of another service.
-    pub fn plan_route(&self, service_id: &str, plan_id: &str) -> Result<PlanRoute, ApiError> {
+    /// Runs a policy decision on the current catalog, policy and broker health.
+    pub fn decide<T>(&self, decide: impl FnOnce(&Decider<'_>) -> T) -> T {
         let snapshot = self.catalog.snapshot();
-        if let Availability::Starting { missing } = &snapshot.availability {
-            return Err(ApiError::CatalogUnavailable(Unavailable {
-                missing: missing.clone(),
-            }));
-        }
-        let routes = &snapshot.routes;
-        let Some(plan) = routes.plan(plan_id) else {
-            return Err(ApiError::BadRequest(format!("unknown plan_id {plan_id}")));
-        };
-        if plan.service_id != service_id {
-            return Err(ApiError::BadRequest(match routes.service(service_id) {
-                Some(_) => format!("plan_id {plan_id} is not a plan of service_id {service_id}"),
-                None => format!("unknown service_id {service_id}"),
-            }));
-        }
-        Ok(plan.clone())
+        let policy = self.catalog.policy();
+        let healthy = |broker: &str| self.catalog.is_healthy(broker);
+        decide(&Decider {
+            snapshot: &snapshot,
+            policy: &policy,
+            healthy: &healthy,
+            schemas: &self.schemas,
+        })
     }
 
     /// The client of the broker named `name`.

@@ -15,6 +15,8 @@
 //! | no such instance/binding (read, update, bind) | 404 | —           |
 //! | no such instance/binding (delete, poll)       | 410 | —           |
 //! | catalog not in yet           | 503    | `CatalogUnavailable` (+ `Retry-After`) |
+//! | policy denies the call       | 403    | `PolicyDenied` (names the rule) |
+//! | no healthy broker for a logical offering | 503 | `PlacementUnavailable` |
 //! | upstream unreachable, nothing sent | 502 | `UpstreamUnavailable` |
 //! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
 //! | upstream timed out           | 504    | `UpstreamTimeout`      |
@@ -85,6 +87,14 @@ pub enum ApiError {
     #[error("broker {broker} did not answer in time")]
     UpstreamTimeout { broker: String },
 
+    /// The platform team's policy refuses the call.
+    #[error("{reason} (rule {rule})")]
+    PolicyDenied { rule: String, reason: String },
+
+    /// No healthy broker can take a logical offering's instance right now.
+    #[error("{0}")]
+    NoPlacement(String),
+
     /// The gateway could not start: store, listener.
     #[error("cannot start: {0}")]
     Startup(String),
@@ -123,6 +133,8 @@ impl ApiError {
             ApiError::UpstreamUnavailable { .. } => Some("UpstreamUnavailable"),
             ApiError::UpstreamError { .. } => Some("UpstreamError"),
             ApiError::UpstreamTimeout { .. } => Some("UpstreamTimeout"),
+            ApiError::PolicyDenied { .. } => Some("PolicyDenied"),
+            ApiError::NoPlacement(_) => Some("PlacementUnavailable"),
             _ => None,
         }
     }
@@ -142,6 +154,8 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Startup(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -18,12 +18,14 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod check;
+pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod handlers;
 pub mod middleware;
 pub mod parse;
+pub mod policy;
 pub mod telemetry;
 
 use std::future::Future;
@@ -104,11 +106,25 @@ pub async fn serve(
     let mut background = catalog.spawn_refreshers();
     background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
 
+    // The policy file (validated whole; the gateway does not start on a policy it cannot read).
+    let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone()).map_err(|problems| {
+        ApiError::Startup(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    background.push(policy_file.spawn_watcher());
+
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         platforms: Platforms::new(&settings.platforms),
         catalog: catalog.clone(),
         registry,
+        policy_file,
+        schemas: decide::schema_cache(),
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let grace = settings.shutdown_grace.as_secs();

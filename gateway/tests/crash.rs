@@ -81,7 +81,13 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
         }
     })
     .await;
-    let service = &catalog["services"][0];
+    // S3: its schema requires no parameter.
+    let service = catalog["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "aws.s3")
+        .unwrap();
     let body =
         json!({"service_id": service["id"], "plan_id": service["plans"][0]["id"], "parameters": {"n": 1}});
 

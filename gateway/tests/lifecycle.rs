@@ -20,6 +20,12 @@ fn service<'a>(catalog: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
+/// Provision parameters valid for both services the lifecycle test uses (DynamoDB's schema requires
+/// its key attributes), with a marker that must never reach the logs.
+fn provision_parameters() -> Value {
+    json!({"size": 1, "HashAttributeName": "id", "RangeAttributeName": "ts", "admin_password": "param-secret-41"})
+}
+
 /// Percent-encodes a query value the way a platform does.
 fn encode(value: &str) -> String {
     value
@@ -89,7 +95,7 @@ async fn lifecycle(gateway: &TestGateway, published: &Value, plan: &Value, new_p
         )
         .json(
             &json!({"service_id": service_id, "plan_id": plan_id, "context": context,
-                      "organization_guid": "org", "space_guid": "space", "parameters": {"size": 1}}),
+                      "organization_guid": "org", "space_guid": "space", "parameters": provision_parameters()}),
         )
         .send()
         .await
@@ -108,7 +114,7 @@ async fn lifecycle(gateway: &TestGateway, published: &Value, plan: &Value, new_p
         .request(Method::PUT, &format!("{path}?accepts_incomplete=true"))
         .json(
             &json!({"service_id": service_id, "plan_id": plan_id, "context": context,
-                      "organization_guid": "org", "space_guid": "space", "parameters": {"size": 1}}),
+                      "organization_guid": "org", "space_guid": "space", "parameters": provision_parameters()}),
         )
         .send()
         .await
@@ -351,6 +357,8 @@ async fn full_lifecycles_on_two_upstreams_each_seeing_only_its_own_ids() {
         !text.contains("fake://bind-1") && !text.contains("p-bind-1"),
         "binding credentials leaked into logs"
     );
+    assert!(!text.contains("param-secret-41"), "parameters leaked into logs");
+    assert!(text.contains("inst-1-"), "the logs did capture the requests");
     assert!(
         !text.contains("eyJ1c2VybmFtZSI6ImFsaWNlIn0") && !text.contains("alice"),
         "originating identity leaked"

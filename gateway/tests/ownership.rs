@@ -424,7 +424,7 @@ async fn bad_requests_are_400_and_reach_no_upstream() {
                 .request(Method::PATCH, "/v2/service_instances/ok")
                 .json(&json!({"service_id": ids.service, "plan_id": "ghost"})),
             400,
-            "not a plan of",
+            "unknown plan_id",
         ),
         (
             gateway

@@ -19,7 +19,11 @@ pub struct Schema {
 
 /// The parameters schema of `plan` (a catalog plan object) for `operation`, if it has one.
 pub fn plan_schema(plan: &Value, operation: Operation) -> Option<&Value> {
-    let schemas = plan.get("schemas")?;
+    parameters_schema(plan.get("schemas")?, operation)
+}
+
+/// The parameters schema for `operation` in a plan's `schemas` object, if it has one.
+pub fn parameters_schema(schemas: &Value, operation: Operation) -> Option<&Value> {
     let schema = match operation {
         Operation::Provision => schemas.get("service_instance")?.get("create")?,
         Operation::Update => schemas.get("service_instance")?.get("update")?,

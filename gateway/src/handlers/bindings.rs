@@ -4,6 +4,7 @@
 //! Binding answers carry credentials: they pass through to the platform and are never logged.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use osb_policies::Operation;
 use osb_routing::registry::{NewBinding, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
@@ -29,11 +30,17 @@ pub async fn bind(
     let instance_id = parse::path_id(&req, "instance_id")?;
     let binding_id = parse::path_id(&req, "binding_id")?;
     let query = Query::parse(req.query_string())?;
-    let body = parse::request_body(
+    let mut body = parse::request_body(
         BodyKind::Bind,
         &parse::body(payload, state.settings.max_body_bytes).await?,
     )?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
+    let fingerprint = fingerprint(&[
+        ("service_id", Some(&Value::String(body.service_id.clone()))),
+        ("plan_id", Some(&Value::String(plan_id.clone()))),
+        ("parameters", body.parameters()),
+        ("bind_resource", body.fields.get("bind_resource")),
+    ]);
 
     // 2. Resolve: the instance's owner; the plan must be the instance's service's and bindable.
     let instance = state
@@ -48,26 +55,36 @@ pub async fn bind(
     }
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &instance, &plan_id)?;
-    if routes.plan(&plan_id).is_some_and(|p| !p.bindable) {
+    let logical_bindable = state
+        .catalog
+        .policy()
+        .offerings
+        .iter()
+        .find(|o| o.id == instance.service_id)
+        .map(|o| {
+            let plan = o.plans.iter().find(|p| p.id == plan_id);
+            plan.and_then(|p| p.flag("bindable"))
+                .unwrap_or_else(|| o.bindable())
+        });
+    if routes.plan(&plan_id).map(|p| p.bindable).or(logical_bindable) == Some(false) {
         return Err(ApiError::BadRequest(format!("plan {plan_id} is not bindable")));
     }
+    // 3. The policy: deny rules, parameter rules, the plan's binding schema.
+    let (decision, _) =
+        state.decide(|d| d.existing(&platform, Operation::Bind, &instance, &plan_id, Some(&body)))?;
+    decision.apply_to(&mut body);
     let upstream = state.upstream(&instance.broker)?;
 
-    // 3. Admit (write-ahead intent, retry, or 404/409/422).
+    // 4. Admit (write-ahead intent, retry, or 404/409/422).
     let new = NewBinding {
         binding_id: binding_id.clone(),
         instance_id: instance_id.clone(),
         platform,
-        fingerprint: fingerprint(&[
-            ("service_id", Some(&Value::String(body.service_id.clone()))),
-            ("plan_id", Some(&Value::String(plan_id))),
-            ("parameters", body.parameters()),
-            ("bind_resource", body.fields.get("bind_resource")),
-        ]),
+        fingerprint,
     };
     let admission = state.registry.begin_bind(&new).await?;
 
-    // 4. Upstream.
+    // 5. Upstream.
     let path = format!(
         "{}{}",
         binding_path(&instance_id, &binding_id),
@@ -78,7 +95,7 @@ pub async fn bind(
         .call(Method::PUT, &path, Some(upstream_body), &call)
         .await;
 
-    // 5. Outcome (a failed bind is unbound upstream by the mitigation worker), answer.
+    // 6. Outcome (a failed bind is unbound upstream by the mitigation worker), answer.
     let outcome = classify(Endpoint::Bind, &reply);
     state.registry.finish_bind(&admission, &outcome).await?;
     respond(&instance.broker, reply, &outcome)
@@ -109,6 +126,9 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         Some(instance) => map_plan(&routes, instance, &plan_id)?,
         None => binding.upstream_plan_id.clone(),
     };
+    if let Some(instance) = &instance {
+        state.decide(|d| d.existing(&platform, Operation::Unbind, instance, &plan_id, None))?;
+    }
     let upstream = state.upstream(&binding.broker)?;
 
     let admission = state

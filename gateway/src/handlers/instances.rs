@@ -1,11 +1,12 @@
 //! Service instance endpoints: provision, update, deprovision, fetch, last_operation.
 //!
-//! Each handler reads top to bottom: parse (400) → resolve the owner (route table for the plan in a
-//! provision, the registry for everything else) → admit in the registry (409/422/404/410, write-ahead
-//! intent) → call the upstream with upstream ids → record the outcome → answer. Nothing after the
-//! upstream call answers a 4xx of its own.
+//! Each handler reads top to bottom: parse (400) → resolve and decide (route table or registry, then
+//! the policy: 403/400/503) → admit in the registry (409/422/404/410, write-ahead intent) → call the
+//! upstream with upstream ids → record the outcome → answer. Nothing after the upstream call answers
+//! a 4xx of its own.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use osb_policies::Operation;
 use osb_routing::registry::{NewInstance, Outcome, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
@@ -26,30 +27,35 @@ pub async fn provision(
     let (platform, call) = forward::caller(&req)?;
     let instance_id = parse::path_id(&req, "instance_id")?;
     let query = Query::parse(req.query_string())?;
-    let body = parse::request_body(
+    let mut body = parse::request_body(
         BodyKind::Provision,
         &parse::body(payload, state.settings.max_body_bytes).await?,
     )?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
+    // A retry is recognised by what the platform sent, before any rule changes it.
+    let fingerprint = fingerprint(&[
+        ("service_id", Some(&Value::String(body.service_id.clone()))),
+        ("plan_id", Some(&Value::String(plan_id.clone()))),
+        ("parameters", body.parameters()),
+    ]);
 
-    // 2. Resolve the owning broker from the merged catalog.
-    let route = state.plan_route(&body.service_id, &plan_id)?;
-    let upstream = state.upstream(&route.broker)?;
+    // 2. Decide: the owning broker (route table, or placement of a logical offering) and the
+    //    policy's verdict (visibility, deny rules, parameter rules, the plan's schema).
+    let decision = state.decide(|d| d.provision(&platform, &instance_id, &body))?;
+    decision.apply_to(&mut body);
+    let upstream = state.upstream(&decision.broker)?;
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
     let new = NewInstance {
         instance_id: instance_id.clone(),
         platform,
-        broker: route.broker.to_string(),
-        service_id: body.service_id.clone(),
-        plan_id: plan_id.clone(),
-        upstream_service_id: route.upstream_service_id.clone(),
-        upstream_plan_id: route.upstream_plan_id.clone(),
-        fingerprint: fingerprint(&[
-            ("service_id", Some(&Value::String(body.service_id.clone()))),
-            ("plan_id", Some(&Value::String(plan_id))),
-            ("parameters", body.parameters()),
-        ]),
+        broker: decision.broker.clone(),
+        service_id: decision.service_id.clone(),
+        plan_id: decision.plan_id.clone(),
+        upstream_service_id: decision.upstream_service_id.clone(),
+        upstream_plan_id: decision.upstream_plan_id.clone(),
+        fingerprint,
+        context: body.fields.get("context").cloned(),
     };
     let admission = state.registry.begin_provision(&new).await?;
 
@@ -58,7 +64,11 @@ pub async fn provision(
         "/v2/service_instances/{instance_id}{}",
         query.accepts_incomplete()
     );
-    let upstream_body = body.upstream(&route.upstream_service_id, Some(&route.upstream_plan_id), None);
+    let upstream_body = body.upstream(
+        &decision.upstream_service_id,
+        Some(&decision.upstream_plan_id),
+        None,
+    );
     let reply = upstream
         .call(Method::PUT, &path, Some(upstream_body), &call)
         .await;
@@ -66,7 +76,7 @@ pub async fn provision(
     // 5. Record the outcome (orphan-mitigates a failed create), then answer.
     let outcome = classify(Endpoint::Provision, &reply);
     state.registry.finish_provision(&admission, &outcome).await?;
-    respond(&route.broker, reply, &outcome)
+    respond(&decision.broker, reply, &outcome)
 }
 
 /// `PATCH /v2/service_instances/{instance_id}`
@@ -78,10 +88,16 @@ pub async fn update(
     let (platform, call) = forward::caller(&req)?;
     let instance_id = parse::path_id(&req, "instance_id")?;
     let query = Query::parse(req.query_string())?;
-    let body = parse::request_body(
+    let mut body = parse::request_body(
         BodyKind::Update,
         &parse::body(payload, state.settings.max_body_bytes).await?,
     )?;
+    let fingerprint = fingerprint(&[
+        ("plan_id", body.fields.get("plan_id")),
+        ("parameters", body.parameters()),
+        ("maintenance_info", body.fields.get("maintenance_info")),
+        ("context", body.fields.get("context")),
+    ]);
 
     let record = state
         .registry
@@ -93,31 +109,30 @@ pub async fn update(
             "service_id does not match instance {instance_id}"
         )));
     }
+    let target_plan = body.plan_id.clone().unwrap_or_else(|| record.plan_id.clone());
+    let (decision, remapped) =
+        state.decide(|d| d.existing(&platform, Operation::Update, &record, &target_plan, Some(&body)))?;
     let routes = state.catalog.snapshot().routes.clone();
-    let plan_change = match body.plan_id.as_deref().filter(|p| *p != record.plan_id) {
-        Some(new_plan) => {
+    let plan_change = match (target_plan != record.plan_id, remapped) {
+        (false, _) => None,
+        (true, Some(upstream_plan)) => Some((target_plan.clone(), upstream_plan)),
+        (true, None) => {
             let current_updateable = routes.plan(&record.plan_id).is_none_or(|p| p.plan_updateable);
             if !current_updateable {
                 return Err(ApiError::BadRequest(format!(
                     "the plan of instance {instance_id} cannot be changed (plan_updateable is false)"
                 )));
             }
-            Some((new_plan.to_owned(), map_plan(&routes, &record, new_plan)?))
+            Some((target_plan.clone(), map_plan(&routes, &record, &target_plan)?))
         }
-        None => None,
     };
     let previous_upstream_plan = body
         .previous_plan_id()
         .map(|p| map_plan(&routes, &record, p))
         .transpose()?;
+    decision.apply_to(&mut body);
     let upstream = state.upstream(&record.broker)?;
 
-    let fingerprint = fingerprint(&[
-        ("plan_id", body.fields.get("plan_id")),
-        ("parameters", body.parameters()),
-        ("maintenance_info", body.fields.get("maintenance_info")),
-        ("context", body.fields.get("context")),
-    ]);
     let admission = state
         .registry
         .begin_update(&instance_id, &platform, plan_change.clone(), &fingerprint)
@@ -166,6 +181,7 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
     }
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &record, &plan_id)?;
+    state.decide(|d| d.existing(&platform, Operation::Deprovision, &record, &plan_id, None))?;
     let upstream = state.upstream(&record.broker)?;
 
     let fingerprint = fingerprint(&[("deprovision", None)]);

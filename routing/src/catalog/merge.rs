@@ -66,6 +66,8 @@ pub struct ServiceRoute {
     pub instances_retrievable: bool,
     pub bindings_retrievable: bool,
     pub plan_updateable: bool,
+    /// The offering's tags.
+    pub tags: Vec<String>,
 }
 
 /// Where a gateway plan id leads.
@@ -81,6 +83,8 @@ pub struct PlanRoute {
     pub bindable: bool,
     /// The plan's `plan_updateable`, else the offering's.
     pub plan_updateable: bool,
+    /// The plan's `free` (OSB: true when absent).
+    pub free: bool,
 }
 
 impl RouteTable {
@@ -182,6 +186,7 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
                         plan_updateable: upstream_plan
                             .flag("plan_updateable")
                             .unwrap_or(offering_updateable),
+                        free: upstream_plan.free(),
                     },
                 ));
                 service.plans.push(plan);
@@ -231,6 +236,7 @@ pub fn merge(inputs: &[BrokerCatalog<'_>], separator: &str) -> Merged {
                     instances_retrievable: upstream.flag("instances_retrievable").unwrap_or(false),
                     bindings_retrievable: upstream.flag("bindings_retrievable").unwrap_or(false),
                     plan_updateable: offering_updateable,
+                    tags: upstream.tags(),
                 },
             );
             merged.catalog.services.push(service);

@@ -84,6 +84,8 @@ pub struct NewInstance {
     pub upstream_service_id: String,
     pub upstream_plan_id: String,
     pub fingerprint: String,
+    /// The request's `context`, kept for policy decisions on later calls.
+    pub context: Option<serde_json::Value>,
 }
 
 /// A new binding as the bind request describes it.
@@ -227,6 +229,7 @@ impl Registry {
                     upstream_service_id: new.upstream_service_id.clone(),
                     upstream_plan_id: new.upstream_plan_id.clone(),
                     fingerprint: new.fingerprint.clone(),
+                    context: new.context.clone(),
                     state: ResourceState::Creating,
                     operation: Some(operation(OperationKind::Provision, &new.fingerprint, None)),
                     created_ms: now,

@@ -100,6 +100,10 @@ pub struct InstanceRecord {
     pub upstream_plan_id: String,
     /// Fingerprint of the provision request (service, plan, parameters).
     pub fingerprint: String,
+    /// The platform's `context` (namespace, organization, annotations) from the provision and
+    /// later updates: policy rules about calls that carry none (deprovision, unbind) use it.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
     pub state: ResourceState,
     pub operation: Option<Operation>,
     pub created_ms: u64,
@@ -224,6 +228,7 @@ mod tests {
             upstream_service_id: "us".into(),
             upstream_plan_id: "up".into(),
             fingerprint: "f".into(),
+            context: None,
             state: ResourceState::Orphaned(Mitigation {
                 reason: "provision timed out".into(),
                 attempts: 2,

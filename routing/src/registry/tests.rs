@@ -20,6 +20,7 @@ fn new_instance(id: &str, platform: &str, fingerprint: &str) -> NewInstance {
         upstream_service_id: "us".into(),
         upstream_plan_id: "up".into(),
         fingerprint: fingerprint.into(),
+        context: None,
     }
 }
 

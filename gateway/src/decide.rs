@@ -1,0 +1,422 @@
+//! The policy step of the request path: visibility, deny rules, placement of logical offerings,
+//! parameter rules and schema checks, all before anything is forwarded.
+//!
+//! Handlers and `explain` (CLI and admin API) call the same functions, so a dry run answers exactly
+//! what a real call would. Inputs are a [`Decider`]: the catalog snapshot, the policy in force,
+//! broker health and the compiled-schema cache.
+
+use std::sync::Arc;
+
+use osb_policies::schema::parameters_schema;
+use osb_policies::{CallFacts, Denial, DenialKind, Explanation, Operation, PlanFacts, Schema};
+use osb_routing::cache::{CatalogSnapshot, PolicyState};
+use osb_routing::catalog::PlanRoute;
+use osb_routing::registry::InstanceRecord;
+use osb_routing::{Availability, Unavailable};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::parse::Body;
+
+/// Compiled schemas, per (gateway plan id, operation, catalog generation).
+pub type SchemaCache = moka::sync::Cache<(String, &'static str, u64), Arc<Result<Schema, String>>>;
+
+/// A new schema cache.
+pub fn schema_cache() -> SchemaCache {
+    moka::sync::Cache::new(4096)
+}
+
+/// What a decision looks at.
+pub struct Decider<'a> {
+    pub snapshot: &'a CatalogSnapshot,
+    pub policy: &'a PolicyState,
+    pub healthy: &'a dyn Fn(&str) -> bool,
+    pub schemas: &'a SchemaCache,
+}
+
+/// The outcome of the policy step for a call that may go ahead.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The broker the call goes to.
+    pub broker: String,
+    /// Gateway service and plan ids recorded for the instance (logical ones for an offering).
+    pub service_id: String,
+    pub plan_id: String,
+    pub upstream_service_id: String,
+    pub upstream_plan_id: String,
+    /// The parameters to forward when the rules changed them (`None`: forward as received).
+    #[serde(skip)]
+    pub parameters: Option<Map<String, Value>>,
+    /// Names of the parameters the rules set or changed (never values).
+    pub parameters_changed: Vec<String>,
+    /// Why, rule by rule.
+    pub explanation: Vec<String>,
+}
+
+impl Decision {
+    /// Puts the decided parameters into `body` (when the rules changed them).
+    pub fn apply_to(&self, body: &mut Body) {
+        if let Some(parameters) = &self.parameters {
+            body.fields
+                .insert("parameters".to_owned(), Value::Object(parameters.clone()));
+        }
+    }
+}
+
+fn denied(denial: Denial) -> ApiError {
+    match denial.kind {
+        DenialKind::Forbidden => ApiError::PolicyDenied {
+            rule: denial.rule,
+            reason: denial.reason,
+        },
+        DenialKind::Invalid => ApiError::BadRequest(format!("{} (rule {})", denial.reason, denial.rule)),
+        DenialKind::Unavailable => ApiError::NoPlacement(denial.reason),
+    }
+}
+
+/// The catalog facts of a gateway plan id: logical or routed.
+struct Target<'a> {
+    broker: String,
+    service: String,
+    plan: String,
+    tags: Vec<String>,
+    free: bool,
+    logical: Option<(&'a str, &'a str)>,
+    route: Option<&'a PlanRoute>,
+}
+
+impl Decider<'_> {
+    fn target<'s>(&'s self, service_id: &str, plan_id: &str) -> Result<Target<'s>, ApiError> {
+        if let Some((offering, plan)) = self.policy.logical.plan(plan_id) {
+            let offering_def = self.policy.policy.offering(offering);
+            if self.policy.logical.offering(service_id) != Some(offering) {
+                return Err(ApiError::BadRequest(format!(
+                    "plan_id {plan_id} is not a plan of service_id {service_id}"
+                )));
+            }
+            return Ok(Target {
+                broker: "gateway".to_owned(),
+                service: offering.to_owned(),
+                plan: plan.to_owned(),
+                tags: offering_def.map(|o| o.tags.clone()).unwrap_or_default(),
+                free: offering_def
+                    .and_then(|o| o.plans.iter().find(|p| p.name == plan))
+                    .is_none_or(|p| p.free),
+                logical: Some((offering, plan)),
+                route: None,
+            });
+        }
+        let routes = &self.snapshot.routes;
+        let Some(route) = routes.plan(plan_id) else {
+            return Err(ApiError::BadRequest(format!("unknown plan_id {plan_id}")));
+        };
+        if route.service_id != service_id {
+            return Err(ApiError::BadRequest(match routes.service(service_id) {
+                Some(_) => format!("plan_id {plan_id} is not a plan of service_id {service_id}"),
+                None => format!("unknown service_id {service_id}"),
+            }));
+        }
+        let service = routes.service(service_id);
+        Ok(Target {
+            broker: route.broker.to_string(),
+            service: service.map(|s| s.name.clone()).unwrap_or_default(),
+            plan: route.name.clone(),
+            tags: service.map(|s| s.tags.clone()).unwrap_or_default(),
+            free: route.free,
+            logical: None,
+            route: Some(route),
+        })
+    }
+
+    /// The policy's decision on a provision.
+    ///
+    /// # Errors
+    /// 400 (unknown or mismatched ids, parameters outside the rules or the schema), 403
+    /// `PolicyDenied`, 503 while catalogs are missing or no candidate broker is healthy.
+    pub fn provision(&self, platform: &str, instance_id: &str, body: &Body) -> Result<Decision, ApiError> {
+        if let Availability::Starting { missing } = &self.snapshot.availability {
+            return Err(ApiError::CatalogUnavailable(Unavailable {
+                missing: missing.clone(),
+            }));
+        }
+        let plan_id = body.plan_id.as_deref().unwrap_or_default();
+        let target = self.target(&body.service_id, plan_id)?;
+        let call = CallFacts {
+            platform,
+            operation: Operation::Provision,
+            instance_id,
+            plan: PlanFacts {
+                broker: &target.broker,
+                service: &target.service,
+                plan: &target.plan,
+                tags: &target.tags,
+                free: target.free,
+            },
+            context: body.fields.get("context"),
+            parameters: body.parameters().and_then(Value::as_object),
+        };
+        let mut explanation = self.policy.policy.admit(&call).map_err(denied)?;
+
+        // Where it goes: the route of the plan, or the placement of a logical offering.
+        let (route_id, route) = match (target.logical, target.route) {
+            (_, Some(route)) => (plan_id.to_owned(), route),
+            (Some((offering, plan)), None) => {
+                let offering = self
+                    .policy
+                    .policy
+                    .offering(offering)
+                    .ok_or_else(|| ApiError::Internal(format!("offering {offering} vanished")))?;
+                let placement = self
+                    .policy
+                    .policy
+                    .place(offering, plan, &call, self.healthy)
+                    .map_err(denied)?;
+                explanation.0.extend(placement.explanation.0.iter().cloned());
+                let (id, route) = self
+                    .snapshot
+                    .routes
+                    .plan_by_name(&placement.broker, &placement.service, &placement.plan)
+                    .ok_or_else(|| {
+                        ApiError::NoPlacement(format!(
+                            "broker {} has no plan {} of {} in its catalog (rule {})",
+                            placement.broker, placement.plan, placement.service, placement.rule
+                        ))
+                    })?;
+                (id.to_owned(), route)
+            }
+            (None, None) => return Err(ApiError::Internal("plan without a route".to_owned())),
+        };
+
+        let (parameters, changed) = self.parameters(&call, &mut explanation)?;
+        self.check_schema(
+            &route_id,
+            Operation::Provision,
+            parameters.as_ref().or(call.parameters),
+            &mut explanation,
+        )?;
+        Ok(Decision {
+            broker: route.broker.to_string(),
+            service_id: body.service_id.clone(),
+            plan_id: plan_id.to_owned(),
+            upstream_service_id: route.upstream_service_id.clone(),
+            upstream_plan_id: route.upstream_plan_id.clone(),
+            parameters: changed.then_some(parameters).flatten(),
+            parameters_changed: changed_names(call.parameters, &explanation),
+            explanation: explanation.0,
+        })
+    }
+
+    /// The policy's decision on a call on an existing instance (update, bind, deprovision, unbind):
+    /// deny rules always; for update and bind also parameter rules and the schema, and for a plan
+    /// change the visibility of the new plan. Returns the decision and, for a logical instance's
+    /// plan change, the upstream plan id it maps to.
+    ///
+    /// # Errors
+    /// 400, 403 `PolicyDenied`.
+    pub fn existing(
+        &self,
+        platform: &str,
+        operation: Operation,
+        instance: &InstanceRecord,
+        plan_id: &str,
+        body: Option<&Body>,
+    ) -> Result<(Decision, Option<String>), ApiError> {
+        let target = self.target(&instance.service_id, plan_id).or_else(|e| {
+            // A plan that left the catalog still routes by the record: judge it by the record's plan.
+            if plan_id == instance.plan_id {
+                self.target(&instance.service_id, &instance.plan_id)
+            } else {
+                Err(e)
+            }
+        });
+        let target = match target {
+            Ok(t) => t,
+            Err(_) if plan_id == instance.plan_id => Target {
+                broker: instance.broker.clone(),
+                service: String::new(),
+                plan: String::new(),
+                tags: Vec::new(),
+                free: true,
+                logical: None,
+                route: None,
+            },
+            Err(e) => return Err(e),
+        };
+        let call = CallFacts {
+            platform,
+            operation,
+            instance_id: &instance.instance_id,
+            plan: PlanFacts {
+                broker: &target.broker,
+                service: &target.service,
+                plan: &target.plan,
+                tags: &target.tags,
+                free: target.free,
+            },
+            context: body
+                .and_then(|b| b.fields.get("context"))
+                .or(instance.context.as_ref()),
+            parameters: body.and_then(|b| b.parameters()).and_then(Value::as_object),
+        };
+        let plan_change = plan_id != instance.plan_id;
+        let mut explanation = if operation == Operation::Update && plan_change {
+            self.policy.policy.admit(&call).map_err(denied)?
+        } else {
+            match self.policy.policy.denial(&call) {
+                Some(denial) => return Err(denied(denial)),
+                None => Explanation(vec!["no deny rule matched".to_owned()]),
+            }
+        };
+
+        // A logical instance changes plan within the broker it was placed on.
+        let remapped = match (target.logical, plan_change) {
+            (Some((offering, plan)), true) => {
+                let upstream_service = self
+                    .snapshot
+                    .routes
+                    .gateway_id(&instance.broker, &instance.upstream_service_id)
+                    .and_then(|id| self.snapshot.routes.service(id))
+                    .map(|s| s.upstream_name.clone())
+                    .unwrap_or_default();
+                let upstream_plan = self
+                    .policy
+                    .policy
+                    .offering(offering)
+                    .and_then(|o| {
+                        self.policy
+                            .policy
+                            .remap_plan(o, &instance.broker, &upstream_service, plan)
+                    })
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "plan {plan} of {offering} is not available on broker {}",
+                            instance.broker
+                        ))
+                    })?;
+                let (_, route) = self
+                    .snapshot
+                    .routes
+                    .plan_by_name(&instance.broker, &upstream_service, &upstream_plan)
+                    .ok_or_else(|| {
+                        ApiError::NoPlacement(format!(
+                            "broker {} has no plan {upstream_plan}",
+                            instance.broker
+                        ))
+                    })?;
+                explanation.0.push(format!(
+                    "plan {plan} maps to {upstream_plan} on {}",
+                    instance.broker
+                ));
+                Some(route.upstream_plan_id.clone())
+            }
+            _ => None,
+        };
+
+        let (parameters, changed) = if matches!(operation, Operation::Update | Operation::Bind) {
+            self.parameters(&call, &mut explanation)?
+        } else {
+            (None, false)
+        };
+        let has_parameters = body.and_then(Body::parameters).is_some() || changed;
+        if matches!(operation, Operation::Update | Operation::Bind) && has_parameters {
+            let schema_plan = self
+                .snapshot
+                .routes
+                .gateway_id(
+                    &instance.broker,
+                    remapped.as_deref().unwrap_or(&instance.upstream_plan_id),
+                )
+                .map(str::to_owned);
+            if let Some(schema_plan) = schema_plan {
+                self.check_schema(
+                    &schema_plan,
+                    operation,
+                    parameters.as_ref().or(call.parameters),
+                    &mut explanation,
+                )?;
+            }
+        }
+        let decision = Decision {
+            broker: instance.broker.clone(),
+            service_id: instance.service_id.clone(),
+            plan_id: plan_id.to_owned(),
+            upstream_service_id: instance.upstream_service_id.clone(),
+            upstream_plan_id: remapped
+                .clone()
+                .unwrap_or_else(|| instance.upstream_plan_id.clone()),
+            parameters: changed.then_some(parameters).flatten(),
+            parameters_changed: changed_names(call.parameters, &explanation),
+            explanation: explanation.0,
+        };
+        Ok((decision, remapped))
+    }
+
+    /// Parameter rules; `(parameters, changed)`.
+    fn parameters(
+        &self,
+        call: &CallFacts<'_>,
+        explanation: &mut Explanation,
+    ) -> Result<(Option<Map<String, Value>>, bool), ApiError> {
+        let outcome = self.policy.policy.parameters(call).map_err(denied)?;
+        let changed = outcome.parameters.as_ref() != call.parameters;
+        explanation.0.extend(outcome.explanation.0);
+        Ok((outcome.parameters, changed))
+    }
+
+    /// Checks parameters against the schema of gateway plan `plan_id` for `operation`.
+    fn check_schema(
+        &self,
+        plan_id: &str,
+        operation: Operation,
+        parameters: Option<&Map<String, Value>>,
+        explanation: &mut Explanation,
+    ) -> Result<(), ApiError> {
+        if !self.policy.policy.schema_validation {
+            return Ok(());
+        }
+        let key = (plan_id.to_owned(), operation.as_str(), self.snapshot.generation);
+        let schema = self.schemas.get_with(key, || {
+            let schema = self
+                .snapshot
+                .catalog
+                .services
+                .iter()
+                .flat_map(|s| s.plans.iter())
+                .find(|p| p.id == plan_id)
+                .and_then(|p| p.extra.get("schemas"))
+                .and_then(|schemas| parameters_schema(schemas, operation))
+                .map(Schema::compile);
+            Arc::new(schema.unwrap_or_else(|| Err(String::new())))
+        });
+        // No schema (or one that does not compile): nothing to check against.
+        if let Ok(schema) = schema.as_ref() {
+            let value = parameters.map(|p| Value::Object(p.clone()));
+            schema.check(value.as_ref()).map_err(|errors| {
+                ApiError::BadRequest(format!(
+                    "parameters do not match the plan's schema: {}",
+                    errors.join("; ")
+                ))
+            })?;
+            explanation.0.push(format!(
+                "parameters match the plan's {} schema",
+                operation.as_str()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The names the explanation says were set or changed.
+fn changed_names(_original: Option<&Map<String, Value>>, explanation: &Explanation) -> Vec<String> {
+    explanation
+        .0
+        .iter()
+        .filter_map(|line| {
+            let rest = line.split_once(": ")?.1;
+            rest.strip_suffix(" forced")
+                .or_else(|| rest.strip_prefix("default ").and_then(|r| r.strip_suffix(" set")))
+        })
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! The policy file in force: loaded at start, reloaded on SIGHUP, when the file changes, or on
+//! `POST /admin/policy/reload`.
+//!
+//! A reload reads and checks the whole new file (syntax, every rule, brokers named by offerings);
+//! only a policy without problems replaces the one in force, atomically (`ArcSwap` in the catalog
+//! cache), so in-flight calls finish on the policy they started with. An invalid file changes
+//! nothing: the old policy stays, and the problems are logged and kept for `GET /admin/policy`.
+//! The file is watched by polling its content once a second (robust to editors' rename-on-save and
+//! to Kubernetes ConfigMap symlink swaps).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use osb_config::{FileFormat, Problem, Settings};
+use osb_policies::{Policy, PolicyError};
+use osb_routing::CatalogCache;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+/// How often the file is looked at.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Reads and checks the policy file at `path` against the configured brokers.
+///
+/// # Errors
+/// Every problem: unreadable file, syntax, rules, unknown brokers.
+pub fn load(path: &Path, settings: &Settings) -> Result<Policy, Vec<Problem>> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            origin: origin.clone(),
+            key: String::new(),
+            message: format!("cannot read the policy file: {e}"),
+        }]
+    })?;
+    parse(&text, path, settings)
+}
+
+fn parse(text: &str, path: &Path, settings: &Settings) -> Result<Policy, Vec<Problem>> {
+    let origin = path.display().to_string();
+    let format = if path.extension().is_some_and(|e| e == "toml") {
+        FileFormat::Toml
+    } else {
+        FileFormat::Yaml
+    };
+    let policy = Policy::parse(text, format, &origin).map_err(|PolicyError::Invalid(problems)| problems)?;
+    let brokers: Vec<&str> = settings.brokers.iter().map(|b| b.name.as_str()).collect();
+    let problems = policy.check_brokers(&brokers, &origin);
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What `GET /admin/policy` shows.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PolicyStatus {
+    pub path: Option<String>,
+    /// Generation of the policy in force (0: none loaded, everything allowed).
+    pub generation: u64,
+    pub rules: usize,
+    pub offerings: usize,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Problems of the last rejected file, one line each; cleared by a good reload.
+    pub last_error: Option<Vec<String>>,
+}
+
+/// Owns the policy file and its reloads.
+pub struct PolicyFile {
+    path: Option<PathBuf>,
+    settings: Arc<Settings>,
+    catalog: Arc<CatalogCache>,
+    digest: ArcSwap<Option<[u8; 32]>>,
+    status: ArcSwap<PolicyStatus>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl std::fmt::Debug for PolicyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rule_count(policy: &Policy) -> usize {
+    policy.visibility.len()
+        + policy.parameters.len()
+        + policy.deny.len()
+        + policy.offerings.iter().map(|o| o.placement.len()).sum::<usize>()
+}
+
+impl PolicyFile {
+    /// Loads the configured policy file (if any) and puts it in force.
+    ///
+    /// # Errors
+    /// The problems of an invalid file: the gateway does not start on a policy it cannot read.
+    pub fn start(settings: Arc<Settings>, catalog: Arc<CatalogCache>) -> Result<Arc<Self>, Vec<Problem>> {
+        let file = Arc::new(PolicyFile {
+            path: settings.policy_file.clone(),
+            settings,
+            catalog,
+            digest: ArcSwap::from_pointee(None),
+            status: ArcSwap::from_pointee(PolicyStatus::default()),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        if let Some(path) = file.path.clone() {
+            let text = std::fs::read(&path).map_err(|e| {
+                vec![Problem {
+                    origin: path.display().to_string(),
+                    key: String::new(),
+                    message: format!("cannot read the policy file: {e}"),
+                }]
+            })?;
+            file.apply(&path, &text)?;
+        }
+        Ok(file)
+    }
+
+    /// The status shown by the admin API.
+    pub fn status(&self) -> PolicyStatus {
+        (*self.status.load_full()).clone()
+    }
+
+    /// Reads the file again and, if it changed and is valid, puts it in force.
+    ///
+    /// # Errors
+    /// The problems of an invalid file (the policy in force stays).
+    pub fn reload(&self) -> Result<u64, Vec<Problem>> {
+        let Some(path) = self.path.clone() else {
+            return Ok(0);
+        };
+        let text = std::fs::read(&path).map_err(|e| {
+            let problems = vec![Problem {
+                origin: path.display().to_string(),
+                key: String::new(),
+                message: format!("cannot read the policy file: {e}"),
+            }];
+            self.reject(&problems);
+            problems
+        })?;
+        let digest: [u8; 32] = Sha256::digest(&text).into();
+        if **self.digest.load() == Some(digest) {
+            return Ok(self.catalog.policy().generation);
+        }
+        self.apply(&path, &text)
+    }
+
+    fn apply(&self, path: &Path, text: &[u8]) -> Result<u64, Vec<Problem>> {
+        let digest: [u8; 32] = Sha256::digest(text).into();
+        let parsed = std::str::from_utf8(text)
+            .map_err(|e| {
+                vec![Problem {
+                    origin: path.display().to_string(),
+                    key: String::new(),
+                    message: e.to_string(),
+                }]
+            })
+            .and_then(|text| parse(text, path, &self.settings));
+        // Remember the digest either way: an invalid file is reported once, not every second.
+        self.digest.store(Arc::new(Some(digest)));
+        match parsed {
+            Ok(policy) => {
+                let (rules, offerings) = (rule_count(&policy), policy.offerings.len());
+                let generation = self.catalog.set_policy(Arc::new(policy));
+                let ok = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
+                info!(path = %path.display(), generation, rules, offerings, "Policy in force.");
+                self.status.store(Arc::new(PolicyStatus {
+                    path: Some(path.display().to_string()),
+                    generation,
+                    rules,
+                    offerings,
+                    reloads_ok: ok,
+                    reloads_failed: self.failed.load(Ordering::Relaxed),
+                    last_error: None,
+                }));
+                Ok(generation)
+            }
+            Err(problems) => {
+                self.reject(&problems);
+                Err(problems)
+            }
+        }
+    }
+
+    fn reject(&self, problems: &[Problem]) {
+        let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        error!(problems = %lines.join("; "), "Policy file rejected; the policy in force is unchanged.");
+        let mut status = self.status();
+        status.reloads_failed = failed;
+        status.last_error = Some(lines);
+        self.status.store(Arc::new(status));
+    }
+
+    /// Watches the file (polling) and SIGHUP; reloads on either. Abort the handle to stop.
+    pub fn spawn_watcher(self: &Arc<Self>) -> JoinHandle<()> {
+        let file = Arc::clone(self);
+        tokio::spawn(async move {
+            if file.path.is_none() {
+                return;
+            }
+            #[cfg(unix)]
+            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                #[cfg(unix)]
+                let signal = async {
+                    match hangup.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let signal = std::future::pending::<()>();
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    () = signal => info!("SIGHUP: reloading the policy file."),
+                }
+                // Problems are logged and kept in the status by `reload`.
+                let _ = file.reload();
+            }
+        })
+    }
+}
