@@ -1,4 +1,5 @@
-//! The admin listener: liveness, readiness, the brokers' catalog health, registry counts.
+//! The admin listener: liveness, readiness, the brokers' catalog health, registry counts, the policy
+//! (status, reload, explain).
 //!
 //! `/healthz` and `/readyz` are open (Kubernetes probes); `/admin/*` needs the admin credentials when
 //! they are configured. Readiness follows the catalog: not ready while start-up waits for a broker's
@@ -12,12 +13,16 @@ use osb_routing::Availability;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::explain::ExplainRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/admin/brokers", web::get().to(brokers))
         .route("/admin/registry", web::get().to(registry))
+        .route("/admin/policy", web::get().to(policy_status))
+        .route("/admin/policy/reload", web::post().to(policy_reload))
+        .route("/admin/explain", web::post().to(explain))
         .route("/admin/brokers/refresh", web::post().to(refresh_all))
         .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one));
 }
@@ -69,6 +74,54 @@ async fn registry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(counts) => HttpResponse::Ok().json(counts),
         Err(e) => HttpResponse::InternalServerError().json(json!({"description": e.to_string()})),
     }
+}
+
+/// The policy in force: generation, counts, reload outcomes, the last rejected file's problems.
+async fn policy_status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    HttpResponse::Ok().json(state.policy_file.status())
+}
+
+/// Reloads the policy file now: 200 with the generation in force, or 422 with the problems
+/// (the policy in force stays).
+async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    match state.policy_file.reload(true) {
+        Ok(generation) => HttpResponse::Ok().json(json!({"generation": generation})),
+        Err(problems) => HttpResponse::UnprocessableEntity().json(json!({
+            "description": "the policy file has problems; the policy in force is unchanged",
+            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })),
+    }
+}
+
+/// Dry-runs a request through the policy step (nothing is forwarded).
+async fn explain(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    if let Some(denied) = check_admin(&req, &state) {
+        return denied;
+    }
+    let request: ExplainRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return HttpResponse::BadRequest()
+                .json(json!({"description": format!("invalid explain request: {e}")}));
+        }
+    };
+    let instance = match &request.instance_id {
+        Some(id) if request.operation != "provision" => state
+            .registry
+            .instance_for(id, &request.platform)
+            .await
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    let report = state.decide(|d| crate::explain::explain(d, &request, instance.as_ref()));
+    HttpResponse::Ok().json(report)
 }
 
 async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

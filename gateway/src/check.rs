@@ -38,6 +38,16 @@ pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String
         problems: Vec::new(),
         warnings: loaded.warnings,
     };
+    let policy = match &loaded.settings.policy_file {
+        Some(policy_path) => match crate::policy::load(policy_path, &loaded.settings) {
+            Ok(policy) => Some(policy),
+            Err(problems) => {
+                report.problems.extend(problems);
+                None
+            }
+        },
+        None => None,
+    };
     if !fetch {
         return report;
     }
@@ -94,6 +104,37 @@ pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String
             w.message.clone(),
         ));
     }
+    // Every placement target of the policy must exist in the fetched catalogs.
+    if let (Some(policy), Some(policy_path)) = (&policy, &settings.policy_file) {
+        for (i, offering) in policy.offerings.iter().enumerate() {
+            for (j, rule) in offering.placement.iter().enumerate() {
+                for (k, candidate) in rule.candidates.iter().enumerate() {
+                    for (plan, upstream_plan) in &candidate.plans {
+                        let found = merged
+                            .routes
+                            .plan_by_name(&candidate.broker, &candidate.service, upstream_plan)
+                            .is_some();
+                        let fetched_broker = fetched.iter().any(|(b, _)| {
+                            settings
+                                .brokers
+                                .get(*b)
+                                .is_some_and(|s| s.name == candidate.broker)
+                        });
+                        if !found && fetched_broker {
+                            report.problems.push(Problem {
+                                origin: policy_path.display().to_string(),
+                                key: format!("offerings[{i}].placement[{j}].candidates[{k}].plans.{plan}"),
+                                message: format!(
+                                    "broker {} has no plan {upstream_plan:?} of service {:?}",
+                                    candidate.broker, candidate.service
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
     report
 }
 
@@ -149,4 +190,62 @@ pub async fn fetch_merged(settings: &Settings) -> Result<Vec<u8>, String> {
         .collect();
     let merged = merge(&inputs, &settings.catalog.name_separator);
     serde_json::to_vec_pretty(&merged.catalog).map_err(|e| e.to_string())
+}
+
+/// `osb-gateway explain`: the policy step for one request against freshly fetched catalogs.
+/// `unhealthy` brokers are treated as down (to see failover).
+///
+/// # Errors
+/// A broker that could not be fetched, or a policy file with problems.
+pub async fn explain_offline(
+    settings: &Settings,
+    request: &crate::explain::ExplainRequest,
+    unhealthy: &[String],
+) -> Result<crate::explain::ExplainReport, String> {
+    use std::sync::Arc;
+
+    let policy = match &settings.policy_file {
+        Some(path) => crate::policy::load(path, settings).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?,
+        None => osb_policies::Policy::default(),
+    };
+    let (fetched, failures) = fetch_all(settings).await;
+    if let Some((i, message)) = failures.first() {
+        let name = settings.brokers.get(*i).map_or("?", |b| b.name.as_str());
+        return Err(format!("broker {name}: {message}"));
+    }
+    let inputs: Vec<BrokerCatalog<'_>> = fetched
+        .iter()
+        .filter_map(|(i, v)| {
+            settings.brokers.get(*i).map(|broker| BrokerCatalog {
+                broker,
+                services: &v.services,
+            })
+        })
+        .collect();
+    let merged = merge(&inputs, &settings.catalog.name_separator);
+    let snapshot = osb_routing::CatalogSnapshot {
+        generation: 1,
+        catalog: Arc::new(merged.catalog),
+        body: bytes::Bytes::new(),
+        etag: String::new(),
+        routes: Arc::new(merged.routes),
+        brokers: Vec::new(),
+        availability: osb_routing::Availability::Complete,
+    };
+    let policy = osb_routing::cache::PolicyState::new(Arc::new(policy), 1);
+    let healthy = |broker: &str| !unhealthy.iter().any(|u| u == broker);
+    let schemas = crate::decide::schema_cache();
+    let decider = crate::decide::Decider {
+        snapshot: &snapshot,
+        policy: &policy,
+        healthy: &healthy,
+        schemas: &schemas,
+    };
+    Ok(crate::explain::explain(&decider, request, None))
 }

@@ -126,7 +126,7 @@ pub struct OsbErrorBody<'a> {
 
 impl ApiError {
     /// The OSB `error` code, where the spec or the gateway defines one.
-    fn code(&self) -> Option<&'static str> {
+    pub fn osb_code(&self) -> Option<&'static str> {
         match self {
             ApiError::CatalogUnavailable(_) => Some("CatalogUnavailable"),
             ApiError::Concurrency(_) => Some("ConcurrencyError"),
@@ -184,7 +184,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response.json(OsbErrorBody {
-            error: self.code(),
+            error: self.osb_code(),
             description: self.to_string(),
         })
     }

@@ -21,6 +21,7 @@ pub mod check;
 pub mod decide;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod forward;
 pub mod handlers;
 pub mod middleware;

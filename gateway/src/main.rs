@@ -50,6 +50,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Dry-run a request through the policy: where it would go, what it would send, or why not.
+    /// Exit 0 when allowed, 3 when refused.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The calling platform.
+        #[arg(long)]
+        platform: String,
+        /// A JSON file: {"operation": "provision", "instance_id": "…", "body": {…}}.
+        #[arg(long)]
+        request: PathBuf,
+        /// Treat this broker as down (repeatable), to see failover.
+        #[arg(long)]
+        unhealthy: Vec<String>,
+    },
     /// Run the gateway with three built-in demo brokers serving the real OSBA, AWS and GCP catalogs.
     Demo(demo::DemoArgs),
 }
@@ -70,6 +85,12 @@ fn main() -> ExitCode {
             Command::Serve { config } => run_serve(&config, &env).await,
             Command::CheckConfig { config, fetch } => run_check(&config, fetch, &env).await,
             Command::Catalog { config } => run_catalog(&config, &env).await,
+            Command::Explain {
+                config,
+                platform,
+                request,
+                unhealthy,
+            } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
             Command::Demo(args) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -93,6 +114,14 @@ async fn run_serve(config: &std::path::Path, env: &HashMap<String, String>) -> E
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "Configuration warning.");
     }
+    if let Some(path) = &loaded.settings.policy_file {
+        if let Err(problems) = osb_gateway::policy::load(path, &loaded.settings) {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
     let listeners = match Listeners::bind(&loaded.settings) {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -109,6 +138,55 @@ async fn run_serve(config: &std::path::Path, env: &HashMap<String, String>) -> E
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osb-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_explain(
+    config: &std::path::Path,
+    platform: &str,
+    request: &std::path::Path,
+    unhealthy: &[String],
+    env: &HashMap<String, String>,
+) -> ExitCode {
+    let settings = match osb_config::load_file(config, env) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let parsed = std::fs::read(request)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string()))
+        .and_then(|mut value| {
+            if let Some(object) = value.as_object_mut() {
+                object.insert(
+                    "platform".to_owned(),
+                    serde_json::Value::String(platform.to_owned()),
+                );
+            }
+            serde_json::from_value::<osb_gateway::explain::ExplainRequest>(value).map_err(|e| e.to_string())
+        });
+    let request = match parsed {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("{}: {e}", request.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match check::explain_offline(&settings, &request, unhealthy).await {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            if report.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            eprintln!("osb-gateway explain: {e}");
             ExitCode::FAILURE
         }
     }

@@ -131,11 +131,12 @@ impl PolicyFile {
         (*self.status.load_full()).clone()
     }
 
-    /// Reads the file again and, if it changed and is valid, puts it in force.
+    /// Reads the file again and, if it is valid, puts it in force. Unless `force`, an unchanged
+    /// file is not looked at again (the watcher polls every second).
     ///
     /// # Errors
     /// The problems of an invalid file (the policy in force stays).
-    pub fn reload(&self) -> Result<u64, Vec<Problem>> {
+    pub fn reload(&self, force: bool) -> Result<u64, Vec<Problem>> {
         let Some(path) = self.path.clone() else {
             return Ok(0);
         };
@@ -149,7 +150,7 @@ impl PolicyFile {
             problems
         })?;
         let digest: [u8; 32] = Sha256::digest(&text).into();
-        if **self.digest.load() == Some(digest) {
+        if !force && **self.digest.load() == Some(digest) {
             return Ok(self.catalog.policy().generation);
         }
         self.apply(&path, &text)
@@ -223,12 +224,15 @@ impl PolicyFile {
                 };
                 #[cfg(not(unix))]
                 let signal = std::future::pending::<()>();
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
-                    () = signal => info!("SIGHUP: reloading the policy file."),
-                }
+                let force = tokio::select! {
+                    () = tokio::time::sleep(POLL) => false,
+                    () = signal => {
+                        info!("SIGHUP: reloading the policy file.");
+                        true
+                    }
+                };
                 // Problems are logged and kept in the status by `reload`.
-                let _ = file.reload();
+                let _ = file.reload(force);
             }
         })
     }

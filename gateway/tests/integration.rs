@@ -20,3 +20,4 @@ mod crash;
 mod faults;
 mod lifecycle;
 mod ownership;
+mod policies;

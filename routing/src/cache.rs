@@ -127,7 +127,8 @@ pub struct PolicyState {
 }
 
 impl PolicyState {
-    fn new(policy: Arc<Policy>, generation: u64) -> Self {
+    /// Derives the logical-offering table and catalog entries of `policy`.
+    pub fn new(policy: Arc<Policy>, generation: u64) -> Self {
         PolicyState {
             logical: LogicalTable::new(&policy),
             offerings: policy.offerings.iter().map(offering_service).collect(),

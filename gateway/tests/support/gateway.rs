@@ -37,7 +37,15 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway on `yaml` (which must not set `listen`, `admin` or `store`: they are added).
     pub async fn start(yaml: &str) -> TestGateway {
+        Self::start_with_files(yaml, &[]).await
+    }
+
+    /// As [`TestGateway::start`], with extra files (a policy file, say) written beside the config.
+    pub async fn start_with_files(yaml: &str, files: &[(&str, &str)]) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         let config_path = dir.path().join("gateway.yaml");
         let full = format!(
             "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
@@ -85,6 +93,14 @@ impl TestGateway {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let config_path = self.config_path.clone();
         Self::start_in(dir, config_path).await
+    }
+
+    /// Replaces a file beside the config (the policy file, say).
+    pub fn write_file(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        let temporary = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(temporary, path).unwrap();
     }
 
     /// Opens the gateway's store (stop the gateway first: one process per store file).
