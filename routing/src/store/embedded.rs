@@ -1,17 +1,22 @@
 //! The embedded store: one redb file, durable on commit, zero setup.
 //!
-//! redb is synchronous, so every call runs on tokio's blocking pool. redb runs one write transaction
-//! at a time, so a compare-and-swap is a read and a write inside one transaction. Records are stored
-//! as JSON; the orphan, pending and instance→bindings indexes are updated in the same transaction.
-//! The file is locked by the process that opened it: one gateway per file.
+//! redb is synchronous: reads run on tokio's blocking pool; writes go to one writer thread that
+//! **group-commits**: it takes every write waiting, runs them one after the other in a single
+//! transaction, commits once (one `fsync` for the batch), and only then answers each caller. A
+//! compare-and-swap is a read and a write inside that transaction, so concurrent writers never
+//! interleave. Records are stored as JSON; the orphan, pending and instance→bindings indexes are
+//! updated in the same transaction. The file is locked by the process that opened it: one gateway
+//! per file.
 
+use std::any::Any;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::{Expect, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
@@ -41,11 +46,104 @@ struct CatalogMeta {
     fetched_at_ms: u64,
 }
 
+/// Most writes one transaction takes.
+const MAX_BATCH: usize = 256;
+
+type Output = Box<dyn Any + Send>;
+
+/// One write for the writer thread, and where its result goes once committed.
+struct Job {
+    run: Box<dyn FnOnce(&WriteTransaction) -> Result<Output, RoutingError> + Send>,
+    reply: oneshot::Sender<Result<Output, RoutingError>>,
+}
+
 /// The redb-backed store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writes: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
+}
+
+/// The writer thread: batches, runs, commits, answers. It holds the database only while writing,
+/// and ends when the store is dropped.
+fn spawn_writer(db: &Arc<Database>) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
+    let (sender, jobs) = std::sync::mpsc::channel::<Job>();
+    let db: Weak<Database> = Arc::downgrade(db);
+    std::thread::Builder::new()
+        .name("osb-store-writer".to_owned())
+        .spawn(move || {
+            while let Ok(first) = jobs.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                // The database handle is dropped before anyone is answered, so a caller that drops
+                // the store next finds the file closed.
+                let answers = match db.upgrade() {
+                    Some(db) => write_batch(&db, batch),
+                    None => return,
+                };
+                for (reply, result) in answers {
+                    // A caller that went away (request cancelled) no longer needs the answer.
+                    let _ = reply.send(result);
+                }
+            }
+        })
+        .map_err(|e| store_error("start the writer thread", e))?;
+    Ok(sender)
+}
+
+type Answer = (
+    oneshot::Sender<Result<Output, RoutingError>>,
+    Result<Output, RoutingError>,
+);
+
+/// Runs `batch` in one transaction. Any failure fails the whole batch (nothing of it is committed).
+fn write_batch(db: &Database, batch: Vec<Job>) -> Vec<Answer> {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let message = format!("begin: {e}");
+            return batch
+                .into_iter()
+                .map(|job| (job.reply, Err(RoutingError::Store(message.clone()))))
+                .collect();
+        }
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    for job in batch {
+        if failure.is_some() {
+            results.push((job.reply, None));
+            continue;
+        }
+        match (job.run)(&txn) {
+            Ok(output) => results.push((job.reply, Some(output))),
+            Err(e) => {
+                failure = Some(e.to_string());
+                results.push((job.reply, None));
+            }
+        }
+    }
+    let failure = match failure {
+        Some(failure) => Some(failure),
+        None => txn.commit().err().map(|e| format!("commit: {e}")),
+    };
+    results
+        .into_iter()
+        .map(|(reply, output)| match (&failure, output) {
+            (None, Some(output)) => (reply, Ok(output)),
+            (Some(failure), _) => (
+                reply,
+                Err(RoutingError::Store(format!("write batch failed: {failure}"))),
+            ),
+            (None, None) => (reply, Err(RoutingError::Store("write lost".to_owned()))),
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -88,10 +186,31 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| store_error("open task", e))??;
-        Ok(EmbeddedStore {
-            db: Arc::new(db),
-            path,
-        })
+        let db = Arc::new(db);
+        let writes = spawn_writer(&db)?;
+        Ok(EmbeddedStore { db, writes, path })
+    }
+
+    /// Runs `write` in the writer thread's next transaction; returns once it is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&WriteTransaction) -> Result<T, RoutingError> + Send + 'static,
+    ) -> Result<T, RoutingError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            run: Box::new(move |txn| write(txn).map(|t| Box::new(t) as Output)),
+            reply,
+        };
+        self.writes
+            .send(job)
+            .map_err(|_| store_error("write", "the writer thread stopped"))?;
+        let output = answer
+            .await
+            .map_err(|_| store_error("write", "the writer thread stopped"))??;
+        output
+            .downcast::<T>()
+            .map(|t| *t)
+            .map_err(|_| store_error("write", "unexpected result type"))
     }
 
     async fn blocking<T: Send + 'static>(
@@ -262,10 +381,9 @@ impl Store for EmbeddedStore {
         record: Option<InstanceRecord>,
     ) -> Result<Swap<InstanceRecord>, RoutingError> {
         let id = instance_id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
+        self.write(move |txn| {
             let deleting = record.is_none();
-            let outcome = swap_in(&txn, INSTANCES, &id, expect, record)?;
+            let outcome = swap_in(txn, INSTANCES, &id, expect, record)?;
             if deleting && outcome == Swap::Deleted {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
@@ -299,7 +417,6 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            txn.commit().map_err(|e| store_error("commit", e))?;
             Ok(outcome)
         })
         .await
@@ -317,15 +434,21 @@ impl Store for EmbeddedStore {
         record: Option<BindingRecord>,
     ) -> Result<Swap<BindingRecord>, RoutingError> {
         let id = binding_id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
-            let link = match (&record, get_record::<BindingRecord>(db, BINDINGS, &id)) {
+        self.write(move |txn| {
+            let stored: Option<BindingRecord> = {
+                let table = txn
+                    .open_table(BINDINGS)
+                    .map_err(|e| store_error("open table", e))?;
+                let value = table.get(id.as_str()).map_err(|e| store_error("read", e))?;
+                value.map(|v| decode(v.value())).transpose()?
+            };
+            let link = match (&record, stored) {
                 (Some(r), _) => Some(format!("{}\n{id}", r.instance_id)),
-                (None, Ok(Some(old))) => Some(format!("{}\n{id}", old.instance_id)),
+                (None, Some(old)) => Some(format!("{}\n{id}", old.instance_id)),
                 _ => None,
             };
             let deleting = record.is_none();
-            let outcome = swap_in(&txn, BINDINGS, &id, expect, record)?;
+            let outcome = swap_in(txn, BINDINGS, &id, expect, record)?;
             if let Some(link) = link {
                 let mut links = txn
                     .open_table(INSTANCE_BINDINGS)
@@ -344,7 +467,6 @@ impl Store for EmbeddedStore {
                     _ => {}
                 }
             }
-            txn.commit().map_err(|e| store_error("commit", e))?;
             Ok(outcome)
         })
         .await
@@ -437,14 +559,13 @@ impl Store for EmbeddedStore {
 
     async fn save_catalog(&self, broker: &str, catalog: StoredCatalog) -> Result<(), RoutingError> {
         let broker = broker.to_owned();
-        self.blocking(move |db| {
+        self.write(move |txn| {
             let meta = CatalogMeta {
                 etag: catalog.validators.etag,
                 last_modified: catalog.validators.last_modified,
                 fetched_at_ms: catalog.fetched_at_ms,
             };
             let meta = serde_json::to_string(&meta).map_err(|e| store_error("encode catalog meta", e))?;
-            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
             {
                 let mut bodies = txn
                     .open_table(CATALOG_BODIES)
@@ -459,7 +580,7 @@ impl Store for EmbeddedStore {
                     .insert(broker.as_str(), meta.as_str())
                     .map_err(|e| store_error("write", e))?;
             }
-            txn.commit().map_err(|e| store_error("commit", e))
+            Ok(())
         })
         .await
     }
