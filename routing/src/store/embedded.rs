@@ -50,10 +50,12 @@ struct CatalogMeta {
 const MAX_BATCH: usize = 256;
 
 type Output = Box<dyn Any + Send>;
+/// A write to run inside the batch's transaction.
+type Run = Box<dyn FnOnce(&WriteTransaction) -> Result<Output, RoutingError> + Send>;
 
 /// One write for the writer thread, and where its result goes once committed.
 struct Job {
-    run: Box<dyn FnOnce(&WriteTransaction) -> Result<Output, RoutingError> + Send>,
+    run: Run,
     reply: oneshot::Sender<Result<Output, RoutingError>>,
 }
 
