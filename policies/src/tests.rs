@@ -857,3 +857,12 @@ fn an_empty_policy_allows_everything() {
     assert!(p.offerings.is_empty() && p.schema_validation);
     assert!(Policy::parse("", osb_config::FileFormat::Yaml, "p").is_ok());
 }
+
+#[test]
+fn the_readme_example_policy_is_valid() {
+    let path = format!("{}/../config/examples/policy.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let p = Policy::parse(&text, osb_config::FileFormat::Yaml, "policy.yaml").unwrap();
+    assert_eq!(p.offerings.len(), 1);
+    assert!(p.check_brokers(&["azure", "aws", "gcp"], "policy.yaml").is_empty());
+}
