@@ -36,6 +36,22 @@ pub struct RawSettings {
     pub shutdown_grace_secs: Option<u64>,
     /// Largest request body a platform may send, in bytes. Default 1 MiB.
     pub max_body_bytes: Option<u64>,
+    /// Traces (OpenTelemetry). The standard `OTEL_*` variables win over these keys.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `telemetry:` trace export.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTelemetry {
+    /// `service.name` of the spans. Default `osb-gateway` (`OTEL_SERVICE_NAME` wins).
+    pub service_name: Option<String>,
+    /// OTLP/HTTP endpoint, e.g. `http://127.0.0.1:4318` (`OTEL_EXPORTER_OTLP_ENDPOINT` wins).
+    /// Without either, no traces are exported.
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces sampled, 0.0 to 1.0 (a platform's sampled `traceparent` is followed).
+    /// Default 1.0.
+    pub sampling_ratio: Option<f64>,
 }
 
 /// `admin:` the separate operators' listener.

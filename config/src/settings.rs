@@ -52,6 +52,17 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Largest request body a platform may send.
     pub max_body_bytes: usize,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Trace export (OpenTelemetry over OTLP/HTTP).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    pub service_name: String,
+    /// `None`: no export unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub otlp_endpoint: Option<String>,
+    pub sampling_ratio: f64,
 }
 
 /// The admin listener.

@@ -239,6 +239,35 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         None => usize::try_from(DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
     };
 
+    let telemetry = TelemetrySettings {
+        service_name: raw
+            .telemetry
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "osb-gateway".to_owned()),
+        otlp_endpoint: raw.telemetry.otlp_endpoint.clone().filter(|endpoint| {
+            let ok = Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                c.problem(
+                    "telemetry.otlp_endpoint",
+                    format!("expected an http(s) URL, got {endpoint:?}"),
+                );
+            }
+            ok
+        }),
+        sampling_ratio: match raw.telemetry.sampling_ratio {
+            Some(r) if !(0.0..=1.0).contains(&r) => {
+                c.problem(
+                    "telemetry.sampling_ratio",
+                    format!("expected 0.0 to 1.0, got {r}"),
+                );
+                1.0
+            }
+            Some(r) => r,
+            None => 1.0,
+        },
+    };
+
     match (listen, c.problems.is_empty()) {
         (Some(listen), true) => Ok((
             Settings {
@@ -252,6 +281,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
                 policy_file,
                 shutdown_grace,
                 max_body_bytes,
+                telemetry,
             },
             c.warnings,
         )),

@@ -17,6 +17,7 @@ use crate::explain::ExplainRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
         .route("/readyz", web::get().to(readyz))
         .route("/admin/brokers", web::get().to(brokers))
         .route("/admin/registry", web::get().to(registry))
@@ -29,6 +30,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Prometheus exposition (open like the probes: names and counts only, no ids, no secrets).
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state.metrics.render(&state.catalog, &state.registry).await;
+    HttpResponse::Ok()
+        .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
+        .body(text)
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -120,7 +129,7 @@ async fn explain(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes)
             .flatten(),
         _ => None,
     };
-    let report = state.decide(|d| crate::explain::explain(d, &request, instance.as_ref()));
+    let report = state.with_decider(|d| crate::explain::explain(d, &request, instance.as_ref()));
     HttpResponse::Ok().json(report)
 }
 

@@ -9,11 +9,14 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use osb_config::Settings;
-use osb_routing::{CatalogCache, Registry, UpstreamBroker};
+use osb_routing::upstream::{CallHeaders, UpstreamReply};
+use osb_routing::{CatalogCache, Registry, RoutingError, UpstreamBroker};
 
 use crate::auth::Platforms;
 use crate::decide::{Decider, SchemaCache};
 use crate::error::{ApiError, json_error, path_error, query_error};
+use crate::limits::Limiters;
+use crate::metrics::Metrics;
 use crate::policy::PolicyFile;
 use crate::{admin, handlers, middleware};
 
@@ -27,11 +30,13 @@ pub struct AppState {
     pub policy_file: Arc<PolicyFile>,
     /// Compiled plan schemas.
     pub schemas: SchemaCache,
+    pub metrics: Arc<Metrics>,
+    pub limiters: Limiters,
 }
 
 impl AppState {
-    /// Runs a policy decision on the current catalog, policy and broker health.
-    pub fn decide<T>(&self, decide: impl FnOnce(&Decider<'_>) -> T) -> T {
+    /// Runs `decide` with the current catalog, policy and broker health (explain, tests).
+    pub fn with_decider<T>(&self, decide: impl FnOnce(&Decider<'_>) -> T) -> T {
         let snapshot = self.catalog.snapshot();
         let policy = self.catalog.policy();
         let healthy = |broker: &str| self.catalog.is_healthy(broker);
@@ -41,6 +46,65 @@ impl AppState {
             healthy: &healthy,
             schemas: &self.schemas,
         })
+    }
+
+    /// Runs a policy decision for `operation` and counts its outcome.
+    ///
+    /// # Errors
+    /// The decision's refusal.
+    pub fn decide<T>(
+        &self,
+        operation: &'static str,
+        decide: impl FnOnce(&Decider<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let result = self.with_decider(decide);
+        let outcome = match &result {
+            Ok(_) => "allow",
+            Err(ApiError::PolicyDenied { .. }) => "deny",
+            Err(ApiError::NoPlacement(_)) => "unavailable",
+            Err(ApiError::BadRequest(_)) => "invalid",
+            Err(_) => "error",
+        };
+        self.metrics.policy_decision(operation, outcome);
+        result
+    }
+
+    /// Draws one call from `broker`'s outbound rate limit.
+    ///
+    /// # Errors
+    /// [`ApiError::RateLimited`]: nothing is sent.
+    pub fn check_broker_limit(&self, broker: &str) -> Result<(), ApiError> {
+        let policy = self.catalog.policy();
+        self.limiters
+            .check_broker(policy.generation, &policy.policy.limits, broker)
+            .inspect_err(|_| {
+                self.metrics.rate_limited("broker", broker, "calls");
+            })
+    }
+
+    /// Calls the upstream and records the call's duration.
+    pub async fn call_upstream(
+        &self,
+        upstream: &UpstreamBroker,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<bytes::Bytes>,
+        call: &CallHeaders,
+    ) -> Result<UpstreamReply, RoutingError> {
+        let started = std::time::Instant::now();
+        let result = upstream.call(method, path_and_query, body, call).await;
+        let status = result.as_ref().ok().map(|r| r.status);
+        self.metrics
+            .observe_upstream(upstream.name(), call.operation, status, started.elapsed());
+        result
+    }
+
+    /// Awaits a registry operation and records how long it took.
+    pub async fn timed<T>(&self, operation: &'static str, work: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        self.metrics.registry_operation(operation, started.elapsed());
+        result
     }
 
     /// The client of the broker named `name`.
@@ -79,9 +143,10 @@ pub fn build_osb_app(
         )
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
-        // As a request meets them: request identity → authenticate → API version → handler.
+        // As a request meets them: request identity → authenticate → rate limit → API version → handler.
         // (actix runs `.wrap` layers in reverse order of registration.)
         .wrap(from_fn(middleware::require_api_version))
+        .wrap(from_fn(middleware::rate_limit))
         .wrap(from_fn(middleware::authenticate))
         .wrap(from_fn(middleware::request_identity))
         .configure(handlers::configure)

@@ -153,6 +153,7 @@ pub async fn fetch_all(settings: &Settings) -> (Vec<(usize, Validated)>, Vec<(us
         };
         let call = CallHeaders {
             request_identity: uuid::Uuid::new_v4().to_string(),
+            operation: "catalog",
             ..CallHeaders::default()
         };
         match upstream.fetch_catalog(&Validators::default(), &call).await {

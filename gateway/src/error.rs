@@ -17,6 +17,7 @@
 //! | catalog not in yet           | 503    | `CatalogUnavailable` (+ `Retry-After`) |
 //! | policy denies the call       | 403    | `PolicyDenied` (names the rule) |
 //! | no healthy broker for a logical offering | 503 | `PlacementUnavailable` |
+//! | over a platform's or broker's rate limit | 429 | `RateLimited` (+ `Retry-After`) |
 //! | upstream unreachable, nothing sent | 502 | `UpstreamUnavailable` |
 //! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
 //! | upstream timed out           | 504    | `UpstreamTimeout`      |
@@ -95,6 +96,13 @@ pub enum ApiError {
     #[error("{0}")]
     NoPlacement(String),
 
+    /// A rate limit refuses the call; nothing was forwarded.
+    #[error("{description}; retry in {retry_after_secs} s")]
+    RateLimited {
+        description: String,
+        retry_after_secs: u64,
+    },
+
     /// The gateway could not start: store, listener.
     #[error("cannot start: {0}")]
     Startup(String),
@@ -135,6 +143,7 @@ impl ApiError {
             ApiError::UpstreamTimeout { .. } => Some("UpstreamTimeout"),
             ApiError::PolicyDenied { .. } => Some("PolicyDenied"),
             ApiError::NoPlacement(_) => Some("PlacementUnavailable"),
+            ApiError::RateLimited { .. } => Some("RateLimited"),
             _ => None,
         }
     }
@@ -156,6 +165,7 @@ impl ResponseError for ApiError {
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Startup(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -180,6 +190,9 @@ impl ResponseError for ApiError {
             }
             ApiError::CatalogUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::RateLimited { retry_after_secs, .. } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             _ => {}
         }

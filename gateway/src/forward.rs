@@ -47,9 +47,33 @@ pub fn caller(req: &HttpRequest) -> Result<(String, CallHeaders), ApiError> {
             |c| c.request_identity.clone(),
         ),
         originating_identity: context.and_then(|c| c.originating_identity.clone()),
-        traceparent: None,
+        operation: operation_of(
+            req.method().as_str(),
+            req.match_pattern().as_deref().unwrap_or_default(),
+        ),
     };
     Ok((platform.name.to_string(), headers))
+}
+
+/// The OSB operation of a request, from its method and route template (for spans and metrics).
+pub fn operation_of(method: &str, route: &str) -> &'static str {
+    const INSTANCE: &str = "/v2/service_instances/{instance_id}";
+    const BINDING: &str = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}";
+    match (method, route.strip_prefix(INSTANCE)) {
+        ("GET", _) if route == "/v2/catalog" => "catalog",
+        ("PUT", Some("")) => "provision",
+        ("PATCH", Some("")) => "update",
+        ("DELETE", Some("")) => "deprovision",
+        ("GET", Some("")) => "fetch_instance",
+        ("GET", Some("/last_operation")) => "last_operation",
+        _ => match (method, route.strip_prefix(BINDING)) {
+            ("PUT", Some("")) => "bind",
+            ("DELETE", Some("")) => "unbind",
+            ("GET", Some("")) => "fetch_binding",
+            ("GET", Some("/last_operation")) => "binding_last_operation",
+            _ => "other",
+        },
+    }
 }
 
 /// The upstream's answer as the registry understands it.

@@ -24,6 +24,8 @@ pub mod error;
 pub mod explain;
 pub mod forward;
 pub mod handlers;
+pub mod limits;
+pub mod metrics;
 pub mod middleware;
 pub mod parse;
 pub mod policy;
@@ -108,15 +110,18 @@ pub async fn serve(
     background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
 
     // The policy file (validated whole; the gateway does not start on a policy it cannot read).
-    let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone()).map_err(|problems| {
-        ApiError::Startup(
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone(), metrics.clone()).map_err(
+        |problems| {
+            ApiError::Startup(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        },
+    )?;
     background.push(policy_file.spawn_watcher());
 
     let state = web::Data::new(AppState {
@@ -126,6 +131,8 @@ pub async fn serve(
         registry,
         policy_file,
         schemas: decide::schema_cache(),
+        metrics,
+        limiters: limits::Limiters::new(&settings),
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let grace = settings.shutdown_grace.as_secs();

@@ -71,7 +71,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // `serve` sets up logging once its configuration (trace export) is read.
+    let _telemetry = match cli.command {
+        Command::Serve { .. } => None,
+        _ => Some(telemetry::init(cli.log_format, None)),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -82,7 +86,7 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => run_serve(&config, &env).await,
+            Command::Serve { config } => run_serve(&config, cli.log_format, &env).await,
             Command::CheckConfig { config, fetch } => run_check(&config, fetch, &env).await,
             Command::Catalog { config } => run_catalog(&config, &env).await,
             Command::Explain {
@@ -102,7 +106,11 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run_serve(config: &std::path::Path, env: &HashMap<String, String>) -> ExitCode {
+async fn run_serve(
+    config: &std::path::Path,
+    log_format: LogFormat,
+    env: &HashMap<String, String>,
+) -> ExitCode {
     // Validate, then bind: a bad file never opens a port.
     let loaded = match osb_config::load_file(config, env) {
         Ok(loaded) => loaded,
@@ -111,6 +119,7 @@ async fn run_serve(config: &std::path::Path, env: &HashMap<String, String>) -> E
             return ExitCode::from(EX_CONFIG);
         }
     };
+    let _telemetry = telemetry::init(log_format, Some(&loaded.settings.telemetry));
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "Configuration warning.");
     }

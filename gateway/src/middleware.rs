@@ -5,7 +5,8 @@
 //!    originating identity for forwarding, opens the request span, echoes the identity on every
 //!    answer (errors included).
 //! 2. [`authenticate`]: which platform is calling; 401 otherwise.
-//! 3. [`require_api_version`]: `X-Broker-API-Version: 2.x`; 412 otherwise.
+//! 3. [`rate_limit`]: the platform's quota (catalog reads and other calls apart); 429 otherwise.
+//! 4. [`require_api_version`]: `X-Broker-API-Version: 2.x`; 412 otherwise.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -17,6 +18,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limits::Class;
 
 /// Per-request facts forwarded upstream.
 #[derive(Debug, Clone)]
@@ -30,11 +32,31 @@ pub struct RequestContext {
 /// Longest request identity accepted from a platform; longer ones are replaced.
 const MAX_REQUEST_IDENTITY: usize = 256;
 
-/// Stage 1: request identity and the request span.
+/// Reads W3C trace context from the platform's headers.
+struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .map(actix_web::http::header::HeaderName::as_str)
+            .collect()
+    }
+}
+
+/// Stage 1: request identity, the server span (continuing the platform's `traceparent`) and the
+/// request metrics.
 pub async fn request_identity(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let started = std::time::Instant::now();
     let request_identity = req
         .headers()
         .get(headers::REQUEST_IDENTITY)
@@ -48,23 +70,62 @@ pub async fn request_identity(
         .map(str::to_owned);
     let echo = HeaderValue::from_str(&request_identity).ok();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let operation = crate::forward::operation_of(&method, &route);
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {}", req.method(), route),
-        http.request.method = %req.method(),
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
         http.route = %route,
+        url.scheme = "http",
+        osb.operation = operation,
         osb.request_identity = %request_identity,
         osb.platform = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
+        error.r#type = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
+    // Without an exporter installed there is no OpenTelemetry context to join: nothing to do.
+    let _ = span.set_parent(parent);
+    {
+        use opentelemetry::trace::TraceContextExt;
+        let trace_id = span.context().span().span_context().trace_id();
+        if trace_id != opentelemetry::trace::TraceId::INVALID {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
+    }
     req.extensions_mut().insert(RequestContext {
         request_identity,
         originating_identity,
     });
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let _active = metrics.as_ref().map(|m| m.request_started());
 
     // The stages below answer refusals as responses (never `Err`), so every answer gets the echo.
     let mut response = next.call(req).instrument(span.clone()).await?;
-    span.record("http.response.status_code", response.status().as_u16());
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("error.type", status);
+    }
+    if let Some(metrics) = &metrics {
+        let platform = response
+            .request()
+            .extensions()
+            .get::<crate::auth::Platform>()
+            .map_or_else(|| "unknown".to_owned(), |p| p.name.to_string());
+        let labels = crate::metrics::ServerLabels {
+            method,
+            route,
+            status_class: crate::metrics::status_class(status),
+            platform,
+            operation,
+        };
+        metrics.observe_request(labels, started.elapsed());
+    }
     if let Some(echo) = echo {
         response
             .headers_mut()
@@ -99,7 +160,35 @@ pub async fn authenticate(
     }
 }
 
-/// Stage 3: the OSB API version header.
+/// Stage 3: the platform's rate limit.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let platform = req.extensions().get::<crate::auth::Platform>().cloned();
+    if let (Some(state), Some(platform)) = (state, platform) {
+        let class = if req.path() == "/v2/catalog" {
+            Class::Catalog
+        } else {
+            Class::Calls
+        };
+        let policy = state.catalog.policy();
+        if let Err(error) =
+            state
+                .limiters
+                .check_platform(policy.generation, &policy.policy.limits, &platform.name, class)
+        {
+            state
+                .metrics
+                .rate_limited("platform", &platform.name, class.as_str());
+            return Ok(refuse(req, error));
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Stage 4: the OSB API version header.
 pub async fn require_api_version(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::metrics::Metrics;
+
 /// How often the file is looked at.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -77,6 +79,7 @@ pub struct PolicyFile {
     path: Option<PathBuf>,
     settings: Arc<Settings>,
     catalog: Arc<CatalogCache>,
+    metrics: Arc<Metrics>,
     digest: ArcSwap<Option<[u8; 32]>>,
     status: ArcSwap<PolicyStatus>,
     ok: AtomicU64,
@@ -103,11 +106,16 @@ impl PolicyFile {
     ///
     /// # Errors
     /// The problems of an invalid file: the gateway does not start on a policy it cannot read.
-    pub fn start(settings: Arc<Settings>, catalog: Arc<CatalogCache>) -> Result<Arc<Self>, Vec<Problem>> {
+    pub fn start(
+        settings: Arc<Settings>,
+        catalog: Arc<CatalogCache>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, Vec<Problem>> {
         let file = Arc::new(PolicyFile {
             path: settings.policy_file.clone(),
             settings,
             catalog,
+            metrics,
             digest: ArcSwap::from_pointee(None),
             status: ArcSwap::from_pointee(PolicyStatus::default()),
             ok: AtomicU64::new(0),
@@ -174,6 +182,7 @@ impl PolicyFile {
                 let (rules, offerings) = (rule_count(&policy), policy.offerings.len());
                 let generation = self.catalog.set_policy(Arc::new(policy));
                 let ok = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
+                self.metrics.policy_reload(true);
                 info!(path = %path.display(), generation, rules, offerings, "Policy in force.");
                 self.status.store(Arc::new(PolicyStatus {
                     path: Some(path.display().to_string()),
@@ -195,6 +204,7 @@ impl PolicyFile {
 
     fn reject(&self, problems: &[Problem]) {
         let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.policy_reload(false);
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         error!(problems = %lines.join("; "), "Policy file rejected; the policy in force is unchanged.");
         let mut status = self.status();

@@ -48,6 +48,42 @@ pub struct PolicyFile {
     pub deny: Vec<DenyRuleFile>,
     /// Check parameters against the upstream plan's JSON schema before forwarding. Default true.
     pub schema_validation: Option<bool>,
+    /// Rate limits per platform (inbound) and per broker (outbound).
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `limits:` rate limits; the first entry whose `name` glob matches applies; none: unlimited.
+#[derive(Debug, Default, Deserialize)]
+pub struct LimitsFile {
+    #[serde(default)]
+    pub platforms: Vec<PlatformLimitFile>,
+    #[serde(default)]
+    pub brokers: Vec<BrokerLimitFile>,
+}
+
+/// `limits.platforms[]`: what one platform may send, catalog reads and other calls apart.
+#[derive(Debug, Default, Deserialize)]
+pub struct PlatformLimitFile {
+    /// Platform names (a glob).
+    pub name: Option<String>,
+    /// Sustained `GET /v2/catalog` per second.
+    pub catalog_per_sec: Option<u32>,
+    /// Catalog reads allowed at once above the rate. Default: `catalog_per_sec`.
+    pub catalog_burst: Option<u32>,
+    /// Sustained instance and binding calls per second.
+    pub calls_per_sec: Option<u32>,
+    /// Calls allowed at once above the rate. Default: `calls_per_sec`.
+    pub calls_burst: Option<u32>,
+}
+
+/// `limits.brokers[]`: what the gateway sends one upstream broker (protects cloud API quotas).
+#[derive(Debug, Default, Deserialize)]
+pub struct BrokerLimitFile {
+    /// Broker names (a glob).
+    pub name: Option<String>,
+    pub calls_per_sec: Option<u32>,
+    pub calls_burst: Option<u32>,
 }
 
 /// `visibility:`

@@ -21,7 +21,7 @@ pub mod schema;
 
 pub use decide::{Denial, DenialKind, Explanation, Parameters, Placement, Visibility};
 pub use facts::{CallFacts, Operation, PlanFacts};
-pub use policy::{Offering, OfferingPlan, Policy};
+pub use policy::{Limits, Offering, OfferingPlan, PlatformLimit, Policy, Rate};
 pub use schema::Schema;
 
 /// Why a policy file cannot be used.

@@ -96,6 +96,46 @@ pub struct DenyRule {
     pub reason: String,
 }
 
+/// A rate: so many per second sustained, so many at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+/// A platform's limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlatformLimit {
+    pub catalog: Option<Rate>,
+    pub calls: Option<Rate>,
+}
+
+/// Rate limits by name glob, first match wins.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub platforms: Vec<(Glob, PlatformLimit)>,
+    pub brokers: Vec<(Glob, Rate)>,
+}
+
+impl Limits {
+    /// The limits of platform `name`.
+    pub fn platform(&self, name: &str) -> PlatformLimit {
+        self.platforms
+            .iter()
+            .find(|(g, _)| g.matches(name))
+            .map(|(_, l)| *l)
+            .unwrap_or_default()
+    }
+
+    /// The limit of broker `name`.
+    pub fn broker(&self, name: &str) -> Option<Rate> {
+        self.brokers
+            .iter()
+            .find(|(g, _)| g.matches(name))
+            .map(|(_, r)| *r)
+    }
+}
+
 /// The policy: see the crate docs and [`crate::file`] for the language.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -105,6 +145,7 @@ pub struct Policy {
     pub parameters: Vec<ParameterRule>,
     pub deny: Vec<DenyRule>,
     pub schema_validation: bool,
+    pub limits: Limits,
 }
 
 impl Default for Policy {
@@ -117,6 +158,7 @@ impl Default for Policy {
             parameters: Vec::new(),
             deny: Vec::new(),
             schema_validation: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -457,6 +499,51 @@ impl Policy {
             });
         }
 
+        let mut limits = Limits::default();
+        let rate = |c: &mut Compiler<'_>, key: &str, per_sec: Option<u32>, burst: Option<u32>| match (
+            per_sec, burst,
+        ) {
+            (None, None) => None,
+            (Some(0), _) | (_, Some(0)) => {
+                c.problem(
+                    key,
+                    "rates and bursts must be at least 1 (leave them out for no limit)",
+                );
+                None
+            }
+            (Some(per_sec), burst) => Some(Rate {
+                per_sec,
+                burst: burst.unwrap_or(per_sec),
+            }),
+            (None, Some(_)) => {
+                c.problem(key, "a burst needs a rate (per_sec)");
+                None
+            }
+        };
+        for (i, l) in file.limits.platforms.iter().enumerate() {
+            let key = format!("limits.platforms[{i}]");
+            let Some(name) = l.name.clone().filter(|n| !n.is_empty()) else {
+                c.problem(format!("{key}.name"), "is required (a platform name or glob)");
+                continue;
+            };
+            let catalog = rate(&mut c, &key, l.catalog_per_sec, l.catalog_burst);
+            let calls = rate(&mut c, &key, l.calls_per_sec, l.calls_burst);
+            limits
+                .platforms
+                .push((Glob::new(&name), PlatformLimit { catalog, calls }));
+        }
+        for (i, l) in file.limits.brokers.iter().enumerate() {
+            let key = format!("limits.brokers[{i}]");
+            let Some(name) = l.name.clone().filter(|n| !n.is_empty()) else {
+                c.problem(format!("{key}.name"), "is required (a broker name or glob)");
+                continue;
+            };
+            match rate(&mut c, &key, l.calls_per_sec, l.calls_burst) {
+                Some(r) => limits.brokers.push((Glob::new(&name), r)),
+                None => c.problem(key, "calls_per_sec is required"),
+            }
+        }
+
         if c.problems.is_empty() {
             Ok(Policy {
                 default_visible,
@@ -465,6 +552,7 @@ impl Policy {
                 parameters,
                 deny,
                 schema_validation: file.schema_validation.unwrap_or(true),
+                limits,
             })
         } else {
             Err(PolicyError::Invalid(c.problems))

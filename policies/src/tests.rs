@@ -864,5 +864,63 @@ fn the_readme_example_policy_is_valid() {
     let text = std::fs::read_to_string(path).unwrap();
     let p = Policy::parse(&text, osb_config::FileFormat::Yaml, "policy.yaml").unwrap();
     assert_eq!(p.offerings.len(), 1);
-    assert!(p.check_brokers(&["azure", "aws", "gcp"], "policy.yaml").is_empty());
+    assert!(
+        p.check_brokers(&["azure", "aws", "gcp"], "policy.yaml")
+            .is_empty()
+    );
+}
+
+#[test]
+fn rate_limits_by_name() {
+    let text = r#"
+limits:
+  platforms:
+    - {name: k8s-prod, catalog_per_sec: 20, calls_per_sec: 5, calls_burst: 10}
+    - {name: "k8s-*", calls_per_sec: 1}
+  brokers:
+    - {name: azure, calls_per_sec: 3}
+"#;
+    let p = Policy::parse(text, osb_config::FileFormat::Yaml, "p.yaml").unwrap();
+    let prod = p.limits.platform("k8s-prod");
+    assert_eq!(
+        prod.catalog,
+        Some(Rate {
+            per_sec: 20,
+            burst: 20
+        })
+    );
+    assert_eq!(
+        prod.calls,
+        Some(Rate {
+            per_sec: 5,
+            burst: 10
+        })
+    );
+    assert_eq!(
+        p.limits.platform("k8s-dev"),
+        PlatformLimit {
+            catalog: None,
+            calls: Some(Rate { per_sec: 1, burst: 1 })
+        }
+    );
+    assert_eq!(p.limits.platform("cf"), PlatformLimit::default());
+    assert_eq!(p.limits.broker("azure"), Some(Rate { per_sec: 3, burst: 3 }));
+    assert_eq!(p.limits.broker("aws"), None);
+    let bad =
+        "limits:\n  platforms:\n    - {catalog_per_sec: 0}\n  brokers:\n    - {name: x, calls_burst: 3}\n";
+    let Err(PolicyError::Invalid(problems)) = Policy::parse(bad, osb_config::FileFormat::Yaml, "p.yaml")
+    else {
+        panic!("bad limits accepted")
+    };
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("p.yaml: limits.platforms[0].name: is required")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("p.yaml: limits.brokers[0]: a burst needs a rate")),
+        "{text:?}"
+    );
 }

@@ -72,6 +72,10 @@ pub struct BrokerStatus {
     pub last_attempt_ms: Option<u64>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
+    /// Refreshes since start, by outcome (for metrics).
+    pub refreshes_ok: u64,
+    pub refreshes_not_modified: u64,
+    pub refreshes_failed: u64,
     pub services: usize,
     pub plans: usize,
     /// Services and plans left out because they were invalid.
@@ -172,6 +176,9 @@ pub struct CatalogCache {
     views: moka::sync::Cache<String, Arc<CatalogView>>,
     wake: Vec<Notify>,
     generation: AtomicU64,
+    /// Views served from the cache, and rendered.
+    view_hits: AtomicU64,
+    view_misses: AtomicU64,
 }
 
 impl std::fmt::Debug for CatalogCache {
@@ -203,6 +210,9 @@ impl CatalogCache {
                 last_attempt_ms: None,
                 last_error: None,
                 consecutive_failures: 0,
+                refreshes_ok: 0,
+                refreshes_not_modified: 0,
+                refreshes_failed: 0,
                 services: 0,
                 plans: 0,
                 dropped: 0,
@@ -231,6 +241,8 @@ impl CatalogCache {
             views: moka::sync::Cache::new(10_000),
             wake,
             generation: AtomicU64::new(0),
+            view_hits: AtomicU64::new(0),
+            view_misses: AtomicU64::new(0),
         };
         cache.publish(&states, None).await;
         *cache.states.lock().await = states;
@@ -258,11 +270,21 @@ impl CatalogCache {
             v.generation == snapshot.generation && v.policy_generation == policy.generation
         };
         if let Some(view) = self.views.get(platform).filter(current) {
+            self.view_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(view);
         }
+        self.view_misses.fetch_add(1, Ordering::Relaxed);
         let view = Arc::new(render(platform, &snapshot, &policy));
         self.views.insert(platform.to_owned(), view.clone());
         Ok(view)
+    }
+
+    /// (views served from the cache, views rendered) since start.
+    pub fn view_counts(&self) -> (u64, u64) {
+        (
+            self.view_hits.load(Ordering::Relaxed),
+            self.view_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Puts a new policy in force: later catalog views and decisions use it.
@@ -358,11 +380,16 @@ impl CatalogCache {
         let validators = held.as_ref().map(|h| h.validators.clone()).unwrap_or_default();
         let call = CallHeaders {
             request_identity: uuid::Uuid::new_v4().to_string(),
+            operation: "catalog",
             ..CallHeaders::default()
         };
 
+        let mut not_modified = false;
         let fetched = match broker.fetch_catalog(&validators, &call).await {
-            Ok(CatalogFetch::NotModified) => None,
+            Ok(CatalogFetch::NotModified) => {
+                not_modified = true;
+                None
+            }
             Ok(CatalogFetch::Fetched { body, validators }) => {
                 let digest: [u8; 32] = Sha256::digest(&body).into();
                 if held.as_ref().is_some_and(|h| h.digest == digest) {
@@ -400,6 +427,11 @@ impl CatalogCache {
         state.status.fetched_at_ms = Some(now);
         state.status.last_error = None;
         state.status.consecutive_failures = 0;
+        if not_modified {
+            state.status.refreshes_not_modified += 1;
+        } else {
+            state.status.refreshes_ok += 1;
+        }
         let changed = match fetched {
             None => {
                 if recovered {
@@ -446,6 +478,7 @@ impl CatalogCache {
         };
         let status = &mut state.status;
         status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+        status.refreshes_failed += 1;
         status.last_attempt_ms = Some(now_ms());
         status.last_error = Some(error_chain(error));
         status.freshness = if state.catalog.is_some() {

@@ -165,6 +165,11 @@ enum Step {
 async fn attempt(broker: &UpstreamBroker, target: &Target) -> Step {
     let call = CallHeaders {
         request_identity: uuid::Uuid::new_v4().to_string(),
+        operation: if target.what.starts_with("binding") {
+            "unbind"
+        } else {
+            "deprovision"
+        },
         ..CallHeaders::default()
     };
     let ids = format!(

@@ -12,6 +12,8 @@ use osb_config::{BrokerSettings, UpstreamAuth};
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
+use tracing::Instrument;
+
 use crate::RoutingError;
 use crate::headers;
 
@@ -36,8 +38,8 @@ pub struct CallHeaders {
     pub request_identity: String,
     /// `X-Broker-API-Originating-Identity`, exactly as the platform sent it.
     pub originating_identity: Option<String>,
-    /// W3C `traceparent` of the gateway's client span.
-    pub traceparent: Option<String>,
+    /// The OSB operation (`provision`, `bind`, …) for the client span; `other` when unset.
+    pub operation: &'static str,
 }
 
 /// Validators of the catalog we hold, for a conditional fetch.
@@ -62,7 +64,30 @@ pub struct UpstreamBroker {
     settings: BrokerSettings,
     /// Base URL without trailing slash.
     base: String,
+    /// For span attributes.
+    host: String,
+    port: u16,
     client: reqwest::Client,
+}
+
+/// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to `request`, through the
+/// global propagator the gateway installs (nothing without one).
+fn inject_trace_context(mut request: RequestBuilder, span: &tracing::Span) -> RequestBuilder {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Carrier(Vec<(String, String)>);
+    impl opentelemetry::propagation::Injector for Carrier {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+    let mut carrier = Carrier(Vec::new());
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+    for (key, value) in carrier.0 {
+        request = request.header(key, value);
+    }
+    request
 }
 
 impl UpstreamBroker {
@@ -84,6 +109,8 @@ impl UpstreamBroker {
             })?;
         Ok(UpstreamBroker {
             base: settings.url.as_str().trim_end_matches('/').to_owned(),
+            host: settings.url.host_str().unwrap_or_default().to_owned(),
+            port: settings.url.port_or_known_default().unwrap_or(80),
             settings: settings.clone(),
             client,
         })
@@ -151,23 +178,54 @@ impl UpstreamBroker {
         body: Option<Bytes>,
         call: &CallHeaders,
     ) -> Result<UpstreamReply, RoutingError> {
+        // One client span per upstream call (OpenTelemetry HTTP client conventions); its context
+        // travels upstream as `traceparent`. No ids beyond the broker's name, no bodies.
+        let (host, port) = (self.host.as_str(), self.port);
+        let span = tracing::info_span!(
+            "upstream",
+            otel.name = %method,
+            otel.kind = "client",
+            server.address = host,
+            server.port = port,
+            http.request.method = %method,
+            http.response.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+            osb.broker.name = self.name(),
+            osb.operation = if call.operation.is_empty() { "other" } else { call.operation },
+        );
         let mut request = self.request(method, path_and_query, call);
+        request = inject_trace_context(request, &span);
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = self.send(request).await?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = self.read_body(response, MAX_REPLY_BYTES).await?;
-        Ok(UpstreamReply {
-            status,
-            retry_after,
-            body,
-        })
+        let exchange = async {
+            let response = self.send(request).await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = self.read_body(response, MAX_REPLY_BYTES).await?;
+            Ok(UpstreamReply {
+                status,
+                retry_after,
+                body,
+            })
+        };
+        let result: Result<UpstreamReply, RoutingError> = exchange.instrument(span.clone()).await;
+        match &result {
+            Ok(reply) => {
+                span.record("http.response.status_code", reply.status);
+                if reply.status >= 500 {
+                    span.record("error.type", reply.status);
+                }
+            }
+            Err(e) => {
+                span.record("error.type", e.kind());
+            }
+        }
+        result
     }
 
     /// A request to `path_and_query` (starting with `/v2/`) with auth and OSB headers attached.
@@ -179,9 +237,6 @@ impl UpstreamBroker {
             .header(headers::REQUEST_IDENTITY, &call.request_identity);
         if let Some(identity) = &call.originating_identity {
             request = request.header(headers::ORIGINATING_IDENTITY, identity);
-        }
-        if let Some(traceparent) = &call.traceparent {
-            request = request.header(headers::TRACEPARENT, traceparent);
         }
         match &self.settings.auth {
             UpstreamAuth::None => request,

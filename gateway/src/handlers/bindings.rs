@@ -70,10 +70,12 @@ pub async fn bind(
         return Err(ApiError::BadRequest(format!("plan {plan_id} is not bindable")));
     }
     // 3. The policy: deny rules, parameter rules, the plan's binding schema.
-    let (decision, _) =
-        state.decide(|d| d.existing(&platform, Operation::Bind, &instance, &plan_id, Some(&body)))?;
+    let (decision, _) = state.decide("bind", |d| {
+        d.existing(&platform, Operation::Bind, &instance, &plan_id, Some(&body))
+    })?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&instance.broker)?;
+    state.check_broker_limit(&instance.broker)?;
 
     // 4. Admit (write-ahead intent, retry, or 404/409/422).
     let new = NewBinding {
@@ -82,7 +84,7 @@ pub async fn bind(
         platform,
         fingerprint,
     };
-    let admission = state.registry.begin_bind(&new).await?;
+    let admission = state.timed("begin", state.registry.begin_bind(&new)).await?;
 
     // 5. Upstream.
     let path = format!(
@@ -91,13 +93,15 @@ pub async fn bind(
         query.accepts_incomplete()
     );
     let upstream_body = body.upstream(&instance.upstream_service_id, Some(&upstream_plan), None);
-    let reply = upstream
-        .call(Method::PUT, &path, Some(upstream_body), &call)
+    let reply = state
+        .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
         .await;
 
     // 6. Outcome (a failed bind is unbound upstream by the mitigation worker), answer.
     let outcome = classify(Endpoint::Bind, &reply);
-    state.registry.finish_bind(&admission, &outcome).await?;
+    state
+        .timed("finish", state.registry.finish_bind(&admission, &outcome))
+        .await?;
     respond(&instance.broker, reply, &outcome)
 }
 
@@ -127,17 +131,22 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         None => binding.upstream_plan_id.clone(),
     };
     if let Some(instance) = &instance {
-        state.decide(|d| d.existing(&platform, Operation::Unbind, instance, &plan_id, None))?;
+        state.decide("unbind", |d| {
+            d.existing(&platform, Operation::Unbind, instance, &plan_id, None)
+        })?;
     }
     let upstream = state.upstream(&binding.broker)?;
+    state.check_broker_limit(&binding.broker)?;
 
     let admission = state
-        .registry
-        .begin_unbind(
-            &instance_id,
-            &binding_id,
-            &platform,
-            &fingerprint(&[("unbind", None)]),
+        .timed(
+            "begin",
+            state.registry.begin_unbind(
+                &instance_id,
+                &binding_id,
+                &platform,
+                &fingerprint(&[("unbind", None)]),
+            ),
         )
         .await?;
     let path = format!(
@@ -145,10 +154,14 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         binding_path(&instance_id, &binding_id),
         query.upstream(&binding.upstream_service_id, &upstream_plan)
     );
-    let reply = upstream.call(Method::DELETE, &path, None, &call).await;
+    let reply = state
+        .call_upstream(&upstream, Method::DELETE, &path, None, &call)
+        .await;
 
     let outcome = classify(Endpoint::Unbind, &reply);
-    state.registry.finish_unbind(&admission, &outcome).await?;
+    state
+        .timed("finish", state.registry.finish_unbind(&admission, &outcome))
+        .await?;
     respond(&binding.broker, reply, &outcome)
 }
 
@@ -164,8 +177,15 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {binding_id} does not exist")))?;
     let upstream = state.upstream(&binding.broker)?;
-    let reply = upstream
-        .call(Method::GET, &binding_path(&instance_id, &binding_id), None, &call)
+    state.check_broker_limit(&binding.broker)?;
+    let reply = state
+        .call_upstream(
+            &upstream,
+            Method::GET,
+            &binding_path(&instance_id, &binding_id),
+            None,
+            &call,
+        )
         .await;
     let outcome = classify(Endpoint::Read, &reply);
     respond(&binding.broker, reply, &outcome)
@@ -183,13 +203,16 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         .await?
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     let upstream = state.upstream(&binding.broker)?;
+    state.check_broker_limit(&binding.broker)?;
 
     let path = format!(
         "{}/last_operation?{}",
         binding_path(&instance_id, &binding_id),
         query.upstream(&binding.upstream_service_id, &binding.upstream_plan_id)
     );
-    let reply = upstream.call(Method::GET, &path, None, &call).await;
+    let reply = state
+        .call_upstream(&upstream, Method::GET, &path, None, &call)
+        .await;
     if let Ok(answer) = &reply {
         match forward::polled(answer) {
             Some(polled) => state.registry.observe_binding(&binding_id, polled).await?,

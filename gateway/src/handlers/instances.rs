@@ -41,9 +41,10 @@ pub async fn provision(
 
     // 2. Decide: the owning broker (route table, or placement of a logical offering) and the
     //    policy's verdict (visibility, deny rules, parameter rules, the plan's schema).
-    let decision = state.decide(|d| d.provision(&platform, &instance_id, &body))?;
+    let decision = state.decide("provision", |d| d.provision(&platform, &instance_id, &body))?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&decision.broker)?;
+    state.check_broker_limit(&decision.broker)?;
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
     let new = NewInstance {
@@ -57,7 +58,7 @@ pub async fn provision(
         fingerprint,
         context: body.fields.get("context").cloned(),
     };
-    let admission = state.registry.begin_provision(&new).await?;
+    let admission = state.timed("begin", state.registry.begin_provision(&new)).await?;
 
     // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
     let path = format!(
@@ -69,13 +70,15 @@ pub async fn provision(
         Some(&decision.upstream_plan_id),
         None,
     );
-    let reply = upstream
-        .call(Method::PUT, &path, Some(upstream_body), &call)
+    let reply = state
+        .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
         .await;
 
     // 5. Record the outcome (orphan-mitigates a failed create), then answer.
     let outcome = classify(Endpoint::Provision, &reply);
-    state.registry.finish_provision(&admission, &outcome).await?;
+    state
+        .timed("finish", state.registry.finish_provision(&admission, &outcome))
+        .await?;
     respond(&decision.broker, reply, &outcome)
 }
 
@@ -110,8 +113,9 @@ pub async fn update(
         )));
     }
     let target_plan = body.plan_id.clone().unwrap_or_else(|| record.plan_id.clone());
-    let (decision, remapped) =
-        state.decide(|d| d.existing(&platform, Operation::Update, &record, &target_plan, Some(&body)))?;
+    let (decision, remapped) = state.decide("update", |d| {
+        d.existing(&platform, Operation::Update, &record, &target_plan, Some(&body))
+    })?;
     let routes = state.catalog.snapshot().routes.clone();
     let plan_change = match (target_plan != record.plan_id, remapped) {
         (false, _) => None,
@@ -132,10 +136,15 @@ pub async fn update(
         .transpose()?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&record.broker)?;
+    state.check_broker_limit(&record.broker)?;
 
     let admission = state
-        .registry
-        .begin_update(&instance_id, &platform, plan_change.clone(), &fingerprint)
+        .timed(
+            "begin",
+            state
+                .registry
+                .begin_update(&instance_id, &platform, plan_change.clone(), &fingerprint),
+        )
         .await?;
 
     let upstream_plan = match (&plan_change, body.plan_id.as_deref()) {
@@ -152,12 +161,14 @@ pub async fn update(
         "/v2/service_instances/{instance_id}{}",
         query.accepts_incomplete()
     );
-    let reply = upstream
-        .call(Method::PATCH, &path, Some(upstream_body), &call)
+    let reply = state
+        .call_upstream(&upstream, Method::PATCH, &path, Some(upstream_body), &call)
         .await;
 
     let outcome = classify(Endpoint::Update, &reply);
-    state.registry.finish_update(&admission, &outcome).await?;
+    state
+        .timed("finish", state.registry.finish_update(&admission, &outcome))
+        .await?;
     respond(&record.broker, reply, &outcome)
 }
 
@@ -181,13 +192,20 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
     }
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &record, &plan_id)?;
-    state.decide(|d| d.existing(&platform, Operation::Deprovision, &record, &plan_id, None))?;
+    state.decide("deprovision", |d| {
+        d.existing(&platform, Operation::Deprovision, &record, &plan_id, None)
+    })?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_broker_limit(&record.broker)?;
 
     let fingerprint = fingerprint(&[("deprovision", None)]);
     let admission = state
-        .registry
-        .begin_deprovision(&instance_id, &platform, &fingerprint)
+        .timed(
+            "begin",
+            state
+                .registry
+                .begin_deprovision(&instance_id, &platform, &fingerprint),
+        )
         .await?;
 
     let path = format!(
@@ -195,10 +213,14 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
         instance_path(&instance_id),
         query.upstream(&record.upstream_service_id, &upstream_plan)
     );
-    let reply = upstream.call(Method::DELETE, &path, None, &call).await;
+    let reply = state
+        .call_upstream(&upstream, Method::DELETE, &path, None, &call)
+        .await;
 
     let outcome = classify(Endpoint::Deprovision, &reply);
-    state.registry.finish_deprovision(&admission, &outcome).await?;
+    state
+        .timed("finish", state.registry.finish_deprovision(&admission, &outcome))
+        .await?;
     respond(&record.broker, reply, &outcome)
 }
 
@@ -213,9 +235,10 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_broker_limit(&record.broker)?;
 
-    let reply = upstream
-        .call(Method::GET, &instance_path(&instance_id), None, &call)
+    let reply = state
+        .call_upstream(&upstream, Method::GET, &instance_path(&instance_id), None, &call)
         .await;
     let outcome = classify(Endpoint::Read, &reply);
     match reply {
@@ -256,6 +279,7 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         .await?
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_broker_limit(&record.broker)?;
 
     // The record keeps the plan prior to an update until it succeeds: what OSB asks to poll with.
     let path = format!(
@@ -263,7 +287,9 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         instance_path(&instance_id),
         query.upstream(&record.upstream_service_id, &record.upstream_plan_id)
     );
-    let reply = upstream.call(Method::GET, &path, None, &call).await;
+    let reply = state
+        .call_upstream(&upstream, Method::GET, &path, None, &call)
+        .await;
     if let Ok(answer) = &reply {
         match forward::polled(answer) {
             Some(polled) => state.registry.observe_instance(&instance_id, polled).await?,

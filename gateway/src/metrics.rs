@@ -1,0 +1,421 @@
+//! Prometheus metrics, served at `GET /metrics` on the admin listener.
+//!
+//! Names follow the OpenTelemetry semantic conventions (`http.server.request.duration` becomes
+//! `http_server_request_duration_seconds`), gateway metrics live under `osb_gateway_`. Every label
+//! value comes from a small fixed set (operation, status class, configured platform and broker
+//! names, outcomes); ids never become labels. Values the gateway already keeps elsewhere (catalog
+//! state, registry counts) are read when Prometheus scrapes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use osb_routing::{CatalogCache, Freshness, Registry as OwnershipRegistry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of `http_server_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub method: String,
+    pub route: String,
+    pub status_class: &'static str,
+    pub platform: String,
+    pub operation: &'static str,
+}
+
+/// Labels of `http_client_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    pub broker: String,
+    pub operation: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerLabel {
+    broker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefreshLabels {
+    broker: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Labels of `osb_gateway_rate_limit_rejections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub scope: &'static str,
+    pub name: String,
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+fn latency_buckets() -> Histogram {
+    // 0.25 ms … 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Every metric the gateway exposes.
+pub struct Metrics {
+    registry: Registry,
+    server: Family<ServerLabels, Histogram>,
+    active: Gauge,
+    client: Family<ClientLabels, Histogram>,
+    refreshes: Family<RefreshLabels, Counter>,
+    catalog_age: Family<BrokerLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    catalog_stale: Family<BrokerLabel, Gauge>,
+    upstream_up: Family<BrokerLabel, Gauge>,
+    cache: Family<ResultLabel, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    reloads: Family<OutcomeLabel, Counter>,
+    registry_latency: Family<OperationLabel, Histogram>,
+    instances: Family<BrokerLabel, Gauge>,
+    bindings: Family<BrokerLabel, Gauge>,
+    mitigation_queue: Gauge,
+    /// Running totals already added, per (broker, outcome) (and the catalog views): the catalog
+    /// keeps cumulative counts, Prometheus counters take increments.
+    refreshes_seen: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Registry counts are read at most this often (a scan of the store).
+    registry_counted: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// How often the registry is scanned for instance and binding counts.
+const REGISTRY_COUNT_EVERY: Duration = Duration::from_secs(10);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let server =
+            Family::<ServerLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of platform requests",
+            Unit::Seconds,
+            server.clone(),
+        );
+        let active = Gauge::default();
+        registry.register(
+            "http_server_active_requests",
+            "Platform requests in flight",
+            active.clone(),
+        );
+        let client =
+            Family::<ClientLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        registry.register_with_unit(
+            "http_client_request_duration",
+            "Duration of calls to upstream brokers",
+            Unit::Seconds,
+            client.clone(),
+        );
+        let refreshes = Family::default();
+        registry.register(
+            "osb_gateway_catalog_refreshes",
+            "Catalog refreshes by outcome",
+            refreshes.clone(),
+        );
+        let catalog_age = Family::default();
+        registry.register_with_unit(
+            "osb_gateway_catalog_age",
+            "Age of the catalog in use per broker",
+            Unit::Seconds,
+            catalog_age.clone(),
+        );
+        let catalog_stale = Family::default();
+        registry.register(
+            "osb_gateway_catalog_stale",
+            "1 when a broker's catalog is served stale",
+            catalog_stale.clone(),
+        );
+        let upstream_up = Family::default();
+        registry.register(
+            "osb_gateway_upstream_up",
+            "1 when the broker's last refresh succeeded",
+            upstream_up.clone(),
+        );
+        let cache = Family::default();
+        registry.register(
+            "osb_gateway_catalog_cache_requests",
+            "Per-platform catalog views served",
+            cache.clone(),
+        );
+        let rejections = Family::default();
+        registry.register(
+            "osb_gateway_rate_limit_rejections",
+            "Calls refused by a rate limit",
+            rejections.clone(),
+        );
+        let decisions = Family::default();
+        registry.register(
+            "osb_gateway_policy_decisions",
+            "Policy decisions by outcome",
+            decisions.clone(),
+        );
+        let reloads = Family::default();
+        registry.register(
+            "osb_gateway_policy_reloads",
+            "Policy file reloads by outcome",
+            reloads.clone(),
+        );
+        let registry_latency =
+            Family::<OperationLabel, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        registry.register_with_unit(
+            "osb_gateway_registry_operation_duration",
+            "Duration of ownership registry operations",
+            Unit::Seconds,
+            registry_latency.clone(),
+        );
+        let instances = Family::default();
+        registry.register(
+            "osb_gateway_instances",
+            "Instances in the registry per broker",
+            instances.clone(),
+        );
+        let bindings = Family::default();
+        registry.register(
+            "osb_gateway_bindings",
+            "Bindings in the registry per broker",
+            bindings.clone(),
+        );
+        let mitigation_queue = Gauge::default();
+        registry.register(
+            "osb_gateway_mitigation_queue_depth",
+            "Orphans waiting to be deleted upstream",
+            mitigation_queue.clone(),
+        );
+        Metrics {
+            registry,
+            server,
+            active,
+            client,
+            refreshes,
+            catalog_age,
+            catalog_stale,
+            upstream_up,
+            cache,
+            rejections,
+            decisions,
+            reloads,
+            registry_latency,
+            instances,
+            bindings,
+            mitigation_queue,
+            refreshes_seen: Mutex::new(HashMap::new()),
+            registry_counted: Mutex::new(None),
+        }
+    }
+
+    /// A platform request finished.
+    pub fn observe_request(&self, labels: ServerLabels, elapsed: Duration) {
+        self.server.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// A platform request started (the guard ends it).
+    pub fn request_started(&self) -> ActiveRequest<'_> {
+        self.active.inc();
+        ActiveRequest(&self.active)
+    }
+
+    /// An upstream call finished with `status` (`None`: no answer).
+    pub fn observe_upstream(
+        &self,
+        broker: &str,
+        operation: &'static str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let labels = ClientLabels {
+            broker: broker.to_owned(),
+            operation,
+            status_class: status.map_or("error", status_class),
+        };
+        self.client.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// A rate limit refused a call.
+    pub fn rate_limited(&self, scope: &'static str, name: &str, class: &'static str) {
+        self.rejections
+            .get_or_create(&RejectionLabels {
+                scope,
+                name: name.to_owned(),
+                class,
+            })
+            .inc();
+    }
+
+    /// The policy decided.
+    pub fn policy_decision(&self, operation: &'static str, outcome: &'static str) {
+        self.decisions
+            .get_or_create(&DecisionLabels { operation, outcome })
+            .inc();
+    }
+
+    /// The policy file was reloaded (or rejected).
+    pub fn policy_reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// A registry operation (`begin`, `finish`, `read`) took `elapsed`.
+    pub fn registry_operation(&self, operation: &'static str, elapsed: Duration) {
+        self.registry_latency
+            .get_or_create(&OperationLabel { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition, after reading the values kept elsewhere.
+    pub async fn render(&self, catalog: &CatalogCache, ownership: &OwnershipRegistry) -> String {
+        self.collect_catalog(catalog);
+        self.collect_registry(ownership).await;
+        let mut text = String::new();
+        if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+
+    fn collect_catalog(&self, catalog: &CatalogCache) {
+        let now_ms = osb_routing::registry::now_ms();
+        let snapshot = catalog.snapshot();
+        let mut seen = self
+            .refreshes_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (hits, misses) = catalog.view_counts();
+        for (result, total) in [("hit", hits), ("miss", misses)] {
+            let before = seen
+                .insert(("\u{0}catalog-views".to_owned(), result), total)
+                .unwrap_or(0);
+            self.cache
+                .get_or_create(&ResultLabel { result })
+                .inc_by(total.saturating_sub(before));
+        }
+        for status in &snapshot.brokers {
+            let broker = BrokerLabel {
+                broker: status.name.clone(),
+            };
+            let age = status
+                .fetched_at_ms
+                .map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0);
+            self.catalog_age.get_or_create(&broker).set(age);
+            self.catalog_stale
+                .get_or_create(&broker)
+                .set(i64::from(status.freshness == Freshness::Stale));
+            self.upstream_up
+                .get_or_create(&broker)
+                .set(i64::from(catalog.is_healthy(&status.name)));
+            for (outcome, total) in [
+                ("ok", status.refreshes_ok),
+                ("not_modified", status.refreshes_not_modified),
+                ("error", status.refreshes_failed),
+            ] {
+                let key = (status.name.clone(), outcome);
+                let before = seen.insert(key, total).unwrap_or(0);
+                let counter = self.refreshes.get_or_create(&RefreshLabels {
+                    broker: status.name.clone(),
+                    outcome,
+                });
+                counter.inc_by(total.saturating_sub(before));
+            }
+        }
+    }
+
+    async fn collect_registry(&self, ownership: &OwnershipRegistry) {
+        let store = ownership.store();
+        if let Ok(orphans) = store.orphans().await {
+            self.mitigation_queue
+                .set(i64::try_from(orphans.len()).unwrap_or(i64::MAX));
+        }
+        {
+            let mut counted = self
+                .registry_counted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if counted.is_some_and(|at| at.elapsed() < REGISTRY_COUNT_EVERY) {
+                return;
+            }
+            *counted = Some(Instant::now());
+        }
+        let mut instances: HashMap<String, i64> = HashMap::new();
+        if let Ok(records) = store.instances().await {
+            for record in records {
+                *instances.entry(record.broker).or_default() += 1;
+            }
+        }
+        let mut bindings: HashMap<String, i64> = HashMap::new();
+        if let Ok(records) = store.bindings().await {
+            for record in records {
+                *bindings.entry(record.broker).or_default() += 1;
+            }
+        }
+        self.instances.clear();
+        for (broker, n) in instances {
+            self.instances.get_or_create(&BrokerLabel { broker }).set(n);
+        }
+        self.bindings.clear();
+        for (broker, n) in bindings {
+            self.bindings.get_or_create(&BrokerLabel { broker }).set(n);
+        }
+    }
+}
+
+/// Decrements `http_server_active_requests` when dropped.
+pub struct ActiveRequest<'a>(&'a Gauge);
+
+impl Drop for ActiveRequest<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `2xx`, `4xx`, …
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
