@@ -141,6 +141,9 @@ async fn run_serve(
     if let Ok(addr) = listeners.osb_addr() {
         // One line on stdout that scripts (and tests) can wait for.
         println!("osb-gateway listening on http://{addr}");
+        if let Some(admin) = listeners.admin_addr() {
+            println!("osb-gateway admin on http://{admin}");
+        }
         let _ = std::io::stdout().flush();
     }
     match serve(listeners, loaded.settings, shutdown_signal()).await {

@@ -21,3 +21,5 @@ mod faults;
 mod lifecycle;
 mod ownership;
 mod policies;
+mod prometheus;
+mod telemetry;

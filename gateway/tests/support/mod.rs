@@ -6,6 +6,7 @@
 //! - [`fake_broker::FakeBroker`]: an in-repo scripted broker that records what it received.
 //! - [`obapi::ObapiBroker`]: a real third-party OSB implementation (Python `openbrokerapi`).
 //! - [`logs`]: captures everything the gateway logs, to assert what is (not) in it.
+//! - [`otlp::OtlpReceiver`]: a real OTLP/HTTP trace receiver.
 
 #![allow(dead_code)]
 
@@ -13,6 +14,7 @@ pub mod fake_broker;
 pub mod gateway;
 pub mod logs;
 pub mod obapi;
+pub mod otlp;
 
 use std::future::Future;
 use std::time::Duration;
