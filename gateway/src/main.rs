@@ -139,12 +139,14 @@ async fn run_serve(
         }
     };
     if let Ok(addr) = listeners.osb_addr() {
-        // One line on stdout that scripts (and tests) can wait for.
-        println!("osb-gateway listening on http://{addr}");
+        // Lines on stdout that scripts (and tests) can wait for. A reader that stopped reading
+        // (a closed pipe) must not stop the gateway, hence no `println!`.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "osb-gateway listening on http://{addr}");
         if let Some(admin) = listeners.admin_addr() {
-            println!("osb-gateway admin on http://{admin}");
+            let _ = writeln!(stdout, "osb-gateway admin on http://{admin}");
         }
-        let _ = std::io::stdout().flush();
+        let _ = stdout.flush();
     }
     match serve(listeners, loaded.settings, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,9 @@
 //! The embedded store: one redb file, durable on commit, zero setup.
 //!
-//! redb is synchronous: reads run on tokio's blocking pool; writes go to one writer thread that
+//! This process is the file's only writer, so every record is also kept in memory (the mirror):
+//! registry reads never touch redb. The mirror changes only after a commit succeeded.
+//!
+//! redb is synchronous: catalog reads run on tokio's blocking pool; writes go to one writer thread that
 //! **group-commits**: it takes every write waiting, runs them one after the other in a single
 //! transaction, commits once (one `fsync` for the batch), and only then answers each caller. A
 //! compare-and-swap is a read and a write inside that transaction, so concurrent writers never
@@ -9,8 +12,9 @@
 //! per file.
 
 use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,8 +54,98 @@ struct CatalogMeta {
 const MAX_BATCH: usize = 256;
 
 type Output = Box<dyn Any + Send>;
-/// A write to run inside the batch's transaction.
-type Run = Box<dyn FnOnce(&WriteTransaction) -> Result<Output, RoutingError> + Send>;
+/// A write to run inside the batch's transaction: its result, and what the mirror learns from it
+/// once committed.
+type Run = Box<dyn FnOnce(&WriteTransaction) -> Result<(Output, Vec<Change>), RoutingError> + Send>;
+
+/// A committed change of one record, applied to the mirror.
+enum Change {
+    PutInstance(InstanceRecord),
+    /// The instance and, with it, its bindings.
+    DeleteInstance(String),
+    PutBinding(BindingRecord),
+    DeleteBinding(String),
+}
+
+/// Every record in memory, with the indexes the store answers from.
+#[derive(Default)]
+struct Mirror {
+    instances: HashMap<String, InstanceRecord>,
+    bindings: HashMap<String, BindingRecord>,
+    /// instance id → its binding ids.
+    by_instance: HashMap<String, BTreeSet<String>>,
+    orphans: BTreeSet<(u8, String)>,
+    pending: BTreeSet<(u8, String)>,
+}
+
+const INSTANCE: u8 = b'i';
+const BINDING: u8 = b'b';
+
+impl Mirror {
+    fn flags<R: Indexed>(&mut self, tag: u8, id: &str, record: Option<&R>) {
+        let key = (tag, id.to_owned());
+        if record.is_some_and(Indexed::is_orphaned) {
+            self.orphans.insert(key.clone());
+        } else {
+            self.orphans.remove(&key);
+        }
+        if record.is_some_and(Indexed::is_pending) {
+            self.pending.insert(key);
+        } else {
+            self.pending.remove(&key);
+        }
+    }
+
+    fn put_binding(&mut self, record: BindingRecord) {
+        let id = record.binding_id.clone();
+        self.flags(BINDING, &id, Some(&record));
+        self.by_instance
+            .entry(record.instance_id.clone())
+            .or_default()
+            .insert(id.clone());
+        self.bindings.insert(id, record);
+    }
+
+    fn delete_binding(&mut self, id: &str) {
+        self.flags::<BindingRecord>(BINDING, id, None);
+        if let Some(old) = self.bindings.remove(id) {
+            if let Some(set) = self.by_instance.get_mut(&old.instance_id) {
+                set.remove(id);
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::PutInstance(record) => {
+                let id = record.instance_id.clone();
+                self.flags(INSTANCE, &id, Some(&record));
+                self.instances.insert(id, record);
+            }
+            Change::DeleteInstance(id) => {
+                self.flags::<InstanceRecord>(INSTANCE, &id, None);
+                self.instances.remove(&id);
+                for binding in self.by_instance.remove(&id).unwrap_or_default() {
+                    self.delete_binding(&binding);
+                }
+            }
+            Change::PutBinding(record) => self.put_binding(record),
+            Change::DeleteBinding(id) => self.delete_binding(&id),
+        }
+    }
+
+    fn refs(set: &BTreeSet<(u8, String)>) -> Vec<RecordRef> {
+        set.iter()
+            .map(|(tag, id)| {
+                if *tag == INSTANCE {
+                    RecordRef::Instance(id.clone())
+                } else {
+                    RecordRef::Binding(id.clone())
+                }
+            })
+            .collect()
+    }
+}
 
 /// One write for the writer thread, and where its result goes once committed.
 struct Job {
@@ -63,13 +157,17 @@ struct Job {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    mirror: Arc<RwLock<Mirror>>,
     writes: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
 }
 
 /// The writer thread: batches, runs, commits, answers. It holds the database only while writing,
 /// and ends when the store is dropped.
-fn spawn_writer(db: &Arc<Database>) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
+fn spawn_writer(
+    db: &Arc<Database>,
+    mirror: Arc<RwLock<Mirror>>,
+) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
     let (sender, jobs) = std::sync::mpsc::channel::<Job>();
     let db: Weak<Database> = Arc::downgrade(db);
     std::thread::Builder::new()
@@ -86,7 +184,7 @@ fn spawn_writer(db: &Arc<Database>) -> Result<std::sync::mpsc::Sender<Job>, Rout
                 // The database handle is dropped before anyone is answered, so a caller that drops
                 // the store next finds the file closed.
                 let answers = match db.upgrade() {
-                    Some(db) => write_batch(&db, batch),
+                    Some(db) => write_batch(&db, &mirror, batch),
                     None => return,
                 };
                 for (reply, result) in answers {
@@ -105,7 +203,7 @@ type Answer = (
 );
 
 /// Runs `batch` in one transaction. Any failure fails the whole batch (nothing of it is committed).
-fn write_batch(db: &Database, batch: Vec<Job>) -> Vec<Answer> {
+fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job>) -> Vec<Answer> {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -117,6 +215,7 @@ fn write_batch(db: &Database, batch: Vec<Job>) -> Vec<Answer> {
         }
     };
     let mut results = Vec::with_capacity(batch.len());
+    let mut changes = Vec::new();
     let mut failure = None;
     for job in batch {
         if failure.is_some() {
@@ -124,7 +223,10 @@ fn write_batch(db: &Database, batch: Vec<Job>) -> Vec<Answer> {
             continue;
         }
         match (job.run)(&txn) {
-            Ok(output) => results.push((job.reply, Some(output))),
+            Ok((output, mut changed)) => {
+                results.push((job.reply, Some(output)));
+                changes.append(&mut changed);
+            }
             Err(e) => {
                 failure = Some(e.to_string());
                 results.push((job.reply, None));
@@ -135,6 +237,12 @@ fn write_batch(db: &Database, batch: Vec<Job>) -> Vec<Answer> {
         Some(failure) => Some(failure),
         None => txn.commit().err().map(|e| format!("commit: {e}")),
     };
+    if failure.is_none() {
+        let mut mirror = mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for change in changes {
+            mirror.apply(change);
+        }
+    }
     results
         .into_iter()
         .map(|(reply, output)| match (&failure, output) {
@@ -167,7 +275,7 @@ impl EmbeddedStore {
     pub async fn open(path: PathBuf) -> Result<Self, RoutingError> {
         let shown = path.display().to_string();
         let opened = path.clone();
-        let db = tokio::task::spawn_blocking(move || {
+        let (db, mirror) = tokio::task::spawn_blocking(move || {
             if let Some(parent) = opened.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| store_error(&format!("create {}", parent.display()), e))?;
@@ -184,23 +292,37 @@ impl EmbeddedStore {
             txn.open_table(ORPHANS).map_err(open_error)?;
             txn.open_table(PENDING).map_err(open_error)?;
             txn.commit().map_err(|e| store_error("commit", e))?;
-            Ok::<_, RoutingError>(db)
+            // Load every record into the mirror.
+            let mut mirror = Mirror::default();
+            for record in all_records::<InstanceRecord>(&db, INSTANCES)? {
+                mirror.apply(Change::PutInstance(record));
+            }
+            for record in all_records::<BindingRecord>(&db, BINDINGS)? {
+                mirror.apply(Change::PutBinding(record));
+            }
+            Ok::<_, RoutingError>((db, mirror))
         })
         .await
         .map_err(|e| store_error("open task", e))??;
-        let db = Arc::new(db);
-        let writes = spawn_writer(&db)?;
-        Ok(EmbeddedStore { db, writes, path })
+        let (db, mirror) = (Arc::new(db), Arc::new(RwLock::new(mirror)));
+        let writes = spawn_writer(&db, mirror.clone())?;
+        Ok(EmbeddedStore {
+            db,
+            mirror,
+            writes,
+            path,
+        })
     }
 
-    /// Runs `write` in the writer thread's next transaction; returns once it is committed.
+    /// Runs `write` in the writer thread's next transaction; returns once it is committed (and
+    /// the mirror updated with the changes it reports).
     async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&WriteTransaction) -> Result<T, RoutingError> + Send + 'static,
+        write: impl FnOnce(&WriteTransaction) -> Result<(T, Vec<Change>), RoutingError> + Send + 'static,
     ) -> Result<T, RoutingError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            run: Box::new(move |txn| write(txn).map(|t| Box::new(t) as Output)),
+            run: Box::new(move |txn| write(txn).map(|(t, changes)| (Box::new(t) as Output, changes))),
             reply,
         };
         self.writes
@@ -213,6 +335,15 @@ impl EmbeddedStore {
             .downcast::<T>()
             .map(|t| *t)
             .map_err(|_| store_error("write", "unexpected result type"))
+    }
+
+    fn read<T>(&self, read: impl FnOnce(&Mirror) -> T) -> T {
+        read(
+            &self
+                .mirror
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     async fn blocking<T: Send + 'static>(
@@ -329,32 +460,6 @@ fn set_flag(table: &mut redb::Table<'_, &str, ()>, key: &str, on: bool) -> Resul
     Ok(())
 }
 
-fn index_refs(db: &Database, table: TableDefinition<&str, ()>) -> Result<Vec<RecordRef>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    let mut refs = Vec::new();
-    for entry in table.iter().map_err(|e| store_error("read", e))? {
-        let (key, ()) = entry.map_err(|e| store_error("read", e)).map(|(k, _)| (k, ()))?;
-        match key.value().split_once(':') {
-            Some(("i", id)) => refs.push(RecordRef::Instance(id.to_owned())),
-            Some(("b", id)) => refs.push(RecordRef::Binding(id.to_owned())),
-            _ => {}
-        }
-    }
-    Ok(refs)
-}
-
-fn get_record<R: Indexed>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-    id: &str,
-) -> Result<Option<R>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    let value = table.get(id).map_err(|e| store_error("read", e))?;
-    value.map(|v| decode(v.value())).transpose()
-}
-
 fn all_records<R: Indexed>(
     db: &Database,
     table: TableDefinition<&str, &[u8]>,
@@ -372,8 +477,7 @@ fn all_records<R: Indexed>(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
-        let id = instance_id.to_owned();
-        self.blocking(move |db| get_record(db, INSTANCES, &id)).await
+        Ok(self.read(|m| m.instances.get(instance_id).cloned()))
     }
 
     async fn swap_instance(
@@ -386,6 +490,11 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let deleting = record.is_none();
             let outcome = swap_in(txn, INSTANCES, &id, expect, record)?;
+            let changes = match &outcome {
+                Swap::Written(record) => vec![Change::PutInstance(record.clone())],
+                Swap::Deleted => vec![Change::DeleteInstance(id.clone())],
+                Swap::Conflict => Vec::new(),
+            };
             if deleting && outcome == Swap::Deleted {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
@@ -419,14 +528,13 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            Ok(outcome)
+            Ok((outcome, changes))
         })
         .await
     }
 
     async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
-        let id = binding_id.to_owned();
-        self.blocking(move |db| get_record(db, BINDINGS, &id)).await
+        Ok(self.read(|m| m.bindings.get(binding_id).cloned()))
     }
 
     async fn swap_binding(
@@ -469,56 +577,39 @@ impl Store for EmbeddedStore {
                     _ => {}
                 }
             }
-            Ok(outcome)
+            let changes = match &outcome {
+                Swap::Written(record) => vec![Change::PutBinding(record.clone())],
+                Swap::Deleted => vec![Change::DeleteBinding(id.clone())],
+                Swap::Conflict => Vec::new(),
+            };
+            Ok((outcome, changes))
         })
         .await
     }
 
     async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
-        let prefix = format!("{instance_id}\n");
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-            let links = txn
-                .open_table(INSTANCE_BINDINGS)
-                .map_err(|e| store_error("open table", e))?;
-            let bindings = txn
-                .open_table(BINDINGS)
-                .map_err(|e| store_error("open table", e))?;
-            let mut out = Vec::new();
-            for entry in links
-                .range(prefix.as_str()..)
-                .map_err(|e| store_error("read", e))?
-            {
-                let (key, _) = entry.map_err(|e| store_error("read", e))?;
-                let Some(binding_id) = key.value().strip_prefix(prefix.as_str()).map(str::to_owned) else {
-                    break;
-                };
-                if let Some(bytes) = bindings
-                    .get(binding_id.as_str())
-                    .map_err(|e| store_error("read", e))?
-                {
-                    out.push(decode(bytes.value())?);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        Ok(self.read(|m| {
+            m.by_instance
+                .get(instance_id)
+                .map(|ids| ids.iter().filter_map(|id| m.bindings.get(id).cloned()).collect())
+                .unwrap_or_default()
+        }))
     }
 
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
-        self.blocking(|db| all_records(db, INSTANCES)).await
+        Ok(self.read(|m| m.instances.values().cloned().collect()))
     }
 
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
-        self.blocking(|db| all_records(db, BINDINGS)).await
+        Ok(self.read(|m| m.bindings.values().cloned().collect()))
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
-        self.blocking(|db| index_refs(db, ORPHANS)).await
+        Ok(self.read(|m| Mirror::refs(&m.orphans)))
     }
 
     async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError> {
-        self.blocking(|db| index_refs(db, PENDING)).await
+        Ok(self.read(|m| Mirror::refs(&m.pending)))
     }
 
     async fn quiesce(&self) {
@@ -582,7 +673,7 @@ impl Store for EmbeddedStore {
                     .insert(broker.as_str(), meta.as_str())
                     .map_err(|e| store_error("write", e))?;
             }
-            Ok(())
+            Ok(((), Vec::new()))
         })
         .await
     }
