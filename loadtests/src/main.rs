@@ -6,8 +6,12 @@
 //!   Markdown table (readable on a terminal, pasted as is into `loadtests/results/*.md`).
 //! - `free-ports N`: N distinct free loopback TCP ports, one a line (bind to port 0, read the port,
 //!   release), so the shell scripts never hard-code a port.
+//! - `stub`, `plan-ids`, `lifecycle`: the lifecycle scenario's stub upstream (a fast `DemoBroker`
+//!   in its own process), the service/plan id lookup by name, and the closed-loop provision → bind →
+//!   unbind → deprovision driver (see [`lifecycle`]).
 //!
-//! A benchmark binary: errors end `main` with a message (`?`), nothing here serves requests.
+//! A benchmark binary: errors end `main` with a message (`?`). Only `stub` serves requests (until
+//! SIGTERM); everything else runs to completion.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -21,6 +25,8 @@ use osb_config::{BrokerSettings, IdMode, UpstreamAuth};
 use osb_routing::cache::strong_etag;
 use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
 use url::Url;
+
+mod lifecycle;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -63,6 +69,12 @@ enum Command {
         #[arg(default_value_t = 1)]
         count: usize,
     },
+    /// Run a fast, synchronous stub upstream broker until SIGTERM (prints its URL and credentials).
+    Stub(lifecycle::StubArgs),
+    /// Print the ids of a (bindable) service and plan found by name in a target's catalog.
+    PlanIds(lifecycle::PlanIdsArgs),
+    /// Closed-loop provision → bind → unbind → deprovision load; one line per operation.
+    Lifecycle(lifecycle::LifecycleArgs),
 }
 
 fn default_fixtures() -> PathBuf {
@@ -78,6 +90,9 @@ fn main() -> ExitCode {
             fixtures,
         } => run_merge(iterations, warmup, &fixtures),
         Command::FreePorts { count } => free_ports(count),
+        Command::Stub(args) => lifecycle::run_stub(&args),
+        Command::PlanIds(args) => lifecycle::plan_ids(&args),
+        Command::Lifecycle(args) => lifecycle::run_lifecycle(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
