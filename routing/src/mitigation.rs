@@ -1,4 +1,5 @@
-//! The orphan-mitigation worker: deletes upstream what the gateway absorbed a failure for.
+//! The orphan-mitigation worker: deletes upstream what the gateway absorbed a failure for, and
+//! every few seconds resolves the intents of replicas that died (see `Registry::recover`).
 //!
 //! Its queue is durable: the registry's `Orphaned` records (indexed by the store), so it survives
 //! restarts. For each due orphan it sends the upstream delete (deprovision or unbind, with
@@ -23,6 +24,8 @@ use crate::upstream::{CallHeaders, UpstreamBroker};
 
 /// Longest wait between two attempts on one orphan.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often dead replicas' intents are looked for (and this replica's heartbeat written).
+const RECOVERY_EVERY: Duration = Duration::from_secs(5);
 /// How often the worker looks at its queue when nothing wakes it.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -30,9 +33,18 @@ const TICK: Duration = Duration::from_millis(500);
 pub fn spawn(registry: Registry, catalog: Arc<CatalogCache>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let signal = registry.orphaned_signal();
+        let mut last_recovery = std::time::Instant::now();
         loop {
             if let Err(e) = run_once(&registry, &catalog).await {
                 warn!(error = %error_chain(&e), "Orphan mitigation pass failed.");
+            }
+            // Replicas sharing a store resolve the intents of those that died (and keep their own
+            // heartbeat going).
+            if last_recovery.elapsed() >= RECOVERY_EVERY {
+                last_recovery = std::time::Instant::now();
+                if let Err(e) = registry.recover().await {
+                    warn!(error = %error_chain(&e), "Recovery pass failed.");
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
@@ -42,6 +54,11 @@ pub fn spawn(registry: Registry, catalog: Arc<CatalogCache>) -> JoinHandle<()> {
     })
 }
 
+/// How long a claim on an orphan lasts (longer than one attempt's timeout).
+const CLAIM_MS: u64 = 60_000;
+/// Most orphans claimed in one pass.
+const CLAIM_LIMIT: usize = 256;
+
 /// How many orphans are worked on at once.
 const CONCURRENCY: usize = 16;
 
@@ -50,7 +67,12 @@ const CONCURRENCY: usize = 16;
 /// # Errors
 /// The store failed.
 pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(), crate::RoutingError> {
-    let orphans = registry.store().orphans().await?;
+    // Claimed for a while: with replicas on one store, one orphan is worked by one of them.
+    let now = now_ms();
+    let orphans = registry
+        .store()
+        .claim_orphans(registry.replica(), now, now + CLAIM_MS, CLAIM_LIMIT)
+        .await?;
     let results: Vec<Result<(), crate::RoutingError>> = futures_util::stream::iter(orphans)
         .map(|record| async move { mitigate(registry, catalog, &record).await })
         .buffer_unordered(CONCURRENCY)

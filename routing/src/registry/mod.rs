@@ -109,7 +109,12 @@ enum Change<R> {
 pub struct Registry {
     store: Arc<dyn Store>,
     orphaned: Arc<Notify>,
+    /// This gateway process, as it signs its intents.
+    replica: Arc<str>,
 }
+
+/// A replica not heard of for this long is dead: the living resolve its intents.
+pub const REPLICA_TIMEOUT_MS: u64 = 15_000;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,7 +139,12 @@ fn orphan(reason: impl Into<String>) -> ResourceState {
     })
 }
 
-fn operation(kind: OperationKind, fingerprint: &str, plan_change: Option<(String, String)>) -> Operation {
+fn operation(
+    kind: OperationKind,
+    fingerprint: &str,
+    plan_change: Option<(String, String)>,
+    replica: &str,
+) -> Operation {
     Operation {
         kind,
         phase: Phase::Sent,
@@ -142,6 +152,7 @@ fn operation(kind: OperationKind, fingerprint: &str, plan_change: Option<(String
         plan_change,
         fingerprint: fingerprint.to_owned(),
         started_ms: now_ms(),
+        replica: Some(replica.to_owned()),
     }
 }
 
@@ -156,11 +167,18 @@ fn same_operation(current: Option<&Operation>, admitted: Option<&Operation>) -> 
 }
 
 impl Registry {
+    /// A registry on `store` for a new replica (a fresh id per process).
     pub fn new(store: Arc<dyn Store>) -> Self {
         Registry {
             store,
             orphaned: Arc::new(Notify::new()),
+            replica: Arc::from(uuid::Uuid::new_v4().to_string()),
         }
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// The store behind the registry.
@@ -231,7 +249,12 @@ impl Registry {
                     fingerprint: new.fingerprint.clone(),
                     context: new.context.clone(),
                     state: ResourceState::Creating,
-                    operation: Some(operation(OperationKind::Provision, &new.fingerprint, None)),
+                    operation: Some(operation(
+                        OperationKind::Provision,
+                        &new.fingerprint,
+                        None,
+                        &self.replica,
+                    )),
                     created_ms: now,
                     updated_ms: now,
                     version: 0,
@@ -259,9 +282,14 @@ impl Registry {
                     "instance {id} already exists with a different service, plan or parameters"
                 )));
             }
-            return match current.operation.as_ref().map(|o| o.kind) {
-                None | Some(OperationKind::Provision) => Ok(Admission::Retry(current)),
-                Some(kind) => Err(RoutingError::Concurrency(format!(
+            return match current.operation.as_ref().map(|o| (o.kind, o.phase)) {
+                // Done, or accepted upstream (202): the upstream answers a retry itself.
+                None | Some((OperationKind::Provision, Phase::Accepted)) => Ok(Admission::Retry(current)),
+                // Another request is waiting for the upstream's answer right now: only one goes.
+                Some((OperationKind::Provision, Phase::Sent)) => Err(RoutingError::Concurrency(format!(
+                    "a provision of instance {id} is in progress; retry shortly"
+                ))),
+                Some((kind, _)) => Err(RoutingError::Concurrency(format!(
                     "instance {id} has a {} in progress",
                     kind.as_str()
                 ))),
@@ -295,7 +323,12 @@ impl Registry {
                 Outcome::Accepted { operation } if current.state == ResourceState::Creating => {
                     let mut record = current.clone();
                     let op = record.operation.get_or_insert_with(|| {
-                        self::operation(OperationKind::Provision, &current.fingerprint, None)
+                        self::operation(
+                            OperationKind::Provision,
+                            &current.fingerprint,
+                            None,
+                            &self.replica,
+                        )
                     });
                     op.phase = Phase::Accepted;
                     if operation.is_some() {
@@ -352,7 +385,12 @@ impl Registry {
                 None => {}
             }
             let mut record = current.clone();
-            record.operation = Some(operation(OperationKind::Update, fingerprint, plan_change.clone()));
+            record.operation = Some(operation(
+                OperationKind::Update,
+                fingerprint,
+                plan_change.clone(),
+                &self.replica,
+            ));
             record.updated_ms = now_ms();
             match self
                 .store
@@ -447,7 +485,12 @@ impl Registry {
                 None => {}
             }
             let mut record = current.clone();
-            record.operation = Some(operation(OperationKind::Deprovision, fingerprint, None));
+            record.operation = Some(operation(
+                OperationKind::Deprovision,
+                fingerprint,
+                None,
+                &self.replica,
+            ));
             record.updated_ms = now_ms();
             match self
                 .store
@@ -578,7 +621,12 @@ impl Registry {
                     upstream_plan_id: instance.upstream_plan_id.clone(),
                     fingerprint: new.fingerprint.clone(),
                     state: ResourceState::Creating,
-                    operation: Some(operation(OperationKind::Bind, &new.fingerprint, None)),
+                    operation: Some(operation(
+                        OperationKind::Bind,
+                        &new.fingerprint,
+                        None,
+                        &self.replica,
+                    )),
                     created_ms: now,
                     updated_ms: now,
                     version: 0,
@@ -607,9 +655,12 @@ impl Registry {
                     "binding {binding_id} already exists with different attributes"
                 )));
             }
-            return match current.operation.as_ref().map(|o| o.kind) {
-                None | Some(OperationKind::Bind) => Ok(Admission::Retry(current)),
-                Some(kind) => Err(RoutingError::Concurrency(format!(
+            return match current.operation.as_ref().map(|o| (o.kind, o.phase)) {
+                None | Some((OperationKind::Bind, Phase::Accepted)) => Ok(Admission::Retry(current)),
+                Some((OperationKind::Bind, Phase::Sent)) => Err(RoutingError::Concurrency(format!(
+                    "a bind of binding {binding_id} is in progress; retry shortly"
+                ))),
+                Some((kind, _)) => Err(RoutingError::Concurrency(format!(
                     "binding {binding_id} has an {} in progress",
                     kind.as_str()
                 ))),
@@ -643,7 +694,7 @@ impl Registry {
                 Outcome::Accepted { operation } if current.state == ResourceState::Creating => {
                     let mut record = current.clone();
                     let op = record.operation.get_or_insert_with(|| {
-                        self::operation(OperationKind::Bind, &current.fingerprint, None)
+                        self::operation(OperationKind::Bind, &current.fingerprint, None, &self.replica)
                     });
                     op.phase = Phase::Accepted;
                     if operation.is_some() {
@@ -694,7 +745,7 @@ impl Registry {
                 None => {}
             }
             let mut record = current.clone();
-            record.operation = Some(operation(OperationKind::Unbind, fingerprint, None));
+            record.operation = Some(operation(OperationKind::Unbind, fingerprint, None, &self.replica));
             record.updated_ms = now_ms();
             match self
                 .store
@@ -786,23 +837,39 @@ impl Registry {
 
     // === recovery ===
 
-    /// Resolves the write-ahead intents a crash left: a provision or bind whose outcome was never
-    /// recorded is orphan-mitigated (the platform was never told it exists); an update, deprovision
-    /// or unbind simply returns to idle (the platform got no answer and retries). Call before
-    /// serving. Returns how many intents were resolved.
+    /// Resolves the write-ahead intents a crash left, those of replicas no longer alive (this
+    /// process's earlier lives included): a provision or bind whose outcome was never recorded is
+    /// orphan-mitigated (the platform was never told it exists); an update, deprovision or unbind
+    /// simply returns to idle (the platform got no answer and retries). Call before serving, and
+    /// periodically when replicas share the store. Returns how many intents were resolved.
     ///
     /// # Errors
     /// A store failure.
     pub async fn recover(&self) -> Result<usize, RoutingError> {
+        let now = now_ms();
+        let alive = self
+            .store
+            .heartbeat(&self.replica, now, now.saturating_sub(REPLICA_TIMEOUT_MS))
+            .await?;
+        let dead = |op: &Operation| {
+            op.replica
+                .as_deref()
+                .is_none_or(|r| !alive.iter().any(|a| a == r))
+        };
         let pending = self.store.pending().await?;
-        let mut resolved = 0;
+        let resolved = std::sync::atomic::AtomicUsize::new(0);
         for record in &pending {
             match record {
                 RecordRef::Instance(id) => {
                     self.change_instance(id, |current| {
-                        let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Sent) else {
+                        let Some(op) = current
+                            .operation
+                            .as_ref()
+                            .filter(|o| o.phase == Phase::Sent && dead(o))
+                        else {
                             return Change::Keep;
                         };
+                        resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let mut record = current.clone();
                         record.operation = None;
                         if op.kind == OperationKind::Provision {
@@ -815,9 +882,14 @@ impl Registry {
                 }
                 RecordRef::Binding(id) => {
                     self.change_binding(id, |current| {
-                        let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Sent) else {
+                        let Some(op) = current
+                            .operation
+                            .as_ref()
+                            .filter(|o| o.phase == Phase::Sent && dead(o))
+                        else {
                             return Change::Keep;
                         };
+                        resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let mut record = current.clone();
                         record.operation = None;
                         if op.kind == OperationKind::Bind {
@@ -829,8 +901,8 @@ impl Registry {
                     .await?;
                 }
             }
-            resolved += 1;
         }
+        let resolved = resolved.load(std::sync::atomic::Ordering::Relaxed);
         if resolved > 0 {
             info!(
                 intents = resolved,

@@ -85,6 +85,9 @@ pub struct Operation {
     /// meets a 422 `ConcurrencyError`.
     pub fingerprint: String,
     pub started_ms: u64,
+    /// The gateway replica that wrote the intent: while it lives, nobody else resolves it.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 /// A service instance.

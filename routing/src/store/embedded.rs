@@ -612,6 +612,30 @@ impl Store for EmbeddedStore {
         Ok(self.read(|m| Mirror::refs(&m.pending)))
     }
 
+    async fn claim_orphans(
+        &self,
+        _owner: &str,
+        _now_ms: u64,
+        _until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordRef>, RoutingError> {
+        // One process per file: every orphan is this process's.
+        Ok(self.read(|m| Mirror::refs(&m.orphans).into_iter().take(limit).collect()))
+    }
+
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        _now_ms: u64,
+        _since_ms: u64,
+    ) -> Result<Vec<String>, RoutingError> {
+        Ok(vec![replica.to_owned()])
+    }
+
+    async fn ping(&self) -> Result<(), RoutingError> {
+        Ok(())
+    }
+
     async fn quiesce(&self) {
         // Blocking-pool closures hold their own handle to the database, and one whose caller was
         // cancelled still runs to the end.

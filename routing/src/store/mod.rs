@@ -103,6 +103,25 @@ pub trait Store: Send + Sync + 'static {
     /// Records with a write-ahead intent whose outcome was never recorded.
     async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError>;
 
+    /// Claims up to `limit` orphans for `owner` until `until_ms`: orphans nobody claimed, or whose
+    /// claim expired before `now_ms`. With several replicas on one store, one orphan is worked by one
+    /// replica at a time.
+    async fn claim_orphans(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordRef>, RoutingError>;
+
+    /// Records that `replica` is alive at `now_ms`; returns every replica seen since `since_ms`
+    /// (itself included). Intents of replicas not in that list are resolved by the living.
+    async fn heartbeat(&self, replica: &str, now_ms: u64, since_ms: u64)
+    -> Result<Vec<String>, RoutingError>;
+
+    /// Answers when the backend can be used (readiness).
+    async fn ping(&self) -> Result<(), RoutingError>;
+
     /// Waits (at most a few seconds) until no operation is running, so that once the last handle
     /// is dropped the backend is closed (the embedded file can be opened again at once).
     async fn quiesce(&self) {}
