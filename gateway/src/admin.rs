@@ -40,7 +40,12 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
+/// Ready when the store answers and every broker's catalog is in (or the start-up grace is over).
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = state.registry.store().ping().await {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "store unavailable", "error": e.to_string()}));
+    }
     let snapshot = state.catalog.snapshot();
     match &snapshot.availability {
         Availability::Starting { missing } => {

@@ -18,6 +18,7 @@
 //! | policy denies the call       | 403    | `PolicyDenied` (names the rule) |
 //! | no healthy broker for a logical offering | 503 | `PlacementUnavailable` |
 //! | over a platform's or broker's rate limit | 429 | `RateLimited` (+ `Retry-After`) |
+//! | the store is unreachable (database down)  | 503 | `StoreUnavailable` (+ `Retry-After`) |
 //! | upstream unreachable, nothing sent | 502 | `UpstreamUnavailable` |
 //! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
 //! | upstream timed out           | 504    | `UpstreamTimeout`      |
@@ -107,6 +108,11 @@ pub enum ApiError {
     #[error("cannot start: {0}")]
     Startup(String),
 
+    /// The store (the ownership registry) cannot be used right now: nothing was forwarded, or the
+    /// outcome of what was could not be recorded. The platform retries.
+    #[error("the gateway's store is unavailable; retry shortly")]
+    StoreUnavailable(String),
+
     /// A failure inside the gateway.
     #[error("internal error: {0}")]
     Internal(String),
@@ -119,6 +125,7 @@ impl From<RoutingError> for ApiError {
             RoutingError::Concurrency(m) => ApiError::Concurrency(m),
             RoutingError::NotFound(m) => ApiError::NotFound(m),
             RoutingError::Gone(m) => ApiError::Gone(m),
+            RoutingError::Store(m) => ApiError::StoreUnavailable(m),
             other => ApiError::Internal(osb_routing::cache::error_chain(&other)),
         }
     }
@@ -144,6 +151,7 @@ impl ApiError {
             ApiError::PolicyDenied { .. } => Some("PolicyDenied"),
             ApiError::NoPlacement(_) => Some("PlacementUnavailable"),
             ApiError::RateLimited { .. } => Some("RateLimited"),
+            ApiError::StoreUnavailable(_) => Some("StoreUnavailable"),
             _ => None,
         }
     }
@@ -166,6 +174,7 @@ impl ResponseError for ApiError {
             ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Startup(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,7 +182,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         // Waiting for catalogs at start-up is expected, not a failure worth an error line.
-        if status.is_server_error() && !matches!(self, ApiError::CatalogUnavailable(_)) {
+        if let ApiError::StoreUnavailable(cause) = self {
+            error!(status = status.as_u16(), error = %self, cause = %cause, "Request failed.");
+        } else if status.is_server_error() && !matches!(self, ApiError::CatalogUnavailable(_)) {
             error!(status = status.as_u16(), error = %self, "Request failed.");
         } else {
             debug!(status = status.as_u16(), error = %self, "Request refused.");
@@ -193,6 +204,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            }
+            ApiError::StoreUnavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
             }
             _ => {}
         }

@@ -104,7 +104,15 @@ pub async fn serve(
         .await
         .map_err(|e| startup("catalog", &e))?;
     // Resolve what a crash left half-done before taking any request.
-    let registry = Registry::new(store.clone());
+    // An intent older than any upstream timeout (plus margin) is no longer in flight.
+    let longest_timeout = settings
+        .brokers
+        .iter()
+        .map(|b| b.timeout)
+        .max()
+        .unwrap_or_default();
+    let registry =
+        Registry::new(store.clone()).with_stale_after(longest_timeout + std::time::Duration::from_secs(60));
     registry.recover().await.map_err(|e| startup("recovery", &e))?;
     let mut background = catalog.spawn_refreshers();
     background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));

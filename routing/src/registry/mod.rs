@@ -111,6 +111,9 @@ pub struct Registry {
     orphaned: Arc<Notify>,
     /// This gateway process, as it signs its intents.
     replica: Arc<str>,
+    /// An intent older than this cannot still be waiting for its upstream (longer than any upstream
+    /// timeout): recovery resolves it even when its replica lives (its outcome could not be recorded).
+    stale_after_ms: u64,
 }
 
 /// A replica not heard of for this long is dead: the living resolve its intents.
@@ -173,7 +176,16 @@ impl Registry {
             store,
             orphaned: Arc::new(Notify::new()),
             replica: Arc::from(uuid::Uuid::new_v4().to_string()),
+            stale_after_ms: 5 * 60 * 1000,
         }
+    }
+
+    /// Intents older than `age` are resolved by recovery whoever wrote them (set it above the
+    /// longest upstream timeout).
+    #[must_use]
+    pub fn with_stale_after(mut self, age: std::time::Duration) -> Self {
+        self.stale_after_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 
     /// This replica's id.
@@ -851,10 +863,13 @@ impl Registry {
             .store
             .heartbeat(&self.replica, now, now.saturating_sub(REPLICA_TIMEOUT_MS))
             .await?;
+        let stale_before = now.saturating_sub(self.stale_after_ms);
         let dead = |op: &Operation| {
-            op.replica
-                .as_deref()
-                .is_none_or(|r| !alive.iter().any(|a| a == r))
+            op.started_ms < stale_before
+                || op
+                    .replica
+                    .as_deref()
+                    .is_none_or(|r| !alive.iter().any(|a| a == r))
         };
         let pending = self.store.pending().await?;
         let resolved = std::sync::atomic::AtomicUsize::new(0);
