@@ -221,3 +221,92 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     );
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_calls_finish_and_takes_no_new_ones() {
+    let broker = crate::support::fake_broker::FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*",
+        crate::support::fake_broker::Reply::new(201, "{}").delay(Duration::from_millis(1500)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 10\n{}brokers:\n  - name: fb\n    url: {}\n",
+            platforms_yaml(),
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let (mut gateway, url) = spawn_gateway(&config).await;
+    let client = http();
+    let catalog: Value = eventually("catalog", Duration::from_secs(30), || async {
+        let r = client
+            .get(format!("{url}/v2/catalog"))
+            .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+            .header("X-Broker-API-Version", "2.17")
+            .send()
+            .await
+            .ok()?;
+        if r.status() == 200 {
+            r.json().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
+    let body = json!({"service_id": catalog["services"][0]["id"], "plan_id": catalog["services"][0]["plans"][0]["id"]});
+    let provision = |id: String| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        tokio::spawn(async move {
+            client
+                .put(format!("{url}/v2/service_instances/{id}"))
+                .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                .header("X-Broker-API-Version", "2.17")
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    let in_flight: Vec<_> = (0..10).map(|i| provision(format!("term-{i}"))).collect();
+    eventually(
+        "all ten reached the upstream",
+        Duration::from_secs(10),
+        || async { (broker.received("PUT", "/v2/service_instances/").len() == 10).then_some(()) },
+    )
+    .await;
+    let pid = gateway.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No new call is taken once the signal arrived.
+    let late = provision("term-late".into()).await.unwrap();
+    assert!(late.is_err(), "a call after SIGTERM was accepted: {late:?}");
+    // Every call in flight completes.
+    for call in in_flight {
+        assert_eq!(call.await.unwrap().unwrap(), 201);
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // And their outcomes are in the store.
+    let store = osb_routing::store::EmbeddedStore::open(dir.path().join("store.redb"))
+        .await
+        .unwrap();
+    let ready = osb_routing::Store::instances(&store)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.operation.is_none())
+        .count();
+    assert_eq!(ready, 10);
+}
