@@ -19,6 +19,7 @@ mod check_config;
 mod crash;
 mod faults;
 mod lifecycle;
+mod manifests;
 mod ownership;
 mod policies;
 mod prometheus;
