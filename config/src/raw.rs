@@ -132,6 +132,12 @@ pub struct RawBroker {
     pub refresh_interval_secs: Option<u64>,
     /// Seconds before an upstream call is abandoned. Default 30 (keep it below the platform's 60).
     pub timeout_secs: Option<u64>,
+    /// Seconds before a catalog fetch is abandoned. Default: `timeout_secs`.
+    pub catalog_timeout_secs: Option<u64>,
+    /// Consecutive failures (no answer, timeout, 5xx) that open the circuit breaker. Default 5.
+    pub breaker_failures: Option<u32>,
+    /// Seconds the breaker stays open before a probe call. Default 10.
+    pub breaker_open_secs: Option<u64>,
     /// Upstream service name → name to publish (before the namespace is prefixed).
     #[serde(default)]
     pub rename: BTreeMap<String, String>,

@@ -86,7 +86,8 @@ pub enum StoreSettings {
     /// A redb file on local disk: zero setup, one replica.
     Embedded { path: PathBuf },
     /// A PostgreSQL database shared by replicas.
-    Postgres { url: String },
+    /// The URL may hold the database password: a [`Secret`], never printed.
+    Postgres { url: Secret },
 }
 
 /// One platform allowed to call the gateway.
@@ -128,6 +129,12 @@ pub struct BrokerSettings {
     pub api_version: String,
     pub refresh_interval: Duration,
     pub timeout: Duration,
+    /// Timeout of a catalog fetch.
+    pub catalog_timeout: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before a probe.
+    pub breaker_open: Duration,
     /// Upstream service name → published name (before the namespace).
     pub rename: BTreeMap<String, String>,
 }

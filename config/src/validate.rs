@@ -305,15 +305,23 @@ fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
         }
         "postgres" => {
             let url = raw.store.url.clone().unwrap_or_default();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                c.problem("store.url", format!("expected a postgres:// URL, got {url:?}"));
-            } else {
+            if url.is_empty() {
+                c.problem("store.url", "required with kind: postgres");
+            } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // The URL may hold the database password: show its scheme at most.
+                let scheme = url
+                    .split_once("://")
+                    .map(|(scheme, _)| scheme)
+                    .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+                let got = scheme.map_or_else(|| "no scheme".to_owned(), |s| format!("{s}://"));
                 c.problem(
-                    "store.kind",
-                    "postgres is not available in this build yet; use embedded",
+                    "store.url",
+                    format!("expected a postgres:// or postgresql:// URL, got {got}"),
                 );
             }
-            StoreSettings::Postgres { url }
+            StoreSettings::Postgres {
+                url: Secret::new(url),
+            }
         }
         other => {
             c.problem(
@@ -542,6 +550,20 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
             b.timeout_secs,
             DEFAULT_TIMEOUT_SECS,
         );
+        let catalog_timeout = c.positive_secs(
+            &format!("{key}.catalog_timeout_secs"),
+            b.catalog_timeout_secs,
+            timeout.as_secs(),
+        );
+        let breaker_failures = match b.breaker_failures {
+            Some(0) => {
+                c.problem(format!("{key}.breaker_failures"), "must be at least 1");
+                5
+            }
+            Some(n) => n,
+            None => 5,
+        };
+        let breaker_open = c.positive_secs(&format!("{key}.breaker_open_secs"), b.breaker_open_secs, 10);
         if timeout >= Duration::from_secs(60) {
             c.warning(
                 format!("{key}.timeout_secs"),
@@ -580,6 +602,9 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
             api_version,
             refresh_interval,
             timeout,
+            catalog_timeout,
+            breaker_failures,
+            breaker_open,
             rename: b.rename.clone(),
         });
     }

@@ -60,13 +60,30 @@ async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         return denied;
     }
     let snapshot = state.catalog.snapshot();
+    // Each broker's catalog status, with its circuit breaker and overall health as of now.
+    let brokers: Vec<serde_json::Value> = snapshot
+        .brokers
+        .iter()
+        .map(|status| {
+            let mut value = serde_json::to_value(status).unwrap_or_default();
+            if let Some(fields) = value.as_object_mut() {
+                let breaker = state.catalog.broker(&status.name).map(|b| b.breaker_state());
+                fields.insert("breaker".to_owned(), json!(breaker));
+                fields.insert(
+                    "healthy".to_owned(),
+                    json!(state.catalog.is_healthy(&status.name)),
+                );
+            }
+            value
+        })
+        .collect();
     HttpResponse::Ok().json(json!({
         "catalog": {
             "availability": snapshot.availability,
             "etag": snapshot.etag,
             "services": snapshot.catalog.services.len(),
         },
-        "brokers": snapshot.brokers,
+        "brokers": brokers,
     }))
 }
 

@@ -69,6 +69,19 @@ impl AppState {
         result
     }
 
+    /// Refuses at once (503) while `upstream`'s circuit breaker is open: nothing is recorded or sent.
+    ///
+    /// # Errors
+    /// [`ApiError::CircuitOpen`].
+    pub fn check_breaker(&self, upstream: &UpstreamBroker) -> Result<(), ApiError> {
+        if upstream.is_open() {
+            return Err(ApiError::CircuitOpen {
+                broker: upstream.name().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Draws one call from `broker`'s outbound rate limit.
     ///
     /// # Errors

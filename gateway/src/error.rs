@@ -20,6 +20,7 @@
 //! | over a platform's or broker's rate limit | 429 | `RateLimited` (+ `Retry-After`) |
 //! | the store is unreachable (database down)  | 503 | `StoreUnavailable` (+ `Retry-After`) |
 //! | upstream unreachable, nothing sent | 502 | `UpstreamUnavailable` |
+//! | upstream's circuit breaker open, nothing sent | 503 | `UpstreamUnavailable` |
 //! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
 //! | upstream timed out           | 504    | `UpstreamTimeout`      |
 //! | unknown route / method       | 404 / 405 | —                   |
@@ -76,6 +77,10 @@ pub enum ApiError {
     /// No such instance or binding (delete, poll).
     #[error("{0}")]
     Gone(String),
+
+    /// The broker's circuit breaker is open: refused at once, nothing sent.
+    #[error("broker {broker} is failing; its circuit is open and nothing was sent")]
+    CircuitOpen { broker: String },
 
     /// Nothing was sent: the broker could not be reached.
     #[error("broker {broker} is unreachable; nothing was sent")]
@@ -145,7 +150,9 @@ impl ApiError {
         match self {
             ApiError::CatalogUnavailable(_) => Some("CatalogUnavailable"),
             ApiError::Concurrency(_) => Some("ConcurrencyError"),
-            ApiError::UpstreamUnavailable { .. } => Some("UpstreamUnavailable"),
+            ApiError::UpstreamUnavailable { .. } | ApiError::CircuitOpen { .. } => {
+                Some("UpstreamUnavailable")
+            }
             ApiError::UpstreamError { .. } => Some("UpstreamError"),
             ApiError::UpstreamTimeout { .. } => Some("UpstreamTimeout"),
             ApiError::PolicyDenied { .. } => Some("PolicyDenied"),
@@ -174,7 +181,7 @@ impl ResponseError for ApiError {
             ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Startup(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

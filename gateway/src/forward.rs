@@ -150,6 +150,9 @@ pub fn respond(
         (Err(RoutingError::UpstreamTimeout { .. }), _) => Err(ApiError::UpstreamTimeout {
             broker: broker.to_owned(),
         }),
+        (Err(RoutingError::CircuitOpen { .. }), _) => Err(ApiError::CircuitOpen {
+            broker: broker.to_owned(),
+        }),
         (_, Outcome::NotSent) => Err(ApiError::UpstreamUnavailable {
             broker: broker.to_owned(),
         }),

@@ -353,3 +353,161 @@ async fn mitigation_resumes_after_a_gateway_restart() {
     assert!(store.orphans().await.unwrap().is_empty());
     assert!(store.instances().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_are_untouched() {
+    let hanging = FakeBroker::with_catalog(small_catalog()).await;
+    // It hangs on everything (the gateway's own clean-up deletes included) until it heals.
+    hanging.on(
+        "PUT",
+        "/v2/service_instances/*",
+        Reply::new(201, "{}").delay(Duration::from_secs(5)),
+    );
+    hanging.on(
+        "DELETE",
+        "/v2/service_instances/*",
+        Reply::new(200, "{}").delay(Duration::from_secs(5)),
+    );
+    let healthy = FakeBroker::with_catalog(small_catalog()).await;
+    healthy.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+    let yaml = format!(
+        "{}brokers:\n  - name: hang\n    url: {}\n    timeout_secs: 1\n    breaker_failures: 3\n    breaker_open_secs: 2\n    refresh_interval_secs: 3600\n  - name: ok\n    url: {}\n",
+        platforms_yaml(),
+        hanging.url(),
+        healthy.url()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let catalog = gateway.ready_catalog().await;
+    let body_of = |name: &str| {
+        let s = catalog["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        json!({"service_id": s["id"], "plan_id": s["plans"][0]["id"]})
+    };
+    let (on_hang, on_ok) = (body_of("hang.db"), body_of("ok.db"));
+    let put = |id: String, body: &Value| {
+        gateway
+            .request(Method::PUT, &format!("/v2/service_instances/{id}"))
+            .json(body)
+            .send()
+    };
+
+    // The healthy broker keeps answering all along.
+    let healthy_calls = async {
+        let mut statuses = Vec::new();
+        for i in 0..20 {
+            statuses.push(put(format!("ok-{i}"), &on_ok).await.unwrap().status().as_u16());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        statuses
+    };
+    let hanging_calls = async {
+        // Timeouts (each within the 1 s timeout; the gateway's own clean-up deletes time out too)
+        // open the breaker after three failures ...
+        let mut timeouts = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let response = put(format!("hang-{timeouts}"), &on_hang).await.unwrap();
+            if response.status() == 503 {
+                break;
+            }
+            assert_eq!(response.status(), 504);
+            assert!(
+                started.elapsed() < Duration::from_millis(2500),
+                "bounded by the timeout: {:?}",
+                started.elapsed()
+            );
+            timeouts += 1;
+            assert!(timeouts <= 3, "the breaker did not open after three failures");
+        }
+        assert!(timeouts >= 1);
+        // ... then calls fail at once, before anything is recorded or sent.
+        let sent_before = hanging.received("PUT", "/v2/service_instances/").len();
+        let started = std::time::Instant::now();
+        let response = put("hang-fast".into(), &on_hang).await.unwrap();
+        let fast = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"],
+            "UpstreamUnavailable"
+        );
+        assert!(fast < Duration::from_millis(250), "fail fast: {fast:?}");
+        assert_eq!(
+            hanging.received("PUT", "/v2/service_instances/").len(),
+            sent_before,
+            "nothing sent while open"
+        );
+        eprintln!("fail-fast answer with the breaker open: {fast:?}");
+        timeouts
+    };
+    let (statuses, timeouts) = tokio::join!(healthy_calls, hanging_calls);
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let brokers = gateway.brokers().await;
+    let hang = brokers["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "hang")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (hang["breaker"].as_str(), hang["healthy"].as_bool()),
+        (Some("open"), Some(false))
+    );
+
+    // It heals: after the open period one probe goes through and closes the breaker.
+    hanging.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+    hanging.on("DELETE", "/v2/service_instances/*", Reply::new(200, "{}"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(put("hang-healed".into(), &on_hang).await.unwrap().status(), 201);
+    assert_eq!(put("hang-healed-2".into(), &on_hang).await.unwrap().status(), 201);
+    assert_eq!(gateway.broker_status("hang").await["name"], "hang");
+    // The timed-out provisions were cleaned up upstream.
+    for i in 0..timeouts {
+        eventually(
+            "timed-out provision deprovisioned",
+            Duration::from_secs(20),
+            || async {
+                hanging
+                    .received("DELETE", &format!("/v2/service_instances/hang-{i}"))
+                    .into_iter()
+                    .next()
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_call_is_502_and_mitigated() {
+    let reset = crate::support::reset_broker::ResetBroker::start(small_catalog()).await;
+    let yaml = format!(
+        "{}brokers:\n  - name: rst\n    url: {}\n    timeout_secs: 2\n",
+        platforms_yaml(),
+        reset.url()
+    );
+    let mut gateway = TestGateway::start(&yaml).await;
+    let catalog = gateway.ready_catalog().await;
+    let body = json!({"service_id": catalog["services"][0]["id"], "plan_id": catalog["services"][0]["plans"][0]["id"]});
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/rst-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "UpstreamError");
+    // The provision may have been acted on: it is orphaned and the gateway keeps trying to delete it.
+    eventually(
+        "the mitigation tried a delete",
+        Duration::from_secs(10),
+        || async { (reset.resets.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(gateway.registry().await["orphans"], 1);
+    gateway.stop().await;
+}

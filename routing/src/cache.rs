@@ -300,8 +300,12 @@ impl CatalogCache {
         self.policy.load_full()
     }
 
-    /// Whether calls may be placed on `broker`: its last catalog refresh succeeded.
+    /// Whether calls may be placed on `broker`: its circuit is not open and its last catalog
+    /// refresh succeeded.
     pub fn is_healthy(&self, broker: &str) -> bool {
+        if self.broker(broker).is_none_or(|b| b.is_open()) {
+            return false;
+        }
         self.snapshot
             .load()
             .brokers

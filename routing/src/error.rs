@@ -34,6 +34,10 @@ pub enum RoutingError {
     #[error("broker {broker}: unexpected status {status}")]
     UpstreamStatus { broker: String, status: u16 },
 
+    /// The broker's circuit breaker is open: nothing was sent.
+    #[error("broker {broker}: circuit open after repeated failures; nothing was sent")]
+    CircuitOpen { broker: String },
+
     /// The broker's answer exceeded the size the gateway accepts.
     #[error("broker {broker}: response larger than {limit} bytes")]
     BodyTooLarge { broker: String, limit: usize },
@@ -84,6 +88,7 @@ impl RoutingError {
         match self {
             RoutingError::InvalidCatalog { .. } => "invalid_catalog",
             RoutingError::UpstreamUnreachable { .. } => "unreachable",
+            RoutingError::CircuitOpen { .. } => "circuit_open",
             RoutingError::UpstreamTimeout { .. } => "timeout",
             RoutingError::UpstreamIo { .. } => "io",
             RoutingError::UpstreamStatus { .. } => "status",

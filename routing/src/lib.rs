@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`catalog`]: IO-free catalog pipeline: wire types, validation, namespacing, id rewriting,
 //!   merge and the [`RouteTable`] (gateway ids → broker + upstream ids).
-//! - [`upstream`]: the HTTP client of one upstream broker (the gateway acting as a platform).
+//! - [`upstream`]: the HTTP client of one upstream broker (the gateway acting as a platform);
+//!   [`breaker`]: its circuit breaker and retry budget.
 //! - [`cache`]: last good catalogs, background refreshers, the merged [`CatalogSnapshot`].
 //! - [`registry`]: the ownership registry: who owns each instance and binding, where it lives,
 //!   what is in flight; write-ahead intents, outcomes, recovery.
@@ -12,6 +13,7 @@
 //! - [`headers`]: OSB header names.
 //! - [`error`]: the crate's one error type, [`RoutingError`].
 
+pub mod breaker;
 pub mod cache;
 pub mod catalog;
 pub mod error;

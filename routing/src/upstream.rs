@@ -14,7 +14,10 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use tracing::Instrument;
 
+use std::sync::Arc;
+
 use crate::RoutingError;
+use crate::breaker::{Breaker, BreakerState, RetryBudget};
 use crate::headers;
 
 /// Largest catalog accepted from a broker (OSBA's is 1 MB pretty-printed).
@@ -68,6 +71,8 @@ pub struct UpstreamBroker {
     host: String,
     port: u16,
     client: reqwest::Client,
+    breaker: Arc<Breaker>,
+    budget: Arc<RetryBudget>,
 }
 
 /// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to `request`, through the
@@ -113,6 +118,8 @@ impl UpstreamBroker {
             port: settings.url.port_or_known_default().unwrap_or(80),
             settings: settings.clone(),
             client,
+            breaker: Arc::new(Breaker::new(settings.breaker_failures, settings.breaker_open)),
+            budget: Arc::new(RetryBudget::default()),
         })
     }
 
@@ -135,14 +142,21 @@ impl UpstreamBroker {
         validators: &Validators,
         call: &CallHeaders,
     ) -> Result<CatalogFetch, RoutingError> {
-        let mut request = self.request(Method::GET, "/v2/catalog", call);
+        // The refresher's fetch is also the breaker's background probe: it goes even while the
+        // breaker is open, and its outcome counts.
+        let mut request = self
+            .request(Method::GET, "/v2/catalog", call)
+            .timeout(self.settings.catalog_timeout);
         if let Some(etag) = &validators.etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
         if let Some(last_modified) = &validators.last_modified {
             request = request.header(IF_MODIFIED_SINCE, last_modified);
         }
-        let response = self.send(request).await?;
+        let response = self.send(request).await;
+        let healthy = response.as_ref().is_ok_and(|r| r.status().as_u16() < 500);
+        self.breaker.record(healthy, std::time::Instant::now());
+        let response = response?;
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(CatalogFetch::NotModified),
             StatusCode::OK => {
@@ -178,6 +192,50 @@ impl UpstreamBroker {
         body: Option<Bytes>,
         call: &CallHeaders,
     ) -> Result<UpstreamReply, RoutingError> {
+        let idempotent = method == Method::GET;
+        self.budget.deposit();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if !self.breaker.allow(std::time::Instant::now()) {
+                return Err(RoutingError::CircuitOpen {
+                    broker: self.name().to_owned(),
+                });
+            }
+            let result = self
+                .exchange(method.clone(), path_and_query, body.clone(), call)
+                .await;
+            let failed = match &result {
+                Ok(reply) => reply.status >= 500,
+                Err(e) => !matches!(e, RoutingError::BodyTooLarge { .. }),
+            };
+            self.breaker.record(!failed, std::time::Instant::now());
+            // Reads are retried once, within the budget; mutations never (the upstream may have acted).
+            if failed && idempotent && attempt == 1 && self.budget.withdraw() {
+                continue;
+            }
+            return result;
+        }
+    }
+
+    /// `true` while the broker's circuit breaker refuses calls (checked before any work is done).
+    pub fn is_open(&self) -> bool {
+        self.breaker.is_open(std::time::Instant::now())
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(std::time::Instant::now())
+    }
+
+    /// One exchange, in its own client span.
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        call: &CallHeaders,
+    ) -> Result<UpstreamReply, RoutingError> {
         // One client span per upstream call (OpenTelemetry HTTP client conventions); its context
         // travels upstream as `traceparent`. No ids beyond the broker's name, no bodies.
         let (host, port) = (self.host.as_str(), self.port);
@@ -199,7 +257,10 @@ impl UpstreamBroker {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
         let exchange = async {
-            let response = self.send(request).await?;
+            let response = self.send(request).await;
+            let healthy = response.as_ref().is_ok_and(|r| r.status().as_u16() < 500);
+            self.breaker.record(healthy, std::time::Instant::now());
+            let response = response?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()

@@ -273,3 +273,51 @@ fn the_shipped_example_is_valid() {
     assert_eq!(loaded.settings.brokers.len(), 3);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn postgres_store_takes_a_postgres_url_and_never_prints_it() {
+    let with_store = |store: &str| format!("{GOOD}store:\n{store}");
+    let e = env(&[("AZURE_PW", "pw")]);
+    let url = "postgres://osb:db-pw@db.example:5432/osb";
+    let loaded = load(&with_store(&format!("  kind: postgres\n  url: {url}\n")), &e).unwrap();
+    assert!(
+        !format!("{:?}", loaded.settings).contains("db-pw"),
+        "the settings never print the URL"
+    );
+    assert_eq!(
+        loaded.settings.store,
+        StoreSettings::Postgres {
+            url: crate::Secret::new(url)
+        }
+    );
+    // The URL (with its password) usually comes from the environment.
+    let from_env = env(&[
+        ("AZURE_PW", "pw"),
+        ("OSB_GATEWAY__STORE__URL", "postgresql://osb:env-pw@db/osb"),
+    ]);
+    let loaded = load(&with_store("  kind: postgres\n"), &from_env).unwrap();
+    assert_eq!(
+        loaded.settings.store,
+        StoreSettings::Postgres {
+            url: crate::Secret::new("postgresql://osb:env-pw@db/osb")
+        }
+    );
+
+    let p = problems(
+        &with_store("  kind: postgres\n  url: mysql://osb:db-pw@db/osb\n"),
+        &e,
+    );
+    assert_eq!(
+        p,
+        vec!["gw.yaml: store.url: expected a postgres:// or postgresql:// URL, got mysql://"]
+    );
+    let p = problems(&with_store("  kind: postgres\n  url: osb:db-pw@db/osb\n"), &e);
+    assert_eq!(
+        p,
+        vec!["gw.yaml: store.url: expected a postgres:// or postgresql:// URL, got no scheme"]
+    );
+    let p = problems(&with_store("  kind: postgres\n"), &e);
+    assert_eq!(p, vec!["gw.yaml: store.url: required with kind: postgres"]);
+    let p = problems(&with_store(&format!("  url: {url}\n")), &e);
+    assert_eq!(p, vec!["gw.yaml: store.url: only used with kind: postgres"]);
+}

@@ -75,6 +75,7 @@ pub async fn bind(
     })?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&instance.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&instance.broker)?;
 
     // 4. Admit (write-ahead intent, retry, or 404/409/422).
@@ -136,6 +137,7 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         })?;
     }
     let upstream = state.upstream(&binding.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;
 
     let admission = state
@@ -177,6 +179,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {binding_id} does not exist")))?;
     let upstream = state.upstream(&binding.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;
     let reply = state
         .call_upstream(
@@ -203,6 +206,7 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         .await?
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     let upstream = state.upstream(&binding.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;
 
     let path = format!(

@@ -44,6 +44,7 @@ pub async fn provision(
     let decision = state.decide("provision", |d| d.provision(&platform, &instance_id, &body))?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&decision.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&decision.broker)?;
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
@@ -136,6 +137,7 @@ pub async fn update(
         .transpose()?;
     decision.apply_to(&mut body);
     let upstream = state.upstream(&record.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
 
     let admission = state
@@ -196,6 +198,7 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
         d.existing(&platform, Operation::Deprovision, &record, &plan_id, None)
     })?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
 
     let fingerprint = fingerprint(&[("deprovision", None)]);
@@ -235,6 +238,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
 
     let reply = state
@@ -279,6 +283,7 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         .await?
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     let upstream = state.upstream(&record.broker)?;
+    state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
 
     // The record keeps the plan prior to an update until it succeeds: what OSB asks to poll with.

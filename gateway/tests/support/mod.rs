@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod logs;
 pub mod obapi;
 pub mod otlp;
+pub mod reset_broker;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,13 +1,23 @@
-//! Registry transitions against the real embedded store.
+//! Registry transitions against the real stores: every test runs against the embedded and the
+//! PostgreSQL store (`embedded::…`, `postgres::…`; see `store::testing`).
 
-use crate::store::EmbeddedStore;
+use crate::store::testing::{Backend, TestStore, both_backends};
 
 use super::*;
 
-async fn registry() -> (Registry, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path().join("r.redb")).await.unwrap();
-    (Registry::new(Arc::new(store)), dir)
+both_backends!(
+    provision_outcomes,
+    retries_conflicts_and_other_platforms,
+    concurrent_creates_of_one_id_have_one_winner,
+    updates_apply_the_plan_only_on_success,
+    bindings_follow_their_instance,
+    recovery_orphans_unfinished_creates_and_idles_the_rest,
+);
+
+/// A registry on a fresh store of `backend`; the store's place lives as long as the second value.
+async fn registry(backend: Backend) -> (Registry, TestStore) {
+    let place = TestStore::new(backend).await;
+    (Registry::new(place.open().await), place)
 }
 
 fn new_instance(id: &str, platform: &str, fingerprint: &str) -> NewInstance {
@@ -42,9 +52,8 @@ async fn provisioned(registry: &Registry, id: &str) -> InstanceRecord {
         .unwrap()
 }
 
-#[tokio::test]
-async fn provision_outcomes() {
-    let (registry, _dir) = registry().await;
+async fn provision_outcomes(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
     let admission = registry
         .begin_provision(&new_instance("i1", "k8s", "f1"))
         .await
@@ -120,9 +129,8 @@ async fn provision_outcomes() {
     );
 }
 
-#[tokio::test]
-async fn retries_conflicts_and_other_platforms() {
-    let (registry, _dir) = registry().await;
+async fn retries_conflicts_and_other_platforms(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
     provisioned(&registry, "i1").await;
     let retry = registry
         .begin_provision(&new_instance("i1", "k8s", "f1"))
@@ -171,9 +179,8 @@ async fn retries_conflicts_and_other_platforms() {
     ));
 }
 
-#[tokio::test]
-async fn concurrent_creates_of_one_id_have_one_winner() {
-    let (registry, _dir) = registry().await;
+async fn concurrent_creates_of_one_id_have_one_winner(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let registry = registry.clone();
@@ -195,9 +202,8 @@ async fn concurrent_creates_of_one_id_have_one_winner() {
     assert_eq!(fresh, 1);
 }
 
-#[tokio::test]
-async fn updates_apply_the_plan_only_on_success() {
-    let (registry, _dir) = registry().await;
+async fn updates_apply_the_plan_only_on_success(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
     provisioned(&registry, "i1").await;
     let change = Some(("gp2".to_owned(), "up2".to_owned()));
     let update = registry
@@ -233,9 +239,8 @@ async fn updates_apply_the_plan_only_on_success() {
     );
 }
 
-#[tokio::test]
-async fn bindings_follow_their_instance() {
-    let (registry, _dir) = registry().await;
+async fn bindings_follow_their_instance(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
     let creating = registry
         .begin_provision(&new_instance("i1", "k8s", "f1"))
         .await
@@ -299,12 +304,10 @@ async fn bindings_follow_their_instance() {
     assert!(registry.store().orphans().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn recovery_orphans_unfinished_creates_and_idles_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.redb");
+async fn recovery_orphans_unfinished_creates_and_idles_the_rest(backend: Backend) {
+    let place = TestStore::new(backend).await;
     {
-        let registry = Registry::new(Arc::new(EmbeddedStore::open(path.clone()).await.unwrap()));
+        let registry = Registry::new(place.open().await);
         registry
             .begin_provision(&new_instance("creating", "k8s", "f"))
             .await
@@ -326,7 +329,7 @@ async fn recovery_orphans_unfinished_creates_and_idles_the_rest() {
             .unwrap();
         // "crash": nothing more is recorded
     }
-    let registry = Registry::new(Arc::new(EmbeddedStore::open(path).await.unwrap()));
+    let registry = Registry::new(place.open().await);
     assert_eq!(registry.recover().await.unwrap(), 2);
     let creating = registry.store().instance("creating").await.unwrap().unwrap();
     assert!(matches!(creating.state, ResourceState::Orphaned(_)));

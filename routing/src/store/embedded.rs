@@ -10,6 +10,11 @@
 //! interleave. Records are stored as JSON; the orphan, pending and instance→bindings indexes are
 //! updated in the same transaction. The file is locked by the process that opened it: one gateway
 //! per file.
+//!
+//! Orphan claims and replica heartbeats live in memory only: they describe processes using the
+//! file, and after a restart no earlier process can still be working or alive. Keeping them (rather
+//! than answering "everything is mine") gives this store the same semantics as the shared
+//! PostgreSQL store, so the same tests run against both.
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
@@ -22,9 +27,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{Expect, RecordRef, Store, StoredCatalog, Swap};
+use super::indexed::Indexed;
+use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
-use crate::registry::{BindingRecord, InstanceRecord, Phase, ResourceState};
+use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
 /// broker name → raw catalog body.
@@ -76,6 +82,10 @@ struct Mirror {
     by_instance: HashMap<String, BTreeSet<String>>,
     orphans: BTreeSet<(u8, String)>,
     pending: BTreeSet<(u8, String)>,
+    /// orphan → (owner, claimed until ms): who works it (in memory only, see the module docs).
+    claims: HashMap<(u8, String), (String, u64)>,
+    /// replica id → last heartbeat (ms).
+    replicas: HashMap<String, u64>,
 }
 
 const INSTANCE: u8 = b'i';
@@ -88,6 +98,7 @@ impl Mirror {
             self.orphans.insert(key.clone());
         } else {
             self.orphans.remove(&key);
+            self.claims.remove(&key);
         }
         if record.is_some_and(Indexed::is_pending) {
             self.pending.insert(key);
@@ -357,48 +368,6 @@ impl EmbeddedStore {
     }
 }
 
-/// What the indexes need to know of a record.
-trait Indexed: Serialize + for<'de> Deserialize<'de> + Clone + Send + 'static {
-    /// `i` or `b`.
-    const TAG: &'static str;
-    fn version(&self) -> u64;
-    fn set_version(&mut self, version: u64);
-    fn is_orphaned(&self) -> bool;
-    fn is_pending(&self) -> bool;
-}
-
-impl Indexed for InstanceRecord {
-    const TAG: &'static str = "i";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn is_orphaned(&self) -> bool {
-        matches!(self.state, ResourceState::Orphaned(_))
-    }
-    fn is_pending(&self) -> bool {
-        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
-    }
-}
-
-impl Indexed for BindingRecord {
-    const TAG: &'static str = "b";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn is_orphaned(&self) -> bool {
-        matches!(self.state, ResourceState::Orphaned(_))
-    }
-    fn is_pending(&self) -> bool {
-        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
-    }
-}
-
 fn decode<R: Indexed>(bytes: &[u8]) -> Result<R, RoutingError> {
     serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
 }
@@ -614,22 +583,65 @@ impl Store for EmbeddedStore {
 
     async fn claim_orphans(
         &self,
-        _owner: &str,
-        _now_ms: u64,
-        _until_ms: u64,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
         limit: usize,
     ) -> Result<Vec<RecordRef>, RoutingError> {
-        // One process per file: every orphan is this process's.
-        Ok(self.read(|m| Mirror::refs(&m.orphans).into_iter().take(limit).collect()))
+        let mut mirror = self
+            .mirror
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mirror = &mut *mirror;
+        // As the PostgreSQL store orders them: bindings first, then instances; in each, the
+        // owner's own claims, then the least recently claimed.
+        let mut eligible: Vec<(bool, bool, u64, &(u8, String))> = mirror
+            .orphans
+            .iter()
+            .filter_map(|key| match mirror.claims.get(key) {
+                None => Some((key.0 != BINDING, true, 0, key)),
+                Some((by, until)) if by == owner || *until < now_ms => {
+                    Some((key.0 != BINDING, by != owner, *until, key))
+                }
+                Some(_) => None,
+            })
+            .collect();
+        eligible.sort();
+        let claimed: BTreeSet<(u8, String)> = eligible
+            .into_iter()
+            .take(limit)
+            .map(|(_, _, _, key)| key.clone())
+            .collect();
+        for key in &claimed {
+            mirror.claims.insert(key.clone(), (owner.to_owned(), until_ms));
+        }
+        Ok(Mirror::refs(&claimed))
     }
 
     async fn heartbeat(
         &self,
         replica: &str,
-        _now_ms: u64,
-        _since_ms: u64,
+        now_ms: u64,
+        since_ms: u64,
     ) -> Result<Vec<String>, RoutingError> {
-        Ok(vec![replica.to_owned()])
+        let mut mirror = self
+            .mirror
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = mirror.replicas.entry(replica.to_owned()).or_insert(now_ms);
+        *seen = (*seen).max(now_ms);
+        let forget_before = since_ms.saturating_sub(FORGET_REPLICA_AFTER_MS);
+        mirror
+            .replicas
+            .retain(|id, seen| id == replica || *seen >= forget_before);
+        let mut alive: Vec<String> = mirror
+            .replicas
+            .iter()
+            .filter(|(id, seen)| *id == replica || **seen >= since_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        alive.sort();
+        Ok(alive)
     }
 
     async fn ping(&self) -> Result<(), RoutingError> {

@@ -9,10 +9,19 @@
 //! Two indexes are kept in the same transaction as the records: orphans (the durable queue of the
 //! mitigation worker) and pending intents (what recovery resolves after a crash).
 //!
-//! Backends: [`EmbeddedStore`] (a redb file, the default). A PostgreSQL backend for several
-//! replicas implements the same trait.
+//! Backends (`store.kind`), with the same semantics (one test suite runs against both):
+//! - [`EmbeddedStore`] (`embedded`, the default): a redb file, zero setup, one gateway process.
+//! - [`PostgresStore`] (`postgres`): a PostgreSQL database shared by several gateway replicas;
+//!   compare-and-swap, cascades and orphan claims are enforced by the database, and the schema is
+//!   migrated on start-up.
 
 mod embedded;
+mod indexed;
+mod postgres;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -21,10 +30,15 @@ use bytes::Bytes;
 use osb_config::StoreSettings;
 
 pub use embedded::EmbeddedStore;
+pub use postgres::PostgresStore;
 
 use crate::RoutingError;
 use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
+
+/// A replica silent for this long is forgotten by heartbeats (its row or entry removed). Far
+/// longer than any liveness window: only keeps the list of replicas from growing forever.
+const FORGET_REPLICA_AFTER_MS: u64 = 60 * 60 * 1000;
 
 /// A broker's catalog as last fetched: the raw body and how to ask whether it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +117,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records with a write-ahead intent whose outcome was never recorded.
     async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError>;
 
-    /// Claims up to `limit` orphans for `owner` until `until_ms`: orphans nobody claimed, or whose
-    /// claim expired before `now_ms`. With several replicas on one store, one orphan is worked by one
-    /// replica at a time.
+    /// Claims up to `limit` orphans for `owner` until `until_ms`: orphans nobody claimed, whose
+    /// claim expired before `now_ms`, or that `owner` holds already (its claims are renewed, so its
+    /// own retries are never held back). With several replicas on one store, one orphan is worked
+    /// by one replica at a time. Bindings come first, then instances.
     async fn claim_orphans(
         &self,
         owner: &str,
@@ -136,12 +151,11 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store the settings describe.
 ///
 /// # Errors
-/// [`RoutingError::Store`] when it cannot be opened (or the kind is not built in).
+/// [`RoutingError::Store`] when it cannot be opened: the file is locked or unreadable, or the
+/// database cannot be reached or migrated.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, RoutingError> {
     match settings {
         StoreSettings::Embedded { path } => Ok(Arc::new(EmbeddedStore::open(path.clone()).await?)),
-        StoreSettings::Postgres { .. } => Err(RoutingError::Store(
-            "the postgres store is not available in this build".to_owned(),
-        )),
+        StoreSettings::Postgres { url } => Ok(Arc::new(PostgresStore::open(url.expose()).await?)),
     }
 }

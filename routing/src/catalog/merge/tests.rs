@@ -18,6 +18,9 @@ fn broker(name: &str, ids: IdMode) -> BrokerSettings {
         api_version: "2.17".to_owned(),
         refresh_interval: std::time::Duration::from_secs(60),
         timeout: std::time::Duration::from_secs(5),
+        catalog_timeout: std::time::Duration::from_secs(5),
+        breaker_failures: 5,
+        breaker_open: std::time::Duration::from_secs(10),
         rename: BTreeMap::new(),
     }
 }

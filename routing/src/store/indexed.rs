@@ -1,0 +1,62 @@
+//! What every backend needs to know of a record to keep its indexes: its version (compare-and-swap)
+//! and whether it belongs in the orphan and pending indexes.
+//!
+//! One definition for all backends, so "orphaned" and "pending" mean the same everywhere: a record
+//! is orphaned when its state is [`ResourceState::Orphaned`], pending when its operation is a
+//! write-ahead intent ([`Phase::Sent`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{BindingRecord, InstanceRecord, Phase, ResourceState};
+
+/// A record a store keeps, with what its indexes need.
+pub(super) trait Indexed:
+    Serialize + for<'de> Deserialize<'de> + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// `i` or `b`: the record's kind in index keys.
+    const TAG: &'static str;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, version: u64);
+    fn is_orphaned(&self) -> bool;
+    fn is_pending(&self) -> bool;
+    /// The instance a binding belongs to (`None` for an instance).
+    fn instance_of(&self) -> Option<&str>;
+}
+
+impl Indexed for InstanceRecord {
+    const TAG: &'static str = "i";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn is_orphaned(&self) -> bool {
+        matches!(self.state, ResourceState::Orphaned(_))
+    }
+    fn is_pending(&self) -> bool {
+        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
+    }
+    fn instance_of(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Indexed for BindingRecord {
+    const TAG: &'static str = "b";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn is_orphaned(&self) -> bool {
+        matches!(self.state, ResourceState::Orphaned(_))
+    }
+    fn is_pending(&self) -> bool {
+        self.operation.as_ref().is_some_and(|o| o.phase == Phase::Sent)
+    }
+    fn instance_of(&self) -> Option<&str> {
+        Some(&self.instance_id)
+    }
+}

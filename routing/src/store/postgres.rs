@@ -1,0 +1,652 @@
+//! The PostgreSQL store: one database shared by several gateway replicas.
+//!
+//! Same semantics as the embedded store (its reference), enforced by the database rather than by
+//! one process:
+//! - **Compare-and-swap in one statement.** A write expecting no record is an
+//!   `INSERT … ON CONFLICT DO NOTHING`; a write or delete expecting version `v` is an
+//!   `UPDATE`/`DELETE … WHERE id = $1 AND version = v`. No row touched means someone else changed
+//!   the record first ([`Swap::Conflict`]). Row locks serialise racing writers; the loser re-checks
+//!   the version on the row the winner committed, so two requests on one id never both win.
+//!   Deleting an instance deletes its bindings in the same statement.
+//! - **Indexes are columns.** `orphaned` and `pending` are written with the record (partial indexes
+//!   make the two queues cheap to read), and an orphan carries its claim (`claimed_by` until
+//!   `claimed_until`): [`Store::claim_orphans`] takes orphans with `FOR UPDATE SKIP LOCKED`, so two
+//!   replicas never claim the same one.
+//! - **Heartbeats** are rows of `osb_replicas`, upserted by each replica; rows silent for an hour
+//!   are deleted on the way.
+//!
+//! PostgreSQL cannot keep the character U+0000 in `jsonb` or `text`: a record holding one (say in
+//! a platform's `context`) is refused with a store error, where the embedded store keeps it.
+//!
+//! Records are stored as `jsonb` (the registry's JSON), catalogs as `bytea`. The schema is created
+//! and migrated on [`PostgresStore::open`] by the migrations embedded in the binary (folder
+//! `postgres/`), applied in one transaction under a PostgreSQL advisory lock so that replicas
+//! starting together do not race; `osb_schema_migrations` records which ran.
+//!
+//! Connections come from a pool (deadpool) of at most [`POOL_SIZE`]: connecting and waiting for a
+//! free connection time out after a few seconds, so a database that is down gives errors quickly
+//! (the readiness probe and requests answer at once) and the pool connects again by itself when
+//! the database is back; no restart needed. A call that gets no answer within [`CALL_TIMEOUT`]
+//! fails and its connection is closed, never handed to the next caller.
+//!
+//! Connections are plain TCP (`NoTls`). TLS would come through a `MakeTlsConnect` connector (for
+//! example `tokio-postgres-rustls`) given to the pool's manager instead of `NoTls`; a URL asking
+//! for `sslmode=require` fails to connect until then. Error messages name the server as user, host,
+//! port and database, never the password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use tokio::time::error::Elapsed;
+use tokio_postgres::config::Host;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{Config, NoTls, Row};
+use tracing::{info, warn};
+
+use super::indexed::Indexed;
+use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
+use crate::RoutingError;
+use crate::cache::error_chain;
+use crate::registry::{BindingRecord, InstanceRecord};
+use crate::upstream::Validators;
+
+/// Most connections one gateway process opens.
+pub const POOL_SIZE: usize = 16;
+/// Longest wait for a new connection (TCP connect and start-up), and for a free one.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for the answer to one call of the store.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the migrations (another replica may be applying them).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP keepalives find a connection to a vanished server while it sits in the pool.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// The schema, in order. A migration never changes once released: add a new one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_registry.sql"))];
+
+/// Key of the advisory lock the migrations run under ("osb-gw" + 1).
+const MIGRATION_LOCK: i64 = 0x6f73_622d_6777_0001;
+
+const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS osb_schema_migrations (
+    version    bigint PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// The statements of one record table.
+struct Table {
+    select: &'static str,
+    select_all: &'static str,
+    /// $1 id, $2 record, $3 version, $4 orphaned, $5 pending [, $6 instance id].
+    insert: &'static str,
+    /// $1 id, $2 record, $3 new version, $4 orphaned, $5 pending, $6 expected version
+    /// [, $7 instance id]. A record that stops being an orphan loses its claim.
+    update: &'static str,
+    /// $1 id, $2 expected version; returns the deleted id.
+    delete: &'static str,
+    /// $1 id; a delete expecting no record: `true` when there is none.
+    delete_absent: &'static str,
+}
+
+const INSTANCES: Table = Table {
+    select: "SELECT record FROM osb_instances WHERE id = $1",
+    select_all: "SELECT record FROM osb_instances ORDER BY id",
+    insert: "INSERT INTO osb_instances (id, record, version, orphaned, pending)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    update: "UPDATE osb_instances
+             SET record = $2, version = $3, orphaned = $4, pending = $5,
+                 claimed_until = CASE WHEN $4 THEN claimed_until ELSE 0 END,
+                 claimed_by = CASE WHEN $4 THEN claimed_by END
+             WHERE id = $1 AND version = $6",
+    // The instance's bindings go with it, in the same statement (one transaction).
+    delete: "WITH gone AS (
+                 DELETE FROM osb_instances WHERE id = $1 AND version = $2 RETURNING id
+             ), cascade AS (
+                 DELETE FROM osb_bindings WHERE instance_id IN (SELECT id FROM gone)
+             )
+             SELECT id FROM gone",
+    delete_absent: "WITH cascade AS (
+                        DELETE FROM osb_bindings WHERE instance_id = $1
+                        AND NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)
+                    )
+                    SELECT NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)",
+};
+
+const BINDINGS: Table = Table {
+    select: "SELECT record FROM osb_bindings WHERE id = $1",
+    select_all: "SELECT record FROM osb_bindings ORDER BY id",
+    insert: "INSERT INTO osb_bindings (id, record, version, orphaned, pending, instance_id)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    update: "UPDATE osb_bindings
+             SET record = $2, version = $3, orphaned = $4, pending = $5, instance_id = $7,
+                 claimed_until = CASE WHEN $4 THEN claimed_until ELSE 0 END,
+                 claimed_by = CASE WHEN $4 THEN claimed_by END
+             WHERE id = $1 AND version = $6",
+    delete: "DELETE FROM osb_bindings WHERE id = $1 AND version = $2 RETURNING id",
+    delete_absent: "SELECT NOT EXISTS (SELECT 1 FROM osb_bindings WHERE id = $1)",
+};
+
+const BINDINGS_OF: &str = "SELECT record FROM osb_bindings WHERE instance_id = $1 ORDER BY id";
+
+/// Bindings first, then instances (as the embedded store's index sorts them).
+const ORPHANS: &str = "SELECT true, id FROM osb_bindings WHERE orphaned
+                       UNION ALL SELECT false, id FROM osb_instances WHERE orphaned
+                       ORDER BY 1 DESC, 2";
+const PENDING: &str = "SELECT true, id FROM osb_bindings WHERE pending
+                       UNION ALL SELECT false, id FROM osb_instances WHERE pending
+                       ORDER BY 1 DESC, 2";
+
+/// $1 owner, $2 now, $3 until, $4 limit. Claims orphans nobody else holds (never claimed, claimed
+/// by `owner` itself, or claimed until before now): bindings first, then instances up to the
+/// limit; in each, the owner's own claims first (renewed, so it never holds orphans it was not
+/// just given), then the least recently claimed. `SKIP LOCKED` passes over rows another replica is
+/// claiming (or writing) right now; a row it claimed and committed no longer matches when
+/// re-checked.
+const CLAIM_ORPHANS: &str = "WITH b AS (
+    UPDATE osb_bindings SET claimed_by = $1, claimed_until = $3
+    WHERE id IN (
+        SELECT id FROM osb_bindings
+        WHERE orphaned AND (claimed_by IS NULL OR claimed_by = $1 OR claimed_until < $2)
+        ORDER BY claimed_by IS DISTINCT FROM $1, claimed_until, id
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), i AS (
+    UPDATE osb_instances SET claimed_by = $1, claimed_until = $3
+    WHERE id IN (
+        SELECT id FROM osb_instances
+        WHERE orphaned AND (claimed_by IS NULL OR claimed_by = $1 OR claimed_until < $2)
+        ORDER BY claimed_by IS DISTINCT FROM $1, claimed_until, id
+        LIMIT $4 - (SELECT count(*) FROM b)
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id
+)
+SELECT true, id FROM b UNION ALL SELECT false, id FROM i ORDER BY 1 DESC, 2";
+
+/// $1 replica, $2 now, $3 since, $4 forget before: records the heartbeat, forgets replicas silent
+/// for long (skipping rows another heartbeat holds: no waits, no deadlocks), and lists those seen
+/// since `since` (the caller included).
+const HEARTBEAT: &str = "WITH seen AS (
+    INSERT INTO osb_replicas (id, last_seen_ms) VALUES ($1, $2)
+    ON CONFLICT (id) DO UPDATE
+    SET last_seen_ms = GREATEST(osb_replicas.last_seen_ms, EXCLUDED.last_seen_ms)
+    RETURNING id
+), forgotten AS (
+    DELETE FROM osb_replicas WHERE id IN (
+        SELECT id FROM osb_replicas WHERE last_seen_ms < $4 AND id <> $1 FOR UPDATE SKIP LOCKED)
+)
+SELECT id FROM seen UNION SELECT id FROM osb_replicas WHERE last_seen_ms >= $3 ORDER BY 1";
+
+const LOAD_CATALOG: &str =
+    "SELECT body, etag, last_modified, fetched_at_ms FROM osb_catalogs WHERE broker = $1";
+const SAVE_CATALOG: &str = "INSERT INTO osb_catalogs (broker, body, etag, last_modified, fetched_at_ms)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (broker) DO UPDATE
+    SET body = EXCLUDED.body, etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
+        fetched_at_ms = EXCLUDED.fetched_at_ms";
+
+type PgError = tokio_postgres::Error;
+type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+/// The PostgreSQL-backed store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// `user@host:port/database`, for error messages (no password).
+    server: Arc<str>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `user@host:port/database` of a connection configuration: what an operator needs to find the
+/// server, without the password.
+fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("(default user)");
+    let database = config.get_dbname().unwrap_or(user);
+    format!("{user}@{hosts}:{port}/{database}")
+}
+
+/// Milliseconds and limits as PostgreSQL `bigint`s (saturating: far beyond any real value).
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn record_ref(row: &Row) -> Result<RecordRef, PgError> {
+    let binding: bool = row.try_get(0)?;
+    let id: String = row.try_get(1)?;
+    Ok(if binding {
+        RecordRef::Binding(id)
+    } else {
+        RecordRef::Instance(id)
+    })
+}
+
+fn record<R: Indexed>(row: &Row) -> Result<R, PgError> {
+    row.try_get::<_, Json<R>>(0).map(|json| json.0)
+}
+
+async fn query(client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
+}
+
+async fn execute(client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PgError> {
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// creates or migrates the schema.
+    ///
+    /// # Errors
+    /// [`RoutingError::Store`] when the URL is not a PostgreSQL URL, the database cannot be reached
+    /// within [`CONNECT_TIMEOUT`], or the migrations fail.
+    pub async fn open(url: &str) -> Result<Self, RoutingError> {
+        // The parser's messages may quote the URL (and so the password): say only what is wrong.
+        let mut config: Config = url.parse().map_err(|_| {
+            RoutingError::Store("postgres: store.url is not a valid PostgreSQL connection URL".to_owned())
+        })?;
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
+        if config.get_application_name().is_none() {
+            config.application_name("osb-gateway");
+        }
+        let server: Arc<str> = Arc::from(describe(&config));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection whose server went away is noticed by its connection task (the
+                // socket closes), so checking `is_closed` before reuse is enough.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| RoutingError::Store(format!("postgres {server}: build the pool: {e}")))?;
+        let store = PostgresStore { pool, server };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn error(&self, context: &str, e: &(dyn std::error::Error + 'static)) -> RoutingError {
+        RoutingError::Store(format!("postgres {}: {context}: {}", self.server, error_chain(e)))
+    }
+
+    /// A connection from the pool (a new one if none is idle).
+    async fn client(&self, context: &str) -> Result<Object, RoutingError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => self.error(&format!("{context}: connect"), &e),
+            PoolError::Timeout(TimeoutType::Wait) => RoutingError::Store(format!(
+                "postgres {}: {context}: no free connection within {} s ({POOL_SIZE} in use)",
+                self.server,
+                CONNECT_TIMEOUT.as_secs()
+            )),
+            PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => RoutingError::Store(format!(
+                "postgres {}: {context}: connect: no answer within {} s",
+                self.server,
+                CONNECT_TIMEOUT.as_secs()
+            )),
+            other => self.error(context, &other),
+        })
+    }
+
+    /// The answer of a call made on `client` within `timeout`. A connection that did not answer in
+    /// time may be stuck (a server gone silent): it is closed rather than given back to the pool.
+    fn settle<T>(
+        &self,
+        context: &str,
+        client: Object,
+        answer: Result<Result<T, PgError>, Elapsed>,
+        timeout: Duration,
+    ) -> Result<T, RoutingError> {
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.error(context, &e)),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(RoutingError::Store(format!(
+                    "postgres {}: {context}: no answer within {} s",
+                    self.server,
+                    timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Creates or updates the schema: the missing migrations, in order, in one transaction under
+    /// an advisory lock (transaction-scoped, so it is released on commit or rollback, and even if
+    /// this process dies). A replica that started at the same time waits for the lock, then finds
+    /// the migrations applied.
+    async fn migrate(&self) -> Result<(), RoutingError> {
+        let context = "migrate the schema";
+        let mut client = self.client(context).await?;
+        let answer = tokio::time::timeout(MIGRATION_TIMEOUT, async {
+            let txn = client.transaction().await?;
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            txn.batch_execute(CREATE_MIGRATIONS).await?;
+            let applied: Vec<i64> = txn
+                .query("SELECT version FROM osb_schema_migrations", &[])
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut newly = Vec::new();
+            for (version, sql) in MIGRATIONS {
+                if applied.contains(version) {
+                    continue;
+                }
+                txn.batch_execute(sql).await?;
+                txn.execute(
+                    "INSERT INTO osb_schema_migrations (version) VALUES ($1)",
+                    &[version],
+                )
+                .await?;
+                newly.push(*version);
+            }
+            txn.commit().await?;
+            Ok((applied, newly))
+        })
+        .await;
+        let (applied, newly) = self.settle(context, client, answer, MIGRATION_TIMEOUT)?;
+        if !newly.is_empty() {
+            info!(server = %self.server, versions = ?newly, "Store schema migrated.");
+        }
+        let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
+        if let Some(newer) = applied.iter().copied().filter(|v| *v > known).max() {
+            warn!(
+                server = %self.server,
+                schema = newer,
+                known,
+                "Store schema is newer than this build knows; running on it anyway."
+            );
+        }
+        Ok(())
+    }
+
+    async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
+        let context = "read record";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, table.select, &[&id]).await?;
+            rows.first().map(record::<R>).transpose()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    async fn list<R: Indexed>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<R>, RoutingError> {
+        let context = "read records";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, sql, params).await?;
+            rows.iter().map(record::<R>).collect::<Result<Vec<R>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    async fn refs(&self, sql: &str) -> Result<Vec<RecordRef>, RoutingError> {
+        let context = "read index";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, sql, &[]).await?;
+            rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    /// Compare-and-swap of one record (see the module docs).
+    async fn swap<R: Indexed>(
+        &self,
+        table: &Table,
+        id: &str,
+        expect: Expect,
+        record: Option<R>,
+    ) -> Result<Swap<R>, RoutingError> {
+        let context = "write record";
+        let expected = match expect {
+            Expect::Absent => None,
+            Expect::Version(v) => Some(
+                i64::try_from(v)
+                    .map_err(|_| RoutingError::Store(format!("{context}: version {v} out of range")))?,
+            ),
+        };
+        let mut record = record;
+        if let Some(record) = &mut record {
+            let version = match expect {
+                Expect::Absent => Some(1),
+                Expect::Version(v) => v.checked_add(1),
+            };
+            let version =
+                version.ok_or_else(|| RoutingError::Store(format!("{context}: version out of range")))?;
+            record.set_version(version);
+        }
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let Some(record) = record else {
+                // A delete.
+                let deleted = match expected {
+                    None => query(&client, table.delete_absent, &[&id])
+                        .await?
+                        .first()
+                        .map(|row| row.try_get::<_, bool>(0))
+                        .transpose()?
+                        .unwrap_or(false),
+                    Some(version) => !query(&client, table.delete, &[&id, &version]).await?.is_empty(),
+                };
+                return Ok(if deleted { Swap::Deleted } else { Swap::Conflict });
+            };
+            let json = Json(&record);
+            let version = int(record.version());
+            let (orphaned, pending) = (record.is_orphaned(), record.is_pending());
+            let instance_id = record.instance_of();
+            let mut params: Params<'_> = vec![&id, &json, &version, &orphaned, &pending];
+            let sql = match &expected {
+                None => table.insert,
+                Some(expected) => {
+                    params.push(expected);
+                    table.update
+                }
+            };
+            if let Some(instance_id) = &instance_id {
+                params.push(instance_id);
+            }
+            let written = execute(&client, sql, &params).await? == 1;
+            Ok(if written {
+                Swap::Written(record)
+            } else {
+                Swap::Conflict
+            })
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
+        self.get(&INSTANCES, instance_id).await
+    }
+
+    async fn swap_instance(
+        &self,
+        instance_id: &str,
+        expect: Expect,
+        record: Option<InstanceRecord>,
+    ) -> Result<Swap<InstanceRecord>, RoutingError> {
+        self.swap(&INSTANCES, instance_id, expect, record).await
+    }
+
+    async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
+        self.get(&BINDINGS, binding_id).await
+    }
+
+    async fn swap_binding(
+        &self,
+        binding_id: &str,
+        expect: Expect,
+        record: Option<BindingRecord>,
+    ) -> Result<Swap<BindingRecord>, RoutingError> {
+        self.swap(&BINDINGS, binding_id, expect, record).await
+    }
+
+    async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
+        self.list(BINDINGS_OF, &[&instance_id]).await
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
+        self.list(INSTANCES.select_all, &[]).await
+    }
+
+    async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
+        self.list(BINDINGS.select_all, &[]).await
+    }
+
+    async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
+        self.refs(ORPHANS).await
+    }
+
+    async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError> {
+        self.refs(PENDING).await
+    }
+
+    async fn claim_orphans(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordRef>, RoutingError> {
+        let context = "claim orphans";
+        let (now, until) = (int(now_ms), int(until_ms));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, CLAIM_ORPHANS, &[&owner, &now, &until, &limit]).await?;
+            rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now_ms: u64,
+        since_ms: u64,
+    ) -> Result<Vec<String>, RoutingError> {
+        let context = "heartbeat";
+        let (now, since) = (int(now_ms), int(since_ms));
+        let forget_before = int(since_ms.saturating_sub(FORGET_REPLICA_AFTER_MS));
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, HEARTBEAT, &[&replica, &now, &since, &forget_before]).await?;
+            rows.iter()
+                .map(|row| row.try_get::<_, String>(0))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    async fn ping(&self) -> Result<(), RoutingError> {
+        let context = "ping";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, client.simple_query("SELECT 1")).await;
+        self.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
+    }
+
+    async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {
+        let context = "load catalog";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, LOAD_CATALOG, &[&broker]).await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let body: Vec<u8> = row.try_get(0)?;
+            Ok(Some(StoredCatalog {
+                body: Bytes::from(body),
+                validators: Validators {
+                    etag: row.try_get(1)?,
+                    last_modified: row.try_get(2)?,
+                },
+                fetched_at_ms: uint(row.try_get(3)?),
+            }))
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    async fn save_catalog(&self, broker: &str, catalog: StoredCatalog) -> Result<(), RoutingError> {
+        let context = "save catalog";
+        let fetched_at = int(catalog.fetched_at_ms);
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let body: &[u8] = &catalog.body;
+            execute(
+                &client,
+                SAVE_CATALOG,
+                &[
+                    &broker,
+                    &body,
+                    &catalog.validators.etag,
+                    &catalog.validators.last_modified,
+                    &fetched_at,
+                ],
+            )
+            .await
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
+    }
+}

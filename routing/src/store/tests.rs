@@ -1,0 +1,1001 @@
+//! The store's contract, checked against every backend with the same test bodies (see
+//! [`both_backends!`](super::testing::both_backends)), then what only PostgreSQL has (several
+//! replicas, connection failures, the schema).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::testing::{Backend, TestDatabase, TestStore, admin, both_backends};
+use super::{Expect, PostgresStore, RecordRef, Store, StoredCatalog, Swap};
+use crate::RoutingError;
+use crate::registry::{
+    BindingRecord, InstanceRecord, Mitigation, Operation, OperationKind, Phase, ResourceState,
+};
+use crate::upstream::Validators;
+
+both_backends!(
+    instances_are_compare_and_swapped,
+    bindings_are_compare_and_swapped,
+    racing_writers_have_one_winner,
+    deleting_an_instance_deletes_its_bindings,
+    indexes_follow_the_records,
+    claims_are_exclusive_renewable_and_expire,
+    concurrent_claims_never_share_an_orphan,
+    heartbeats_list_the_living,
+    catalogs_round_trip,
+    reopening_keeps_everything,
+);
+
+// === records ===
+
+fn orphaned(reason: &str) -> ResourceState {
+    ResourceState::Orphaned(Mitigation {
+        reason: reason.into(),
+        attempts: 1,
+        next_attempt_ms: 7,
+        operation: None,
+        last_error: Some("500".into()),
+    })
+}
+
+fn operation(kind: OperationKind, phase: Phase) -> Option<Operation> {
+    Some(Operation {
+        kind,
+        phase,
+        upstream_operation: Some("op 1".into()),
+        plan_change: None,
+        fingerprint: "f".into(),
+        started_ms: 5,
+        replica: Some("r1".into()),
+    })
+}
+
+fn instance(id: &str, state: ResourceState, operation: Option<Operation>) -> InstanceRecord {
+    InstanceRecord {
+        instance_id: id.into(),
+        platform: "k8s".into(),
+        broker: "aws".into(),
+        service_id: "gs".into(),
+        plan_id: "gp".into(),
+        upstream_service_id: "us".into(),
+        upstream_plan_id: "up".into(),
+        fingerprint: "f".into(),
+        context: Some(json!({"namespace": "n1", "labels": {"b": 2, "a": [1, "x", null]}, "big": u64::MAX})),
+        state,
+        operation,
+        created_ms: 1,
+        updated_ms: 2,
+        version: 0,
+    }
+}
+
+fn binding(id: &str, instance_id: &str, state: ResourceState, operation: Option<Operation>) -> BindingRecord {
+    BindingRecord {
+        binding_id: id.into(),
+        instance_id: instance_id.into(),
+        platform: "k8s".into(),
+        broker: "aws".into(),
+        service_id: "gs".into(),
+        plan_id: "gp".into(),
+        upstream_service_id: "us".into(),
+        upstream_plan_id: "up".into(),
+        fingerprint: "f".into(),
+        state,
+        operation,
+        created_ms: 1,
+        updated_ms: 2,
+        version: 0,
+    }
+}
+
+async fn put_instance(store: &dyn Store, record: InstanceRecord) -> InstanceRecord {
+    let id = record.instance_id.clone();
+    match store
+        .swap_instance(&id, Expect::Absent, Some(record))
+        .await
+        .unwrap()
+    {
+        Swap::Written(record) => record,
+        other => panic!("insert {id}: {other:?}"),
+    }
+}
+
+async fn put_binding(store: &dyn Store, record: BindingRecord) -> BindingRecord {
+    let id = record.binding_id.clone();
+    match store
+        .swap_binding(&id, Expect::Absent, Some(record))
+        .await
+        .unwrap()
+    {
+        Swap::Written(record) => record,
+        other => panic!("insert {id}: {other:?}"),
+    }
+}
+
+fn inst(id: &str) -> RecordRef {
+    RecordRef::Instance(id.into())
+}
+
+fn bind(id: &str) -> RecordRef {
+    RecordRef::Binding(id.into())
+}
+
+fn ids<R>(records: &[R], id: impl Fn(&R) -> &str) -> Vec<String> {
+    let mut ids: Vec<String> = records.iter().map(|r| id(r).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+// === the contract, on both backends ===
+
+async fn instances_are_compare_and_swapped(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let record = instance("i1", ResourceState::Creating, None);
+    assert_eq!(store.instance("i1").await.unwrap(), None);
+
+    // Absent: a new record is version 1, as returned and as stored.
+    let written = put_instance(&*store, record.clone()).await;
+    assert_eq!(
+        written,
+        InstanceRecord {
+            version: 1,
+            ..record.clone()
+        }
+    );
+    assert_eq!(store.instance("i1").await.unwrap(), Some(written.clone()));
+    let again = store
+        .swap_instance("i1", Expect::Absent, Some(record.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again, Swap::Conflict, "absent, but it exists");
+
+    // Version: old + 1 on a match, whatever version the caller's record carries.
+    let ready = InstanceRecord {
+        state: ResourceState::Ready,
+        version: 42,
+        ..written.clone()
+    };
+    let swapped = store
+        .swap_instance("i1", Expect::Version(1), Some(ready.clone()))
+        .await
+        .unwrap();
+    let v2 = InstanceRecord {
+        version: 2,
+        ..ready.clone()
+    };
+    assert_eq!(swapped, Swap::Written(v2.clone()));
+    assert_eq!(store.instance("i1").await.unwrap(), Some(v2.clone()));
+    for stale in [0, 1, 3, 42] {
+        let outcome = store
+            .swap_instance("i1", Expect::Version(stale), Some(ready.clone()))
+            .await
+            .unwrap();
+        assert_eq!(outcome, Swap::Conflict, "version {stale}");
+    }
+    let missing = store
+        .swap_instance("nope", Expect::Version(1), Some(ready.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        missing,
+        Swap::Conflict,
+        "a version of a record that does not exist"
+    );
+    assert_eq!(store.instance("nope").await.unwrap(), None);
+
+    // Deletes are compare-and-swapped too.
+    assert_eq!(
+        store.swap_instance("i1", Expect::Version(1), None).await.unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(
+        store.swap_instance("i1", Expect::Absent, None).await.unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(store.instance("i1").await.unwrap(), Some(v2));
+    assert_eq!(
+        store.swap_instance("i1", Expect::Version(2), None).await.unwrap(),
+        Swap::Deleted
+    );
+    assert_eq!(store.instance("i1").await.unwrap(), None);
+    assert_eq!(
+        store.swap_instance("i1", Expect::Version(2), None).await.unwrap(),
+        Swap::Conflict,
+        "deleted already"
+    );
+    assert_eq!(
+        store.swap_instance("i1", Expect::Absent, None).await.unwrap(),
+        Swap::Deleted,
+        "absent and expected absent"
+    );
+
+    // A new life starts at version 1 again.
+    assert_eq!(put_instance(&*store, record).await.version, 1);
+    assert_eq!(ids(&store.instances().await.unwrap(), |r| &r.instance_id), ["i1"]);
+}
+
+async fn bindings_are_compare_and_swapped(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    put_instance(&*store, instance("i1", ResourceState::Ready, None)).await;
+    let record = binding("b1", "i1", ResourceState::Creating, None);
+    let written = put_binding(&*store, record.clone()).await;
+    assert_eq!(written.version, 1);
+    assert_eq!(store.binding("b1").await.unwrap(), Some(written.clone()));
+    assert_eq!(
+        store
+            .swap_binding("b1", Expect::Absent, Some(record.clone()))
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    let ready = BindingRecord {
+        state: ResourceState::Ready,
+        ..written
+    };
+    let Swap::Written(v2) = store
+        .swap_binding("b1", Expect::Version(1), Some(ready.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    assert_eq!(
+        v2,
+        BindingRecord {
+            version: 2,
+            ..ready.clone()
+        }
+    );
+    assert_eq!(
+        store
+            .swap_binding("b1", Expect::Version(1), Some(ready))
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(store.bindings_of("i1").await.unwrap(), vec![v2.clone()]);
+    assert_eq!(store.bindings_of("i2").await.unwrap(), vec![]);
+    assert_eq!(
+        store.swap_binding("b1", Expect::Version(1), None).await.unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(
+        store.swap_binding("b1", Expect::Version(2), None).await.unwrap(),
+        Swap::Deleted
+    );
+    assert_eq!(store.binding("b1").await.unwrap(), None);
+    assert_eq!(store.bindings_of("i1").await.unwrap(), vec![]);
+    assert_eq!(
+        store.swap_binding("b1", Expect::Absent, None).await.unwrap(),
+        Swap::Deleted
+    );
+    // The instance is untouched by its bindings' life.
+    assert_eq!(store.instance("i1").await.unwrap().unwrap().version, 1);
+}
+
+async fn racing_writers_have_one_winner(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let race = |make: Arc<dyn Fn(usize) -> (Expect, InstanceRecord) + Send + Sync>| {
+        let store = store.clone();
+        async move {
+            let tasks: Vec<_> = (0..16)
+                .map(|n| {
+                    let (store, make) = (store.clone(), make.clone());
+                    tokio::spawn(async move {
+                        let (expect, record) = make(n);
+                        store.swap_instance("same", expect, Some(record)).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                match task.await.unwrap() {
+                    Swap::Written(record) => winners.push(record),
+                    Swap::Conflict => {}
+                    Swap::Deleted => panic!("nothing deleted"),
+                }
+            }
+            winners
+        }
+    };
+    let created = race(Arc::new(|n| {
+        let mut record = instance("same", ResourceState::Creating, None);
+        record.fingerprint = format!("f{n}");
+        (Expect::Absent, record)
+    }))
+    .await;
+    assert_eq!(created.len(), 1, "one creator: {created:?}");
+    let base = created.into_iter().next().unwrap();
+    assert_eq!(store.instance("same").await.unwrap().as_ref(), Some(&base));
+
+    let updated = race(Arc::new(move |n| {
+        let mut record = base.clone();
+        record.plan_id = format!("p{n}");
+        (Expect::Version(1), record)
+    }))
+    .await;
+    assert_eq!(updated.len(), 1, "one updater: {updated:?}");
+    let stored = store.instance("same").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(Some(&stored), updated.first());
+}
+
+async fn deleting_an_instance_deletes_its_bindings(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let i1 = put_instance(&*store, instance("i1", ResourceState::Ready, None)).await;
+    put_instance(&*store, instance("i2", ResourceState::Ready, None)).await;
+    put_binding(&*store, binding("b1", "i1", ResourceState::Ready, None)).await;
+    put_binding(&*store, binding("b2", "i1", orphaned("bind failed"), None)).await;
+    put_binding(
+        &*store,
+        binding(
+            "b3",
+            "i1",
+            ResourceState::Creating,
+            operation(OperationKind::Bind, Phase::Sent),
+        ),
+    )
+    .await;
+    put_binding(&*store, binding("b4", "i2", orphaned("bind failed"), None)).await;
+    assert_eq!(
+        ids(&store.bindings_of("i1").await.unwrap(), |b| &b.binding_id),
+        ["b1", "b2", "b3"]
+    );
+    let claimed = store.claim_orphans("r1", 10, 100, 10).await.unwrap();
+    assert_eq!(claimed, vec![bind("b2"), bind("b4")]);
+
+    // A stale delete deletes nothing, bindings included.
+    assert_eq!(
+        store.swap_instance("i1", Expect::Version(7), None).await.unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(store.bindings_of("i1").await.unwrap().len(), 3);
+
+    assert_eq!(
+        store
+            .swap_instance("i1", Expect::Version(i1.version), None)
+            .await
+            .unwrap(),
+        Swap::Deleted
+    );
+    assert_eq!(store.bindings_of("i1").await.unwrap(), vec![]);
+    for id in ["b1", "b2", "b3"] {
+        assert_eq!(store.binding(id).await.unwrap(), None, "{id}");
+    }
+    assert_eq!(ids(&store.bindings().await.unwrap(), |b| &b.binding_id), ["b4"]);
+    assert_eq!(ids(&store.instances().await.unwrap(), |i| &i.instance_id), ["i2"]);
+    assert_eq!(store.orphans().await.unwrap(), vec![bind("b4")]);
+    assert_eq!(store.pending().await.unwrap(), vec![]);
+
+    // A binding id can be used again, unclaimed, once its instance took it away.
+    put_instance(&*store, instance("i1", ResourceState::Ready, None)).await;
+    let again = put_binding(&*store, binding("b2", "i1", orphaned("again"), None)).await;
+    assert_eq!(again.version, 1);
+    assert_eq!(
+        store.claim_orphans("r2", 20, 100, 10).await.unwrap(),
+        vec![bind("b2")],
+        "b4 is r1's until 100; the new b2 is nobody's"
+    );
+}
+
+async fn indexes_follow_the_records(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let sent = |kind| operation(kind, Phase::Sent);
+    let accepted = |kind| operation(kind, Phase::Accepted);
+    let creating = put_instance(
+        &*store,
+        instance(
+            "i-creating",
+            ResourceState::Creating,
+            sent(OperationKind::Provision),
+        ),
+    )
+    .await;
+    put_instance(
+        &*store,
+        instance(
+            "i-polling",
+            ResourceState::Creating,
+            accepted(OperationKind::Provision),
+        ),
+    )
+    .await;
+    let ready = put_instance(&*store, instance("i-ready", ResourceState::Ready, None)).await;
+    put_instance(&*store, instance("i-orphan", orphaned("provision failed"), None)).await;
+    put_binding(
+        &*store,
+        binding(
+            "b-sent",
+            "i-ready",
+            ResourceState::Creating,
+            sent(OperationKind::Bind),
+        ),
+    )
+    .await;
+    put_binding(
+        &*store,
+        binding("b-orphan", "i-ready", orphaned("bind failed"), None),
+    )
+    .await;
+    // Bindings first, then instances, each by id.
+    assert_eq!(
+        store.orphans().await.unwrap(),
+        vec![bind("b-orphan"), inst("i-orphan")]
+    );
+    assert_eq!(
+        store.pending().await.unwrap(),
+        vec![bind("b-sent"), inst("i-creating")]
+    );
+
+    // The outcome recorded: out of the pending index; a failure: into the orphans.
+    store
+        .swap_instance(
+            "i-creating",
+            Expect::Version(creating.version),
+            Some(InstanceRecord {
+                state: orphaned("provision timed out"),
+                operation: None,
+                ..creating
+            }),
+        )
+        .await
+        .unwrap();
+    // An update in flight is pending too.
+    store
+        .swap_instance(
+            "i-ready",
+            Expect::Version(ready.version),
+            Some(InstanceRecord {
+                operation: sent(OperationKind::Update),
+                ..ready
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.orphans().await.unwrap(),
+        vec![bind("b-orphan"), inst("i-creating"), inst("i-orphan")]
+    );
+    assert_eq!(
+        store.pending().await.unwrap(),
+        vec![bind("b-sent"), inst("i-ready")]
+    );
+
+    // Deleted records leave both indexes.
+    let orphan = store.instance("i-orphan").await.unwrap().unwrap();
+    store
+        .swap_instance("i-orphan", Expect::Version(orphan.version), None)
+        .await
+        .unwrap();
+    let sent_binding = store.binding("b-sent").await.unwrap().unwrap();
+    store
+        .swap_binding("b-sent", Expect::Version(sent_binding.version), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.orphans().await.unwrap(),
+        vec![bind("b-orphan"), inst("i-creating")]
+    );
+    assert_eq!(store.pending().await.unwrap(), vec![inst("i-ready")]);
+}
+
+async fn claims_are_exclusive_renewable_and_expire(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    put_instance(&*store, instance("i1", orphaned("x"), None)).await;
+    put_instance(&*store, instance("i2", orphaned("x"), None)).await;
+    put_instance(&*store, instance("i3", ResourceState::Ready, None)).await;
+    put_binding(&*store, binding("b1", "i3", orphaned("x"), None)).await;
+
+    // Bindings first; a limit is a limit.
+    let a = store.claim_orphans("a", 1_000, 2_000, 2).await.unwrap();
+    assert_eq!(a, vec![bind("b1"), inst("i1")]);
+    // Another owner gets only what nobody holds.
+    assert_eq!(
+        store.claim_orphans("b", 1_000, 2_000, 10).await.unwrap(),
+        vec![inst("i2")]
+    );
+    assert_eq!(store.claim_orphans("c", 1_500, 2_500, 10).await.unwrap(), vec![]);
+    // An owner renews its own claims (its retries are never held back), and only its own.
+    assert_eq!(
+        store.claim_orphans("a", 1_500, 3_000, 10).await.unwrap(),
+        vec![bind("b1"), inst("i1")]
+    );
+    assert_eq!(store.claim_orphans("c", 1_999, 2_500, 0).await.unwrap(), vec![]);
+    // b's claim ran out at 2 000; a's lasts until 3 000.
+    assert_eq!(
+        store.claim_orphans("c", 2_001, 10_000, 10).await.unwrap(),
+        vec![inst("i2")]
+    );
+    assert_eq!(store.claim_orphans("b", 2_500, 10_000, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        store.claim_orphans("b", 3_001, 10_000, 10).await.unwrap(),
+        vec![bind("b1"), inst("i1")]
+    );
+
+    // A record that stops being an orphan loses its claim; forgotten orphans are gone.
+    let i2 = store.instance("i2").await.unwrap().unwrap();
+    let Swap::Written(i2) = store
+        .swap_instance(
+            "i2",
+            Expect::Version(i2.version),
+            Some(InstanceRecord {
+                state: ResourceState::Ready,
+                ..i2
+            }),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    store
+        .swap_instance(
+            "i2",
+            Expect::Version(i2.version),
+            Some(InstanceRecord {
+                state: orphaned("again"),
+                ..i2
+            }),
+        )
+        .await
+        .unwrap();
+    let i1 = store.instance("i1").await.unwrap().unwrap();
+    store
+        .swap_instance("i1", Expect::Version(i1.version), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_orphans("d", 4_000, 10_000, 10).await.unwrap(),
+        vec![inst("i2")],
+        "c's claim on i2 ended with its orphaning; b1 is b's"
+    );
+    // Rewriting an orphan (a mitigation attempt recorded) keeps its claim.
+    let b1 = store.binding("b1").await.unwrap().unwrap();
+    store
+        .swap_binding(
+            "b1",
+            Expect::Version(b1.version),
+            Some(BindingRecord {
+                state: orphaned("attempt 2"),
+                ..b1
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_orphans("d", 4_000, 10_000, 10).await.unwrap(),
+        vec![inst("i2")]
+    );
+    // An owner's own claims come first: it keeps working what it holds, new orphans wait.
+    put_instance(&*store, instance("i0", orphaned("x"), None)).await;
+    assert_eq!(
+        store.claim_orphans("d", 4_500, 10_000, 1).await.unwrap(),
+        vec![inst("i2")]
+    );
+    assert_eq!(
+        store.claim_orphans("e", 4_500, 10_000, 5).await.unwrap(),
+        vec![inst("i0")]
+    );
+}
+
+async fn concurrent_claims_never_share_an_orphan(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    for n in 0..30 {
+        put_instance(&*store, instance(&format!("i{n:02}"), orphaned("x"), None)).await;
+        put_binding(&*store, binding(&format!("b{n:02}"), "i00", orphaned("x"), None)).await;
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|owner| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..3 {
+                    mine.extend(
+                        store
+                            .claim_orphans(&format!("owner{owner}"), 1_000, 60_000, 4)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        // An owner's later calls renew (return again) its own orphans: count each once per owner.
+        let mine: BTreeSet<String> = task
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{r:?}"))
+            .collect();
+        claimed.extend(mine);
+    }
+    let distinct: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "an orphan claimed twice: {claimed:?}"
+    );
+    let rest = store.claim_orphans("late", 1_000, 60_000, 100).await.unwrap();
+    assert_eq!(
+        claimed.len() + rest.len(),
+        60,
+        "every orphan claimed once: {rest:?}"
+    );
+}
+
+async fn heartbeats_list_the_living(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    assert_eq!(store.heartbeat("a", 1_000, 0).await.unwrap(), ["a"]);
+    assert_eq!(store.heartbeat("b", 2_000, 0).await.unwrap(), ["a", "b"]);
+    assert_eq!(store.heartbeat("c", 3_000, 1_500).await.unwrap(), ["b", "c"]);
+    assert_eq!(store.heartbeat("a", 3_500, 1_500).await.unwrap(), ["a", "b", "c"]);
+    // The caller is always among the living; a late (older) heartbeat never moves time back.
+    assert_eq!(store.heartbeat("b", 1_000, 3_200).await.unwrap(), ["a", "b"]);
+    assert_eq!(store.heartbeat("d", 5_000, 3_200).await.unwrap(), ["a", "d"]);
+    // Replicas silent for more than an hour are forgotten, not just left out.
+    let later = 3 * 60 * 60 * 1000;
+    assert_eq!(store.heartbeat("e", later, later - 15_000).await.unwrap(), ["e"]);
+    assert_eq!(store.heartbeat("f", later, 0).await.unwrap(), ["e", "f"]);
+}
+
+async fn catalogs_round_trip(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    assert_eq!(store.load_catalog("azure").await.unwrap(), None);
+    let first = StoredCatalog {
+        body: Bytes::from_static(b"{\"services\":[]}\x00\xff binary too"),
+        validators: Validators {
+            etag: Some("\"v1\"".into()),
+            last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+        },
+        fetched_at_ms: 1_700_000_000_123,
+    };
+    store.save_catalog("azure", first.clone()).await.unwrap();
+    assert_eq!(store.load_catalog("azure").await.unwrap(), Some(first));
+    let second = StoredCatalog {
+        body: Bytes::from(vec![b'x'; 1 << 20]),
+        validators: Validators {
+            etag: None,
+            last_modified: None,
+        },
+        fetched_at_ms: 43,
+    };
+    store.save_catalog("azure", second.clone()).await.unwrap();
+    assert_eq!(store.load_catalog("azure").await.unwrap(), Some(second));
+    assert_eq!(store.load_catalog("aws").await.unwrap(), None);
+}
+
+async fn reopening_keeps_everything(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let i1 = put_instance(
+        &*store,
+        instance(
+            "i1",
+            ResourceState::Creating,
+            operation(OperationKind::Provision, Phase::Sent),
+        ),
+    )
+    .await;
+    let i2 = put_instance(&*store, instance("i2", orphaned("x"), None)).await;
+    let b1 = put_binding(&*store, binding("b1", "i1", ResourceState::Ready, None)).await;
+    let Swap::Written(b1) = store
+        .swap_binding(
+            "b1",
+            Expect::Version(1),
+            Some(BindingRecord {
+                state: orphaned("y"),
+                ..b1
+            }),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    let catalog = StoredCatalog {
+        body: Bytes::from_static(b"{}"),
+        validators: Validators::default(),
+        fetched_at_ms: 9,
+    };
+    store.save_catalog("aws", catalog.clone()).await.unwrap();
+    store.quiesce().await;
+    drop(store);
+
+    let store = place.open().await;
+    assert_eq!(store.instance("i1").await.unwrap(), Some(i1));
+    assert_eq!(store.instance("i2").await.unwrap(), Some(i2));
+    assert_eq!(store.binding("b1").await.unwrap(), Some(b1.clone()));
+    assert_eq!(store.bindings_of("i1").await.unwrap(), vec![b1]);
+    assert_eq!(store.orphans().await.unwrap(), vec![bind("b1"), inst("i2")]);
+    assert_eq!(store.pending().await.unwrap(), vec![inst("i1")]);
+    assert_eq!(store.load_catalog("aws").await.unwrap(), Some(catalog));
+    assert_eq!(
+        store.swap_binding("b1", Expect::Version(2), None).await.unwrap(),
+        Swap::Deleted,
+        "versions go on where they were"
+    );
+    store.ping().await.unwrap();
+}
+
+// === PostgreSQL only: several replicas, a server that fails, the schema ===
+
+async fn postgres_store(place: &TestStore) -> PostgresStore {
+    PostgresStore::open(place.url().unwrap()).await.unwrap()
+}
+
+/// Two gateway replicas on one database: what one writes, the other reads and must respect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_share_records_and_claims() {
+    let place = TestStore::new(Backend::Postgres).await;
+    let (one, two) = (postgres_store(&place).await, postgres_store(&place).await);
+    let written = put_instance(&one, instance("i1", orphaned("x"), None)).await;
+    assert_eq!(two.instance("i1").await.unwrap(), Some(written.clone()));
+    assert_eq!(
+        two.swap_instance("i1", Expect::Absent, Some(written.clone()))
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(
+        one.claim_orphans("r1", 10, 100, 10).await.unwrap(),
+        vec![inst("i1")]
+    );
+    assert_eq!(two.claim_orphans("r2", 10, 100, 10).await.unwrap(), vec![]);
+    assert_eq!(one.heartbeat("r1", 10, 0).await.unwrap(), ["r1"]);
+    assert_eq!(two.heartbeat("r2", 11, 0).await.unwrap(), ["r1", "r2"]);
+}
+
+/// Replicas starting together migrate once; opening again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_starting_together_migrate_once() {
+    let place = TestStore::new(Backend::Postgres).await;
+    let url = place.url().unwrap().to_owned();
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url).await })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    postgres_store(&place).await;
+    let client = admin(&url).await.unwrap();
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM osb_schema_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'osb\\_%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "osb_bindings",
+            "osb_catalogs",
+            "osb_instances",
+            "osb_replicas",
+            "osb_schema_migrations"
+        ]
+    );
+}
+
+/// The columns the store queries say what the record says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_columns_mirror_the_records() {
+    let place = TestStore::new(Backend::Postgres).await;
+    let store = postgres_store(&place).await;
+    put_instance(
+        &store,
+        instance(
+            "i1",
+            ResourceState::Creating,
+            operation(OperationKind::Provision, Phase::Sent),
+        ),
+    )
+    .await;
+    let i2 = put_instance(&store, instance("i2", orphaned("x"), None)).await;
+    store
+        .swap_instance(
+            "i2",
+            Expect::Version(1),
+            Some(InstanceRecord { updated_ms: 3, ..i2 }),
+        )
+        .await
+        .unwrap();
+    put_binding(&store, binding("b1", "i1", orphaned("y"), None)).await;
+    let client = admin(place.url().unwrap()).await.unwrap();
+    let rows: Vec<(String, i64, i64, bool, bool)> = client
+        .query(
+            "SELECT id, version, (record->>'version')::bigint, orphaned, pending FROM osb_instances
+             UNION ALL
+             SELECT id, version, (record->>'version')::bigint, orphaned, pending FROM osb_bindings
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("b1".to_owned(), 1, 1, true, false),
+            ("i1".to_owned(), 1, 1, false, true),
+            ("i2".to_owned(), 2, 2, true, false),
+        ]
+    );
+    let instance_of: String = client
+        .query_one("SELECT instance_id FROM osb_bindings WHERE id = 'b1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(instance_of, "i1");
+}
+
+/// A server that is not there fails the open within seconds, and no message shows the password.
+#[tokio::test]
+async fn postgres_unreachable_fails_fast_without_the_password() {
+    let started = Instant::now();
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let error = PostgresStore::open("postgres://osb:s3cr3t-pw@127.0.0.1:1/osb")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = error.to_string();
+    assert!(matches!(error, RoutingError::Store(_)), "{error:?}");
+    assert!(text.contains("osb@127.0.0.1:1/osb"), "{text}");
+    assert!(text.contains("connect"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+
+    for url in [
+        "postgres://osb:s3cr3t-pw@127.0.0.1:notaport/osb",
+        "postgres://osb:s3cr3t-pw@127.0.0.1:99999/osb",
+        "postgresql://osb:s3cr3t-pw@127.0.0.1/osb?sslmode=s3cr3t",
+    ] {
+        let text = PostgresStore::open(url).await.unwrap_err().to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("not a valid PostgreSQL connection URL"), "{text}");
+    }
+}
+
+/// When the server drops every connection (a restart), the pool connects again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconnects_after_the_server_drops_connections() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::open(&database.url).await.unwrap();
+    // Several pooled connections at once, so more than one is cut.
+    let busy: Vec<_> = (0..4)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                put_instance(&store, instance(&format!("i{n}"), ResourceState::Ready, None)).await
+            })
+        })
+        .collect();
+    for task in busy {
+        task.await.unwrap();
+    }
+    let admin = database.admin().await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database.name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cut >= 1, "no connection to cut");
+    // The pool notices closed connections before handing them out again; give their tasks a
+    // moment to see the socket close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut failures = 0;
+    loop {
+        match store.instances().await {
+            Ok(records) if records.len() == 4 => break,
+            Ok(records) => panic!("records lost: {records:?}"),
+            Err(e) => {
+                failures += 1;
+                assert!(Instant::now() < deadline, "no reconnection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    store.ping().await.unwrap();
+    eprintln!("{failures} calls failed after the cut");
+    assert!(failures <= 4, "{failures} calls failed after the cut");
+    put_instance(&store, instance("after", ResourceState::Ready, None)).await;
+}
+
+/// While the database is unreachable, calls fail fast (no hanging requests); they work again
+/// when it is back, without reopening the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_calls_fail_fast_while_the_database_refuses_connections() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::open(&database.url).await.unwrap();
+    store.ping().await.unwrap();
+    let admin = database.admin().await;
+    let name = database.name().to_owned();
+    // Refuse new connections to this database only, then cut the existing ones.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let error = store.ping().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, RoutingError::Store(_)), "{error:?}");
+    assert!(store.instance("i1").await.is_err());
+
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.instance("i1").await.unwrap(), None);
+}
+
+/// PostgreSQL's `jsonb` (and `text`) cannot hold the character U+0000, which the embedded store
+/// keeps: such a record is refused with a store error (503 at the edge), and the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_nul_characters_cleanly() {
+    let place = TestStore::new(Backend::Postgres).await;
+    let store = postgres_store(&place).await;
+    let mut record = instance("i1", ResourceState::Ready, None);
+    record.context = Some(json!({"note": "a\u{0}b"}));
+    let error = store
+        .swap_instance("i1", Expect::Absent, Some(record))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RoutingError::Store(_)), "{error:?}");
+    let error = store.instance("i\u{0}").await.unwrap_err();
+    assert!(matches!(error, RoutingError::Store(_)), "{error:?}");
+    assert_eq!(store.instance("i1").await.unwrap(), None);
+    put_instance(&store, instance("i1", ResourceState::Ready, None)).await;
+}
