@@ -125,6 +125,9 @@ fn broker_settings(name: &str) -> Result<BrokerSettings> {
         api_version: osb_config::DEFAULT_API_VERSION.to_owned(),
         refresh_interval: Duration::from_secs(osb_config::DEFAULT_REFRESH_INTERVAL_SECS),
         timeout: Duration::from_secs(osb_config::DEFAULT_TIMEOUT_SECS),
+        catalog_timeout: Duration::from_secs(osb_config::DEFAULT_TIMEOUT_SECS),
+        breaker_failures: 5,
+        breaker_open: Duration::from_secs(10),
         rename: Default::default(),
     })
 }
