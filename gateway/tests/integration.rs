@@ -23,4 +23,5 @@ mod manifests;
 mod ownership;
 mod policies;
 mod prometheus;
+mod replicas;
 mod telemetry;

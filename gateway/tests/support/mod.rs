@@ -7,6 +7,7 @@
 //! - [`obapi::ObapiBroker`]: a real third-party OSB implementation (Python `openbrokerapi`).
 //! - [`logs`]: captures everything the gateway logs, to assert what is (not) in it.
 //! - [`otlp::OtlpReceiver`]: a real OTLP/HTTP trace receiver.
+//! - [`process::GatewayProcess`]: the real binary as a child process; [`postgres`]: databases.
 
 #![allow(dead_code)]
 
@@ -15,6 +16,8 @@ pub mod gateway;
 pub mod logs;
 pub mod obapi;
 pub mod otlp;
+pub mod postgres;
+pub mod process;
 pub mod reset_broker;
 
 use std::future::Future;
