@@ -47,18 +47,30 @@ pub fn path_id(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
 /// # Errors
 /// [`ApiError::BadRequest`] when it is too large or the connection breaks.
 pub async fn body(mut payload: actix_web::web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::BadRequest(format!("request body larger than {limit} bytes"));
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::BadRequest(format!(
-                "request body larger than {limit} bytes"
-            )));
+            // Read (and drop) the rest, up to a bound, so the platform finishes sending and reads
+            // the 400 instead of a connection closed under it.
+            let mut discarded = body.len() + chunk.len();
+            drop(body);
+            while discarded <= DRAIN_FACTOR.saturating_mul(limit) {
+                match payload.next().await {
+                    Some(Ok(more)) => discarded += more.len(),
+                    Some(Err(_)) | None => break,
+                }
+            }
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
 }
+
+/// How far past the limit an oversized body is still read (then the connection is dropped).
+const DRAIN_FACTOR: usize = 16;
 
 // === query strings ===
 
@@ -82,6 +94,13 @@ impl Query {
                 None => (decode(pair), String::new()),
             })
             .collect();
+        for (_, value) in &pairs {
+            if !well_encoded(value) {
+                return Err(ApiError::BadRequest(
+                    "the query string has malformed percent-encoding".to_owned(),
+                ));
+            }
+        }
         let query = Query { pairs };
         if let Some(value) = query.raw("accepts_incomplete") {
             if !matches!(decode(value).as_str(), "true" | "false") {
@@ -159,8 +178,23 @@ impl Query {
     }
 }
 
-/// Percent-decodes (`+` stays `+`: OSB values are percent-encoded, not form-encoded).
-pub fn decode(value: &str) -> String {
+/// `true` when every `%` starts a two-hex-digit escape and the decoded bytes are UTF-8.
+fn well_encoded(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let escapes_ok = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| {
+            bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        });
+    escapes_ok && std::str::from_utf8(&raw_decode(value)).is_ok()
+}
+
+/// Percent-decodes to bytes.
+fn raw_decode(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -176,7 +210,12 @@ pub fn decode(value: &str) -> String {
         out.push(b);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// Percent-decodes (`+` stays `+`: OSB values are percent-encoded, not form-encoded).
+pub fn decode(value: &str) -> String {
+    String::from_utf8_lossy(&raw_decode(value)).into_owned()
 }
 
 /// Percent-encodes a query value.
@@ -248,7 +287,9 @@ pub fn request_body(kind: BodyKind, bytes: &[u8]) -> Result<Body, ApiError> {
     };
     let string = |name: &str, required: bool| -> Result<Option<String>, ApiError> {
         match fields.get(name) {
-            None | Some(Value::Null) if required => Err(bad(format!("{name} is required"))),
+            None if required => Err(bad(format!("{name} is required"))),
+            // An id given as null is no id: a type error, not an absent field.
+            Some(Value::Null) if name.ends_with("_id") => Err(bad(format!("{name} must be a string"))),
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Err(bad(format!("{name} must not be empty"))),
             Some(Value::String(s)) => Ok(Some(s.clone())),

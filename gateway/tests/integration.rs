@@ -16,6 +16,7 @@ mod support;
 
 mod catalog;
 mod check_config;
+mod corpus;
 mod crash;
 mod faults;
 mod lifecycle;

@@ -1,0 +1,388 @@
+//! A corpus of malformed requests: every one gets a 4xx with an OSB error body, none reaches an
+//! upstream, none takes the gateway down.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::faults::{gateway_for, small_catalog};
+use crate::support::fake_broker::{FakeBroker, Reply};
+use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER, TestGateway};
+use crate::support::http;
+
+/// One malformed request: method, path (with query), headers, body.
+struct Case {
+    what: String,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    /// Send without the platform's credentials and version header (to test those).
+    bare: bool,
+}
+
+fn case(what: impl Into<String>, method: Method, path: impl Into<String>, body: Option<Vec<u8>>) -> Case {
+    Case {
+        what: what.into(),
+        method,
+        path: path.into(),
+        headers: Vec::new(),
+        body,
+        bare: false,
+    }
+}
+
+fn corpus(service: &str, plan: &str) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let instance = "/v2/service_instances/ok";
+    let binding = "/v2/service_instances/ok/service_bindings/b";
+    let body_endpoints = [
+        (Method::PUT, "/v2/service_instances/new-1"),
+        (Method::PATCH, instance),
+        (Method::PUT, binding),
+    ];
+
+    // Not JSON at all, or not an object.
+    let not_json: [&[u8]; 14] = [
+        b"",
+        b"{",
+        b"}",
+        b"{\"service_id\":",
+        b"[1,2",
+        b"null",
+        b"true",
+        b"42",
+        b"\"text\"",
+        b"[]",
+        b"{\"a\":1,}",
+        b"{'service_id':'x'}",
+        b"\xff\xfe\x00",
+        b"{\"service_id\":\"\\ud800\"}",
+    ];
+    for (method, path) in &body_endpoints {
+        for (i, body) in not_json.iter().enumerate() {
+            cases.push(case(
+                format!("not a JSON object #{i} on {method} {path}"),
+                method.clone(),
+                *path,
+                Some(body.to_vec()),
+            ));
+        }
+    }
+    // Wrong types for every field OSB defines.
+    let wrong_types = [
+        ("service_id", json!(7)),
+        ("service_id", json!(["x"])),
+        ("service_id", json!({"a": 1})),
+        ("service_id", json!("")),
+        ("plan_id", json!(false)),
+        ("plan_id", json!(null)),
+        ("plan_id", json!("")),
+        ("parameters", json!("a=1")),
+        ("parameters", json!([1, 2])),
+        ("parameters", json!(3)),
+        ("context", json!("kubernetes")),
+        ("context", json!({"platform": 1})),
+        ("context", json!({"platform": ""})),
+        ("organization_guid", json!(1)),
+        ("organization_guid", json!("")),
+        ("space_guid", json!([])),
+        ("maintenance_info", json!("1.0")),
+        ("previous_values", json!([])),
+        ("previous_values", json!({"plan_id": 3})),
+        ("bind_resource", json!("app")),
+        ("app_guid", json!("")),
+    ];
+    for (method, path) in &body_endpoints {
+        for (field, value) in &wrong_types {
+            let mut body = json!({"service_id": service, "plan_id": plan});
+            body[*field] = value.clone();
+            cases.push(case(
+                format!("{field}={value} on {method} {path}"),
+                method.clone(),
+                *path,
+                Some(serde_json::to_vec(&body).unwrap()),
+            ));
+        }
+    }
+    // Missing required fields; unknown or mismatched ids.
+    for (what, body) in [
+        ("no service_id", json!({"plan_id": plan})),
+        ("no plan_id", json!({"service_id": service})),
+        (
+            "unknown plan",
+            json!({"service_id": service, "plan_id": "no-such-plan"}),
+        ),
+        (
+            "unknown service",
+            json!({"service_id": "no-such-service", "plan_id": plan}),
+        ),
+        ("empty object", json!({})),
+    ] {
+        cases.push(case(
+            format!("provision: {what}"),
+            Method::PUT,
+            "/v2/service_instances/new-2",
+            Some(serde_json::to_vec(&body).unwrap()),
+        ));
+        cases.push(case(
+            format!("bind: {what}"),
+            Method::PUT,
+            binding,
+            Some(serde_json::to_vec(&body).unwrap()),
+        ));
+    }
+    // Huge bodies.
+    for size in [1024 * 1024 + 1, 4 * 1024 * 1024] {
+        let blob = format!(
+            "{{\"service_id\":\"{service}\",\"plan_id\":\"{plan}\",\"parameters\":{{\"x\":\"{}\"}}}}",
+            "y".repeat(size)
+        );
+        for (method, path) in &body_endpoints {
+            cases.push(case(
+                format!("{size}-byte body on {method} {path}"),
+                method.clone(),
+                *path,
+                Some(blob.clone().into_bytes()),
+            ));
+        }
+    }
+    // Bad ids in the path.
+    let bad_ids = [
+        "a%20b",
+        "%00",
+        "a%2Fb",
+        "..",
+        "%2e%2e",
+        "%C3%A9t%C3%A9",
+        "a%3Cb%3E",
+        "a%22b",
+        "a;b",
+        "a,b",
+        "a%25",
+        "a@b",
+        "a+b",
+        "a=b",
+        "a!b",
+        "a*b",
+        "(x)",
+        "%7Ba%7D",
+        &"x".repeat(256),
+    ];
+    for id in bad_ids {
+        let body = serde_json::to_vec(&json!({"service_id": service, "plan_id": plan})).unwrap();
+        cases.push(case(
+            format!("instance id {id:.20}"),
+            Method::PUT,
+            format!("/v2/service_instances/{id}"),
+            Some(body.clone()),
+        ));
+        cases.push(case(
+            format!("binding id {id:.20}"),
+            Method::PUT,
+            format!("{instance}/service_bindings/{id}"),
+            Some(body),
+        ));
+        cases.push(case(
+            format!("fetch id {id:.20}"),
+            Method::GET,
+            format!("/v2/service_instances/{id}"),
+            None,
+        ));
+    }
+    // Bad query strings.
+    for query in [
+        "accepts_incomplete=yes",
+        "accepts_incomplete=1",
+        "accepts_incomplete=",
+        "accepts_incomplete=%zz",
+        "service_id=&plan_id=x",
+        "service_id=x&plan_id=",
+        "operation=",
+        "service_id",
+        "plan_id=%",
+    ] {
+        let body = serde_json::to_vec(&json!({"service_id": service, "plan_id": plan})).unwrap();
+        cases.push(case(
+            format!("provision ?{query}"),
+            Method::PUT,
+            format!("/v2/service_instances/q-1?{query}"),
+            Some(body),
+        ));
+        cases.push(case(
+            format!("deprovision ?{query}"),
+            Method::DELETE,
+            format!("{instance}?{query}"),
+            None,
+        ));
+    }
+    cases.push(case("deprovision without ids", Method::DELETE, instance, None));
+    cases.push(case("unbind without ids", Method::DELETE, binding, None));
+    cases.push(case(
+        "deprovision with another service",
+        Method::DELETE,
+        format!("{instance}?service_id=other&plan_id={plan}"),
+        None,
+    ));
+    // Header abuse.
+    for (name, value) in [
+        ("X-Broker-API-Version", "3.0"),
+        ("X-Broker-API-Version", "two"),
+        ("X-Broker-API-Version", ""),
+        ("X-Broker-API-Version", "1.13"),
+        ("X-Broker-API-Version", "2."),
+    ] {
+        let mut c = case(format!("{name}: {value:?}"), Method::GET, "/v2/catalog", None);
+        c.bare = true;
+        c.headers.push((
+            "Authorization".into(),
+            format!(
+                "Basic {}",
+                base64(&format!("{PLATFORM_USER}:{PLATFORM_PASSWORD}"))
+            ),
+        ));
+        c.headers.push((name.into(), value.into()));
+        cases.push(c);
+    }
+    for authorization in [
+        "",
+        "Basic",
+        "Basic !!!",
+        "Basic Zm9v",
+        "Bearer",
+        "Bearer ",
+        "Negotiate abc",
+        &format!("Basic {}", "A".repeat(20_000)),
+        &format!("Basic {}", base64("k8s:wrong")),
+        &format!("Basic {}", base64(":")),
+        "Basic w6nDqQ==",
+    ] {
+        let mut c = case(
+            format!("Authorization: {authorization:.30}"),
+            Method::PUT,
+            "/v2/service_instances/auth-1",
+            Some(b"{}".to_vec()),
+        );
+        c.bare = true;
+        c.headers.push(("X-Broker-API-Version".into(), "2.17".into()));
+        c.headers.push(("Authorization".into(), authorization.into()));
+        cases.push(c);
+    }
+    // Wrong methods and unknown routes.
+    for (method, path) in [
+        (Method::POST, "/v2/catalog"),
+        (Method::PUT, "/v2/catalog"),
+        (Method::DELETE, "/v2/catalog"),
+        (Method::POST, instance),
+        (Method::POST, binding),
+        (Method::PATCH, binding),
+        (Method::PUT, "/v2/service_instances/ok/last_operation"),
+        (
+            Method::DELETE,
+            "/v2/service_instances/ok/service_bindings/b/last_operation",
+        ),
+        (Method::GET, "/v2"),
+        (Method::GET, "/v2/"),
+        (Method::GET, "/v3/catalog"),
+        (Method::GET, "/v2/service_instances"),
+        (Method::GET, "/v2/service_instances/"),
+        (Method::GET, "/v2/service_instances/ok/service_bindings"),
+        (Method::GET, "/v2/service_instances/ok/other"),
+        (Method::GET, "/"),
+        (Method::GET, "/admin/brokers"),
+        (Method::GET, "/metrics"),
+    ] {
+        cases.push(case(format!("{method} {path}"), method, path, None));
+    }
+    cases
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn two_hundred_malformed_requests_get_osb_4xx_and_reach_nothing() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/ok", Reply::new(201, "{}"));
+    broker.on(
+        "PUT",
+        "/v2/service_instances/ok/service_bindings/b",
+        Reply::new(201, "{}"),
+    );
+    let (gateway, ids) = gateway_for(&broker).await;
+    // Something real to aim at.
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/ok")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body = json!({"service_id": ids.service, "plan_id": ids.small});
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/ok/service_bindings/b")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let forwarded = |b: &FakeBroker| b.recorded().iter().filter(|r| r.path != "/v2/catalog").count();
+    let before = forwarded(&broker);
+
+    let cases = corpus(&ids.service, &ids.small);
+    assert!(cases.len() >= 200, "{} cases", cases.len());
+    let client = http();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let mut request = client.request(c.method.clone(), gateway.url(&c.path));
+        if !c.bare {
+            request = request
+                .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                .header("X-Broker-API-Version", "2.17");
+        }
+        for (name, value) in &c.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = &c.body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.clone());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                failures.push(format!("{}: no answer ({e})", c.what));
+                continue;
+            }
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let osb = serde_json::from_str::<Value>(&text)
+            .is_ok_and(|v| v.get("description").is_some_and(Value::is_string));
+        if !status.is_client_error() || !osb {
+            failures.push(format!("{}: {status} {text:.120}", c.what));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} malformed requests were not OSB 4xx:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    let leaked: Vec<String> = broker
+        .recorded()
+        .iter()
+        .filter(|r| r.path != "/v2/catalog")
+        .skip(before)
+        .map(|r| format!("{} {} {}", r.method, r.path, String::from_utf8_lossy(&r.body)))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "malformed requests reached the upstream: {leaked:#?}"
+    );
+    // Still standing.
+    assert_eq!(gateway.catalog().await.status(), 200);
+    let _: &TestGateway = &gateway;
+}
