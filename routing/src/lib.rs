@@ -10,9 +10,11 @@
 //!   what is in flight; write-ahead intents, outcomes, recovery.
 //! - [`mitigation`]: the worker that deletes upstream what the gateway absorbed a failure for.
 //! - [`store`]: durable state behind the [`Store`] trait (embedded redb by default).
+//! - [`audit`]: the audit log's records and queries (kept by the store).
 //! - [`headers`]: OSB header names.
 //! - [`error`]: the crate's one error type, [`RoutingError`].
 
+pub mod audit;
 pub mod breaker;
 pub mod cache;
 pub mod catalog;

@@ -23,6 +23,17 @@ pub enum ResourceState {
     Orphaned(Mitigation),
 }
 
+impl ResourceState {
+    /// `creating`, `ready` or `orphaned` (inventory filters, admin output).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ResourceState::Creating => "creating",
+            ResourceState::Ready => "ready",
+            ResourceState::Orphaned(_) => "orphaned",
+        }
+    }
+}
+
 /// Progress of the orphan mitigation of one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mitigation {

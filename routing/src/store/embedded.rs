@@ -11,6 +11,9 @@
 //! updated in the same transaction. The file is locked by the process that opened it: one gateway
 //! per file.
 //!
+//! The audit log is a table of its own (seq → record as JSON), read from redb (not mirrored: it
+//! only grows), newest first.
+//!
 //! Orphan claims and replica heartbeats live in memory only: they describe processes using the
 //! file, and after a restart no earlier process can still be working or alive. Keeping them (rather
 //! than answering "everything is mine") gives this store the same semantics as the shared
@@ -30,6 +33,7 @@ use tokio::sync::oneshot;
 use super::indexed::Indexed;
 use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
@@ -48,6 +52,8 @@ const INSTANCE_BINDINGS: TableDefinition<&str, ()> = TableDefinition::new("insta
 const ORPHANS: TableDefinition<&str, ()> = TableDefinition::new("orphans");
 /// "i:<id>" / "b:<id>" → (): records with a write-ahead intent.
 const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
+/// seq → [`AuditRecord`] as JSON.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 #[derive(Serialize, Deserialize)]
 struct CatalogMeta {
@@ -302,6 +308,7 @@ impl EmbeddedStore {
             txn.open_table(INSTANCE_BINDINGS).map_err(open_error)?;
             txn.open_table(ORPHANS).map_err(open_error)?;
             txn.open_table(PENDING).map_err(open_error)?;
+            txn.open_table(AUDIT).map_err(open_error)?;
             txn.commit().map_err(|e| store_error("commit", e))?;
             // Load every record into the mirror.
             let mut mirror = Mirror::default();
@@ -655,6 +662,49 @@ impl Store for EmbeddedStore {
         while Arc::strong_count(&self.db) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(AUDIT).map_err(|e| store_error("open table", e))?;
+            let last = table
+                .last()
+                .map_err(|e| store_error("read", e))?
+                .map_or(0, |(seq, _)| seq.value());
+            let seq = last + 1;
+            let record = AuditRecord { seq, ..record };
+            let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode audit record", e))?;
+            table
+                .insert(seq, bytes.as_slice())
+                .map_err(|e| store_error("write", e))?;
+            Ok((seq, Vec::new()))
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {
+        let query = query.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+            let table = txn.open_table(AUDIT).map_err(|e| store_error("open table", e))?;
+            let limit = query.page_size();
+            let before = query.before.unwrap_or(u64::MAX);
+            let mut out = Vec::new();
+            for entry in table.range(..before).map_err(|e| store_error("read", e))?.rev() {
+                let (seq, value) = entry.map_err(|e| store_error("read", e))?;
+                let mut record: AuditRecord = serde_json::from_slice(value.value())
+                    .map_err(|e| store_error("decode audit record", e))?;
+                record.seq = seq.value();
+                if query.matches(&record) {
+                    out.push(record);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {

@@ -9,6 +9,9 @@
 //! Two indexes are kept in the same transaction as the records: orphans (the durable queue of the
 //! mitigation worker) and pending intents (what recovery resolves after a crash).
 //!
+//! The store also keeps the audit log (append-only, numbered by the store; see [`crate::audit`])
+//! and answers the operators' inventory pages ([`RecordFilter`], in id order after a cursor).
+//!
 //! Backends (`store.kind`), with the same semantics (one test suite runs against both):
 //! - [`EmbeddedStore`] (`embedded`, the default): a redb file, zero setup, one gateway process.
 //! - [`PostgresStore`] (`postgres`): a PostgreSQL database shared by several gateway replicas;
@@ -17,6 +20,7 @@
 
 mod embedded;
 mod indexed;
+mod inventory;
 mod postgres;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -30,9 +34,11 @@ use bytes::Bytes;
 use osb_config::StoreSettings;
 
 pub use embedded::EmbeddedStore;
+pub use inventory::{MAX_PAGE, RecordFilter};
 pub use postgres::PostgresStore;
 
 use crate::RoutingError;
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
@@ -110,6 +116,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every binding record (admin, tests).
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError>;
+
+    /// A page of instance records: those `filter` selects, in id order, after the id `after`, at
+    /// most `limit` (at most [`MAX_PAGE`]).
+    async fn list_instances(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, RoutingError> {
+        Ok(inventory::page(self.instances().await?, filter, after, limit))
+    }
+
+    /// As [`Store::list_instances`], for bindings.
+    async fn list_bindings(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BindingRecord>, RoutingError> {
+        Ok(inventory::page(self.bindings().await?, filter, after, limit))
+    }
+
+    /// Appends `record` to the audit log; returns the `seq` it was given (larger than any before).
+    async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError>;
+
+    /// Audit records `query` selects, newest (largest `seq`) first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError>;
 
     /// Records being orphan-mitigated: the mitigation worker's durable queue.
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError>;

@@ -18,6 +18,9 @@
 //! PostgreSQL cannot keep the character U+0000 in `jsonb` or `text`: a record holding one (say in
 //! a platform's `context`) is refused with a store error, where the embedded store keeps it.
 //!
+//! Inventory pages filter in SQL on the record's JSON; the audit log is `osb_audit`, numbered by a
+//! sequence (`bigserial`).
+//!
 //! Records are stored as `jsonb` (the registry's JSON), catalogs as `bytea`. The schema is created
 //! and migrated on [`PostgresStore::open`] by the migrations embedded in the binary (folder
 //! `postgres/`), applied in one transaction under a PostgreSQL advisory lock so that replicas
@@ -48,9 +51,11 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Config, NoTls, Row};
 use tracing::{info, warn};
 
+use super::RecordFilter;
 use super::indexed::Indexed;
 use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::cache::error_chain;
 use crate::registry::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
@@ -69,7 +74,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The schema, in order. A migration never changes once released: add a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_registry.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("postgres/0001_registry.sql")),
+    (2, include_str!("postgres/0002_audit.sql")),
+];
 
 /// Key of the advisory lock the migrations run under ("osb-gw" + 1).
 const MIGRATION_LOCK: i64 = 0x6f73_622d_6777_0001;
@@ -182,6 +190,47 @@ const HEARTBEAT: &str = "WITH seen AS (
         SELECT id FROM osb_replicas WHERE last_seen_ms < $4 AND id <> $1 FOR UPDATE SKIP LOCKED)
 )
 SELECT id FROM seen UNION SELECT id FROM osb_replicas WHERE last_seen_ms >= $3 ORDER BY 1";
+
+/// $1 after (id), $2 broker, $3 platform, $4 service id, $5 plan id, $6 state, $7 operation,
+/// $8 limit. As `inventory::page`: every given filter matches, in id order.
+const LIST_INSTANCES: &str = "SELECT record FROM osb_instances
+    WHERE ($1::text IS NULL OR id > $1)
+      AND ($2::text IS NULL OR record->>'broker' = $2)
+      AND ($3::text IS NULL OR record->>'platform' = $3)
+      AND ($4::text IS NULL OR record->>'service_id' = $4)
+      AND ($5::text IS NULL OR record->>'plan_id' = $5)
+      AND ($6::text IS NULL OR (CASE WHEN jsonb_typeof(record->'state') = 'string'
+                                     THEN record->>'state' ELSE 'orphaned' END) = $6)
+      AND ($7::text IS NULL OR COALESCE(record->'operation'->>'kind', 'none') = $7)
+    ORDER BY id LIMIT $8";
+/// As [`LIST_INSTANCES`], and $9 instance id.
+const LIST_BINDINGS: &str = "SELECT record FROM osb_bindings
+    WHERE ($1::text IS NULL OR id > $1)
+      AND ($2::text IS NULL OR record->>'broker' = $2)
+      AND ($3::text IS NULL OR record->>'platform' = $3)
+      AND ($4::text IS NULL OR record->>'service_id' = $4)
+      AND ($5::text IS NULL OR record->>'plan_id' = $5)
+      AND ($6::text IS NULL OR (CASE WHEN jsonb_typeof(record->'state') = 'string'
+                                     THEN record->>'state' ELSE 'orphaned' END) = $6)
+      AND ($7::text IS NULL OR COALESCE(record->'operation'->>'kind', 'none') = $7)
+      AND ($9::text IS NULL OR instance_id = $9)
+    ORDER BY id LIMIT $8";
+
+const APPEND_AUDIT: &str = "INSERT INTO osb_audit
+    (at_ms, kind, actor, operation, outcome, instance_id, binding_id, record)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+/// $1 before, $2 instance, $3 binding, $4 operation, $5 actor, $6 kind, $7 outcome, $8 since,
+/// $9 limit: newest first.
+const SELECT_AUDIT: &str = "SELECT seq, record FROM osb_audit
+    WHERE ($1::bigint IS NULL OR seq < $1)
+      AND ($2::text IS NULL OR instance_id = $2)
+      AND ($3::text IS NULL OR binding_id = $3)
+      AND ($4::text IS NULL OR operation = $4)
+      AND ($5::text IS NULL OR actor = $5)
+      AND ($6::text IS NULL OR kind = $6)
+      AND ($7::text IS NULL OR outcome = $7)
+      AND ($8::bigint IS NULL OR at_ms >= $8)
+    ORDER BY seq DESC LIMIT $9";
 
 const LOAD_CATALOG: &str =
     "SELECT body, etag, last_modified, fetched_at_ms FROM osb_catalogs WHERE broker = $1";
@@ -549,6 +598,126 @@ impl Store for PostgresStore {
 
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
         self.list(BINDINGS.select_all, &[]).await
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, RoutingError> {
+        let limit = int(limit.clamp(1, super::MAX_PAGE) as u64);
+        let f = filter;
+        self.list(
+            LIST_INSTANCES,
+            &[
+                &after,
+                &f.broker,
+                &f.platform,
+                &f.service_id,
+                &f.plan_id,
+                &f.state,
+                &f.operation,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    async fn list_bindings(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BindingRecord>, RoutingError> {
+        let limit = int(limit.clamp(1, super::MAX_PAGE) as u64);
+        let f = filter;
+        self.list(
+            LIST_BINDINGS,
+            &[
+                &after,
+                &f.broker,
+                &f.platform,
+                &f.service_id,
+                &f.plan_id,
+                &f.state,
+                &f.operation,
+                &limit,
+                &f.instance_id,
+            ],
+        )
+        .await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError> {
+        let context = "append audit record";
+        let at_ms = int(record.at_ms);
+        let (kind, outcome) = (record.kind.as_str(), record.outcome.as_str());
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let json = Json(&record);
+            let rows = query(
+                &client,
+                APPEND_AUDIT,
+                &[
+                    &at_ms,
+                    &kind,
+                    &record.actor,
+                    &record.operation,
+                    &outcome,
+                    &record.instance_id,
+                    &record.binding_id,
+                    &json,
+                ],
+            )
+            .await?;
+            rows.first().map(|row| row.try_get::<_, i64>(0)).transpose()
+        })
+        .await;
+        let seq = self.settle(context, client, answer, CALL_TIMEOUT)?;
+        seq.map(uint)
+            .ok_or_else(|| RoutingError::Store(format!("{context}: no sequence number returned")))
+    }
+
+    async fn audit(&self, query_: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {
+        let context = "read audit records";
+        let q = query_;
+        let before = q.before.map(int);
+        let since = q.since_ms.map(int);
+        let kind = q.kind.map(|k| k.as_str());
+        let outcome = q.outcome.map(|o| o.as_str());
+        let limit = int(q.page_size() as u64);
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(
+                &client,
+                SELECT_AUDIT,
+                &[
+                    &before,
+                    &q.instance_id,
+                    &q.binding_id,
+                    &q.operation,
+                    &q.actor,
+                    &kind,
+                    &outcome,
+                    &since,
+                    &limit,
+                ],
+            )
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let seq: i64 = row.try_get(0)?;
+                    let Json(record): Json<AuditRecord> = row.try_get(1)?;
+                    Ok(AuditRecord {
+                        seq: uint(seq),
+                        ..record
+                    })
+                })
+                .collect::<Result<Vec<_>, PgError>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {

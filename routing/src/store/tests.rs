@@ -10,8 +10,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::testing::{Backend, TestDatabase, TestStore, admin, both_backends};
-use super::{Expect, PostgresStore, RecordRef, Store, StoredCatalog, Swap};
+use super::{Expect, PostgresStore, RecordFilter, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
+use crate::audit::{AuditKind, AuditOutcome, AuditQuery, AuditRecord};
 use crate::registry::{
     BindingRecord, InstanceRecord, Mitigation, Operation, OperationKind, Phase, ResourceState,
 };
@@ -28,6 +29,8 @@ both_backends!(
     heartbeats_list_the_living,
     catalogs_round_trip,
     reopening_keeps_everything,
+    audit_records_are_numbered_and_read_newest_first,
+    inventory_pages_filter_in_id_order,
 );
 
 // === records ===
@@ -733,6 +736,209 @@ async fn reopening_keeps_everything(backend: Backend) {
     store.ping().await.unwrap();
 }
 
+fn audit_record(operation: &str, instance_id: Option<&str>, at_ms: u64) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at_ms,
+        kind: if operation.starts_with("admin.") {
+            AuditKind::Admin
+        } else {
+            AuditKind::Platform
+        },
+        actor: "k8s".into(),
+        user: Some("alice".into()),
+        operation: operation.into(),
+        instance_id: instance_id.map(Into::into),
+        binding_id: None,
+        broker: Some("aws".into()),
+        service_id: Some("gs".into()),
+        plan_id: Some("gp".into()),
+        policy: Some("allow".into()),
+        upstream_status: Some(201),
+        status: 201,
+        outcome: AuditOutcome::Succeeded,
+        error: None,
+        reason: None,
+        request_identity: Some("r-1".into()),
+        duration_ms: 12,
+    }
+}
+
+async fn audit_records_are_numbered_and_read_newest_first(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    assert_eq!(store.audit(&AuditQuery::default()).await.unwrap(), vec![]);
+    let mut written = Vec::new();
+    for n in 0..7u64 {
+        let instance = format!("i{}", n % 3);
+        let operation = if n == 5 { "admin.abandon" } else { "provision" };
+        let record = audit_record(operation, Some(&instance), 1_000 + n);
+        let seq = store.append_audit(record.clone()).await.unwrap();
+        written.push(AuditRecord { seq, ..record });
+    }
+    let seqs: Vec<u64> = written.iter().map(|r| r.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing: {seqs:?}");
+
+    let all = store.audit(&AuditQuery::default()).await.unwrap();
+    let newest_first: Vec<AuditRecord> = written.iter().rev().cloned().collect();
+    assert_eq!(all, newest_first, "records come back as written, seq included");
+
+    // Pages: `before` is the last seq of the previous page.
+    let page = |before: Option<u64>| AuditQuery {
+        before,
+        limit: Some(3),
+        ..AuditQuery::default()
+    };
+    let first = store.audit(&page(None)).await.unwrap();
+    assert_eq!(first, newest_first[..3]);
+    let second = store.audit(&page(first.last().map(|r| r.seq))).await.unwrap();
+    assert_eq!(second, newest_first[3..6]);
+    let third = store.audit(&page(second.last().map(|r| r.seq))).await.unwrap();
+    assert_eq!(third, newest_first[6..]);
+
+    // Filters.
+    let of_i1 = store
+        .audit(&AuditQuery {
+            instance_id: Some("i1".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_i1.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [1_004, 1_001]);
+    let admin = store
+        .audit(&AuditQuery {
+            kind: Some(AuditKind::Admin),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(admin.len(), 1);
+    assert_eq!(admin[0].operation, "admin.abandon");
+    let since = store
+        .audit(&AuditQuery {
+            since_ms: Some(1_005),
+            operation: Some("provision".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [1_006]);
+
+    // The log survives reopening, and numbering goes on.
+    store.quiesce().await;
+    drop(store);
+    let store = place.open().await;
+    let seq = store
+        .append_audit(audit_record("unbind", None, 2_000))
+        .await
+        .unwrap();
+    assert!(seq > *seqs.last().unwrap());
+    assert_eq!(store.audit(&AuditQuery::default()).await.unwrap().len(), 8);
+}
+
+async fn inventory_pages_filter_in_id_order(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    for n in [3, 1, 4, 0, 2] {
+        let mut record = instance(
+            &format!("i{n}"),
+            if n == 4 {
+                orphaned("x")
+            } else {
+                ResourceState::Ready
+            },
+            (n == 2)
+                .then(|| operation(OperationKind::Deprovision, Phase::Accepted))
+                .flatten(),
+        );
+        if n % 2 == 1 {
+            record.broker = "azure".into();
+            record.plan_id = "gp2".into();
+        }
+        put_instance(&*store, record).await;
+    }
+    put_binding(&*store, binding("b2", "i1", ResourceState::Ready, None)).await;
+    put_binding(&*store, binding("b1", "i0", ResourceState::Creating, None)).await;
+    put_binding(&*store, binding("b0", "i1", ResourceState::Ready, None)).await;
+
+    let all = RecordFilter::default();
+    let page = store.list_instances(&all, None, 2).await.unwrap();
+    assert_eq!(ids(&page, |r| &r.instance_id), ["i0", "i1"]);
+    let page = store.list_instances(&all, Some("i1"), 2).await.unwrap();
+    assert_eq!(ids(&page, |r| &r.instance_id), ["i2", "i3"]);
+    let page = store.list_instances(&all, Some("i3"), 2).await.unwrap();
+    assert_eq!(ids(&page, |r| &r.instance_id), ["i4"]);
+    assert!(
+        store
+            .list_instances(&all, Some("i4"), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let filter = |f: fn(&mut RecordFilter)| {
+        let mut filter = RecordFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let list = |filter: RecordFilter| {
+        let store = store.clone();
+        async move {
+            let records = store.list_instances(&filter, None, 100).await.unwrap();
+            records.into_iter().map(|r| r.instance_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(filter(|f| f.broker = Some("azure".into()))).await,
+        ["i1", "i3"]
+    );
+    assert_eq!(
+        list(filter(|f| f.plan_id = Some("gp".into()))).await,
+        ["i0", "i2", "i4"]
+    );
+    assert_eq!(list(filter(|f| f.state = Some("orphaned".into()))).await, ["i4"]);
+    assert_eq!(
+        list(filter(|f| f.state = Some("ready".into()))).await,
+        ["i0", "i1", "i2", "i3"]
+    );
+    assert_eq!(
+        list(filter(|f| f.operation = Some("deprovision".into()))).await,
+        ["i2"]
+    );
+    assert_eq!(
+        list(filter(|f| f.operation = Some("none".into()))).await,
+        ["i0", "i1", "i3", "i4"]
+    );
+    assert_eq!(
+        list(filter(|f| {
+            f.platform = Some("k8s".into());
+            f.service_id = Some("gs".into());
+            f.broker = Some("aws".into());
+        }))
+        .await,
+        ["i0", "i2", "i4"]
+    );
+    assert!(list(filter(|f| f.platform = Some("cf".into()))).await.is_empty());
+
+    let bindings = store.list_bindings(&all, None, 100).await.unwrap();
+    assert_eq!(ids(&bindings, |r| &r.binding_id), ["b0", "b1", "b2"]);
+    let of_i1 = store
+        .list_bindings(&filter(|f| f.instance_id = Some("i1".into())), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&of_i1, |r| &r.binding_id), ["b0"]);
+    let next = store
+        .list_bindings(&filter(|f| f.instance_id = Some("i1".into())), Some("b0"), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&next, |r| &r.binding_id), ["b2"]);
+    let creating = store
+        .list_bindings(&filter(|f| f.state = Some("creating".into())), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&creating, |r| &r.binding_id), ["b1"]);
+}
+
 // === PostgreSQL only: several replicas, a server that fails, the schema ===
 
 async fn postgres_store(place: &TestStore) -> PostgresStore {
@@ -784,7 +990,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let tables: Vec<String> = client
         .query(
             "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'osb\\_%' ORDER BY 1",
@@ -798,6 +1004,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
     assert_eq!(
         tables,
         [
+            "osb_audit",
             "osb_bindings",
             "osb_catalogs",
             "osb_instances",
