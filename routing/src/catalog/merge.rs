@@ -113,6 +113,29 @@ impl RouteTable {
         Some((id.as_str(), self.plans.get(id)?))
     }
 
+    /// Adds the route of a service the catalog guard keeps serving although no broker publishes it
+    /// any more (its held plans get no route: nothing new is provisioned on them). A service
+    /// still routed keeps its route.
+    pub fn add_held_service(&mut self, service: &Service, broker: &str, upstream_service_id: &str) {
+        if self.services.contains_key(&service.id) {
+            return;
+        }
+        self.services.insert(
+            service.id.clone(),
+            ServiceRoute {
+                broker: Arc::from(broker),
+                upstream_service_id: upstream_service_id.to_owned(),
+                name: service.name.clone(),
+                upstream_name: String::new(),
+                bindable: service.bindable(),
+                instances_retrievable: service.flag("instances_retrievable").unwrap_or(false),
+                bindings_retrievable: service.flag("bindings_retrievable").unwrap_or(false),
+                plan_updateable: service.flag("plan_updateable").unwrap_or(false),
+                tags: service.tags(),
+            },
+        );
+    }
+
     /// Number of (services, plans) routed.
     pub fn len(&self) -> (usize, usize) {
         (self.services.len(), self.plans.len())
