@@ -238,6 +238,7 @@ pub async fn explain_offline(
         routes: Arc::new(merged.routes),
         brokers: Vec::new(),
         availability: osb_routing::Availability::Complete,
+        held: Arc::new(Vec::new()),
     };
     let policy = osb_routing::cache::PolicyState::new(Arc::new(policy), 1);
     let healthy = |broker: &str| !unhealthy.iter().any(|u| u == broker);

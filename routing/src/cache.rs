@@ -16,7 +16,14 @@
 //! - **Serialized once per change**: the merged catalog is rendered to bytes with a strong ETag when
 //!   a broker's catalog changes; a refresh that returns the same bytes (or 304) re-merges nothing.
 //!   Per-platform views are cached in moka by platform and rebuilt when the snapshot changes.
+//! - **Guarded**: a merge that would drop a plan with live instances keeps serving it (see
+//!   [`crate::catalog::guard`]) until its instances are gone (re-checked when told that instances
+//!   changed, and every few seconds while anything is held) or an operator confirms the removal.
+//!   The catalog last served is persisted (store key `@served`), so the guard also holds across a
+//!   restart and a configuration change; confirmations are shared through the store
+//!   (`@confirmed`) with every replica. `@` keys are not broker names (those cannot hold `@`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,9 +41,10 @@ use tracing::{info, warn};
 
 use crate::RoutingError;
 use crate::catalog::{
-    BrokerCatalog, Catalog, LogicalTable, RouteTable, Service, Validated, merge, offering_service,
-    validate_catalog,
+    BrokerCatalog, Catalog, HeldPlan, LiveCounts, LivePlan, LogicalTable, RouteTable, Service, Validated,
+    guard, merge, offering_service, removes_plans, validate_catalog,
 };
+use crate::registry::ResourceState;
 use crate::store::{Store, StoredCatalog};
 use crate::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
@@ -107,6 +115,34 @@ pub struct CatalogSnapshot {
     pub routes: Arc<RouteTable>,
     pub brokers: Vec<BrokerStatus>,
     pub availability: Availability,
+    /// Plans served only because the catalog guard holds them (their broker dropped them while
+    /// they have live instances). They have no route: nothing new is provisioned on them.
+    pub held: Arc<Vec<HeldPlan>>,
+}
+
+impl CatalogSnapshot {
+    /// The held plan `plan_id`, if it is one.
+    pub fn held_plan(&self, plan_id: &str) -> Option<&HeldPlan> {
+        self.held.iter().find(|h| h.plan_id == plan_id)
+    }
+}
+
+/// Store key of the catalog last served (what the guard compares the next merge with).
+const SERVED_KEY: &str = "@served";
+/// Store key of the removals operators confirmed (JSON list of plan or service ids).
+const CONFIRMED_KEY: &str = "@confirmed";
+/// How often held plans are re-checked without being told that instances changed.
+const HELD_RECHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// What a publish recomputes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// Broker statuses only (the catalog stays).
+    Status,
+    /// Merge the brokers' catalogs again (one changed), then guard.
+    Merge,
+    /// Guard the last merge again (instances changed, a removal was confirmed).
+    Recheck,
 }
 
 /// The catalog one platform is served: what the policy lets it see, logical offerings included.
@@ -179,6 +215,14 @@ pub struct CatalogCache {
     /// Views served from the cache, and rendered.
     view_hits: AtomicU64,
     view_misses: AtomicU64,
+    /// The last merge, before the guard: what a re-check guards again.
+    last_merged: std::sync::Mutex<Option<(Arc<Catalog>, Arc<RouteTable>)>>,
+    /// The catalog served before this process started (from the store), for the first guard.
+    served_before: std::sync::Mutex<Option<Catalog>>,
+    /// Plan and service ids whose removal an operator confirmed.
+    confirmed: std::sync::Mutex<HashSet<String>>,
+    /// Wakes the re-check of held plans.
+    recheck: Notify,
 }
 
 impl std::fmt::Debug for CatalogCache {
@@ -230,6 +274,14 @@ impl CatalogCache {
             states.push(BrokerState { catalog, status });
         }
         let wake = brokers.iter().map(|_| Notify::new()).collect();
+        let served_before = match store.load_catalog(SERVED_KEY).await {
+            Ok(Some(stored)) => serde_json::from_slice::<Catalog>(&stored.body).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "Could not load the catalog served before; nothing is held across this restart.");
+                None
+            }
+        };
         let cache = CatalogCache {
             brokers,
             separator: settings.catalog.name_separator.clone(),
@@ -243,7 +295,12 @@ impl CatalogCache {
             generation: AtomicU64::new(0),
             view_hits: AtomicU64::new(0),
             view_misses: AtomicU64::new(0),
+            last_merged: std::sync::Mutex::new(None),
+            served_before: std::sync::Mutex::new(served_before),
+            confirmed: std::sync::Mutex::new(HashSet::new()),
+            recheck: Notify::new(),
         };
+        cache.load_confirmed().await;
         cache.publish(&states, None).await;
         *cache.states.lock().await = states;
         Ok(Arc::new(cache))
@@ -339,6 +396,8 @@ impl CatalogCache {
                 tokio::spawn(async move { cache.refresh_loop(index).await })
             })
             .collect();
+        let cache = Arc::clone(self);
+        handles.push(tokio::spawn(async move { cache.recheck_loop().await }));
         let cache = Arc::clone(self);
         handles.push(tokio::spawn(async move {
             tokio::time::sleep_until(cache.grace_deadline).await;
@@ -507,8 +566,16 @@ impl CatalogCache {
     /// Publishes a new snapshot. `changed` names a broker whose catalog changed (re-merge);
     /// `None` keeps the merged catalog and updates statuses only. The first call always merges.
     async fn publish(&self, states: &[BrokerState], changed: Option<usize>) {
+        let mode = if changed.is_some() {
+            Publish::Merge
+        } else {
+            Publish::Status
+        };
+        self.publish_as(states, mode).await;
+    }
+
+    async fn publish_as(&self, states: &[BrokerState], mode: Publish) {
         let previous = self.snapshot.load_full();
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let missing: Vec<String> = states
             .iter()
             .filter(|s| s.catalog.is_none())
@@ -522,36 +589,70 @@ impl CatalogCache {
             Availability::Starting { missing }
         };
         let brokers = states.iter().map(|s| s.status.clone()).collect();
+        let mode = if previous.generation == 0 {
+            Publish::Merge
+        } else {
+            mode
+        };
 
-        let (catalog, body, etag, routes) = if changed.is_none() && previous.generation > 0 {
+        let (catalog, body, etag, routes, held) = if mode == Publish::Status {
             (
                 previous.catalog.clone(),
                 previous.body.clone(),
                 previous.etag.clone(),
                 previous.routes.clone(),
+                previous.held.clone(),
             )
         } else {
-            let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = self
-                .brokers
-                .iter()
-                .cloned()
-                .zip(states.iter().map(|s| s.catalog.clone()))
-                .collect();
-            let separator = self.separator.clone();
-            let built = tokio::task::spawn_blocking(move || build_merged(&held, &separator)).await;
-            match built {
-                Ok(built) => built,
-                Err(e) => {
-                    warn!(error = %e, "Catalog merge failed; keeping the previous catalog.");
-                    (
-                        previous.catalog.clone(),
-                        previous.body.clone(),
-                        previous.etag.clone(),
-                        previous.routes.clone(),
-                    )
-                }
+            let last_merged = self
+                .last_merged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let merged = match (mode, last_merged) {
+                (Publish::Recheck, Some(last)) => Some(last),
+                _ => self.merge(states).await,
+            };
+            let Some((merged, merged_routes)) = merged else {
+                return;
+            };
+            *self
+                .last_merged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((merged.clone(), merged_routes.clone()));
+            let before = if previous.generation == 0 {
+                self.served_before
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .map(Arc::new)
+                    .unwrap_or_else(|| merged.clone())
+            } else {
+                previous.catalog.clone()
+            };
+            let (catalog, routes, held) = self.guard(&before, merged, merged_routes, &previous.held).await;
+            if mode == Publish::Recheck && *held == *previous.held {
+                return;
             }
+            let (body, etag) = if Arc::ptr_eq(&catalog, &previous.catalog) {
+                (previous.body.clone(), previous.etag.clone())
+            } else {
+                let render = catalog.clone();
+                match tokio::task::spawn_blocking(move || serialize(&render)).await {
+                    Ok(rendered) => rendered,
+                    Err(e) => {
+                        warn!(error = %e, "Catalog serialization failed; keeping the previous catalog.");
+                        return;
+                    }
+                }
+            };
+            if body != previous.body {
+                self.save_served(&body).await;
+            }
+            (catalog, body, etag, routes, held)
         };
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.snapshot.store(Arc::new(CatalogSnapshot {
             generation,
             catalog,
@@ -560,8 +661,307 @@ impl CatalogCache {
             routes,
             brokers,
             availability,
+            held,
         }));
     }
+
+    /// Merges the brokers' catalogs (on the blocking pool: a megabyte of OSBA takes a while).
+    async fn merge(&self, states: &[BrokerState]) -> Option<(Arc<Catalog>, Arc<RouteTable>)> {
+        let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = self
+            .brokers
+            .iter()
+            .cloned()
+            .zip(states.iter().map(|s| s.catalog.clone()))
+            .collect();
+        let separator = self.separator.clone();
+        match tokio::task::spawn_blocking(move || build_merged(&held, &separator)).await {
+            Ok(built) => Some(built),
+            Err(e) => {
+                warn!(error = %e, "Catalog merge failed; keeping the previous catalog.");
+                None
+            }
+        }
+    }
+
+    /// The catalog to serve for `merged`: the guard keeps plans of `before` with live instances.
+    async fn guard(
+        &self,
+        before: &Catalog,
+        merged: Arc<Catalog>,
+        routes: Arc<RouteTable>,
+        held_before: &[HeldPlan],
+    ) -> (Arc<Catalog>, Arc<RouteTable>, Arc<Vec<HeldPlan>>) {
+        if !removes_plans(before, &merged) {
+            return (merged, routes, Arc::new(Vec::new()));
+        }
+        let live = match live_plans(self.store.as_ref()).await {
+            Ok(live) => live,
+            Err(e) => {
+                // Cannot tell which removed plans still have instances: keep holding what was held.
+                warn!(error = %e, "Could not count live instances; the catalog guard keeps what it held.");
+                held_before
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.plan_id.clone(),
+                            LivePlan {
+                                instances: h.instances,
+                                broker: h.broker.clone(),
+                                upstream_service_id: String::new(),
+                            },
+                        )
+                    })
+                    .collect()
+            }
+        };
+        self.load_confirmed().await;
+        let confirmed = self.confirmed();
+        let guarded = guard(before, &merged, &live, &confirmed, held_before, now_ms());
+        if guarded.held.is_empty() {
+            return (merged, routes, Arc::new(Vec::new()));
+        }
+        let mut routes = (*routes).clone();
+        for service in &guarded.catalog.services {
+            if routes.service(&service.id).is_some() {
+                continue;
+            }
+            let held = guarded.held.iter().find(|h| h.service_id == service.id);
+            let upstream = held.and_then(|h| live.get(&h.plan_id));
+            if let (Some(held), Some(upstream)) = (held, upstream) {
+                routes.add_held_service(service, &held.broker, &upstream.upstream_service_id);
+            }
+        }
+        for held in &guarded.held {
+            if !held_before.iter().any(|h| h.plan_id == held.plan_id) {
+                warn!(
+                    broker = %held.broker,
+                    service = %held.service_name,
+                    plan = %held.plan_name,
+                    instances = held.instances,
+                    "A catalog change would remove a plan with live instances; still serving it."
+                );
+            }
+        }
+        for released in held_before
+            .iter()
+            .filter(|h| !guarded.held.iter().any(|g| g.plan_id == h.plan_id))
+        {
+            info!(broker = %released.broker, service = %released.service_name, plan = %released.plan_name, "Held plan released.");
+        }
+        (
+            Arc::new(guarded.catalog),
+            Arc::new(routes),
+            Arc::new(guarded.held),
+        )
+    }
+
+    /// Saves the catalog now served (the next start's guard compares with it).
+    async fn save_served(&self, body: &Bytes) {
+        let stored = StoredCatalog {
+            body: body.clone(),
+            validators: Validators::default(),
+            fetched_at_ms: now_ms(),
+        };
+        if let Err(e) = self.store.save_catalog(SERVED_KEY, stored).await {
+            warn!(error = %e, "Could not persist the served catalog; the guard will not hold across a restart.");
+        }
+    }
+
+    /// Adds the confirmations kept in the store (other replicas' included).
+    async fn load_confirmed(&self) {
+        let stored = match self.store.load_catalog(CONFIRMED_KEY).await {
+            Ok(Some(stored)) => serde_json::from_slice::<Vec<String>>(&stored.body).unwrap_or_default(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                warn!(error = %e, "Could not load confirmed catalog removals.");
+                return;
+            }
+        };
+        self.confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(stored);
+    }
+
+    /// Plan and service ids whose removal an operator confirmed.
+    pub fn confirmed(&self) -> HashSet<String> {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Confirms the removal of held plans: those with these plan or service ids, or every held
+    /// plan for `None`. They leave the served catalog at once (instances on them keep routing by
+    /// the registry). Returns the plans released.
+    ///
+    /// # Errors
+    /// The confirmation could not be saved in the store (nothing changed).
+    pub async fn confirm_removal(&self, ids: Option<&[String]>) -> Result<Vec<HeldPlan>, RoutingError> {
+        let states = self.states.lock().await;
+        let snapshot = self.snapshot();
+        let released: Vec<HeldPlan> = snapshot
+            .held
+            .iter()
+            .filter(|h| ids.is_none_or(|ids| ids.iter().any(|id| *id == h.plan_id || *id == h.service_id)))
+            .cloned()
+            .collect();
+        if released.is_empty() {
+            return Ok(released);
+        }
+        let mut confirmed = self.confirmed();
+        confirmed.extend(released.iter().map(|h| h.plan_id.clone()));
+        // Forget confirmations of plans published again (a later removal is guarded anew).
+        let merged = self
+            .last_merged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((merged, _)) = merged {
+            let published: HashSet<&str> = merged
+                .services
+                .iter()
+                .flat_map(|s| std::iter::once(s.id.as_str()).chain(s.plans.iter().map(|p| p.id.as_str())))
+                .collect();
+            confirmed.retain(|id| !published.contains(id.as_str()));
+        }
+        let mut list: Vec<&String> = confirmed.iter().collect();
+        list.sort();
+        let body = serde_json::to_vec(&list).map_err(|e| RoutingError::Store(format!("encode: {e}")))?;
+        self.store
+            .save_catalog(
+                CONFIRMED_KEY,
+                StoredCatalog {
+                    body: Bytes::from(body),
+                    validators: Validators::default(),
+                    fetched_at_ms: now_ms(),
+                },
+            )
+            .await?;
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = confirmed;
+        self.publish_as(&states, Publish::Recheck).await;
+        Ok(released)
+    }
+
+    /// Tells the guard that instances may have gone (a deprovision finished, an instance was
+    /// abandoned): held plans are re-checked soon.
+    pub fn instances_changed(&self) {
+        if !self.snapshot.load().held.is_empty() {
+            self.recheck.notify_one();
+        }
+    }
+
+    /// Re-checks held plans now (and returns once the new snapshot is published).
+    pub async fn recheck_held(&self) {
+        if self.snapshot.load().held.is_empty() {
+            return;
+        }
+        let states = self.states.lock().await;
+        self.publish_as(&states, Publish::Recheck).await;
+    }
+
+    async fn recheck_loop(&self) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(HELD_RECHECK_EVERY) => {}
+                () = self.recheck.notified() => {}
+            }
+            self.recheck_held().await;
+        }
+    }
+
+    /// Every broker's catalog fetched now (not applied, not persisted) and merged as the gateway
+    /// would: what a refresh would change (the operators' dry run). A broker that cannot be
+    /// fetched contributes the catalog in use; its error is returned beside the merge.
+    pub async fn candidate(&self) -> (Catalog, Vec<(String, String)>) {
+        let held: Vec<Option<Arc<HeldCatalog>>> = {
+            let states = self.states.lock().await;
+            states.iter().map(|s| s.catalog.clone()).collect()
+        };
+        let mut errors = Vec::new();
+        let mut fetched: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = Vec::new();
+        for (broker, held) in self.brokers.iter().zip(held) {
+            let call = CallHeaders {
+                request_identity: uuid::Uuid::new_v4().to_string(),
+                operation: "catalog",
+                ..CallHeaders::default()
+            };
+            let fresh = match broker.fetch_catalog(&Validators::default(), &call).await {
+                Ok(CatalogFetch::Fetched { body, validators }) => {
+                    match validate_catalog(broker.name(), &body) {
+                        Ok(validated) => Some(Arc::new(HeldCatalog {
+                            validated,
+                            validators,
+                            digest: Sha256::digest(&body).into(),
+                        })),
+                        Err(e) => {
+                            errors.push((broker.name().to_owned(), error_chain(&e)));
+                            None
+                        }
+                    }
+                }
+                Ok(CatalogFetch::NotModified) => None,
+                Err(e) => {
+                    errors.push((broker.name().to_owned(), error_chain(&e)));
+                    None
+                }
+            };
+            fetched.push((broker.clone(), fresh.or(held)));
+        }
+        let separator = self.separator.clone();
+        let merged = tokio::task::spawn_blocking(move || build_merged(&fetched, &separator)).await;
+        match merged {
+            Ok((catalog, _)) => (Arc::unwrap_or_clone(catalog), errors),
+            Err(e) => {
+                errors.push(("gateway".to_owned(), format!("merge failed: {e}")));
+                (Catalog::default(), errors)
+            }
+        }
+    }
+
+    /// Live (not orphaned) instances per gateway plan and service id.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn live_counts(&self) -> Result<LiveCounts, RoutingError> {
+        let mut counts = LiveCounts::default();
+        for record in self.store.instances().await? {
+            if matches!(record.state, ResourceState::Orphaned(_)) {
+                continue;
+            }
+            *counts.plans.entry(record.plan_id).or_default() += 1;
+            *counts.services.entry(record.service_id).or_default() += 1;
+        }
+        Ok(counts)
+    }
+}
+
+/// Live (not orphaned) instances per gateway plan id, with where they live.
+async fn live_plans(store: &dyn Store) -> Result<HashMap<String, LivePlan>, RoutingError> {
+    let mut live: HashMap<String, LivePlan> = HashMap::new();
+    for record in store.instances().await? {
+        if matches!(record.state, ResourceState::Orphaned(_)) {
+            continue;
+        }
+        let entry = live.entry(record.plan_id).or_insert_with(|| LivePlan {
+            instances: 0,
+            broker: record.broker,
+            upstream_service_id: record.upstream_service_id,
+        });
+        entry.instances += 1;
+    }
+    Ok(live)
+}
+
+/// A catalog's bytes and their strong ETag.
+fn serialize(catalog: &Catalog) -> (Bytes, String) {
+    // Serializing a `Catalog` of JSON values cannot fail; an empty body would be caught by tests.
+    let body = Bytes::from(serde_json::to_vec(catalog).unwrap_or_default());
+    let etag = strong_etag(&body);
+    (body, etag)
 }
 
 /// What `platform` sees: each plan the policy shows it (a service with no visible plan is left out),
@@ -629,11 +1029,11 @@ fn render(platform: &str, snapshot: &CatalogSnapshot, policy: &PolicyState) -> C
     }
 }
 
-/// Merges, logs what the merge dropped or warns about, and serializes.
+/// Merges and logs what the merge dropped or warns about.
 fn build_merged(
     held: &[(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)],
     separator: &str,
-) -> (Arc<Catalog>, Bytes, String, Arc<RouteTable>) {
+) -> (Arc<Catalog>, Arc<RouteTable>) {
     let inputs: Vec<BrokerCatalog<'_>> = held
         .iter()
         .filter_map(|(broker, catalog)| {
@@ -650,10 +1050,7 @@ fn build_merged(
     for w in &merged.warnings {
         warn!(broker = %w.broker, service = %w.service, warning = %w.message, "Catalog entry some platforms will reject.");
     }
-    // Serializing a `Catalog` of JSON values cannot fail; an empty body would be caught by tests.
-    let body = Bytes::from(serde_json::to_vec(&merged.catalog).unwrap_or_default());
-    let etag = strong_etag(&body);
-    (Arc::new(merged.catalog), body, etag, Arc::new(merged.routes))
+    (Arc::new(merged.catalog), Arc::new(merged.routes))
 }
 
 async fn load_persisted(store: &dyn Store, broker: &str) -> Option<(HeldCatalog, u64)> {
@@ -699,6 +1096,7 @@ fn empty_snapshot() -> CatalogSnapshot {
         routes: Arc::new(RouteTable::default()),
         brokers: Vec::new(),
         availability: Availability::Starting { missing: Vec::new() },
+        held: Arc::new(Vec::new()),
     }
 }
 

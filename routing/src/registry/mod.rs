@@ -10,7 +10,9 @@
 //!    becomes `Orphaned` and the mitigation worker deletes it upstream until 200/410.
 //!
 //! `last_operation` answers update the records (`observe_*`). [`Registry::recover`] resolves the
-//! intents a crash left behind. Decisions are made on the *current* record inside a
+//! intents a crash left behind. Operators add what was created before the gateway
+//! ([`Registry::adopt`]) and remove what is stuck ([`Registry::abandon_instance`],
+//! [`Registry::abandon_binding`]). Decisions are made on the *current* record inside a
 //! compare-and-swap loop, so concurrent requests on one id never overwrite each other.
 
 mod record;
@@ -95,6 +97,15 @@ pub struct NewBinding {
     pub instance_id: String,
     pub platform: String,
     pub fingerprint: String,
+}
+
+/// What [`Registry::adopt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adopted {
+    /// A new record, ready.
+    Created(InstanceRecord),
+    /// The same instance was already recorded (same platform, broker and upstream ids): kept as is.
+    Existing(InstanceRecord),
 }
 
 /// A change decided on the current record.
@@ -985,6 +996,105 @@ impl Registry {
                     binding_id,
                     "Registry write raced another request; deciding again."
                 ),
+            }
+        }
+    }
+
+    // === operators ===
+
+    /// Records an instance that was created directly at its upstream broker (before the gateway
+    /// existed), ready and with no operation in flight, so that `new.platform` manages it through
+    /// the gateway from now on. Adopting the same instance again changes nothing.
+    ///
+    /// # Errors
+    /// [`RoutingError::Conflict`] when the id is recorded with another owner, broker or upstream
+    /// ids; a store failure.
+    pub async fn adopt(&self, new: &NewInstance) -> Result<Adopted, RoutingError> {
+        loop {
+            if let Some(current) = self.store.instance(&new.instance_id).await? {
+                let same = current.platform == new.platform
+                    && current.broker == new.broker
+                    && current.upstream_service_id == new.upstream_service_id
+                    && current.upstream_plan_id == new.upstream_plan_id;
+                return if same {
+                    Ok(Adopted::Existing(current))
+                } else {
+                    Err(RoutingError::Conflict(format!(
+                        "instance {} is already recorded for platform {} on broker {}",
+                        new.instance_id, current.platform, current.broker
+                    )))
+                };
+            }
+            let now = now_ms();
+            let record = InstanceRecord {
+                instance_id: new.instance_id.clone(),
+                platform: new.platform.clone(),
+                broker: new.broker.clone(),
+                service_id: new.service_id.clone(),
+                plan_id: new.plan_id.clone(),
+                upstream_service_id: new.upstream_service_id.clone(),
+                upstream_plan_id: new.upstream_plan_id.clone(),
+                fingerprint: new.fingerprint.clone(),
+                context: new.context.clone(),
+                state: ResourceState::Ready,
+                operation: None,
+                created_ms: now,
+                updated_ms: now,
+                version: 0,
+            };
+            match self
+                .store
+                .swap_instance(&new.instance_id, Expect::Absent, Some(record))
+                .await?
+            {
+                Swap::Written(record) => return Ok(Adopted::Created(record)),
+                Swap::Conflict | Swap::Deleted => continue,
+            }
+        }
+    }
+
+    /// Removes an instance and its bindings from the registry whatever their state (stuck in an
+    /// operation, orphaned and failing mitigation): the gateway forgets them, nothing is sent
+    /// upstream. Returns what was removed, `None` when there was no such instance.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn abandon_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<(InstanceRecord, Vec<BindingRecord>)>, RoutingError> {
+        loop {
+            let Some(current) = self.store.instance(instance_id).await? else {
+                return Ok(None);
+            };
+            let bindings = self.store.bindings_of(instance_id).await?;
+            match self
+                .store
+                .swap_instance(instance_id, Expect::Version(current.version), None)
+                .await?
+            {
+                Swap::Deleted => return Ok(Some((current, bindings))),
+                Swap::Conflict | Swap::Written(_) => continue,
+            }
+        }
+    }
+
+    /// As [`Registry::abandon_instance`], for one binding.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn abandon_binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
+        loop {
+            let Some(current) = self.store.binding(binding_id).await? else {
+                return Ok(None);
+            };
+            match self
+                .store
+                .swap_binding(binding_id, Expect::Version(current.version), None)
+                .await?
+            {
+                Swap::Deleted => return Ok(Some(current)),
+                Swap::Conflict | Swap::Written(_) => continue,
             }
         }
     }

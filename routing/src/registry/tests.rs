@@ -12,6 +12,8 @@ both_backends!(
     updates_apply_the_plan_only_on_success,
     bindings_follow_their_instance,
     recovery_orphans_unfinished_creates_and_idles_the_rest,
+    adopted_instances_are_ready_and_adopting_twice_is_harmless,
+    abandoning_forgets_whatever_state,
 );
 
 /// A registry on a fresh store of `backend`; the store's place lives as long as the second value.
@@ -342,4 +344,91 @@ async fn recovery_orphans_unfinished_creates_and_idles_the_rest(backend: Backend
         "acknowledged 202s are left for polling"
     );
     assert!(registry.store().pending().await.unwrap().is_empty());
+}
+
+async fn adopted_instances_are_ready_and_adopting_twice_is_harmless(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
+    let new = new_instance("adopted", "k8s", "f");
+    let Adopted::Created(record) = registry.adopt(&new).await.unwrap() else {
+        panic!("not created");
+    };
+    assert_eq!(
+        (record.state.clone(), record.operation.clone()),
+        (ResourceState::Ready, None)
+    );
+    assert_eq!(
+        registry.instance_for("adopted", "k8s").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        registry.adopt(&new).await.unwrap(),
+        Adopted::Existing(record.clone())
+    );
+    let mut elsewhere = new_instance("adopted", "cf", "f");
+    elsewhere.broker = "azure".into();
+    assert!(matches!(
+        registry.adopt(&elsewhere).await,
+        Err(RoutingError::Conflict(_))
+    ));
+    // It is managed like any other: deprovision through the registry.
+    let admission = registry.begin_deprovision("adopted", "k8s", "d").await.unwrap();
+    registry
+        .finish_deprovision(&admission, &Outcome::Done)
+        .await
+        .unwrap();
+    assert_eq!(registry.store().instance("adopted").await.unwrap(), None);
+}
+
+async fn abandoning_forgets_whatever_state(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
+    // Stuck in a deprovision the upstream keeps failing, with a binding.
+    provisioned(&registry, "stuck").await;
+    let bind = registry
+        .begin_bind(&NewBinding {
+            binding_id: "b1".into(),
+            instance_id: "stuck".into(),
+            platform: "k8s".into(),
+            fingerprint: "f".into(),
+        })
+        .await
+        .unwrap();
+    registry.finish_bind(&bind, &Outcome::Done).await.unwrap();
+    registry.begin_deprovision("stuck", "k8s", "d").await.unwrap();
+    let (instance, bindings) = registry.abandon_instance("stuck").await.unwrap().unwrap();
+    assert_eq!(instance.instance_id, "stuck");
+    assert_eq!(
+        bindings.iter().map(|b| b.binding_id.as_str()).collect::<Vec<_>>(),
+        ["b1"]
+    );
+    assert_eq!(registry.store().instance("stuck").await.unwrap(), None);
+    assert_eq!(registry.store().binding("b1").await.unwrap(), None);
+    assert!(registry.store().pending().await.unwrap().is_empty());
+    assert_eq!(registry.abandon_instance("stuck").await.unwrap(), None);
+
+    // An orphan the mitigation worker cannot get rid of.
+    let admission = registry
+        .begin_provision(&new_instance("orphan", "k8s", "f"))
+        .await
+        .unwrap();
+    registry.finish_provision(&admission, &failed()).await.unwrap();
+    assert_eq!(registry.store().orphans().await.unwrap().len(), 1);
+    registry.abandon_instance("orphan").await.unwrap().unwrap();
+    assert!(registry.store().orphans().await.unwrap().is_empty());
+
+    // One binding alone.
+    provisioned(&registry, "i2").await;
+    let bind = registry
+        .begin_bind(&NewBinding {
+            binding_id: "b2".into(),
+            instance_id: "i2".into(),
+            platform: "k8s".into(),
+            fingerprint: "f".into(),
+        })
+        .await
+        .unwrap();
+    registry.finish_bind(&bind, &failed()).await.unwrap();
+    let removed = registry.abandon_binding("b2").await.unwrap().unwrap();
+    assert!(matches!(removed.state, ResourceState::Orphaned(_)));
+    assert_eq!(registry.abandon_binding("b2").await.unwrap(), None);
+    assert!(registry.store().instance("i2").await.unwrap().is_some());
 }
