@@ -39,6 +39,17 @@ pub struct RawSettings {
     /// Traces (OpenTelemetry). The standard `OTEL_*` variables win over these keys.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// The audit log (kept in the store; optionally also exported as JSON lines).
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// `audit:` the audit log of platform calls and operator actions.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAudit {
+    /// File every audit record is also appended to, one JSON object per line (relative to the
+    /// config file). Optional: the records are always kept in the store.
+    pub jsonl_path: Option<String>,
 }
 
 /// `telemetry:` trace export.

@@ -54,6 +54,15 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// The audit log.
+    pub audit: AuditSettings,
+}
+
+/// The audit log: always kept in the store; optionally exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// A file every record is also appended to as one JSON line.
+    pub jsonl_path: Option<PathBuf>,
 }
 
 /// Trace export (OpenTelemetry over OTLP/HTTP).

@@ -268,6 +268,16 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         },
     };
 
+    let audit = AuditSettings {
+        jsonl_path: raw.audit.jsonl_path.as_deref().and_then(|file| {
+            if file.trim().is_empty() {
+                c.problem("audit.jsonl_path", "must not be empty");
+                return None;
+            }
+            Some(resolve(&context.base_dir, file))
+        }),
+    };
+
     match (listen, c.problems.is_empty()) {
         (Some(listen), true) => Ok((
             Settings {
@@ -282,6 +292,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
                 shutdown_grace,
                 max_body_bytes,
                 telemetry,
+                audit,
             },
             c.warnings,
         )),

@@ -106,6 +106,31 @@ fn problem_from_the_environment_names_the_variable() {
     );
 }
 
+/// Found by the `config` fuzz target: a huge list index made the `config` crate try to allocate
+/// the whole list and abort the process. Now it is a problem naming the variable.
+#[test]
+fn huge_list_indexes_in_the_environment_are_problems_not_aborts() {
+    for (var, index) in [
+        ("OSB_GATEWAY__BROKERS__4000000000__URL", "4000000000"),
+        ("OSB_GATEWAY__PLATFORMS__99999999999999999999__NAME", "beyond u64"),
+        ("OSB_GATEWAY__BROKERS__0__RENAME__1024", "1024"),
+    ] {
+        let p = problems(GOOD, &env(&[("AZURE_PW", "pw"), (var, "x")]));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with(&format!("${var}: ")), "{p:?}");
+        assert!(
+            p[0].ends_with(&format!("list index {index} is too large (at most 1023)")),
+            "{p:?}"
+        );
+    }
+    // The largest allowed index still loads (as an incomplete entry, reported as such).
+    let e = env(&[
+        ("AZURE_PW", "pw"),
+        ("OSB_GATEWAY__BROKERS__1023__URL", "http://b"),
+    ]);
+    assert!(load(GOOD, &e).is_err());
+}
+
 #[test]
 fn every_unknown_key_is_reported_with_its_path() {
     let text = GOOD
@@ -320,4 +345,24 @@ fn postgres_store_takes_a_postgres_url_and_never_prints_it() {
     assert_eq!(p, vec!["gw.yaml: store.url: required with kind: postgres"]);
     let p = problems(&with_store(&format!("  url: {url}\n")), &e);
     assert_eq!(p, vec!["gw.yaml: store.url: only used with kind: postgres"]);
+}
+
+#[test]
+fn audit_export_path_is_relative_to_the_config_file() {
+    let loaded = load(GOOD, &env(&[("AZURE_PW", "pw")])).unwrap();
+    assert_eq!(loaded.settings.audit.jsonl_path, None);
+    let text = format!("{GOOD}audit:\n  jsonl_path: audit/osb.jsonl\n");
+    let loaded = load(&text, &env(&[("AZURE_PW", "pw")])).unwrap();
+    assert_eq!(
+        loaded.settings.audit.jsonl_path.as_deref(),
+        Some(Path::new("/etc/osb/audit/osb.jsonl"))
+    );
+    let text = format!("{GOOD}audit:\n  jsonl_path: \"\"\n  keep_days: 3\n");
+    assert_eq!(
+        problems(&text, &env(&[("AZURE_PW", "pw")])),
+        [
+            "gw.yaml: audit.keep_days: unknown key",
+            "gw.yaml: audit.jsonl_path: must not be empty"
+        ]
+    );
 }
