@@ -77,8 +77,9 @@ struct OperationLabel {
 }
 
 fn latency_buckets() -> Histogram {
-    // 0.25 ms … 8 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+    // 0.25 ms … 33 s: above the longest default upstream timeout, so slow calls still land in a
+    // bucket of their own rather than only in +Inf.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
 }
 
 /// Every metric the gateway exposes.
@@ -189,12 +190,16 @@ impl Metrics {
             "Policy decisions by outcome",
             decisions.clone(),
         );
-        let reloads = Family::default();
+        let reloads: Family<OutcomeLabel, Counter> = Family::default();
         registry.register(
             "osb_gateway_policy_reloads",
             "Policy file reloads by outcome",
             reloads.clone(),
         );
+        // Both series exist from the start at 0, so `increase()` sees the first failed reload.
+        for outcome in ["ok", "error"] {
+            drop(reloads.get_or_create(&OutcomeLabel { outcome }));
+        }
         let registry_latency =
             Family::<OperationLabel, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
         registry.register_with_unit(
