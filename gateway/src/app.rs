@@ -32,6 +32,8 @@ pub struct AppState {
     pub schemas: SchemaCache,
     pub metrics: Arc<Metrics>,
     pub limiters: Limiters,
+    /// The audit log (platform calls, operator actions).
+    pub audit: crate::audit::AuditLog,
 }
 
 impl AppState {
@@ -156,10 +158,11 @@ pub fn build_osb_app(
         )
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
-        // As a request meets them: request identity → authenticate → rate limit → API version → handler.
-        // (actix runs `.wrap` layers in reverse order of registration.)
+        // As a request meets them: request identity → authenticate → audit → rate limit → API
+        // version → handler. (actix runs `.wrap` layers in reverse order of registration.)
         .wrap(from_fn(middleware::require_api_version))
         .wrap(from_fn(middleware::rate_limit))
+        .wrap(from_fn(crate::audit::record_calls))
         .wrap(from_fn(middleware::authenticate))
         .wrap(from_fn(middleware::request_identity))
         .configure(handlers::configure)

@@ -109,6 +109,12 @@ impl Decider<'_> {
         }
         let routes = &self.snapshot.routes;
         let Some(route) = routes.plan(plan_id) else {
+            if let Some(held) = self.snapshot.held_plan(plan_id) {
+                return Err(ApiError::BadRequest(format!(
+                    "plan_id {plan_id} was removed by broker {}; it is served only for its existing instances",
+                    held.broker
+                )));
+            }
             return Err(ApiError::BadRequest(format!("unknown plan_id {plan_id}")));
         };
         if route.service_id != service_id {

@@ -10,6 +10,7 @@
 //! | bad header/body/query/id, unknown plan | 400 | —                     |
 //! | unsupported API version      | 412    | —                      |
 //! | authentication failed        | 401    | — (+ `WWW-Authenticate`) |
+//! | admin credentials missing (admin API) | 401 | — (+ `WWW-Authenticate`, admin realm) |
 //! | id exists with other attributes / owner | 409 | —                 |
 //! | operation in flight          | 422    | `ConcurrencyError`     |
 //! | no such instance/binding (read, update, bind) | 404 | —           |
@@ -49,6 +50,10 @@ pub enum ApiError {
     /// No or wrong credentials. `bearer` says whether bearer tokens are accepted too.
     #[error("authentication required")]
     Unauthorized { bearer: bool },
+
+    /// The admin API's credentials are missing or wrong.
+    #[error("admin credentials required")]
+    AdminUnauthorized,
 
     /// A broker's first catalog is not in yet (start-up).
     #[error("{0}; retry shortly")]
@@ -162,6 +167,26 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// A short CamelCase name of what went wrong, for the audit log: the OSB code where there is
+    /// one, else the kind of refusal (`BadRequest`, `Conflict`, `NotFound`, …). Never a message.
+    pub fn code(&self) -> &'static str {
+        if let Some(code) = self.osb_code() {
+            return code;
+        }
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::UnsupportedVersion(_) => "UnsupportedVersion",
+            ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => "Unauthorized",
+            ApiError::NoRoute { .. } => "NoRoute",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::Gone(_) => "Gone",
+            ApiError::Startup(_) | ApiError::Internal(_) => "Internal",
+            _ => "Error",
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -169,7 +194,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedVersion(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::CatalogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoRoute { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -205,6 +230,12 @@ impl ResponseError for ApiError {
                     r#"Basic realm="osb-gateway""#
                 };
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+            }
+            ApiError::AdminUnauthorized => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="osb-gateway-admin""#),
+                ));
             }
             ApiError::CatalogUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));

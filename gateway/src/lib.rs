@@ -12,10 +12,14 @@
 //!   classified and mapped back; [`admin`]: health, readiness, broker status.
 //! - [`error`]: `ApiError`, the one place errors become OSB JSON.
 //! - [`auth`]: platform credentials. [`telemetry`]: logging setup.
+//! - [`audit`]: the audit log (platform calls and operator actions); [`admin_cli`]: the
+//!   `osb-gateway admin …` client of the admin API.
 //! - [`check`]: `check-config`; [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod decide;
@@ -132,6 +136,8 @@ pub async fn serve(
     )?;
     background.push(policy_file.spawn_watcher());
 
+    let audit = audit::AuditLog::open(&settings.audit, store.clone(), metrics.clone())
+        .map_err(|e| startup("audit.jsonl_path", &e))?;
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         platforms: Platforms::new(&settings.platforms),
@@ -141,6 +147,7 @@ pub async fn serve(
         schemas: decide::schema_cache(),
         metrics,
         limiters: limits::Limiters::new(&settings),
+        audit,
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let grace = settings.shutdown_grace.as_secs();

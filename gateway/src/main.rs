@@ -1,4 +1,5 @@
-//! The `osb-gateway` command: `serve`, `check-config`, `catalog`, `demo`.
+//! The `osb-gateway` command: `serve`, `check-config`, `catalog`, `explain`, `demo`, and `admin …`
+//! (the operators' client of the admin API, see `admin_cli`).
 //!
 //! Exit status: 0 on success, 64 (EX_USAGE) for a configuration with problems (each printed as
 //! `FILE: key.path: message`), 1 for a failure at run time.
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use osb_gateway::telemetry::{self, LogFormat};
-use osb_gateway::{Listeners, check, demo, serve, shutdown_signal};
+use osb_gateway::{Listeners, admin_cli, check, demo, serve, shutdown_signal};
 
 /// Exit status for a configuration with problems (sysexits EX_USAGE).
 const EX_CONFIG: u8 = 64;
@@ -67,6 +68,9 @@ enum Command {
     },
     /// Run the gateway with three built-in demo brokers serving the real OSBA, AWS and GCP catalogs.
     Demo(demo::DemoArgs),
+    /// Operate a running gateway through its admin API: health, inventory, catalog diff and
+    /// guard, adopt, abandon, audit log.
+    Admin(Box<admin_cli::AdminArgs>),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
                 request,
                 unhealthy,
             } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
+            Command::Admin(args) => admin_cli::run(*args, &env).await,
             Command::Demo(args) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

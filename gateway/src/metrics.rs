@@ -76,6 +76,12 @@ struct OperationLabel {
     operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
 fn latency_buckets() -> Histogram {
     // 0.25 ms … 33 s: above the longest default upstream timeout, so slow calls still land in a
     // bucket of their own rather than only in +Inf.
@@ -100,6 +106,9 @@ pub struct Metrics {
     instances: Family<BrokerLabel, Gauge>,
     bindings: Family<BrokerLabel, Gauge>,
     mitigation_queue: Gauge,
+    held: Family<BrokerLabel, Gauge>,
+    audit_records: Family<AuditLabels, Counter>,
+    audit_failures: Counter,
     /// Running totals already added, per (broker, outcome) (and the catalog views): the catalog
     /// keeps cumulative counts, Prometheus counters take increments.
     refreshes_seen: Mutex<HashMap<(String, &'static str), u64>>,
@@ -226,6 +235,24 @@ impl Metrics {
             "Orphans waiting to be deleted upstream",
             mitigation_queue.clone(),
         );
+        let held = Family::default();
+        registry.register(
+            "osb_gateway_catalog_held_entries",
+            "Plans served only because the catalog guard holds them (removed upstream, live instances)",
+            held.clone(),
+        );
+        let audit_records = Family::default();
+        registry.register(
+            "osb_gateway_audit_records",
+            "Audit records appended, by kind and outcome",
+            audit_records.clone(),
+        );
+        let audit_failures = Counter::default();
+        registry.register(
+            "osb_gateway_audit_write_failures",
+            "Audit records the store or the export file refused",
+            audit_failures.clone(),
+        );
         Metrics {
             registry,
             server,
@@ -243,6 +270,9 @@ impl Metrics {
             instances,
             bindings,
             mitigation_queue,
+            held,
+            audit_records,
+            audit_failures,
             refreshes_seen: Mutex::new(HashMap::new()),
             registry_counted: Mutex::new(None),
         }
@@ -309,6 +339,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// An audit record was appended.
+    pub fn audit_recorded(&self, kind: &'static str, outcome: &'static str) {
+        self.audit_records
+            .get_or_create(&AuditLabels { kind, outcome })
+            .inc();
+    }
+
+    /// An audit record could not be written.
+    pub fn audit_failure(&self) {
+        self.audit_failures.inc();
+    }
+
     /// The exposition, after reading the values kept elsewhere.
     pub async fn render(&self, catalog: &CatalogCache, ownership: &OwnershipRegistry) -> String {
         self.collect_catalog(catalog);
@@ -336,10 +378,25 @@ impl Metrics {
                 .get_or_create(&ResultLabel { result })
                 .inc_by(total.saturating_sub(before));
         }
+        // Held plans of a broker no longer configured count too.
+        for held in snapshot.held.iter() {
+            if !snapshot.brokers.iter().any(|b| b.name == held.broker) {
+                let n = snapshot.held.iter().filter(|h| h.broker == held.broker).count();
+                self.held
+                    .get_or_create(&BrokerLabel {
+                        broker: held.broker.clone(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
         for status in &snapshot.brokers {
             let broker = BrokerLabel {
                 broker: status.name.clone(),
             };
+            let held = snapshot.held.iter().filter(|h| h.broker == status.name).count();
+            self.held
+                .get_or_create(&broker)
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
             let age = status
                 .fetched_at_ms
                 .map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0);

@@ -4,7 +4,8 @@
 //! 1. [`request_identity`]: takes `X-Broker-API-Request-Identity` or mints one, keeps the
 //!    originating identity for forwarding, opens the request span, echoes the identity on every
 //!    answer (errors included).
-//! 2. [`authenticate`]: which platform is calling; 401 otherwise.
+//! 2. [`authenticate`]: which platform is calling; 401 otherwise. (Then `audit::record_calls`
+//!    records each mutating call once answered: see `audit.rs`.)
 //! 3. [`rate_limit`]: the platform's quota (catalog reads and other calls apart); 429 otherwise.
 //! 4. [`require_api_version`]: `X-Broker-API-Version: 2.x`; 412 otherwise.
 
@@ -12,7 +13,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError, web};
+use actix_web::{Error, HttpMessage, web};
 use osb_routing::headers;
 use tracing::Instrument;
 
@@ -135,8 +136,10 @@ pub async fn request_identity(
 }
 
 /// Answers `req` with `error` (logged and mapped in `error.rs`) instead of calling the next stage.
+/// The error stays attached to the answer (the audit log reads its code).
 fn refuse<B>(req: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
-    req.into_response(error.error_response()).map_into_right_body()
+    req.into_response(actix_web::HttpResponse::from_error(error))
+        .map_into_right_body()
 }
 
 /// Stage 2: authenticate the platform.

@@ -1,18 +1,35 @@
 //! The admin listener: liveness, readiness, the brokers' catalog health, registry counts, the policy
-//! (status, reload, explain).
+//! (status, reload, explain), and the operators' levers in the submodules.
 //!
 //! `/healthz` and `/readyz` are open (Kubernetes probes); `/admin/*` needs the admin credentials when
 //! they are configured. Readiness follows the catalog: not ready while start-up waits for a broker's
 //! first catalog.
+//!
+//! # Layout
+//! - here: probes, metrics, `/admin/brokers` (health), `/admin/registry` (counts), policy, explain,
+//!   refresh; [`Operator`], who is acting (admin user, and the person named by the client).
+//! - [`inventory`]: instances and bindings, paged and filtered; one record with its history.
+//! - [`catalog`]: the served catalog and what the guard holds, the dry-run diff, confirmations.
+//! - [`operations`]: adopt instances created before the gateway; abandon what is stuck.
+//! - [`audit`]: reading the audit log (JSON pages or JSON lines).
+//!
+//! Every operator action is recorded in the audit log with who did it and why.
+
+pub mod audit;
+pub mod catalog;
+pub mod inventory;
+pub mod operations;
 
 use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use osb_routing::Availability;
+use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::error::ApiError;
 use crate::explain::ExplainRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,7 +42,97 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/policy/reload", web::post().to(policy_reload))
         .route("/admin/explain", web::post().to(explain))
         .route("/admin/brokers/refresh", web::post().to(refresh_all))
-        .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one));
+        .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one))
+        .route("/admin/instances", web::get().to(inventory::instances))
+        .route("/admin/instances/adopt", web::post().to(operations::adopt))
+        .route("/admin/instances/{id}", web::get().to(inventory::instance))
+        .route(
+            "/admin/instances/{id}/abandon",
+            web::post().to(operations::abandon_instance),
+        )
+        .route("/admin/bindings", web::get().to(inventory::bindings))
+        .route("/admin/bindings/{id}", web::get().to(inventory::binding))
+        .route(
+            "/admin/bindings/{id}/abandon",
+            web::post().to(operations::abandon_binding),
+        )
+        .route("/admin/catalog", web::get().to(catalog::served))
+        .route("/admin/catalog/diff", web::get().to(catalog::diff_upstream))
+        .route("/admin/catalog/diff", web::post().to(catalog::diff_given))
+        .route("/admin/catalog/confirm", web::post().to(catalog::confirm))
+        .route("/admin/audit", web::get().to(audit::read));
+}
+
+/// Who is acting on the admin API: the admin user (`anonymous` when the API is open) and the
+/// person the client names in [`crate::audit::OPERATOR_HEADER`] (`osb-gateway admin --as`).
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub actor: String,
+    pub user: Option<String>,
+}
+
+impl Operator {
+    /// The operator of `req`, once the admin credentials are checked.
+    ///
+    /// # Errors
+    /// [`ApiError::AdminUnauthorized`] without the admin credentials.
+    pub fn of(req: &HttpRequest, state: &AppState) -> Result<Operator, ApiError> {
+        if check_admin(req, state).is_some() {
+            return Err(ApiError::AdminUnauthorized);
+        }
+        let actor = state
+            .settings
+            .admin
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref())
+            .map_or_else(|| "anonymous".to_owned(), |c| c.username.clone());
+        let user = req
+            .headers()
+            .get(crate::audit::OPERATOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| crate::audit::cut(v, 256));
+        Ok(Operator { actor, user })
+    }
+
+    /// An audit record of an admin action by this operator (the caller fills in the rest).
+    pub fn record(&self, operation: &str, status: u16, started: std::time::Instant) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at_ms: osb_routing::registry::now_ms(),
+            kind: AuditKind::Admin,
+            actor: self.actor.clone(),
+            user: self.user.clone(),
+            operation: format!("admin.{operation}"),
+            instance_id: None,
+            binding_id: None,
+            broker: None,
+            service_id: None,
+            plan_id: None,
+            policy: None,
+            upstream_status: None,
+            status,
+            outcome: AuditOutcome::of_status(status),
+            error: None,
+            reason: None,
+            request_identity: None,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Parses an admin request body (an empty body is `{}`).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming what is wrong.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
 }
 
 async fn healthz() -> HttpResponse {
@@ -73,6 +180,19 @@ async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
                     "healthy".to_owned(),
                     json!(state.catalog.is_healthy(&status.name)),
                 );
+                let now = osb_routing::registry::now_ms();
+                fields.insert(
+                    "catalog_age_secs".to_owned(),
+                    json!(status.fetched_at_ms.map(|at| now.saturating_sub(at) / 1000)),
+                );
+                let last_refresh = match (status.last_attempt_ms, status.consecutive_failures) {
+                    (None, _) => None,
+                    (Some(_), 0) => Some("ok"),
+                    (Some(_), _) => Some("failed"),
+                };
+                fields.insert("last_refresh".to_owned(), json!(last_refresh));
+                let held = snapshot.held.iter().filter(|h| h.broker == status.name).count();
+                fields.insert("held_plans".to_owned(), json!(held));
             }
             value
         })
@@ -82,6 +202,7 @@ async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             "availability": snapshot.availability,
             "etag": snapshot.etag,
             "services": snapshot.catalog.services.len(),
+            "held_plans": snapshot.held.len(),
         },
         "brokers": brokers,
     }))
@@ -117,17 +238,25 @@ async fn policy_status(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 
 /// Reloads the policy file now: 200 with the generation in force, or 422 with the problems
 /// (the policy in force stays).
-async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = check_admin(&req, &state) {
-        return denied;
+async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let operator = Operator::of(&req, &state)?;
+    let (response, status) = match state.policy_file.reload(true) {
+        Ok(generation) => (HttpResponse::Ok().json(json!({"generation": generation})), 200),
+        Err(problems) => (
+            HttpResponse::UnprocessableEntity().json(json!({
+                "description": "the policy file has problems; the policy in force is unchanged",
+                "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
+            422,
+        ),
+    };
+    let mut record = operator.record("policy_reload", status, started);
+    if status != 200 {
+        record.error = Some("InvalidPolicy".to_owned());
     }
-    match state.policy_file.reload(true) {
-        Ok(generation) => HttpResponse::Ok().json(json!({"generation": generation})),
-        Err(problems) => HttpResponse::UnprocessableEntity().json(json!({
-            "description": "the policy file has problems; the policy in force is unchanged",
-            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })),
-    }
+    state.audit.record(record).await;
+    Ok(response)
 }
 
 /// Dry-runs a request through the policy step (nothing is forwarded).
@@ -155,27 +284,32 @@ async fn explain(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes)
     HttpResponse::Ok().json(report)
 }
 
-async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = check_admin(&req, &state) {
-        return denied;
-    }
+async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let operator = Operator::of(&req, &state)?;
     state.catalog.request_refresh(None);
-    HttpResponse::Accepted().json(json!({"refreshing": "all"}))
+    state.audit.record(operator.record("refresh", 202, started)).await;
+    Ok(HttpResponse::Accepted().json(json!({"refreshing": "all"})))
 }
 
-async fn refresh_one(req: HttpRequest, state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
-    if let Some(denied) = check_admin(&req, &state) {
-        return denied;
+async fn refresh_one(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let operator = Operator::of(&req, &state)?;
+    if !state.catalog.request_refresh(Some(&name)) {
+        return Err(ApiError::NotFound(format!("no broker named {:?}", name.as_str())));
     }
-    if state.catalog.request_refresh(Some(&name)) {
-        HttpResponse::Accepted().json(json!({"refreshing": name.as_str()}))
-    } else {
-        HttpResponse::NotFound().json(json!({"description": format!("no broker named {:?}", name.as_str())}))
-    }
+    let mut record = operator.record("refresh", 202, started);
+    record.broker = Some(name.to_string());
+    state.audit.record(record).await;
+    Ok(HttpResponse::Accepted().json(json!({"refreshing": name.as_str()})))
 }
 
 /// `Some(401)` unless the request carries the admin credentials (or none are configured).
-fn check_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+pub fn check_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let credentials = state.settings.admin.as_ref()?.credentials.as_ref()?;
     let ok = req
         .headers()

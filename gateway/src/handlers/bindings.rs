@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::map_plan;
 use crate::app::AppState;
+use crate::audit;
 use crate::error::ApiError;
 use crate::forward::{self, Endpoint, classify, respond};
 use crate::parse::{self, BodyKind, Query};
@@ -74,6 +75,7 @@ pub async fn bind(
         d.existing(&platform, Operation::Bind, &instance, &plan_id, Some(&body))
     })?;
     decision.apply_to(&mut body);
+    audit::note_target(&req, &instance.broker, &instance.service_id, &plan_id);
     let upstream = state.upstream(&instance.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&instance.broker)?;
@@ -97,6 +99,7 @@ pub async fn bind(
     let reply = state
         .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
         .await;
+    audit::note_upstream(&req, &reply);
 
     // 6. Outcome (a failed bind is unbound upstream by the mitigation worker), answer.
     let outcome = classify(Endpoint::Bind, &reply);
@@ -136,6 +139,7 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             d.existing(&platform, Operation::Unbind, instance, &plan_id, None)
         })?;
     }
+    audit::note_target(&req, &binding.broker, &binding.service_id, &plan_id);
     let upstream = state.upstream(&binding.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;
@@ -159,6 +163,7 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let reply = state
         .call_upstream(&upstream, Method::DELETE, &path, None, &call)
         .await;
+    audit::note_upstream(&req, &reply);
 
     let outcome = classify(Endpoint::Unbind, &reply);
     state

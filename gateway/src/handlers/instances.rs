@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{instance_path, map_plan};
 use crate::app::AppState;
+use crate::audit;
 use crate::error::ApiError;
 use crate::forward::{self, Endpoint, classify, respond};
 use crate::parse::{self, BodyKind, Query};
@@ -43,6 +44,7 @@ pub async fn provision(
     //    policy's verdict (visibility, deny rules, parameter rules, the plan's schema).
     let decision = state.decide("provision", |d| d.provision(&platform, &instance_id, &body))?;
     decision.apply_to(&mut body);
+    audit::note_target(&req, &decision.broker, &decision.service_id, &decision.plan_id);
     let upstream = state.upstream(&decision.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&decision.broker)?;
@@ -74,6 +76,7 @@ pub async fn provision(
     let reply = state
         .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
         .await;
+    audit::note_upstream(&req, &reply);
 
     // 5. Record the outcome (orphan-mitigates a failed create), then answer.
     let outcome = classify(Endpoint::Provision, &reply);
@@ -136,6 +139,7 @@ pub async fn update(
         .map(|p| map_plan(&routes, &record, p))
         .transpose()?;
     decision.apply_to(&mut body);
+    audit::note_target(&req, &record.broker, &record.service_id, &target_plan);
     let upstream = state.upstream(&record.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
@@ -166,6 +170,7 @@ pub async fn update(
     let reply = state
         .call_upstream(&upstream, Method::PATCH, &path, Some(upstream_body), &call)
         .await;
+    audit::note_upstream(&req, &reply);
 
     let outcome = classify(Endpoint::Update, &reply);
     state
@@ -197,6 +202,7 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
     state.decide("deprovision", |d| {
         d.existing(&platform, Operation::Deprovision, &record, &plan_id, None)
     })?;
+    audit::note_target(&req, &record.broker, &record.service_id, &plan_id);
     let upstream = state.upstream(&record.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
@@ -219,11 +225,14 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
     let reply = state
         .call_upstream(&upstream, Method::DELETE, &path, None, &call)
         .await;
+    audit::note_upstream(&req, &reply);
 
     let outcome = classify(Endpoint::Deprovision, &reply);
     state
         .timed("finish", state.registry.finish_deprovision(&admission, &outcome))
         .await?;
+    // A plan the catalog guard holds may have lost its last instance.
+    state.catalog.instances_changed();
     respond(&record.broker, reply, &outcome)
 }
 
@@ -297,7 +306,10 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
         .await;
     if let Ok(answer) = &reply {
         match forward::polled(answer) {
-            Some(polled) => state.registry.observe_instance(&instance_id, polled).await?,
+            Some(polled) => {
+                state.registry.observe_instance(&instance_id, polled).await?;
+                state.catalog.instances_changed();
+            }
             None if answer.status == 200 => {
                 return Err(ApiError::UpstreamError {
                     broker: record.broker.clone(),
