@@ -1,11 +1,7 @@
-//! The Rust side of `loadtests/run lifecycle`: a stub upstream broker, a catalog lookup and a
-//! closed-loop load driver for provision → bind → unbind → deprovision.
+//! The Rust side of `loadtests/run lifecycle`: a catalog lookup and a closed-loop load driver for
+//! provision → bind → unbind → deprovision. (Its stub upstream is `osb-loadtests stub`, see
+//! `stub.rs`, which prints the same `stub url=…` and `stub stopped …` lines.)
 //!
-//! - [`run_stub`]: one [`DemoBroker`] with [`Behaviour::fast`] (synchronous, no latency) serving a
-//!   catalog fixture, in its own process so that its CPU time can be read from `/proc`. It prints
-//!   `stub url=… username=… password=… workers=…` once it listens and, when SIGTERM or SIGINT stops
-//!   it, `stub stopped instances=N bindings=M <endpoint>=<calls>…`: what it still holds (0 and 0
-//!   when nothing leaked) and how many calls of each kind it answered.
 //! - [`plan_ids`]: the ids of a service and one of its plans, found by name in a target's catalog,
 //!   so the same load can be pointed at the stub (upstream ids) and at the gateway (its ids).
 //! - [`run_lifecycle`]: C workers, each looping provision (PUT, synchronous) → bind (PUT) → unbind
@@ -21,15 +17,12 @@
 //! still deprovisioned. The cycle running when the window ends is finished (unmeasured), so the
 //! driver leaves nothing behind when every call succeeds.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use osb_gateway::demo::{Behaviour, DemoBroker};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -60,20 +53,6 @@ pub struct TargetArgs {
     /// A bearer token instead of basic auth.
     #[arg(long, conflicts_with = "user")]
     pub bearer: Option<String>,
-}
-
-/// `osb-loadtests stub` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StubArgs {
-    /// Catalog the stub serves (and checks provisions and binds against).
-    #[arg(long, default_value_os_t = crate::default_fixtures().join("aws-servicebroker-catalog.json"))]
-    pub catalog: PathBuf,
-    /// Broker name: the stub's user is `<name>-broker` (its password is random).
-    #[arg(long, default_value = "aws")]
-    pub name: String,
-    /// actix worker threads. Default: one per available core (`Behaviour::fast`).
-    #[arg(long)]
-    pub workers: Option<usize>,
 }
 
 /// `osb-loadtests plan-ids` options.
@@ -189,50 +168,6 @@ impl Target {
             builder = builder.header(AUTHORIZATION, authorization.clone());
         }
         builder
-    }
-}
-
-// === stub ===
-
-/// Runs the stub upstream until SIGTERM or SIGINT.
-pub fn run_stub(args: &StubArgs) -> Result<()> {
-    let catalog = std::fs::read(&args.catalog).map_err(|e| format!("{}: {e}", args.catalog.display()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut behaviour = Behaviour::fast();
-        if let Some(workers) = args.workers {
-            behaviour = behaviour.with_workers(workers);
-        }
-        let broker = DemoBroker::start_with(&args.name, Bytes::from(catalog), behaviour).await?;
-        println!(
-            "stub url=http://{} username={} password={} workers={}",
-            broker.addr,
-            broker.username,
-            broker.password,
-            broker.behaviour().workers.max(1)
-        );
-        stop_signal().await?;
-        broker.stop().await;
-        let mut line = format!(
-            "stub stopped instances={} bindings={}",
-            broker.instances().len(),
-            broker.bindings().len()
-        );
-        for (endpoint, calls) in broker.requests() {
-            write!(line, " {endpoint}={calls}")?;
-        }
-        println!("{line}");
-        Ok(())
-    })
-}
-
-async fn stop_signal() -> std::io::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted,
-        _ = terminate.recv() => Ok(()),
     }
 }
 

@@ -6,12 +6,17 @@
 //!   Markdown table (readable on a terminal, pasted as is into `loadtests/results/*.md`).
 //! - `free-ports N`: N distinct free loopback TCP ports, one a line (bind to port 0, read the port,
 //!   release), so the shell scripts never hard-code a port.
-//! - `stub`, `plan-ids`, `lifecycle`: the lifecycle scenario's stub upstream (a fast `DemoBroker`
-//!   in its own process), the service/plan id lookup by name, and the closed-loop provision → bind →
-//!   unbind → deprovision driver (see [`lifecycle`]).
+//! - `compare`: the benchmark of issue 8, every scenario against the stub directly, nginx and the
+//!   gateway in one run, plus the registry scale runs; writes `loadtests/results/<timestamp>/`
+//!   (see [`compare`], [`report`]).
+//! - `stub`: the fast stub upstream broker and OTLP sink (see [`stub`]); `drive`: the load driver
+//!   alone against any target (see [`driver`]); `gateway`: the gateway's `serve`, for `compare`.
+//! - `scale-build`, `scale-measure`: the registry at 10k–1M instances (see [`scale`]).
+//! - `plan-ids`, `lifecycle`: the service/plan id lookup by name and the reqwest closed-loop
+//!   lifecycle driver that `loadtests/run lifecycle` uses (see [`lifecycle`]).
 //!
-//! A benchmark binary: errors end `main` with a message (`?`). Only `stub` serves requests (until
-//! SIGTERM); everything else runs to completion.
+//! A benchmark binary: errors end `main` with a message (`?`). `stub` and `gateway` serve requests
+//! (until SIGTERM); everything else runs to completion.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -26,7 +31,14 @@ use osb_routing::cache::strong_etag;
 use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
 use url::Url;
 
+mod compare;
+mod driver;
 mod lifecycle;
+mod nginx;
+mod procstat;
+mod report;
+mod scale;
+mod stub;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -69,8 +81,18 @@ enum Command {
         #[arg(default_value_t = 1)]
         count: usize,
     },
-    /// Run a fast, synchronous stub upstream broker until SIGTERM (prints its URL and credentials).
-    Stub(lifecycle::StubArgs),
+    /// Every scenario against the stub directly, nginx and the gateway; registry scale; the report.
+    Compare(compare::CompareArgs),
+    /// Run the fast stub upstream broker (and OTLP sink) until SIGTERM (prints URLs and credentials).
+    Stub(stub::StubArgs),
+    /// Run one load (closed or open loop) against a target and print its statistics as JSON.
+    Drive(DriveArgs),
+    /// Run the gateway (`osb-gateway serve`) from a configuration file, until SIGTERM.
+    Gateway(compare::GatewayArgs),
+    /// Write a registry of N instances through the store API.
+    ScaleBuild(scale::BuildArgs),
+    /// Open a registry in this fresh process and time start-up, RSS and lookups (JSON).
+    ScaleMeasure(scale::MeasureArgs),
     /// Print the ids of a (bindable) service and plan found by name in a target's catalog.
     PlanIds(lifecycle::PlanIdsArgs),
     /// Closed-loop provision → bind → unbind → deprovision load; one line per operation.
@@ -90,7 +112,12 @@ fn main() -> ExitCode {
             fixtures,
         } => run_merge(iterations, warmup, &fixtures),
         Command::FreePorts { count } => free_ports(count),
-        Command::Stub(args) => lifecycle::run_stub(&args),
+        Command::Compare(args) => compare::run(&args),
+        Command::Stub(args) => stub::run(&args),
+        Command::Drive(args) => run_drive(&args),
+        Command::Gateway(args) => compare::run_gateway(&args),
+        Command::ScaleBuild(args) => scale::run_build(&args),
+        Command::ScaleMeasure(args) => scale::run_measure(&args),
         Command::PlanIds(args) => lifecycle::plan_ids(&args),
         Command::Lifecycle(args) => lifecycle::run_lifecycle(&args),
     };
@@ -101,6 +128,79 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `osb-loadtests drive` options.
+#[derive(Debug, Clone, clap::Args)]
+struct DriveArgs {
+    /// `host:port` of the target.
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    /// Basic auth `user:password`.
+    #[arg(long)]
+    basic: Option<String>,
+    #[arg(long, value_enum, default_value = "lifecycle")]
+    scenario: driver::Scenario,
+    /// Service and plan ids (lifecycle, mixed), as the target knows them.
+    #[arg(long, default_value = "")]
+    service_id: String,
+    #[arg(long, default_value = "")]
+    plan_id: String,
+    /// Provision parameters (JSON object).
+    #[arg(long, default_value = "{}")]
+    parameters: String,
+    /// Open loop at this many units per second; closed loop without it.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, short = 'c', default_value_t = 32)]
+    connections: usize,
+    #[arg(long, short = 'd', default_value = "10s", value_parser = compare::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "1s", value_parser = compare::parse_duration)]
+    warmup: Duration,
+    #[arg(long, default_value = "10s", value_parser = compare::parse_duration)]
+    timeout: Duration,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn run_drive(args: &DriveArgs) -> Result<()> {
+    use base64::Engine;
+    let authorization = args
+        .basic
+        .as_ref()
+        .map(|b| {
+            reqwest::header::HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            ))
+        })
+        .transpose()?;
+    let parameters: serde_json::Value = serde_json::from_str(&args.parameters)?;
+    let calls = driver::Calls::new(&args.service_id, &args.plan_id, &parameters)?;
+    let load = driver::Load {
+        scenario: args.scenario,
+        mode: args
+            .rate
+            .map_or(driver::Mode::Closed, |rate| driver::Mode::Open { rate }),
+        connections: args.connections,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let target = driver::Target {
+        addr: args.target,
+        authorization: authorization
+            .map(|h| http::HeaderValue::from_bytes(h.as_bytes()))
+            .transpose()?,
+    };
+    let stats = runtime.block_on(driver::run(target, calls, &load))?;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(())
 }
 
 fn free_ports(count: usize) -> Result<()> {
