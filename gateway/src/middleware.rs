@@ -138,8 +138,7 @@ pub async fn request_identity(
 /// Answers `req` with `error` (logged and mapped in `error.rs`) instead of calling the next stage.
 /// The error stays attached to the answer (the audit log reads its code).
 fn refuse<B>(req: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
-    req.into_response(actix_web::HttpResponse::from_error(error))
-        .map_into_right_body()
+    req.error_response(error).map_into_right_body()
 }
 
 /// Stage 2: authenticate the platform.

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod admin;
 mod catalog;
 mod check_config;
 mod corpus;

@@ -4,8 +4,8 @@
 //! - `POST /admin/instances/adopt` `{"instances": [{"instance_id", "platform", "plan", "broker"?,
 //!   "service"?, "context"?, "parameters"?}], "reason"?, "verify"?}`: records instances that were
 //!   provisioned directly at an upstream broker, ready, owned by `platform`, so the platform can
-//!   bind, update and deprovision them through the gateway. `plan` is the gateway plan id or, with
-//!   `broker`, the upstream plan id (the same thing for `ids: keep` brokers). With `verify` (the
+//!   bind, update and deprovision them through the gateway. `plan` is, with `broker`, the upstream
+//!   plan id (the same as the gateway's for `ids: keep` brokers), or the gateway plan id. With `verify` (the
 //!   default) the upstream is asked first when the service is `instances_retrievable`: an
 //!   instance it does not know, or knows under another plan, is not adopted. `parameters` (never
 //!   stored) only make the record's fingerprint match the original provision, so that the
@@ -98,13 +98,13 @@ fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, Refusa
     }
     let snapshot = state.catalog.snapshot();
     let routes = &snapshot.routes;
-    let found = match routes.plan(&item.plan) {
-        Some(route) => Some((item.plan.clone(), route)),
-        None => item.broker.as_deref().and_then(|broker| {
-            let id = routes.gateway_id(broker, &item.plan)?;
-            routes.plan(id).map(|route| (id.to_owned(), route))
-        }),
-    };
+    // With a broker, its upstream plan id first (the same id may be another broker's gateway id,
+    // as when one upstream is registered twice, with `ids: keep` and rewritten).
+    let upstream_id = item.broker.as_deref().and_then(|broker| {
+        let id = routes.gateway_id(broker, &item.plan)?;
+        routes.plan(id).map(|route| (id.to_owned(), route))
+    });
+    let found = upstream_id.or_else(|| routes.plan(&item.plan).map(|route| (item.plan.clone(), route)));
     let Some((plan_id, route)) = found else {
         return Err(bad(format!(
             "plan {:?} is neither a gateway plan id nor an upstream plan id of broker {}",

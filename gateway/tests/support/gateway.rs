@@ -30,6 +30,8 @@ pub struct TestGateway {
     pub config_path: PathBuf,
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Environment the config is loaded with (`OSB_GATEWAY__…` overrides).
+    env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), osb_gateway::ApiError>>>,
 }
@@ -42,6 +44,16 @@ impl TestGateway {
 
     /// As [`TestGateway::start`], with extra files (a policy file, say) written beside the config.
     pub async fn start_with_files(yaml: &str, files: &[(&str, &str)]) -> TestGateway {
+        Self::start_with_env(yaml, files, &[]).await
+    }
+
+    /// As [`TestGateway::start_with_files`], loading the config with `env` (for example
+    /// `OSB_GATEWAY__ADMIN__USERNAME`, to add admin credentials to the `admin:` the harness writes).
+    pub async fn start_with_env(yaml: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> TestGateway {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -51,11 +63,15 @@ impl TestGateway {
             "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
         );
         std::fs::write(&config_path, full).unwrap();
-        Self::start_in(dir, config_path).await
+        Self::start_in(dir, config_path, env).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, config_path: PathBuf) -> TestGateway {
-        let settings = osb_config::load_file(&config_path, &HashMap::new())
+    async fn start_in(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: HashMap<String, String>,
+    ) -> TestGateway {
+        let settings = osb_config::load_file(&config_path, &env)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
             .settings;
         let listeners = Listeners::bind(&settings).unwrap();
@@ -70,6 +86,7 @@ impl TestGateway {
             config_path,
             addr,
             admin_addr,
+            env,
             stop: Some(stop),
             task: Some(task),
         }
@@ -92,7 +109,8 @@ impl TestGateway {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let config_path = self.config_path.clone();
-        Self::start_in(dir, config_path).await
+        let env = std::mem::take(&mut self.env);
+        Self::start_in(dir, config_path, env).await
     }
 
     /// Replaces a file beside the config (the policy file, say).
