@@ -324,6 +324,40 @@ async fn health_inventory_and_records_with_history() {
     assert!(err.contains("404"), "{err}");
     let (code, _, err) = cli(&gw, &["--password-env", "NOT_SET_ANYWHERE", "health"]).await;
     assert_eq!(code, 64, "{err}");
+    // Address and credentials from the gateway's configuration file.
+    let config = gw.dir.path().join("operator.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  listen: \"{}\"\n  username: {ADMIN_USER}\n  password_env: OPS_ADMIN_PASSWORD\n{}brokers:\n{}",
+            gw.admin_addr,
+            platforms_yaml(),
+            fake_entry(&broker)
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .args([
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "registry",
+        ])
+        .env("OPS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let counts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (counts["instances"].as_u64(), counts["bindings"].as_u64()),
+        (Some(5), Some(1))
+    );
 
     // Refreshes are operator actions: recorded.
     let refreshes = admin_get(&gw, "/admin/audit?operation=admin.refresh").await;
@@ -969,15 +1003,18 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
     // A binding alone, without an upstream call.
     assert_eq!(provision(&gw, "i-2", &ids.service, &ids.small).await, 201);
     assert_eq!(bind(&gw, "i-2", "b-2", &ids.service, &ids.small).await, 201);
-    let (status, body) = admin(
+    let out = cli_ok(
         &gw,
-        Method::POST,
-        "/admin/bindings/b-2/abandon",
-        Some(json!({"reason": "the app was deleted by hand"})),
+        &[
+            "abandon",
+            "--binding",
+            "b-2",
+            "--reason",
+            "the app was deleted by hand",
+        ],
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["upstream"]["attempted"], false);
+    assert!(out.contains("abandoned b-2 (nothing sent upstream)"), "{out}");
     assert!(
         broker
             .received("DELETE", "/v2/service_instances/i-2/service_bindings/")
