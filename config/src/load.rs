@@ -67,6 +67,26 @@ pub fn load_str(
         message,
     };
 
+    // A list index is an allocation: `OSB_GATEWAY__BROKERS__4000000000__URL` would make the
+    // `config` crate grow the list to four billion entries (and abort the process).
+    let oversized: Vec<Problem> = overrides
+        .iter()
+        .filter_map(|(key, (var, _))| {
+            let index = list_indexes(key).find(|i| i.is_none_or(|i| i > MAX_ENV_INDEX))?;
+            Some(Problem {
+                origin: format!("${var}"),
+                key: key.clone(),
+                message: format!(
+                    "list index {} is too large (at most {MAX_ENV_INDEX})",
+                    index.map_or_else(|| "beyond u64".to_owned(), |i| i.to_string())
+                ),
+            })
+        })
+        .collect();
+    if !oversized.is_empty() {
+        return Err(ConfigError::Invalid(oversized));
+    }
+
     let mut builder = Config::builder().add_source(File::from_str(text, format));
     for (key, (_, value)) in &overrides {
         builder = match builder.set_override(key.as_str(), value.as_str()) {
@@ -179,6 +199,17 @@ fn env_overrides(env: &HashMap<String, String>) -> BTreeMap<String, (String, Str
             Some((key, (name.clone(), value.clone())))
         })
         .collect()
+}
+
+/// Largest list index an environment variable may use (`OSB_GATEWAY__BROKERS__<i>__…`).
+pub const MAX_ENV_INDEX: u64 = 1023;
+
+/// The list indexes of a key path (`brokers[3].rename` → 3); `None` for one beyond `u64`.
+fn list_indexes(key: &str) -> impl Iterator<Item = Option<u64>> + '_ {
+    key.split('[')
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']'))
+        .map(|(digits, _)| digits.parse().ok())
 }
 
 /// Names the variable that set `key` (or a parent of it), else the file.
