@@ -37,6 +37,9 @@ const METRICS: &[&str] = &[
     "osb_gateway_instances",
     "osb_gateway_bindings",
     "osb_gateway_mitigation_queue_depth",
+    "osb_gateway_catalog_held_entries",
+    "osb_gateway_audit_records_total",
+    "osb_gateway_audit_write_failures_total",
 ];
 
 /// Prefixes of the gateway's metric names (anything else in the queries is Prometheus's, like `up`).
@@ -111,6 +114,8 @@ fn the_rules_carry_for_severity_summary_and_description() {
         "OsbGatewayLatencyHigh",
         "OsbGatewayMitigationBacklog",
         "OsbGatewayPolicyReloadFailing",
+        "OsbGatewayCatalogPlansHeld",
+        "OsbGatewayAuditWriteFailing",
     ] {
         assert!(
             rules.contains(&format!("- alert: {alert}\n")),
