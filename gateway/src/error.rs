@@ -24,7 +24,7 @@
 //! | upstream's circuit breaker open, nothing sent | 503 | `UpstreamUnavailable` |
 //! | upstream failed after sending (5xx, malformed answer) | 502 | `UpstreamError` |
 //! | upstream timed out           | 504    | `UpstreamTimeout`      |
-//! | unknown route / method       | 404 / 405 | —                   |
+//! | unknown route / method       | 404 / 405 (+ `Allow`) | —           |
 //! | internal / startup           | 500    | —                      |
 //!
 //! An upstream's own 2xx and 4xx answers are not errors: handlers pass them through unchanged.
@@ -63,9 +63,14 @@ pub enum ApiError {
     #[error("no such endpoint: {method} {path}")]
     NoRoute { method: String, path: String },
 
-    /// The endpoint exists but not with this method.
+    /// The endpoint exists but not with this method; `allow` lists the methods it takes (sent
+    /// as the `Allow` header RFC 9110 requires on a 405).
     #[error("{method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
 
     /// The id is in use with other attributes or by another platform.
     #[error("{0}")]
@@ -245,6 +250,9 @@ impl ResponseError for ApiError {
             }
             ApiError::StoreUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
             _ => {}
         }

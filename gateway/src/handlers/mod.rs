@@ -11,12 +11,13 @@ use osb_routing::registry::InstanceRecord;
 
 use crate::error::ApiError;
 
-/// Registers every OSB route. A known path with another method answers 405 with an OSB body.
+/// Registers every OSB route. A known path with another method answers 405 with an OSB body and
+/// an `Allow` header listing the path's methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v2/catalog")
             .get(catalog::get_catalog)
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|req: HttpRequest| method_not_allowed(req, "GET"))),
     )
     .service(
         web::resource("/v2/service_instances/{instance_id}")
@@ -24,31 +25,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .patch(instances::update)
             .delete(instances::deprovision)
             .get(instances::fetch)
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|req: HttpRequest| {
+                method_not_allowed(req, "GET, PUT, PATCH, DELETE")
+            })),
     )
     .service(
         web::resource("/v2/service_instances/{instance_id}/last_operation")
             .get(instances::last_operation)
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|req: HttpRequest| method_not_allowed(req, "GET"))),
     )
     .service(
         web::resource("/v2/service_instances/{instance_id}/service_bindings/{binding_id}")
             .put(bindings::bind)
             .delete(bindings::unbind)
             .get(bindings::fetch)
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|req: HttpRequest| {
+                method_not_allowed(req, "GET, PUT, DELETE")
+            })),
     )
     .service(
         web::resource("/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation")
             .get(bindings::last_operation)
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|req: HttpRequest| method_not_allowed(req, "GET"))),
     );
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         path: req.path().to_owned(),
+        allow,
     })
 }
 

@@ -1,0 +1,13 @@
+//! libFuzzer entry of the `config` target (see `gateway/tests/fuzz/targets/mod.rs`): run with
+//! `loadtests/run fuzz config`.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../tests/fuzz/targets/mod.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Some((_, target)) = targets::TARGETS.iter().find(|(name, _)| *name == "config") {
+        target(data);
+    }
+});
