@@ -65,10 +65,80 @@ struct CatalogMeta {
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 
+/// redb's page cache (read and write) for the store file.
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 type Output = Box<dyn Any + Send>;
 /// A write to run inside the batch's transaction: its result, and what the mirror learns from it
 /// once committed.
-type Run = Box<dyn FnOnce(&WriteTransaction) -> Result<(Output, Vec<Change>), RoutingError> + Send>;
+type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<(Output, Vec<Change>), RoutingError> + Send>;
+
+type RecordTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+type IndexTable<'t> = redb::Table<'t, &'static str, ()>;
+
+/// The registry tables of one batch's transaction, each opened on first use and then shared by
+/// every write of the batch (opening a table costs a lookup in redb's table tree). Other tables
+/// (catalogs, audit) are opened from [`Tables::txn`] by the writes that need them.
+struct Tables<'t> {
+    txn: &'t WriteTransaction,
+    instances: Option<RecordTable<'t>>,
+    bindings: Option<RecordTable<'t>>,
+    links: Option<IndexTable<'t>>,
+    orphans: Option<IndexTable<'t>>,
+    pending: Option<IndexTable<'t>>,
+}
+
+/// Opens `definition` into `slot` unless it is open already.
+fn opened<'s, 't, V: redb::Value + 'static>(
+    txn: &'t WriteTransaction,
+    slot: &'s mut Option<redb::Table<'t, &'static str, V>>,
+    definition: TableDefinition<'static, &'static str, V>,
+) -> Result<&'s mut redb::Table<'t, &'static str, V>, RoutingError> {
+    if slot.is_none() {
+        *slot = Some(
+            txn.open_table(definition)
+                .map_err(|e| store_error("open table", e))?,
+        );
+    }
+    slot.as_mut().ok_or_else(|| store_error("open table", "not open"))
+}
+
+impl<'t> Tables<'t> {
+    fn new(txn: &'t WriteTransaction) -> Self {
+        Tables {
+            txn,
+            instances: None,
+            bindings: None,
+            links: None,
+            orphans: None,
+            pending: None,
+        }
+    }
+
+    fn records(&mut self, tag: &str) -> Result<&mut RecordTable<'t>, RoutingError> {
+        if tag == BindingRecord::TAG {
+            opened(self.txn, &mut self.bindings, BINDINGS)
+        } else {
+            opened(self.txn, &mut self.instances, INSTANCES)
+        }
+    }
+
+    fn bindings(&mut self) -> Result<&mut RecordTable<'t>, RoutingError> {
+        opened(self.txn, &mut self.bindings, BINDINGS)
+    }
+
+    fn links(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
+        opened(self.txn, &mut self.links, INSTANCE_BINDINGS)
+    }
+
+    fn orphans(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
+        opened(self.txn, &mut self.orphans, ORPHANS)
+    }
+
+    fn pending(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
+        opened(self.txn, &mut self.pending, PENDING)
+    }
+}
 
 /// A committed change of one record, applied to the mirror.
 enum Change {
@@ -234,21 +304,25 @@ fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job>) -> Vec<A
     let mut results = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
     let mut failure = None;
-    for job in batch {
-        if failure.is_some() {
-            results.push((job.reply, None));
-            continue;
-        }
-        match (job.run)(&txn) {
-            Ok((output, mut changed)) => {
-                results.push((job.reply, Some(output)));
-                changes.append(&mut changed);
-            }
-            Err(e) => {
-                failure = Some(e.to_string());
+    {
+        let mut tables = Tables::new(&txn);
+        for job in batch {
+            if failure.is_some() {
                 results.push((job.reply, None));
+                continue;
+            }
+            match (job.run)(&mut tables) {
+                Ok((output, mut changed)) => {
+                    results.push((job.reply, Some(output)));
+                    changes.append(&mut changed);
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    results.push((job.reply, None));
+                }
             }
         }
+        // The tables borrow the transaction: closed here, before it commits.
     }
     let failure = match failure {
         Some(failure) => Some(failure),
@@ -297,7 +371,12 @@ impl EmbeddedStore {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| store_error(&format!("create {}", parent.display()), e))?;
             }
-            let db = Database::create(&opened).map_err(|e| store_error(&format!("open {shown}"), e))?;
+            // The mirror answers every registry read, so redb's page cache only serves writes and
+            // the audit log: bounded well below its 1 GiB default, it keeps RSS flat under load.
+            let db = Database::builder()
+                .set_cache_size(PAGE_CACHE_BYTES)
+                .create(&opened)
+                .map_err(|e| store_error(&format!("open {shown}"), e))?;
             // Create the tables once so readers never meet a missing table.
             let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
             let open_error = |e| store_error("open table", e);
@@ -336,11 +415,11 @@ impl EmbeddedStore {
     /// the mirror updated with the changes it reports).
     async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&WriteTransaction) -> Result<(T, Vec<Change>), RoutingError> + Send + 'static,
+        write: impl FnOnce(&mut Tables<'_>) -> Result<(T, Vec<Change>), RoutingError> + Send + 'static,
     ) -> Result<T, RoutingError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            run: Box::new(move |txn| write(txn).map(|(t, changes)| (Box::new(t) as Output, changes))),
+            run: Box::new(move |tables| write(tables).map(|(t, changes)| (Box::new(t) as Output, changes))),
             reply,
         };
         self.writes
@@ -379,15 +458,19 @@ fn decode<R: Indexed>(bytes: &[u8]) -> Result<R, RoutingError> {
     serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
 }
 
-/// Compare-and-swap of one record inside `txn`, keeping the orphan and pending indexes in step.
+/// Compare-and-swap of one record inside the batch's transaction, keeping the orphan and pending
+/// indexes in step. Returns the outcome and the record as it was before.
+///
+/// The indexes are only touched when a flag changes (they always match the records, as both change
+/// in one transaction): a write-ahead intent and its outcome touch `pending` and the record's table,
+/// nothing else, so a commit writes fewer pages.
 fn swap_in<R: Indexed>(
-    txn: &redb::WriteTransaction,
-    table: TableDefinition<&str, &[u8]>,
+    tables: &mut Tables<'_>,
     id: &str,
     expect: Expect,
     record: Option<R>,
-) -> Result<Swap<R>, RoutingError> {
-    let mut records = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+) -> Result<(Swap<R>, Option<R>), RoutingError> {
+    let records = tables.records(R::TAG)?;
     let current: Option<R> = match records.get(id).map_err(|e| store_error("read", e))? {
         Some(bytes) => Some(decode(bytes.value())?),
         None => None,
@@ -398,33 +481,33 @@ fn swap_in<R: Indexed>(
         _ => false,
     };
     if !matches {
-        return Ok(Swap::Conflict);
+        return Ok((Swap::Conflict, current));
     }
-    let index_key = format!("{}:{id}", R::TAG);
-    let mut orphans = txn
-        .open_table(ORPHANS)
-        .map_err(|e| store_error("open table", e))?;
-    let mut pending = txn
-        .open_table(PENDING)
-        .map_err(|e| store_error("open table", e))?;
-    match record {
+    let flags = |r: Option<&R>| r.map_or((false, false), |r| (r.is_orphaned(), r.is_pending()));
+    let (was_orphaned, was_pending) = flags(current.as_ref());
+    let (orphaned, pending) = flags(record.as_ref());
+    let outcome = match record {
         Some(mut record) => {
             record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
             let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode record", e))?;
             records
                 .insert(id, bytes.as_slice())
                 .map_err(|e| store_error("write", e))?;
-            set_flag(&mut orphans, &index_key, record.is_orphaned())?;
-            set_flag(&mut pending, &index_key, record.is_pending())?;
-            Ok(Swap::Written(record))
+            Swap::Written(record)
         }
         None => {
             records.remove(id).map_err(|e| store_error("delete", e))?;
-            set_flag(&mut orphans, &index_key, false)?;
-            set_flag(&mut pending, &index_key, false)?;
-            Ok(Swap::Deleted)
+            Swap::Deleted
         }
+    };
+    let index_key = format!("{}:{id}", R::TAG);
+    if orphaned != was_orphaned {
+        set_flag(tables.orphans()?, &index_key, orphaned)?;
     }
+    if pending != was_pending {
+        set_flag(tables.pending()?, &index_key, pending)?;
+    }
+    Ok((outcome, current))
 }
 
 fn set_flag(table: &mut redb::Table<'_, &str, ()>, key: &str, on: bool) -> Result<(), RoutingError> {
@@ -463,9 +546,9 @@ impl Store for EmbeddedStore {
         record: Option<InstanceRecord>,
     ) -> Result<Swap<InstanceRecord>, RoutingError> {
         let id = instance_id.to_owned();
-        self.write(move |txn| {
+        self.write(move |tables| {
             let deleting = record.is_none();
-            let outcome = swap_in(txn, INSTANCES, &id, expect, record)?;
+            let (outcome, _) = swap_in(tables, &id, expect, record)?;
             let changes = match &outcome {
                 Swap::Written(record) => vec![Change::PutInstance(record.clone())],
                 Swap::Deleted => vec![Change::DeleteInstance(id.clone())],
@@ -474,33 +557,26 @@ impl Store for EmbeddedStore {
             if deleting && outcome == Swap::Deleted {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
-                let mut links = txn
-                    .open_table(INSTANCE_BINDINGS)
-                    .map_err(|e| store_error("open table", e))?;
-                let mut bindings = txn
-                    .open_table(BINDINGS)
-                    .map_err(|e| store_error("open table", e))?;
-                let mut orphans = txn
-                    .open_table(ORPHANS)
-                    .map_err(|e| store_error("open table", e))?;
-                let mut pending = txn
-                    .open_table(PENDING)
-                    .map_err(|e| store_error("open table", e))?;
-                let keys: Vec<String> = links
+                let keys: Vec<String> = tables
+                    .links()?
                     .range(prefix.as_str()..)
                     .map_err(|e| store_error("read", e))?
                     .map_while(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
                     .take_while(|k| k.starts_with(&prefix))
                     .collect();
                 for key in keys {
-                    links.remove(key.as_str()).map_err(|e| store_error("delete", e))?;
+                    tables
+                        .links()?
+                        .remove(key.as_str())
+                        .map_err(|e| store_error("delete", e))?;
                     if let Some(binding_id) = key.strip_prefix(&prefix) {
-                        bindings
+                        tables
+                            .bindings()?
                             .remove(binding_id)
                             .map_err(|e| store_error("delete", e))?;
                         let index_key = format!("b:{binding_id}");
-                        set_flag(&mut orphans, &index_key, false)?;
-                        set_flag(&mut pending, &index_key, false)?;
+                        set_flag(tables.orphans()?, &index_key, false)?;
+                        set_flag(tables.pending()?, &index_key, false)?;
                     }
                 }
             }
@@ -520,38 +596,28 @@ impl Store for EmbeddedStore {
         record: Option<BindingRecord>,
     ) -> Result<Swap<BindingRecord>, RoutingError> {
         let id = binding_id.to_owned();
-        self.write(move |txn| {
-            let stored: Option<BindingRecord> = {
-                let table = txn
-                    .open_table(BINDINGS)
-                    .map_err(|e| store_error("open table", e))?;
-                let value = table.get(id.as_str()).map_err(|e| store_error("read", e))?;
-                value.map(|v| decode(v.value())).transpose()?
-            };
-            let link = match (&record, stored) {
-                (Some(r), _) => Some(format!("{}\n{id}", r.instance_id)),
-                (None, Some(old)) => Some(format!("{}\n{id}", old.instance_id)),
-                _ => None,
-            };
+        self.write(move |tables| {
             let deleting = record.is_none();
-            let outcome = swap_in(txn, BINDINGS, &id, expect, record)?;
-            if let Some(link) = link {
-                let mut links = txn
-                    .open_table(INSTANCE_BINDINGS)
-                    .map_err(|e| store_error("open table", e))?;
-                match (&outcome, deleting) {
-                    (Swap::Written(_), _) => {
-                        links
-                            .insert(link.as_str(), ())
-                            .map_err(|e| store_error("write", e))?;
-                    }
-                    (Swap::Deleted, true) => {
-                        links
-                            .remove(link.as_str())
-                            .map_err(|e| store_error("delete", e))?;
-                    }
-                    _ => {}
+            let instance_id = record.as_ref().map(|r| r.instance_id.clone());
+            let (outcome, stored) = swap_in(tables, &id, expect, record)?;
+            // The instance → bindings link exists exactly while the binding does (a binding never
+            // moves to another instance): written when it is created, removed when it is deleted.
+            match (&outcome, &stored, deleting) {
+                (Swap::Written(_), None, _) => {
+                    let link = format!("{}\n{id}", instance_id.unwrap_or_default());
+                    tables
+                        .links()?
+                        .insert(link.as_str(), ())
+                        .map_err(|e| store_error("write", e))?;
                 }
+                (Swap::Deleted, Some(old), true) => {
+                    let link = format!("{}\n{id}", old.instance_id);
+                    tables
+                        .links()?
+                        .remove(link.as_str())
+                        .map_err(|e| store_error("delete", e))?;
+                }
+                _ => {}
             }
             let changes = match &outcome {
                 Swap::Written(record) => vec![Change::PutBinding(record.clone())],
@@ -665,8 +731,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError> {
-        self.write(move |txn| {
-            let mut table = txn.open_table(AUDIT).map_err(|e| store_error("open table", e))?;
+        self.write(move |tables| {
+            let mut table = tables
+                .txn
+                .open_table(AUDIT)
+                .map_err(|e| store_error("open table", e))?;
             let last = table
                 .last()
                 .map_err(|e| store_error("read", e))?
@@ -738,7 +807,7 @@ impl Store for EmbeddedStore {
 
     async fn save_catalog(&self, broker: &str, catalog: StoredCatalog) -> Result<(), RoutingError> {
         let broker = broker.to_owned();
-        self.write(move |txn| {
+        self.write(move |tables| {
             let meta = CatalogMeta {
                 etag: catalog.validators.etag,
                 last_modified: catalog.validators.last_modified,
@@ -746,13 +815,15 @@ impl Store for EmbeddedStore {
             };
             let meta = serde_json::to_string(&meta).map_err(|e| store_error("encode catalog meta", e))?;
             {
-                let mut bodies = txn
+                let mut bodies = tables
+                    .txn
                     .open_table(CATALOG_BODIES)
                     .map_err(|e| store_error("open table", e))?;
                 bodies
                     .insert(broker.as_str(), catalog.body.as_ref())
                     .map_err(|e| store_error("write", e))?;
-                let mut metas = txn
+                let mut metas = tables
+                    .txn
                     .open_table(CATALOG_META)
                     .map_err(|e| store_error("open table", e))?;
                 metas
