@@ -63,6 +63,9 @@ pub struct RawTelemetry {
     /// Share of traces sampled, 0.0 to 1.0 (a platform's sampled `traceparent` is followed).
     /// Default 1.0.
     pub sampling_ratio: Option<f64>,
+    /// Per-call metrics (request, upstream, registry and policy histograms and counters).
+    /// Default true; false leaves only the values read at scrape time (catalog, registry, health).
+    pub metrics: Option<bool>,
 }
 
 /// `admin:` the separate operators' listener.

@@ -72,6 +72,8 @@ pub struct TelemetrySettings {
     /// `None`: no export unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
     pub otlp_endpoint: Option<String>,
     pub sampling_ratio: f64,
+    /// Per-call metrics recorded (`telemetry.metrics`, default true).
+    pub metrics: bool,
 }
 
 /// The admin listener.

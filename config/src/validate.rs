@@ -266,6 +266,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
             Some(r) => r,
             None => 1.0,
         },
+        metrics: raw.telemetry.metrics.unwrap_or(true),
     };
 
     let audit = AuditSettings {

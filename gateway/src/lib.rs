@@ -122,7 +122,7 @@ pub async fn serve(
     background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
 
     // The policy file (validated whole; the gateway does not start on a policy it cannot read).
-    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(metrics::Metrics::new().with_per_call(settings.telemetry.metrics));
     let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone(), metrics.clone()).map_err(
         |problems| {
             ApiError::Startup(

@@ -114,6 +114,8 @@ pub struct Metrics {
     refreshes_seen: Mutex<HashMap<(String, &'static str), u64>>,
     /// Registry counts are read at most this often (a scan of the store).
     registry_counted: Mutex<Option<Instant>>,
+    /// Per-call observations recorded (`telemetry.metrics`); off, the per-call series stay at zero.
+    per_call: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -275,18 +277,32 @@ impl Metrics {
             audit_failures,
             refreshes_seen: Mutex::new(HashMap::new()),
             registry_counted: Mutex::new(None),
+            per_call: true,
         }
+    }
+
+    /// Records per-call observations or not (`telemetry.metrics`).
+    #[must_use]
+    pub fn with_per_call(mut self, on: bool) -> Self {
+        self.per_call = on;
+        self
     }
 
     /// A platform request finished.
     pub fn observe_request(&self, labels: ServerLabels, elapsed: Duration) {
+        if !self.per_call {
+            return;
+        }
         self.server.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// A platform request started (the guard ends it).
     pub fn request_started(&self) -> ActiveRequest<'_> {
+        if !self.per_call {
+            return ActiveRequest(None);
+        }
         self.active.inc();
-        ActiveRequest(&self.active)
+        ActiveRequest(Some(&self.active))
     }
 
     /// An upstream call finished with `status` (`None`: no answer).
@@ -297,6 +313,9 @@ impl Metrics {
         status: Option<u16>,
         elapsed: Duration,
     ) {
+        if !self.per_call {
+            return;
+        }
         let labels = ClientLabels {
             broker: broker.to_owned(),
             operation,
@@ -318,6 +337,9 @@ impl Metrics {
 
     /// The policy decided.
     pub fn policy_decision(&self, operation: &'static str, outcome: &'static str) {
+        if !self.per_call {
+            return;
+        }
         self.decisions
             .get_or_create(&DecisionLabels { operation, outcome })
             .inc();
@@ -334,6 +356,9 @@ impl Metrics {
 
     /// A registry operation (`begin`, `finish`, `read`) took `elapsed`.
     pub fn registry_operation(&self, operation: &'static str, elapsed: Duration) {
+        if !self.per_call {
+            return;
+        }
         self.registry_latency
             .get_or_create(&OperationLabel { operation })
             .observe(elapsed.as_secs_f64());
@@ -463,11 +488,13 @@ impl Metrics {
 }
 
 /// Decrements `http_server_active_requests` when dropped.
-pub struct ActiveRequest<'a>(&'a Gauge);
+pub struct ActiveRequest<'a>(Option<&'a Gauge>);
 
 impl Drop for ActiveRequest<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(active) = self.0 {
+            active.dec();
+        }
     }
 }
 
