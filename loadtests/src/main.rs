@@ -33,11 +33,13 @@ use url::Url;
 
 mod compare;
 mod driver;
+mod faultproxy;
 mod lifecycle;
 mod nginx;
 mod procstat;
 mod report;
 mod scale;
+mod soak;
 mod stub;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -93,10 +95,14 @@ enum Command {
     ScaleBuild(scale::BuildArgs),
     /// Open a registry in this fresh process and time start-up, RSS and lookups (JSON).
     ScaleMeasure(scale::MeasureArgs),
+    /// The registry's durable write path alone (no HTTP): lifecycles per second, CPU per write.
+    RegistryBench(scale::RegistryBenchArgs),
     /// Print the ids of a (bindable) service and plan found by name in a target's catalog.
     PlanIds(lifecycle::PlanIdsArgs),
     /// Closed-loop provision → bind → unbind → deprovision load; one line per operation.
     Lifecycle(lifecycle::LifecycleArgs),
+    /// Long mixed load through the gateway with one upstream flapping; errors, latency, RSS.
+    Soak(soak::SoakArgs),
 }
 
 fn default_fixtures() -> PathBuf {
@@ -118,8 +124,10 @@ fn main() -> ExitCode {
         Command::Gateway(args) => compare::run_gateway(&args),
         Command::ScaleBuild(args) => scale::run_build(&args),
         Command::ScaleMeasure(args) => scale::run_measure(&args),
+        Command::RegistryBench(args) => scale::run_registry_bench(&args),
         Command::PlanIds(args) => lifecycle::plan_ids(&args),
         Command::Lifecycle(args) => lifecycle::run_lifecycle(&args),
+        Command::Soak(args) => soak::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

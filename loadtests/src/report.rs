@@ -14,7 +14,8 @@ use plotters::style::FontStyle;
 use crate::Result;
 use crate::compare::{Measured, Report};
 
-const TARGETS: [&str; 3] = ["direct", "nginx", "gateway"];
+/// `gateway-bare`: the same gateway with rate limits, tracing and per-call metrics off.
+const TARGETS: [&str; 4] = ["direct", "nginx", "gateway", "gateway-bare"];
 
 fn find<'a>(runs: &'a [Measured], scenario: &str, target: &str) -> Option<&'a Measured> {
     runs.iter()
@@ -105,7 +106,7 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "Gateway: {} workers, platform basic auth, policy (visibility, parameter defaults, deny rules, rate limits far above the load), schema checks, durable registry writes (embedded store on {}, {} instances seeded), traces to an OTLP sink (sampling 1.0).\n",
+        "Gateway: {} workers, platform basic auth, policy (visibility, parameter defaults, deny rules, rate limits far above the load), schema checks, durable registry writes (embedded store on {}, {} instances seeded), traces to an OTLP sink (sampling 1.0). `gateway-bare`: the same with no rate limits, no trace export and per-call metrics off (`telemetry.metrics: false`).\n",
         text(g, "workers"),
         text(g, "store_filesystem"),
         text(g, "seeded_instances"),
@@ -153,6 +154,26 @@ pub fn markdown(report: &Report) -> String {
                     gw.stats.calls.p99_ms, direct.stats.calls.p99_ms
                 ),
                 Some(added <= 1.0),
+            );
+        }
+    }
+    for scenario in scenarios(report) {
+        let (on, off) = (
+            find(closed, scenario, "gateway"),
+            find(closed, scenario, "gateway-bare"),
+        );
+        if let (Some(on), Some(off)) = (on, off) {
+            let share = on.stats.calls.per_s / off.stats.calls.per_s.max(1e-9);
+            goal(
+                &format!("Limits + tracing + metrics on ≥ 0.9 × off ({scenario})"),
+                format!(
+                    "{share:.2} × throughput ({:.0} vs {:.0} calls/s); p99 {:.3} vs {:.3} ms",
+                    on.stats.calls.per_s,
+                    off.stats.calls.per_s,
+                    on.stats.calls.p99_ms,
+                    off.stats.calls.p99_ms
+                ),
+                Some(share >= 0.9),
             );
         }
     }
@@ -367,7 +388,12 @@ fn register_font() -> Result<()> {
     Ok(())
 }
 
-const COLOURS: [RGBColor; 3] = [RGBColor(90, 90, 90), RGBColor(0, 150, 57), RGBColor(31, 119, 180)];
+const COLOURS: [RGBColor; 4] = [
+    RGBColor(90, 90, 90),
+    RGBColor(0, 150, 57),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+];
 
 fn colour(target: &str) -> RGBColor {
     let i = TARGETS.iter().position(|t| *t == target).unwrap_or(0);
@@ -445,8 +471,9 @@ fn throughput_chart(path: &Path, report: &Report) -> Result<()> {
                 continue;
             };
             let value = relative(report, m);
-            let x0 = i as f64 + 0.12 + j as f64 * 0.26;
-            let x1 = x0 + 0.24;
+            let width = 0.78 / TARGETS.len() as f64;
+            let x0 = i as f64 + 0.12 + j as f64 * width;
+            let x1 = x0 + width * 0.92;
             let bar = chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(x0, 0.0), (x1, value)],

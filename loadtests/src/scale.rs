@@ -245,3 +245,92 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
         build_s: None,
     })
 }
+
+/// `registry-bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryBenchArgs {
+    /// The store file (created).
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Lifecycles in flight.
+    #[arg(long, short = 'c', default_value_t = 32)]
+    pub concurrency: usize,
+    /// Measured time.
+    #[arg(long, short = 'd', default_value = "5s", value_parser = crate::compare::parse_duration)]
+    pub duration: Duration,
+}
+
+/// `registry-bench`: the gateway's registry write path alone, no HTTP: `concurrency` tasks each
+/// loop the eight registry steps of provision → bind → unbind → deprovision (each `begin_*` writes
+/// a durable intent, each `finish_*` the outcome), as the handlers call them. Prints cycles per
+/// second, durable writes per second and the process's CPU time per write (JSON).
+pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
+    use osb_routing::registry::{NewBinding, NewInstance, Outcome};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(args.path.clone()).await?);
+        let registry = Registry::new(store.clone());
+        let until = Instant::now() + args.duration;
+        let cpu_before = crate::procstat::cpu_seconds(std::process::id());
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..args.concurrency.max(1) {
+            let registry = registry.clone();
+            tasks.spawn(async move {
+                let mut cycles = 0u64;
+                while Instant::now() < until {
+                    let instance_id = uuid::Uuid::new_v4().to_string();
+                    let binding_id = uuid::Uuid::new_v4().to_string();
+                    let new = NewInstance {
+                        instance_id: instance_id.clone(),
+                        platform: "loadtests".to_owned(),
+                        broker: "aws".to_owned(),
+                        service_id: "s".to_owned(),
+                        plan_id: "p".to_owned(),
+                        upstream_service_id: "us".to_owned(),
+                        upstream_plan_id: "up".to_owned(),
+                        fingerprint: "f".to_owned(),
+                        context: Some(json!({"platform": "kubernetes", "namespace": "loadtests"})),
+                    };
+                    let admitted = registry.begin_provision(&new).await?;
+                    registry.finish_provision(&admitted, &Outcome::Done).await?;
+                    let bind = NewBinding {
+                        binding_id: binding_id.clone(),
+                        instance_id: instance_id.clone(),
+                        platform: "loadtests".to_owned(),
+                        fingerprint: "b".to_owned(),
+                    };
+                    let admitted = registry.begin_bind(&bind).await?;
+                    registry.finish_bind(&admitted, &Outcome::Done).await?;
+                    let admitted = registry
+                        .begin_unbind(&instance_id, &binding_id, "loadtests", "u")
+                        .await?;
+                    registry.finish_unbind(&admitted, &Outcome::Done).await?;
+                    let admitted = registry.begin_deprovision(&instance_id, "loadtests", "d").await?;
+                    registry.finish_deprovision(&admitted, &Outcome::Done).await?;
+                    cycles += 1;
+                }
+                Ok::<_, osb_routing::RoutingError>(cycles)
+            });
+        }
+        let mut cycles = 0;
+        while let Some(done) = tasks.join_next().await {
+            cycles += done??;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = crate::procstat::cpu_seconds(std::process::id()) - cpu_before;
+        drop(registry);
+        store.quiesce().await;
+        Ok::<_, Box<dyn std::error::Error>>(json!({
+            "concurrency": args.concurrency,
+            "cycles_per_s": cycles as f64 / wall,
+            "writes_per_s": cycles as f64 * 8.0 / wall,
+            "cpu_us_per_write": cpu * 1e6 / (cycles as f64 * 8.0).max(1.0),
+        }))
+    })?;
+    println!("{result}");
+    Ok(())
+}

@@ -261,6 +261,11 @@ impl DemoBroker {
         self.handle.stop(true).await;
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     /// The broker's `brokers[]` entry for a gateway configuration.
     pub fn config_entry(&self) -> String {
         format!(
