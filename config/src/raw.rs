@@ -50,6 +50,9 @@ pub struct RawAudit {
     /// File every audit record is also appended to, one JSON object per line (relative to the
     /// config file). Optional: the records are always kept in the store.
     pub jsonl_path: Option<String>,
+    /// Records kept in the store: the oldest beyond this many are removed (in steps of 1000).
+    /// Default 1000000; 0 keeps every record. The JSON lines export is never pruned.
+    pub retain_records: Option<u64>,
 }
 
 /// `telemetry:` trace export.

@@ -63,6 +63,8 @@ pub struct Settings {
 pub struct AuditSettings {
     /// A file every record is also appended to as one JSON line.
     pub jsonl_path: Option<PathBuf>,
+    /// Records kept in the store (0: all).
+    pub retain_records: u64,
 }
 
 /// Trace export (OpenTelemetry over OTLP/HTTP).

@@ -18,6 +18,9 @@ use crate::raw::{RawBroker, RawPlatform, RawSettings, SecretKeys};
 use crate::settings::*;
 use crate::{Problem, Secret};
 
+/// Audit records kept in the store unless `audit.retain_records` says otherwise.
+const DEFAULT_AUDIT_RETAIN: u64 = 1_000_000;
+
 /// What validation needs besides the raw settings.
 pub struct Context<'a> {
     /// Names the origin (file or variable) of a key path.
@@ -277,6 +280,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
             }
             Some(resolve(&context.base_dir, file))
         }),
+        retain_records: raw.audit.retain_records.unwrap_or(DEFAULT_AUDIT_RETAIN),
     };
 
     match (listen, c.problems.is_empty()) {

@@ -149,7 +149,12 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     export: Option<(PathBuf, Mutex<std::fs::File>)>,
     metrics: Arc<Metrics>,
+    /// Records kept in the store (`audit.retain_records`; 0: all).
+    retain: u64,
 }
+
+/// The store is pruned when a record's `seq` is a multiple of this.
+const PRUNE_EVERY: u64 = 1000;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,6 +192,7 @@ impl AuditLog {
             store,
             export,
             metrics,
+            retain: settings.retain_records,
         })
     }
 
@@ -207,6 +213,15 @@ impl AuditLog {
             }
         };
         self.metrics.audit_recorded(kind, outcome);
+        if self.retain > 0 && seq > self.retain && seq.is_multiple_of(PRUNE_EVERY) {
+            // Retention, off the call's path: the oldest records beyond `retain` go.
+            let (store, through) = (self.store.clone(), seq - self.retain);
+            tokio::spawn(async move {
+                if let Err(e) = store.prune_audit(through).await {
+                    warn!(error = %e, "Could not prune the audit log.");
+                }
+            });
+        }
         if let Some((path, file)) = &self.export {
             let record = AuditRecord { seq, ..record };
             let mut line = serde_json::to_vec(&record).unwrap_or_default();

@@ -130,6 +130,44 @@ async fn a_provision_timeout_is_504_and_the_instance_is_deprovisioned_upstream()
     assert!(store.instances().await.unwrap().is_empty());
 }
 
+/// The soak found it: a provision held on its way (a proxy that forwards late) reaches the upstream
+/// after the gateway timed out and after the first mitigation delete answered 410, and creates the
+/// instance then. A "gone" that early is confirmed by another delete after the settle time.
+#[tokio::test]
+async fn an_early_gone_is_confirmed_by_a_second_delete_after_the_settle_time() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*",
+        Reply::new(201, "{}").delay(Duration::from_secs(3)),
+    );
+    broker.on("DELETE", "/v2/service_instances/*", Reply::new(410, "{}"));
+    let (mut gateway, ids) = gateway_for(&broker).await;
+
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/late-1")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    wait_for_delete(&broker, "/v2/service_instances/late-1").await;
+    let confirmed = eventually("a confirming delete", Duration::from_secs(15), || async {
+        let deletes = broker.received("DELETE", "/v2/service_instances/late-1");
+        (deletes.len() >= 2).then_some(deletes)
+    })
+    .await;
+    assert!(
+        confirmed.len() <= 3,
+        "confirmed once, not hammered: {}",
+        confirmed.len()
+    );
+    gateway.wait_for_no_orphans().await;
+    gateway.stop().await;
+    let store = gateway.open_store().await;
+    assert!(store.instances().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_500_on_bind_is_502_and_an_unbind_follows() {
     let broker = FakeBroker::with_catalog(small_catalog()).await;

@@ -41,13 +41,13 @@ use crate::scale::Measurement;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
     /// Measured seconds of each closed-loop run.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Unmeasured load before each run.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Measured seconds of each open-loop run (0 skips them).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub open_duration: Duration,
     /// Connections of the closed-loop runs (one call in flight each).
     #[arg(long, default_value_t = 32)]

@@ -5,7 +5,9 @@
 //! restarts. For each due orphan it sends the upstream delete (deprovision or unbind, with
 //! `accepts_incomplete=true`) and forgets the record on 200 or 410; a 202 is followed by polling
 //! `last_operation` until it succeeds (or 410). Anything else is retried with backoff (1 s doubling,
-//! at most [`MAX_BACKOFF`]). Requests carry no originating identity: no user asked for them.
+//! at most [`MAX_BACKOFF`]). A "gone" within [`SETTLE`] of the failure is confirmed by one more
+//! delete after it, as a request held on its way can still create the resource upstream.
+//! Requests carry no originating identity: no user asked for them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use crate::registry::{BindingRecord, InstanceRecord, Mitigation, Registry, Resou
 use crate::store::RecordRef;
 use crate::upstream::{CallHeaders, UpstreamBroker};
 
+/// How long after a failure a "gone" answer is only provisional (see `Mitigation::settle_until_ms`).
+pub const SETTLE: Duration = Duration::from_secs(5);
 /// Longest wait between two attempts on one orphan.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often dead replicas' intents are looked for (and this replica's heartbeat written).
@@ -102,6 +106,13 @@ async fn mitigate(
         return registry.reschedule_orphan(record, next).await;
     };
     match attempt(broker, &target).await {
+        Step::Gone if now_ms() < target.mitigation.settle_until_ms => {
+            // Too soon to believe: the failed request may still arrive. Delete once more later.
+            let mut next = target.mitigation.clone();
+            next.operation = None;
+            next.next_attempt_ms = next.settle_until_ms;
+            registry.reschedule_orphan(record, next).await
+        }
         Step::Gone => {
             info!(broker = %target.broker, what = %target.what, "Orphan removed upstream.");
             registry.forget_orphan(record).await

@@ -150,6 +150,7 @@ fn orphan(reason: impl Into<String>) -> ResourceState {
         next_attempt_ms: 0,
         operation: None,
         last_error: None,
+        settle_until_ms: now_ms() + u64::try_from(crate::mitigation::SETTLE.as_millis()).unwrap_or(0),
     })
 }
 

@@ -45,6 +45,12 @@ pub struct Mitigation {
     /// The upstream's operation when it accepted the delete asynchronously.
     pub operation: Option<String>,
     pub last_error: Option<String>,
+    /// A "gone" answer (200, 410) earlier than this (ms since the epoch) is confirmed by one more
+    /// delete at this time: the request that failed may still be on its way to the upstream (held
+    /// by a proxy, a retransmission) and create the resource after the first delete found nothing.
+    /// 0 for records written before this field existed.
+    #[serde(default)]
+    pub settle_until_ms: u64,
 }
 
 /// Which operation.
@@ -249,6 +255,7 @@ mod tests {
                 next_attempt_ms: 5,
                 operation: None,
                 last_error: Some("500".into()),
+                settle_until_ms: 0,
             }),
             operation: None,
             created_ms: 1,

@@ -141,6 +141,9 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `record` to the audit log; returns the `seq` it was given (larger than any before).
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError>;
 
+    /// Removes the audit records numbered `through` and below (retention); returns how many.
+    async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError>;
+
     /// Audit records `query` selects, newest (largest `seq`) first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError>;
 

@@ -219,6 +219,7 @@ const LIST_BINDINGS: &str = "SELECT record FROM osb_bindings
 const APPEND_AUDIT: &str = "INSERT INTO osb_audit
     (at_ms, kind, actor, operation, outcome, instance_id, binding_id, record)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+const PRUNE_AUDIT: &str = "DELETE FROM osb_audit WHERE seq <= $1";
 /// $1 before, $2 instance, $3 binding, $4 operation, $5 actor, $6 kind, $7 outcome, $8 since,
 /// $9 limit: newest first.
 const SELECT_AUDIT: &str = "SELECT seq, record FROM osb_audit
@@ -677,6 +678,14 @@ impl Store for PostgresStore {
         let seq = self.settle(context, client, answer, CALL_TIMEOUT)?;
         seq.map(uint)
             .ok_or_else(|| RoutingError::Store(format!("{context}: no sequence number returned")))
+    }
+
+    async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError> {
+        let context = "prune audit records";
+        let through = int(through);
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, execute(&client, PRUNE_AUDIT, &[&through])).await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn audit(&self, query_: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {

@@ -30,6 +30,7 @@ both_backends!(
     catalogs_round_trip,
     reopening_keeps_everything,
     audit_records_are_numbered_and_read_newest_first,
+    audit_records_are_pruned_oldest_first,
     inventory_pages_filter_in_id_order,
 );
 
@@ -42,6 +43,7 @@ fn orphaned(reason: &str) -> ResourceState {
         next_attempt_ms: 7,
         operation: None,
         last_error: Some("500".into()),
+        settle_until_ms: 0,
     })
 }
 
@@ -834,6 +836,40 @@ async fn audit_records_are_numbered_and_read_newest_first(backend: Backend) {
         .unwrap();
     assert!(seq > *seqs.last().unwrap());
     assert_eq!(store.audit(&AuditQuery::default()).await.unwrap().len(), 8);
+}
+
+async fn audit_records_are_pruned_oldest_first(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    let mut seqs = Vec::new();
+    for n in 0..10u64 {
+        seqs.push(
+            store
+                .append_audit(audit_record("provision", Some("i"), n))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(store.prune_audit(seqs[5]).await.unwrap(), 6);
+    let kept: Vec<u64> = store
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(kept, seqs[6..].iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(
+        store.prune_audit(seqs[5]).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+    // Numbering goes on after the oldest are gone.
+    let next = store
+        .append_audit(audit_record("bind", Some("i"), 11))
+        .await
+        .unwrap();
+    assert!(next > seqs[9]);
 }
 
 async fn inventory_pages_filter_in_id_order(backend: Backend) {
