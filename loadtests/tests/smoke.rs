@@ -1,7 +1,8 @@
 //! Smoke test of the benchmark harness: `osb-loadtests compare` with tiny durations runs every
-//! scenario against the stub, nginx and the gateway, the registry scale runs, and writes a complete
-//! report (Markdown, JSON, charts). It checks that the report is there and that no call failed:
-//! never a timing (the numbers of a debug build on a shared CI machine mean nothing).
+//! scenario against the stub, nginx, the gateway and the gateway with limits, tracing and per-call
+//! metrics off, the registry scale runs, and writes a complete report (Markdown, JSON, charts).
+//! It checks that the report is there and that no call failed: never a timing (the numbers of a
+//! debug build on a shared CI machine mean nothing).
 //!
 //! nginx must be installed (`.ci/run` installs Debian's package).
 
@@ -59,8 +60,8 @@ fn compare_writes_a_complete_report() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     let closed = report["closed"].as_array().unwrap();
-    // 3 scenarios × (direct, nginx, gateway).
-    assert_eq!(closed.len(), 9, "{report:#}");
+    // 3 scenarios × (direct, nginx, gateway, gateway-bare).
+    assert_eq!(closed.len(), 12, "{report:#}");
     for run in closed.iter().chain(report["open"].as_array().unwrap()) {
         let calls = &run["stats"]["calls"];
         assert!(calls["count"].as_u64().unwrap() > 0, "no call succeeded: {run:#}");
