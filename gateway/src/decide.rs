@@ -22,9 +22,16 @@ use crate::parse::Body;
 /// Compiled schemas, per (gateway plan id, operation, catalog generation).
 pub type SchemaCache = moka::sync::Cache<(String, &'static str, u64), Arc<Result<Schema, String>>>;
 
+/// How long a compiled schema stays cached unused: entries of superseded catalog generations
+/// leave after this, rather than filling the cache (a compiled schema can take ~100 KB).
+const SCHEMA_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A new schema cache.
 pub fn schema_cache() -> SchemaCache {
-    moka::sync::Cache::new(4096)
+    moka::sync::Cache::builder()
+        .max_capacity(4096)
+        .time_to_idle(SCHEMA_IDLE)
+        .build()
 }
 
 /// What a decision looks at.

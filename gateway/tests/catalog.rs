@@ -389,6 +389,7 @@ async fn a_dead_upstream_is_served_stale_across_restarts_until_it_returns() {
     let gateway = TestGateway::start(&yaml).await;
     let healthy = gateway.ready_catalog().await;
     assert_eq!(healthy["services"].as_array().unwrap().len(), 47);
+    let generation = gateway.served_catalog().await["generation"].clone();
 
     // Kill the upstream: the next refresh fails, the broker is marked stale, its services stay.
     aws.kill().await;
@@ -402,6 +403,11 @@ async fn a_dead_upstream_is_served_stale_across_restarts_until_it_returns() {
         "{status}"
     );
     assert_eq!(gateway.ready_catalog().await, healthy, "still served, unchanged");
+    assert_eq!(
+        gateway.served_catalog().await["generation"],
+        generation,
+        "a status change alone keeps the catalog generation (and what is cached by it)"
+    );
 
     // Restart the gateway while the upstream is still down: the persisted catalog is served.
     let gateway = gateway.restart().await;
@@ -548,6 +554,7 @@ async fn conditional_fetches_are_used_when_the_upstream_honours_them() {
     ))
     .await;
     gateway.ready_catalog().await;
+    let generation = gateway.served_catalog().await["generation"].clone();
     broker.on("GET", "/v2/catalog", Reply::new(304, ""));
     let fetches = eventually("a conditional refresh", Duration::from_secs(10), || async {
         let fetches = broker.received("GET", "/v2/catalog");
@@ -561,6 +568,11 @@ async fn conditional_fetches_are_used_when_the_upstream_honours_them() {
         gateway.broker_status("ex").await["freshness"],
         "fresh",
         "304 counts as a fresh refresh"
+    );
+    assert_eq!(
+        gateway.served_catalog().await["generation"],
+        generation,
+        "an unchanged catalog keeps its generation"
     );
     assert_eq!(
         gateway.ready_catalog().await["services"]

@@ -105,7 +105,8 @@ pub enum Availability {
 /// One consistent picture: the merged catalog, its routes, and every broker's status.
 #[derive(Debug)]
 pub struct CatalogSnapshot {
-    /// Bumped on every change (catalog or status).
+    /// Bumped when the served catalog (or its routes or held plans) changes; a change of broker
+    /// status alone keeps it.
     pub generation: u64,
     pub catalog: Arc<Catalog>,
     /// `catalog` serialized once.
@@ -652,7 +653,13 @@ impl CatalogCache {
             }
             (catalog, body, etag, routes, held)
         };
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        // A status-only publish serves the same catalog: it keeps the generation, so what is
+        // cached per generation (platform views, compiled parameter schemas) stays valid.
+        let generation = if mode == Publish::Status {
+            previous.generation
+        } else {
+            self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        };
         self.snapshot.store(Arc::new(CatalogSnapshot {
             generation,
             catalog,

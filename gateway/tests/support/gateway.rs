@@ -179,6 +179,18 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// `GET /admin/catalog`: the served catalog's generation, ETag, counts and held plans.
+    pub async fn served_catalog(&self) -> serde_json::Value {
+        super::http()
+            .get(self.admin_url("/admin/catalog"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `GET /admin/registry`: counts of instances, bindings, orphans, pending intents.
     pub async fn registry(&self) -> serde_json::Value {
         super::http()
