@@ -8,7 +8,9 @@
 # process on an embedded store, runs provision → bind → unbind → deprovision loops and catalog reads
 # on all three, samples the gateway's RSS, then deletes what failed calls left, waits for the
 # mitigation queue to drain, stops the gateway with SIGTERM and writes
-# loadtests/results/soak-<timestamp>.md. Fails when a healthy broker or the catalog saw an error.
+# loadtests/results/soak-<timestamp>.md. Fails when a healthy broker or the catalog saw an error, or
+# when any instance is left upstream (the report then holds its audit trail). SOAK_GATEWAY_LOG sets
+# the gateway's RUST_LOG (default: errors and mitigation steps).
 # Sourced by loadtests/run, which provides REPO, LOADTESTS, RESULTS and lib/common.sh.
 
 # Knobs of this scenario (environment overrides).

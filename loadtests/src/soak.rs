@@ -134,7 +134,11 @@ async fn soak(args: &SoakArgs) -> Result<()> {
         .arg("serve")
         .arg("--config")
         .arg(&config_path)
-        .env("RUST_LOG", "error")
+        // Errors, and what mitigation does (with instance ids: the trail of any orphan).
+        .env(
+            "RUST_LOG",
+            std::env::var("SOAK_GATEWAY_LOG").unwrap_or_else(|_| "error,osb_routing::mitigation=info".into()),
+        )
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -346,6 +350,25 @@ async fn soak(args: &SoakArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     sampler.abort();
+    // What is still upstream is an orphan: keep the gateway's audit trail of each (a few).
+    let mut orphans = Vec::new();
+    for (broker, (name, _)) in brokers.iter().zip(BROKERS) {
+        for id in broker.instances() {
+            orphans.push((name, id));
+        }
+    }
+    let mut trails = Vec::new();
+    for (broker, id) in orphans.iter().take(5) {
+        let audit = client
+            .get(format!("{admin}/admin/audit?instance_id={id}&limit=50"))
+            .send()
+            .await;
+        let trail: Value = match audit {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        trails.push(format!("{broker} instance {id}: {trail}"));
+    }
     let (end_rss, peak_rss) = crate::procstat::rss_mb(pid);
     let store_bytes = std::fs::metadata(dir.path().join("store.redb")).map_or(0, |m| m.len());
     // SIGTERM: a clean stop.
@@ -387,6 +410,7 @@ async fn soak(args: &SoakArgs) -> Result<()> {
         store_bytes,
         proxy_connections: (healthy_connections, faulty_connections),
         clean_exit: matches!(exit, Ok(Ok(status)) if status.success()),
+        trails: &trails,
     });
     print!("{report}");
     std::fs::create_dir_all(&args.results)?;
@@ -400,10 +424,11 @@ async fn soak(args: &SoakArgs) -> Result<()> {
         .filter(|(k, _)| !k.starts_with("gcp "))
         .map(|(_, v)| v)
         .sum();
-    if healthy_errors > 0 || tally.catalog_errors > 0 {
+    if healthy_errors > 0 || tally.catalog_errors > 0 || !orphans.is_empty() {
         return Err(format!(
-            "{healthy_errors} errors on healthy upstreams, {} catalog errors",
-            tally.catalog_errors
+            "{healthy_errors} errors on healthy upstreams, {} catalog errors, {} instances left upstream",
+            tally.catalog_errors,
+            orphans.len()
         )
         .into());
     }
@@ -518,6 +543,8 @@ struct Report<'a> {
     store_bytes: u64,
     proxy_connections: (u64, u64),
     clean_exit: bool,
+    /// The gateway's audit records of instances left upstream.
+    trails: &'a [String],
 }
 
 fn percentiles(values: &[u64]) -> String {
@@ -621,6 +648,12 @@ fn render(r: &Report<'_>) -> String {
             .join(", "),
         r.clean_exit
     );
+    if !r.trails.is_empty() {
+        let _ = writeln!(out, "\n## Left upstream: the gateway's audit of each\n");
+        for trail in r.trails {
+            let _ = writeln!(out, "- {trail}");
+        }
+    }
     out
 }
 

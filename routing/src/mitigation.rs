@@ -108,6 +108,7 @@ async fn mitigate(
     match attempt(broker, &target).await {
         Step::Gone if now_ms() < target.mitigation.settle_until_ms => {
             // Too soon to believe: the failed request may still arrive. Delete once more later.
+            info!(broker = %target.broker, what = %target.what, "Orphan gone upstream; confirming after the settle time.");
             let mut next = target.mitigation.clone();
             next.operation = None;
             next.next_attempt_ms = next.settle_until_ms;
