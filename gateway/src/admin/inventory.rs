@@ -153,11 +153,7 @@ pub async fn instances(req: HttpRequest, state: web::Data<AppState>) -> Result<H
         .store()
         .list_instances(&filter, q.cursor.as_deref(), limit)
         .await?;
-    let next = (records.len() >= limit.clamp(1, osb_routing::store::MAX_PAGE))
-        .then(|| records.last().map(|r| r.instance_id.clone()))
-        .flatten();
-    let items: Vec<Value> = records.iter().map(|r| view(r, &snapshot)).collect();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+    Ok(page(&records, limit, |r| &r.instance_id, &snapshot))
 }
 
 /// `GET /admin/bindings`
@@ -172,11 +168,22 @@ pub async fn bindings(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         .store()
         .list_bindings(&filter, q.cursor.as_deref(), limit)
         .await?;
+    Ok(page(&records, limit, |r| &r.binding_id, &snapshot))
+}
+
+/// One page of a listing: its records as views, and the cursor of the next page when this one is
+/// full (a short page is the last).
+fn page<R: serde::Serialize>(
+    records: &[R],
+    limit: usize,
+    id: impl Fn(&R) -> &String,
+    snapshot: &CatalogSnapshot,
+) -> HttpResponse {
     let next = (records.len() >= limit.clamp(1, osb_routing::store::MAX_PAGE))
-        .then(|| records.last().map(|r| r.binding_id.clone()))
+        .then(|| records.last().map(|r| id(r).clone()))
         .flatten();
-    let items: Vec<Value> = records.iter().map(|r| view(r, &snapshot)).collect();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+    let items: Vec<Value> = records.iter().map(|r| view(r, snapshot)).collect();
+    HttpResponse::Ok().json(json!({"items": items, "next_cursor": next}))
 }
 
 /// `GET /admin/instances/{id}`: the record, its bindings, its history (newest first).

@@ -331,6 +331,19 @@ struct Attempt {
 }
 
 impl Attempt {
+    /// One operator-initiated DELETE of `path` at `broker`, and what came of it.
+    async fn delete(state: &AppState, broker: &str, path: &str, operation: &'static str) -> Attempt {
+        let reply = match state.upstream(broker) {
+            Ok(upstream) => {
+                state
+                    .call_upstream(&upstream, Method::DELETE, path, None, &operator_call(operation))
+                    .await
+            }
+            Err(_) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),
+        };
+        Attempt::of(&reply)
+    }
+
     fn of(reply: &Result<UpstreamReply, RoutingError>) -> Attempt {
         match reply {
             Ok(reply) => Attempt {
@@ -406,30 +419,13 @@ pub async fn abandon_instance(
 
     let mut attempt = Attempt::default();
     if request.deprovision {
-        let reply = match state.upstream(&record.broker) {
-            Ok(upstream) => {
-                let path = format!(
-                    "/v2/service_instances/{}?service_id={}&plan_id={}&accepts_incomplete=true",
-                    record.instance_id,
-                    encode(&record.upstream_service_id),
-                    encode(&record.upstream_plan_id)
-                );
-                state
-                    .call_upstream(
-                        &upstream,
-                        Method::DELETE,
-                        &path,
-                        None,
-                        &operator_call("deprovision"),
-                    )
-                    .await
-            }
-            Err(_) => Err(RoutingError::Gone(format!(
-                "broker {} is not configured",
-                record.broker
-            ))),
-        };
-        attempt = Attempt::of(&reply);
+        let path = format!(
+            "/v2/service_instances/{}?service_id={}&plan_id={}&accepts_incomplete=true",
+            record.instance_id,
+            encode(&record.upstream_service_id),
+            encode(&record.upstream_plan_id)
+        );
+        attempt = Attempt::delete(&state, &record.broker, &path, "deprovision").await;
     }
 
     let removed = state.registry.abandon_instance(&id).await?;
@@ -489,25 +485,14 @@ pub async fn abandon_binding(
 
     let mut attempt = Attempt::default();
     if request.deprovision {
-        let reply = match state.upstream(&record.broker) {
-            Ok(upstream) => {
-                let path = format!(
-                    "/v2/service_instances/{}/service_bindings/{}?service_id={}&plan_id={}&accepts_incomplete=true",
-                    record.instance_id,
-                    record.binding_id,
-                    encode(&record.upstream_service_id),
-                    encode(&record.upstream_plan_id)
-                );
-                state
-                    .call_upstream(&upstream, Method::DELETE, &path, None, &operator_call("unbind"))
-                    .await
-            }
-            Err(_) => Err(RoutingError::Gone(format!(
-                "broker {} is not configured",
-                record.broker
-            ))),
-        };
-        attempt = Attempt::of(&reply);
+        let path = format!(
+            "/v2/service_instances/{}/service_bindings/{}?service_id={}&plan_id={}&accepts_incomplete=true",
+            record.instance_id,
+            record.binding_id,
+            encode(&record.upstream_service_id),
+            encode(&record.upstream_plan_id)
+        );
+        attempt = Attempt::delete(&state, &record.broker, &path, "unbind").await;
     }
 
     let Some(binding) = state.registry.abandon_binding(&id).await? else {
