@@ -181,6 +181,65 @@ fn same_operation(current: Option<&Operation>, admitted: Option<&Operation>) -> 
     }
 }
 
+/// What instances and bindings share: the operation in flight.
+trait Operated: Clone {
+    fn operation(&self) -> Option<&Operation>;
+    fn operation_mut(&mut self) -> &mut Option<Operation>;
+}
+
+impl Operated for InstanceRecord {
+    fn operation(&self) -> Option<&Operation> {
+        self.operation.as_ref()
+    }
+    fn operation_mut(&mut self) -> &mut Option<Operation> {
+        &mut self.operation
+    }
+}
+
+impl Operated for BindingRecord {
+    fn operation(&self) -> Option<&Operation> {
+        self.operation.as_ref()
+    }
+    fn operation_mut(&mut self) -> &mut Option<Operation> {
+        &mut self.operation
+    }
+}
+
+/// What the outcome of a delete (`kind`: deprovision or unbind) does to its record: 200/410 forget
+/// it; 202 marks the delete accepted; any other outcome of the request that started the delete
+/// clears it (the record stays, as before); a retry's failure changes nothing.
+fn finish_delete<R: Operated>(
+    current: &R,
+    admission: &Admission<R>,
+    outcome: &Outcome,
+    kind: OperationKind,
+) -> Change<R> {
+    match outcome {
+        Outcome::Done | Outcome::Gone => Change::Delete,
+        Outcome::Accepted { operation } => {
+            let mut record = current.clone();
+            match record.operation_mut().as_mut().filter(|o| o.kind == kind) {
+                Some(op) => {
+                    op.phase = Phase::Accepted;
+                    if operation.is_some() {
+                        op.upstream_operation.clone_from(operation);
+                    }
+                    Change::Put(record)
+                }
+                None => Change::Keep,
+            }
+        }
+        _ if matches!(admission, Admission::Fresh(_))
+            && same_operation(current.operation(), admission.record().operation()) =>
+        {
+            let mut record = current.clone();
+            *record.operation_mut() = None;
+            Change::Put(record)
+        }
+        _ => Change::Keep,
+    }
+}
+
 impl Registry {
     /// A registry on `store` for a new replica (a fresh id per process).
     pub fn new(store: Arc<dyn Store>) -> Self {
@@ -536,35 +595,8 @@ impl Registry {
         admission: &Admission<InstanceRecord>,
         outcome: &Outcome,
     ) -> Result<Option<InstanceRecord>, RoutingError> {
-        let admitted = admission.record();
-        self.change_instance(&admitted.instance_id, |current| match outcome {
-            Outcome::Done | Outcome::Gone => Change::Delete,
-            Outcome::Accepted { operation } => {
-                let mut record = current.clone();
-                match record
-                    .operation
-                    .as_mut()
-                    .filter(|o| o.kind == OperationKind::Deprovision)
-                {
-                    Some(op) => {
-                        op.phase = Phase::Accepted;
-                        if operation.is_some() {
-                            op.upstream_operation.clone_from(operation);
-                        }
-                        Change::Put(record)
-                    }
-                    None => Change::Keep,
-                }
-            }
-            _ if matches!(admission, Admission::Fresh(_))
-                && same_operation(current.operation.as_ref(), admitted.operation.as_ref()) =>
-            {
-                Change::Put(InstanceRecord {
-                    operation: None,
-                    ..current.clone()
-                })
-            }
-            _ => Change::Keep,
+        self.change_instance(&admission.record().instance_id, |current| {
+            finish_delete(current, admission, outcome, OperationKind::Deprovision)
         })
         .await
     }
@@ -791,35 +823,8 @@ impl Registry {
         admission: &Admission<BindingRecord>,
         outcome: &Outcome,
     ) -> Result<Option<BindingRecord>, RoutingError> {
-        let admitted = admission.record();
-        self.change_binding(&admitted.binding_id, |current| match outcome {
-            Outcome::Done | Outcome::Gone => Change::Delete,
-            Outcome::Accepted { operation } => {
-                let mut record = current.clone();
-                match record
-                    .operation
-                    .as_mut()
-                    .filter(|o| o.kind == OperationKind::Unbind)
-                {
-                    Some(op) => {
-                        op.phase = Phase::Accepted;
-                        if operation.is_some() {
-                            op.upstream_operation.clone_from(operation);
-                        }
-                        Change::Put(record)
-                    }
-                    None => Change::Keep,
-                }
-            }
-            _ if matches!(admission, Admission::Fresh(_))
-                && same_operation(current.operation.as_ref(), admitted.operation.as_ref()) =>
-            {
-                Change::Put(BindingRecord {
-                    operation: None,
-                    ..current.clone()
-                })
-            }
-            _ => Change::Keep,
+        self.change_binding(&admission.record().binding_id, |current| {
+            finish_delete(current, admission, outcome, OperationKind::Unbind)
         })
         .await
     }
