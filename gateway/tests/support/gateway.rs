@@ -167,40 +167,31 @@ impl TestGateway {
         .await
     }
 
-    /// `GET /admin/brokers`.
-    pub async fn brokers(&self) -> serde_json::Value {
+    /// `GET` an admin path, as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         super::http()
-            .get(self.admin_url("/admin/brokers"))
+            .get(self.admin_url(path))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// `GET /admin/brokers`.
+    pub async fn brokers(&self) -> serde_json::Value {
+        self.admin_json("/admin/brokers").await
     }
 
     /// `GET /admin/catalog`: the served catalog's generation, ETag, counts and held plans.
     pub async fn served_catalog(&self) -> serde_json::Value {
-        super::http()
-            .get(self.admin_url("/admin/catalog"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_json("/admin/catalog").await
     }
 
     /// `GET /admin/registry`: counts of instances, bindings, orphans, pending intents.
     pub async fn registry(&self) -> serde_json::Value {
-        super::http()
-            .get(self.admin_url("/admin/registry"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_json("/admin/registry").await
     }
 
     /// Waits until the mitigation worker has nothing left to do.
