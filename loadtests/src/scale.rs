@@ -125,9 +125,7 @@ pub async fn seed(store: Arc<dyn Store>, count: usize, platform: &str) -> Result
 /// As [`seed`], or the store cannot be opened.
 pub async fn build(path: &Path, count: usize, platform: &str) -> Result<Duration> {
     let started = Instant::now();
-    // A bulk load writes far more pages per second than the gateway ever does: a large page cache.
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open_with_page_cache(path.to_path_buf(), 1 << 30).await?);
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(path.to_path_buf()).await?);
     seed(store.clone(), count, platform).await?;
     store.quiesce().await;
     drop(store);

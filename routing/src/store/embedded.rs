@@ -364,14 +364,6 @@ impl EmbeddedStore {
     /// [`RoutingError::Store`] when the file cannot be created, is locked by another process, or is
     /// not a redb file.
     pub async fn open(path: PathBuf) -> Result<Self, RoutingError> {
-        Self::open_with_page_cache(path, PAGE_CACHE_BYTES).await
-    }
-
-    /// [`EmbeddedStore::open`] with redb's page cache at `cache_bytes` (bulk loads want more).
-    ///
-    /// # Errors
-    /// As [`EmbeddedStore::open`].
-    pub async fn open_with_page_cache(path: PathBuf, cache_bytes: usize) -> Result<Self, RoutingError> {
         let shown = path.display().to_string();
         let opened = path.clone();
         let (db, mirror) = tokio::task::spawn_blocking(move || {
@@ -382,7 +374,7 @@ impl EmbeddedStore {
             // The mirror answers every registry read, so redb's page cache only serves writes and
             // the audit log: bounded well below its 1 GiB default, it keeps RSS flat under load.
             let db = Database::builder()
-                .set_cache_size(cache_bytes)
+                .set_cache_size(PAGE_CACHE_BYTES)
                 .create(&opened)
                 .map_err(|e| store_error(&format!("open {shown}"), e))?;
             // Create the tables once so readers never meet a missing table.
