@@ -10,7 +10,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use osb_config::Settings;
 use osb_routing::upstream::{CallHeaders, UpstreamReply};
-use osb_routing::{CatalogCache, Registry, RoutingError, UpstreamBroker};
+use osb_routing::{CatalogCache, Registry, RoutingError, UpstreamBroker, UpstreamPath};
 
 use crate::auth::Platforms;
 use crate::decide::{Decider, SchemaCache};
@@ -102,12 +102,12 @@ impl AppState {
         &self,
         upstream: &UpstreamBroker,
         method: reqwest::Method,
-        path_and_query: &str,
+        path: &UpstreamPath,
         body: Option<bytes::Bytes>,
         call: &CallHeaders,
     ) -> Result<UpstreamReply, RoutingError> {
         let started = std::time::Instant::now();
-        let result = upstream.call(method, path_and_query, body, call).await;
+        let result = upstream.call(method, path, body, call).await;
         let status = result.as_ref().ok().map(|r| r.status);
         self.metrics
             .observe_upstream(upstream.name(), call.operation, status, started.elapsed());

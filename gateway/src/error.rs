@@ -141,6 +141,7 @@ impl From<RoutingError> for ApiError {
             RoutingError::NotFound(m) => ApiError::NotFound(m),
             RoutingError::Gone(m) => ApiError::Gone(m),
             RoutingError::Store(m) => ApiError::StoreUnavailable(m),
+            e @ RoutingError::InvalidId { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(osb_routing::cache::error_chain(&other)),
         }
     }

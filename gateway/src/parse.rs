@@ -2,43 +2,34 @@
 //!
 //! Bodies stay JSON maps so every field, known or not, reaches the upstream unchanged; only the
 //! fields OSB defines are checked: required ids (an empty string counts as missing), object-typed
-//! fields, the id charset of path segments, `accepts_incomplete`. Query strings are kept raw so
-//! an `operation` passes through with its percent-encoding intact.
+//! fields, path ids (the one grammar of `osb_routing::resource`: no dot segments), the query's
+//! percent-encoding, `accepts_incomplete` and `operation`. Query values are decoded once and
+//! encoded afresh for the upstream, so what is sent is exactly what was checked.
 
 use actix_web::HttpRequest;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use osb_routing::OsbId;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// Longest instance or binding id accepted.
-pub const MAX_ID_LEN: usize = 255;
+pub use osb_routing::resource::MAX_ID_LEN;
 
-/// Checks a path id: 1 to 255 of `A-Z a-z 0-9 - . _ ~` (URL-safe, what GUIDs and names use).
+/// Checks a path id against the one id grammar ([`OsbId`]: 1 to 255 URL-safe characters, not a
+/// dot segment).
 ///
 /// # Errors
-/// [`ApiError::BadRequest`] naming the id.
-pub fn id(name: &str, value: &str) -> Result<String, ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_ID_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{name} must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '-', '.', '_', '~'"
-        )))
-    }
+/// [`ApiError::BadRequest`] naming the id and what is wrong with it.
+pub fn id(name: &'static str, value: &str) -> Result<OsbId, ApiError> {
+    Ok(OsbId::parse(name, value)?)
 }
 
 /// The path parameter `name` of `req`, checked with [`id`].
 ///
 /// # Errors
 /// [`ApiError::BadRequest`].
-pub fn path_id(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
+pub fn path_id(req: &HttpRequest, name: &'static str) -> Result<OsbId, ApiError> {
     id(name, req.match_info().get(name).unwrap_or_default())
 }
 
@@ -74,62 +65,61 @@ const DRAIN_FACTOR: usize = 16;
 
 // === query strings ===
 
-/// A raw query string: names decoded, values kept exactly as sent.
+/// A query string, names and values percent-decoded.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    pairs: Vec<(String, String)>,
+    /// `(name, value)`; `None` for a name without `=`.
+    pairs: Vec<(String, Option<String>)>,
 }
 
 impl Query {
-    /// Splits `raw` into pairs and checks `accepts_incomplete` and the OSB id parameters.
+    /// Splits `raw` into pairs and checks the encoding, `accepts_incomplete`, the OSB id
+    /// parameters and `operation`.
     ///
     /// # Errors
-    /// [`ApiError::BadRequest`] for a malformed `accepts_incomplete` or an empty id parameter.
+    /// [`ApiError::BadRequest`] for malformed percent-encoding, a malformed `accepts_incomplete`,
+    /// an empty id parameter or an `operation` the grammar refuses.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = raw
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| match pair.split_once('=') {
-                Some((name, value)) => (decode(name), value.to_owned()),
-                None => (decode(pair), String::new()),
-            })
-            .collect();
-        for (_, value) in &pairs {
-            if !well_encoded(value) {
+        let mut pairs = Vec::new();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (pair, None),
+            };
+            if !well_encoded(name) || !value.is_none_or(well_encoded) {
                 return Err(ApiError::BadRequest(
                     "the query string has malformed percent-encoding".to_owned(),
                 ));
             }
+            pairs.push((decode(name), value.map(decode)));
         }
         let query = Query { pairs };
-        if let Some(value) = query.raw("accepts_incomplete") {
-            if !matches!(decode(value).as_str(), "true" | "false") {
+        if let Some(value) = query.get("accepts_incomplete") {
+            if !matches!(value, "true" | "false") {
                 return Err(ApiError::BadRequest(
                     "accepts_incomplete must be true or false".to_owned(),
                 ));
             }
         }
         for name in ["service_id", "plan_id", "operation"] {
-            if query.raw(name).is_some_and(str::is_empty) {
+            if query.get(name).is_some_and(str::is_empty) {
                 return Err(ApiError::BadRequest(format!(
                     "{name} must not be empty when present"
                 )));
             }
         }
+        if let Some(operation) = query.get("operation") {
+            osb_routing::resource::check_operation(operation)?;
+        }
         Ok(query)
     }
 
-    /// The raw (still encoded) value of `name`.
-    pub fn raw(&self, name: &str) -> Option<&str> {
+    /// The decoded value of the first `name` (`""` for a name without a value).
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The decoded value of `name`.
-    pub fn get(&self, name: &str) -> Option<String> {
-        self.raw(name).map(decode)
+            .map(|(_, v)| v.as_deref().unwrap_or_default())
     }
 
     /// The decoded value of a required, non-empty parameter.
@@ -139,11 +129,13 @@ impl Query {
     pub fn required(&self, name: &str) -> Result<String, ApiError> {
         self.get(name)
             .filter(|v| !v.is_empty())
+            .map(str::to_owned)
             .ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
     }
 
     /// The query to send upstream: `service_id` and `plan_id` replaced by the given upstream ids
-    /// (added when absent), everything else (`operation` above all) byte for byte as received.
+    /// (added when absent), every other parameter (`operation` above all) as received, each name
+    /// and value percent-encoded afresh.
     pub fn upstream(&self, service_id: &str, plan_id: &str) -> String {
         let mut out = Vec::with_capacity(self.pairs.len() + 2);
         let (mut service_seen, mut plan_seen) = (false, false);
@@ -157,8 +149,10 @@ impl Query {
                     plan_seen = true;
                     out.push(format!("plan_id={}", encode(plan_id)));
                 }
-                _ if value.is_empty() && !name.is_empty() => out.push(encode(name)),
-                _ => out.push(format!("{}={value}", encode(name))),
+                _ => match value.as_deref() {
+                    None | Some("") if !name.is_empty() => out.push(encode(name)),
+                    value => out.push(format!("{}={}", encode(name), encode(value.unwrap_or_default()))),
+                },
             }
         }
         if !service_seen {
@@ -170,10 +164,10 @@ impl Query {
         out.join("&")
     }
 
-    /// `?accepts_incomplete=…` alone, as received (for provision, update and bind).
+    /// `accepts_incomplete=…` alone, if given (for provision, update and bind).
     pub fn accepts_incomplete(&self) -> String {
-        self.raw("accepts_incomplete")
-            .map(|v| format!("?accepts_incomplete={v}"))
+        self.get("accepts_incomplete")
+            .map(|v| format!("accepts_incomplete={}", encode(v)))
             .unwrap_or_default()
     }
 }
@@ -218,9 +212,9 @@ pub fn decode(value: &str) -> String {
     String::from_utf8_lossy(&raw_decode(value)).into_owned()
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query name or value.
 pub fn encode(value: &str) -> String {
-    osb_routing::mitigation::encode(value)
+    osb_routing::resource::encode(value)
 }
 
 // === bodies ===
@@ -341,9 +335,14 @@ mod tests {
     #[test]
     fn ids() {
         assert!(id("instance_id", "6ba7b810-9dad-11d1-80b4-00c04fd430c8").is_ok());
-        for bad in ["", "a b", "a/b", "ä", "a%20", &"x".repeat(256)] {
-            assert!(id("instance_id", bad).is_err(), "{bad}");
+        for bad in ["", "a b", "a/b", "ä", "a%20", ".", "..", &"x".repeat(256)] {
+            let error = id("instance_id", bad).unwrap_err();
+            assert!(matches!(error, ApiError::BadRequest(_)), "{bad}: {error:?}");
         }
+        assert_eq!(
+            id("binding_id", "..").unwrap_err().to_string(),
+            "binding_id must not be made of dots alone ('.' and '..' are path segments)"
+        );
     }
 
     #[test]
@@ -352,6 +351,11 @@ mod tests {
             Query::parse("accepts_incomplete=true&operation=op%20provision%2Fi%2B1&service_id=gs&plan_id=gp")
                 .unwrap();
         assert_eq!(q.get("operation").unwrap(), "op provision/i+1");
+        assert!(Query::parse(&format!("operation={}", "o".repeat(10_001))).is_err());
+        assert_eq!(
+            Query::parse("operation=a+b&x&y=&%6Eame=%7E").unwrap().upstream("s", "p"),
+            "operation=a%2Bb&x&y&name=~&service_id=s&plan_id=p"
+        );
         assert_eq!(
             q.upstream("us 1", "up"),
             "accepts_incomplete=true&operation=op%20provision%2Fi%2B1&service_id=us%201&plan_id=up"

@@ -8,6 +8,7 @@ use crate::faults::{gateway_for, small_catalog};
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER, TestGateway};
 use crate::support::http;
+use crate::support::raw;
 
 /// One malformed request: method, path (with query), headers, body.
 struct Case {
@@ -385,4 +386,116 @@ async fn two_hundred_malformed_requests_get_osb_4xx_and_reach_nothing() {
     // Still standing.
     assert_eq!(gateway.catalog().await.status(), 200);
     let _: &TestGateway = &gateway;
+}
+
+/// Dot segments in every encoding a URL library or web framework would normalise.
+const DOTS: &[&str] = &[
+    ".", "..", "...", "%2e", "%2E", "%2e%2e", "%2E%2E", "%2e%2E", ".%2e", "%2e.", "%2E.", "%252e%252e",
+];
+
+/// Every endpoint with a dot id in each place an id goes, on an existing instance (`ok`) and
+/// binding (`b`) so that the binding forms reach routing; also empty and trailing-slash ids.
+fn dot_requests(service: &str, plan: &str) -> Vec<(String, Vec<u8>)> {
+    let ids = format!("service_id={service}&plan_id={plan}");
+    let provision = serde_json::to_vec(&json!({"service_id": service, "plan_id": plan})).unwrap();
+    let update = serde_json::to_vec(&json!({"service_id": service, "parameters": {"a": 2}})).unwrap();
+    let mut requests = Vec::new();
+    let mut add = |method: &str, target: String, body: Option<&[u8]>| {
+        requests.push((format!("{method} {target}"), raw::request(method, &target, body)));
+    };
+    for dot in DOTS {
+        let instance = format!("/v2/service_instances/{dot}");
+        let binding = format!("/v2/service_instances/ok/service_bindings/{dot}");
+        let bound = format!("/v2/service_instances/{dot}/service_bindings/b");
+        add("PUT", format!("{instance}?accepts_incomplete=true"), Some(&provision));
+        add("PATCH", instance.clone(), Some(&update));
+        add("DELETE", format!("{instance}?{ids}"), None);
+        add("GET", instance.clone(), None);
+        add("GET", format!("{instance}/last_operation?{ids}"), None);
+        add("PUT", binding.clone(), Some(&provision));
+        add("DELETE", format!("{binding}?{ids}"), None);
+        add("GET", binding.clone(), None);
+        add("GET", format!("{binding}/last_operation"), None);
+        add("PUT", bound.clone(), Some(&provision));
+        add("DELETE", format!("{bound}?{ids}"), None);
+        add("GET", bound.clone(), None);
+        add("GET", format!("{bound}/last_operation"), None);
+    }
+    for target in [
+        "/v2/service_instances/ok/",
+        "/v2/service_instances/ok//service_bindings/b",
+        "/v2/service_instances/ok/service_bindings/",
+        "/v2/service_instances/ok/service_bindings//last_operation",
+        "/v2/service_instances//service_bindings/b",
+    ] {
+        add("DELETE", format!("{target}?{ids}"), None);
+        add("PUT", target.to_owned(), Some(&provision));
+        add("GET", target.to_owned(), None);
+    }
+    requests
+}
+
+#[tokio::test]
+async fn dot_segment_ids_in_every_encoding_are_refused_before_routing() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    // Whatever got through would find a broker that does what it is asked.
+    for method in ["GET", "PUT", "PATCH", "DELETE"] {
+        broker.on(method, "/v2/service_instances/*", Reply::new(200, "{}"));
+    }
+    broker.on("PUT", "/v2/service_instances/ok", Reply::new(201, "{}"));
+    broker.on(
+        "PUT",
+        "/v2/service_instances/ok/service_bindings/b",
+        Reply::new(201, "{}"),
+    );
+    let (gateway, ids) = gateway_for(&broker).await;
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/ok")
+        .json(&ids.provision())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body = json!({"service_id": ids.service, "plan_id": ids.small});
+    let response = gateway
+        .request(Method::PUT, "/v2/service_instances/ok/service_bindings/b")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let before = broker.recorded().len();
+
+    let requests = dot_requests(&ids.service, &ids.small);
+    assert!(requests.len() >= 150, "{} requests", requests.len());
+    let mut failures = Vec::new();
+    for (what, bytes) in &requests {
+        match raw::send(gateway.addr, bytes).await {
+            Some(answer) if (400..500).contains(&answer.status) && answer.is_osb_error() => {}
+            Some(answer) => failures.push(format!(
+                "{what}: {} {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )),
+            None => failures.push(format!("{what}: no answer")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} were not OSB 4xx:\n{}",
+        failures.len(),
+        requests.len(),
+        failures.join("\n")
+    );
+    let leaked: Vec<String> = broker
+        .recorded()
+        .iter()
+        .skip(before)
+        .filter(|r| r.path != "/v2/catalog")
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert!(leaked.is_empty(), "reached the upstream: {leaked:#?}");
+    // The instance and binding are untouched.
+    let registry = gateway.registry().await;
+    assert_eq!((registry["instances"].as_u64(), registry["bindings"].as_u64()), (Some(1), Some(1)));
 }

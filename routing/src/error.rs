@@ -50,6 +50,13 @@ pub enum RoutingError {
         source: reqwest::Error,
     },
 
+    /// An instance, binding or operation id the grammar refuses (see [`crate::resource`]).
+    #[error("{name} {problem}")]
+    InvalidId {
+        name: &'static str,
+        problem: &'static str,
+    },
+
     /// The durable store failed.
     #[error("store: {0}")]
     Store(String),
@@ -94,6 +101,7 @@ impl RoutingError {
             RoutingError::UpstreamStatus { .. } => "status",
             RoutingError::BodyTooLarge { .. } => "too_large",
             RoutingError::Client { .. } => "client",
+            RoutingError::InvalidId { .. } => "invalid_id",
             RoutingError::Store(_) => "store",
             RoutingError::Conflict(_) => "conflict",
             RoutingError::Concurrency(_) => "concurrency",

@@ -11,6 +11,8 @@
 //! - [`mitigation`]: the worker that deletes upstream what the gateway absorbed a failure for.
 //! - [`store`]: durable state behind the [`Store`] trait (embedded redb by default).
 //! - [`audit`]: the audit log's records and queries (kept by the store).
+//! - [`resource`]: the id grammar of instances, bindings and operations, and the upstream paths
+//!   built from checked ids segment by segment.
 //! - [`headers`]: OSB header names.
 //! - [`error`]: the crate's one error type, [`RoutingError`].
 
@@ -22,6 +24,7 @@ pub mod error;
 pub mod headers;
 pub mod mitigation;
 pub mod registry;
+pub mod resource;
 pub mod store;
 pub mod upstream;
 
@@ -31,5 +34,6 @@ pub use cache::{
 pub use catalog::{Catalog, RouteTable};
 pub use error::RoutingError;
 pub use registry::Registry;
+pub use resource::{OsbId, UpstreamPath};
 pub use store::Store;
 pub use upstream::UpstreamBroker;

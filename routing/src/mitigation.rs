@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::CatalogCache;
 use crate::cache::error_chain;
 use crate::registry::{BindingRecord, InstanceRecord, Mitigation, Registry, ResourceState, now_ms};
+use crate::resource::{OsbId, UpstreamPath};
 use crate::store::RecordRef;
 use crate::upstream::{CallHeaders, UpstreamBroker};
 
@@ -148,8 +149,9 @@ struct Target {
     broker: String,
     /// `instance <id>` or `binding <id>`, for logs.
     what: String,
-    /// Path of the resource, e.g. `/v2/service_instances/<id>`.
-    path: String,
+    /// The resource upstream; `Err` for an id the grammar refuses (a record from before the
+    /// grammar): never sent, left for an operator to abandon.
+    path: Result<UpstreamPath, crate::RoutingError>,
     upstream_service_id: String,
     upstream_plan_id: String,
     mitigation: Mitigation,
@@ -162,7 +164,7 @@ fn instance_target(r: InstanceRecord) -> Option<Target> {
     Some(Target {
         broker: r.broker,
         what: format!("instance {}", r.instance_id),
-        path: format!("/v2/service_instances/{}", r.instance_id),
+        path: OsbId::parse("instance_id", &r.instance_id).map(|i| UpstreamPath::instance(&i)),
         upstream_service_id: r.upstream_service_id,
         upstream_plan_id: r.upstream_plan_id,
         mitigation,
@@ -176,10 +178,9 @@ fn binding_target(r: BindingRecord) -> Option<Target> {
     Some(Target {
         broker: r.broker,
         what: format!("binding {}", r.binding_id),
-        path: format!(
-            "/v2/service_instances/{}/service_bindings/{}",
-            r.instance_id, r.binding_id
-        ),
+        path: OsbId::parse("instance_id", &r.instance_id).and_then(|instance| {
+            OsbId::parse("binding_id", &r.binding_id).map(|binding| UpstreamPath::binding(&instance, &binding))
+        }),
         upstream_service_id: r.upstream_service_id,
         upstream_plan_id: r.upstream_plan_id,
         mitigation,
@@ -206,23 +207,27 @@ async fn attempt(broker: &UpstreamBroker, target: &Target) -> Step {
         },
         ..CallHeaders::default()
     };
-    let ids = format!(
-        "service_id={}&plan_id={}",
-        encode(&target.upstream_service_id),
-        encode(&target.upstream_plan_id)
-    );
+    let resource = match &target.path {
+        Ok(path) => path.clone(),
+        Err(e) => {
+            return Step::Wait {
+                operation: None,
+                error: Some(format!("not sent upstream: {e}; abandon it with the admin API")),
+            };
+        }
+    };
+    let service = ("service_id", target.upstream_service_id.as_str());
+    let plan = ("plan_id", target.upstream_plan_id.as_str());
     let (method, path) = match &target.mitigation.operation {
         Some(operation) => (
             Method::GET,
-            format!(
-                "{}/last_operation?{ids}&operation={}",
-                target.path,
-                encode(operation)
-            ),
+            resource
+                .last_operation()
+                .with_pairs(&[service, plan, ("operation", operation)]),
         ),
         None => (
             Method::DELETE,
-            format!("{}?{ids}&accepts_incomplete=true", target.path),
+            resource.with_pairs(&[service, plan, ("accepts_incomplete", "true")]),
         ),
     };
     let polling = target.mitigation.operation.is_some();
@@ -278,15 +283,3 @@ fn schedule(mitigation: &mut Mitigation) {
     }
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}

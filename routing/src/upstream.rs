@@ -4,6 +4,12 @@
 //! (reqwest over rustls), timeout and credentials. Every request carries `X-Broker-API-Version` (the
 //! broker's setting), the platform's originating identity unchanged, and a request identity. Bodies
 //! are read with a size limit. Errors say whether anything may have reached the broker.
+//!
+//! Calls name their target as an [`UpstreamPath`] (checked ids only), turned into the URL segment by
+//! segment under the broker's base URL. Each exchange is counted once by the circuit breaker, and
+//! only when it says something about the broker's health: no connection, a timeout, a broken
+//! exchange or a 5xx count as failures; a 4xx, and a 501 (the broker does not implement an optional
+//! endpoint), count as the broker working.
 
 use std::time::Duration;
 
@@ -19,6 +25,7 @@ use std::sync::Arc;
 use crate::RoutingError;
 use crate::breaker::{Breaker, BreakerState, RetryBudget};
 use crate::headers;
+use crate::resource::UpstreamPath;
 
 /// Largest catalog accepted from a broker (OSBA's is 1 MB pretty-printed).
 pub const MAX_CATALOG_BYTES: usize = 32 * 1024 * 1024;
@@ -65,8 +72,8 @@ pub enum CatalogFetch {
 #[derive(Debug, Clone)]
 pub struct UpstreamBroker {
     settings: BrokerSettings,
-    /// Base URL without trailing slash.
-    base: String,
+    /// The broker's base URL; every path is appended to it segment by segment.
+    base: url::Url,
     /// For span attributes.
     host: String,
     port: u16,
@@ -113,7 +120,7 @@ impl UpstreamBroker {
                 source,
             })?;
         Ok(UpstreamBroker {
-            base: settings.url.as_str().trim_end_matches('/').to_owned(),
+            base: settings.url.clone(),
             host: settings.url.host_str().unwrap_or_default().to_owned(),
             port: settings.url.port_or_known_default().unwrap_or(80),
             settings: settings.clone(),
@@ -145,7 +152,7 @@ impl UpstreamBroker {
         // The refresher's fetch is also the breaker's background probe: it goes even while the
         // breaker is open, and its outcome counts.
         let mut request = self
-            .request(Method::GET, "/v2/catalog", call)
+            .request(Method::GET, self.url(&UpstreamPath::catalog())?, call)
             .timeout(self.settings.catalog_timeout);
         if let Some(etag) = &validators.etag {
             request = request.header(IF_NONE_MATCH, etag);
@@ -154,8 +161,10 @@ impl UpstreamBroker {
             request = request.header(IF_MODIFIED_SINCE, last_modified);
         }
         let response = self.send(request).await;
-        let healthy = response.as_ref().is_ok_and(|r| r.status().as_u16() < 500);
-        self.breaker.record(healthy, std::time::Instant::now());
+        self.breaker.record(
+            response.as_ref().is_ok_and(|r| is_healthy(r.status().as_u16())),
+            std::time::Instant::now(),
+        );
         let response = response?;
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(CatalogFetch::NotModified),
@@ -188,11 +197,12 @@ impl UpstreamBroker {
     pub async fn call(
         &self,
         method: Method,
-        path_and_query: &str,
+        path: &UpstreamPath,
         body: Option<Bytes>,
         call: &CallHeaders,
     ) -> Result<UpstreamReply, RoutingError> {
         let idempotent = method == Method::GET;
+        let url = self.url(path)?;
         self.budget.deposit();
         let mut attempt = 0;
         loop {
@@ -202,11 +212,11 @@ impl UpstreamBroker {
                     broker: self.name().to_owned(),
                 });
             }
-            let result = self
-                .exchange(method.clone(), path_and_query, body.clone(), call)
-                .await;
+            let result = self.exchange(method.clone(), url.clone(), body.clone(), call).await;
+            // The exchange's one count: a 4xx or 501 is the broker working; an answer too large
+            // to read is the broker answering.
             let failed = match &result {
-                Ok(reply) => reply.status >= 500,
+                Ok(reply) => !is_healthy(reply.status),
                 Err(e) => !matches!(e, RoutingError::BodyTooLarge { .. }),
             };
             self.breaker.record(!failed, std::time::Instant::now());
@@ -232,7 +242,7 @@ impl UpstreamBroker {
     async fn exchange(
         &self,
         method: Method,
-        path_and_query: &str,
+        url: url::Url,
         body: Option<Bytes>,
         call: &CallHeaders,
     ) -> Result<UpstreamReply, RoutingError> {
@@ -251,16 +261,13 @@ impl UpstreamBroker {
             osb.broker.name = self.name(),
             osb.operation = if call.operation.is_empty() { "other" } else { call.operation },
         );
-        let mut request = self.request(method, path_and_query, call);
+        let mut request = self.request(method, url, call);
         request = inject_trace_context(request, &span);
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
         let exchange = async {
-            let response = self.send(request).await;
-            let healthy = response.as_ref().is_ok_and(|r| r.status().as_u16() < 500);
-            self.breaker.record(healthy, std::time::Instant::now());
-            let response = response?;
+            let response = self.send(request).await?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -289,11 +296,19 @@ impl UpstreamBroker {
         result
     }
 
-    /// A request to `path_and_query` (starting with `/v2/`) with auth and OSB headers attached.
-    pub fn request(&self, method: Method, path_and_query: &str, call: &CallHeaders) -> RequestBuilder {
+    /// The URL of `path` at this broker.
+    ///
+    /// # Errors
+    /// [`RoutingError::InvalidId`] when the broker's URL cannot take the path (not http(s)).
+    pub fn url(&self, path: &UpstreamPath) -> Result<url::Url, RoutingError> {
+        path.url(&self.base)
+    }
+
+    /// A request to `url` (see [`UpstreamBroker::url`]) with auth and OSB headers attached.
+    pub fn request(&self, method: Method, url: url::Url, call: &CallHeaders) -> RequestBuilder {
         let mut request = self
             .client
-            .request(method, format!("{}{}", self.base, path_and_query))
+            .request(method, url)
             .header(headers::API_VERSION, &self.settings.api_version)
             .header(headers::REQUEST_IDENTITY, &call.request_identity);
         if let Some(identity) = &call.originating_identity {
@@ -358,4 +373,10 @@ impl UpstreamBroker {
             }
         }
     }
+}
+
+/// Whether an answer with `status` says the broker is working: anything below 500, and 501 (an
+/// optional endpoint the broker does not implement).
+fn is_healthy(status: u16) -> bool {
+    status < 500 || status == 501
 }

@@ -17,8 +17,8 @@
 //!   and its answer recorded; the record goes whatever it answers. A reason is required.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use osb_routing::RoutingError;
 use osb_routing::audit::AuditRecord;
+use osb_routing::{OsbId, RoutingError, UpstreamPath};
 use osb_routing::registry::{Adopted, NewInstance, fingerprint};
 use osb_routing::upstream::{CallHeaders, UpstreamReply};
 use reqwest::Method;
@@ -30,7 +30,6 @@ use super::inventory::view;
 use super::{Operator, json_body};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::parse::encode;
 
 fn yes() -> bool {
     true
@@ -170,7 +169,9 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
         originating_identity: None,
         operation: "fetch_instance",
     };
-    let path = format!("/v2/service_instances/{}", new.instance_id);
+    let path = OsbId::parse("instance_id", &new.instance_id)
+        .map(|id| UpstreamPath::instance(&id))
+        .map_err(|e| Refusal(400, "BadRequest", e.to_string()))?;
     let reply = state
         .call_upstream(&upstream, Method::GET, &path, None, &call)
         .await
@@ -331,15 +332,22 @@ struct Attempt {
 }
 
 impl Attempt {
-    /// One operator-initiated DELETE of `path` at `broker`, and what came of it.
-    async fn delete(state: &AppState, broker: &str, path: &str, operation: &'static str) -> Attempt {
-        let reply = match state.upstream(broker) {
-            Ok(upstream) => {
+    /// One operator-initiated DELETE of `path` at `broker`, and what came of it (nothing is
+    /// sent for an id the grammar refuses: a record from before it).
+    async fn delete(
+        state: &AppState,
+        broker: &str,
+        path: Result<UpstreamPath, RoutingError>,
+        operation: &'static str,
+    ) -> Attempt {
+        let reply = match (state.upstream(broker), path) {
+            (Ok(upstream), Ok(path)) => {
                 state
-                    .call_upstream(&upstream, Method::DELETE, path, None, &operator_call(operation))
+                    .call_upstream(&upstream, Method::DELETE, &path, None, &operator_call(operation))
                     .await
             }
-            Err(_) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),
+            (_, Err(e)) => Err(e),
+            (Err(_), _) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),
         };
         Attempt::of(&reply)
     }
@@ -374,6 +382,7 @@ impl Attempt {
             match kind {
                 "timeout" => "UpstreamTimeout",
                 "unreachable" | "circuit_open" | "gone" => "UpstreamUnavailable",
+                "invalid_id" => "BadRequest",
                 _ => "UpstreamError",
             }
             .to_owned()
@@ -419,13 +428,14 @@ pub async fn abandon_instance(
 
     let mut attempt = Attempt::default();
     if request.deprovision {
-        let path = format!(
-            "/v2/service_instances/{}?service_id={}&plan_id={}&accepts_incomplete=true",
-            record.instance_id,
-            encode(&record.upstream_service_id),
-            encode(&record.upstream_plan_id)
-        );
-        attempt = Attempt::delete(&state, &record.broker, &path, "deprovision").await;
+        let path = OsbId::parse("instance_id", &record.instance_id).map(|id| {
+            UpstreamPath::instance(&id).with_pairs(&[
+                ("service_id", &record.upstream_service_id),
+                ("plan_id", &record.upstream_plan_id),
+                ("accepts_incomplete", "true"),
+            ])
+        });
+        attempt = Attempt::delete(&state, &record.broker, path, "deprovision").await;
     }
 
     let removed = state.registry.abandon_instance(&id).await?;
@@ -485,14 +495,15 @@ pub async fn abandon_binding(
 
     let mut attempt = Attempt::default();
     if request.deprovision {
-        let path = format!(
-            "/v2/service_instances/{}/service_bindings/{}?service_id={}&plan_id={}&accepts_incomplete=true",
-            record.instance_id,
-            record.binding_id,
-            encode(&record.upstream_service_id),
-            encode(&record.upstream_plan_id)
-        );
-        attempt = Attempt::delete(&state, &record.broker, &path, "unbind").await;
+        let path = OsbId::parse("instance_id", &record.instance_id).and_then(|instance| {
+            let binding = OsbId::parse("binding_id", &record.binding_id)?;
+            Ok(UpstreamPath::binding(&instance, &binding).with_pairs(&[
+                ("service_id", &record.upstream_service_id),
+                ("plan_id", &record.upstream_plan_id),
+                ("accepts_incomplete", "true"),
+            ]))
+        });
+        attempt = Attempt::delete(&state, &record.broker, path, "unbind").await;
     }
 
     let Some(binding) = state.registry.abandon_binding(&id).await? else {

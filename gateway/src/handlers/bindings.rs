@@ -5,6 +5,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use osb_policies::Operation;
+use osb_routing::UpstreamPath;
 use osb_routing::registry::{NewBinding, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
@@ -15,10 +16,6 @@ use crate::audit;
 use crate::error::ApiError;
 use crate::forward::{self, Endpoint, classify, respond};
 use crate::parse::{self, BodyKind, Query};
-
-fn binding_path(instance_id: &str, binding_id: &str) -> String {
-    format!("/v2/service_instances/{instance_id}/service_bindings/{binding_id}")
-}
 
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`
 pub async fn bind(
@@ -82,19 +79,15 @@ pub async fn bind(
 
     // 4. Admit (write-ahead intent, retry, or 404/409/422).
     let new = NewBinding {
-        binding_id: binding_id.clone(),
-        instance_id: instance_id.clone(),
+        binding_id: binding_id.to_string(),
+        instance_id: instance_id.to_string(),
         platform,
         fingerprint,
     };
     let admission = state.timed("begin", state.registry.begin_bind(&new)).await?;
 
     // 5. Upstream.
-    let path = format!(
-        "{}{}",
-        binding_path(&instance_id, &binding_id),
-        query.accepts_incomplete()
-    );
+    let path = UpstreamPath::binding(&instance_id, &binding_id).with_query(query.accepts_incomplete());
     let upstream_body = body.upstream(&instance.upstream_service_id, Some(&upstream_plan), None);
     let reply = state
         .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
@@ -155,11 +148,8 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             ),
         )
         .await?;
-    let path = format!(
-        "{}?{}",
-        binding_path(&instance_id, &binding_id),
-        query.upstream(&binding.upstream_service_id, &upstream_plan)
-    );
+    let path = UpstreamPath::binding(&instance_id, &binding_id)
+        .with_query(query.upstream(&binding.upstream_service_id, &upstream_plan));
     let reply = state
         .call_upstream(&upstream, Method::DELETE, &path, None, &call)
         .await;
@@ -190,7 +180,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .call_upstream(
             &upstream,
             Method::GET,
-            &binding_path(&instance_id, &binding_id),
+            &UpstreamPath::binding(&instance_id, &binding_id),
             None,
             &call,
         )
@@ -214,11 +204,9 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;
 
-    let path = format!(
-        "{}/last_operation?{}",
-        binding_path(&instance_id, &binding_id),
-        query.upstream(&binding.upstream_service_id, &binding.upstream_plan_id)
-    );
+    let path = UpstreamPath::binding(&instance_id, &binding_id)
+        .last_operation()
+        .with_query(query.upstream(&binding.upstream_service_id, &binding.upstream_plan_id));
     let reply = state
         .call_upstream(&upstream, Method::GET, &path, None, &call)
         .await;

@@ -7,11 +7,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use osb_policies::Operation;
+use osb_routing::UpstreamPath;
 use osb_routing::registry::{NewInstance, Outcome, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{instance_path, map_plan};
+use super::map_plan;
 use crate::app::AppState;
 use crate::audit;
 use crate::error::ApiError;
@@ -51,7 +52,7 @@ pub async fn provision(
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
     let new = NewInstance {
-        instance_id: instance_id.clone(),
+        instance_id: instance_id.to_string(),
         platform,
         broker: decision.broker.clone(),
         service_id: decision.service_id.clone(),
@@ -64,10 +65,7 @@ pub async fn provision(
     let admission = state.timed("begin", state.registry.begin_provision(&new)).await?;
 
     // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
-    let path = format!(
-        "/v2/service_instances/{instance_id}{}",
-        query.accepts_incomplete()
-    );
+    let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());
     let upstream_body = body.upstream(
         &decision.upstream_service_id,
         Some(&decision.upstream_plan_id),
@@ -163,10 +161,7 @@ pub async fn update(
         upstream_plan.as_deref(),
         previous_upstream_plan.as_deref(),
     );
-    let path = format!(
-        "/v2/service_instances/{instance_id}{}",
-        query.accepts_incomplete()
-    );
+    let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());
     let reply = state
         .call_upstream(&upstream, Method::PATCH, &path, Some(upstream_body), &call)
         .await;
@@ -217,11 +212,8 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
         )
         .await?;
 
-    let path = format!(
-        "{}?{}",
-        instance_path(&instance_id),
-        query.upstream(&record.upstream_service_id, &upstream_plan)
-    );
+    let path = UpstreamPath::instance(&instance_id)
+        .with_query(query.upstream(&record.upstream_service_id, &upstream_plan));
     let reply = state
         .call_upstream(&upstream, Method::DELETE, &path, None, &call)
         .await;
@@ -251,7 +243,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     state.check_broker_limit(&record.broker)?;
 
     let reply = state
-        .call_upstream(&upstream, Method::GET, &instance_path(&instance_id), None, &call)
+        .call_upstream(&upstream, Method::GET, &UpstreamPath::instance(&instance_id), None, &call)
         .await;
     let outcome = classify(Endpoint::Read, &reply);
     match reply {
@@ -296,11 +288,9 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
     state.check_broker_limit(&record.broker)?;
 
     // The record keeps the plan prior to an update until it succeeds: what OSB asks to poll with.
-    let path = format!(
-        "{}/last_operation?{}",
-        instance_path(&instance_id),
-        query.upstream(&record.upstream_service_id, &record.upstream_plan_id)
-    );
+    let path = UpstreamPath::instance(&instance_id)
+        .last_operation()
+        .with_query(query.upstream(&record.upstream_service_id, &record.upstream_plan_id));
     let reply = state
         .call_upstream(&upstream, Method::GET, &path, None, &call)
         .await;

@@ -58,11 +58,6 @@ async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> Result<Htt
     })
 }
 
-/// `/v2/service_instances/{instance_id}`.
-fn instance_path(instance_id: &str) -> String {
-    format!("/v2/service_instances/{instance_id}")
-}
-
 /// The upstream id of `plan_id` for a call on `instance`: the instance's own plan, or another plan
 /// of the same service at the same broker.
 ///

@@ -8,6 +8,7 @@
 //! - [`logs`]: captures everything the gateway logs, to assert what is (not) in it.
 //! - [`otlp::OtlpReceiver`]: a real OTLP/HTTP trace receiver.
 //! - [`process::GatewayProcess`]: the real binary as a child process; [`postgres`]: databases.
+//! - [`raw`]: bytes on a socket, for requests no HTTP library would send.
 
 #![allow(dead_code)]
 
@@ -18,6 +19,7 @@ pub mod obapi;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod raw;
 pub mod reset_broker;
 
 use std::future::Future;
