@@ -36,6 +36,9 @@ pub struct RawSettings {
     pub shutdown_grace_secs: Option<u64>,
     /// Largest request body a platform may send, in bytes. Default 1 MiB.
     pub max_body_bytes: Option<u64>,
+    /// Seconds a request's head, and then its body, may each take to arrive (both listeners);
+    /// a slower request is answered 408. Default 10.
+    pub request_read_timeout_secs: Option<u64>,
     /// Traces (OpenTelemetry). The standard `OTEL_*` variables win over these keys.
     #[serde(default)]
     pub telemetry: RawTelemetry,

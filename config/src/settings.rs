@@ -26,6 +26,8 @@ pub const DEFAULT_STARTUP_GRACE_SECS: u64 = 30;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Default largest platform request body.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default time a request's head, and then its body, may take to arrive.
+pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 10;
 /// Kubernetes Service Catalog rejects class/plan names and ids longer than this.
 pub const MAX_NAME_LEN: usize = 63;
 
@@ -52,6 +54,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Largest request body a platform may send.
     pub max_body_bytes: usize,
+    /// How long a request's head, and then its body, may take to arrive (408 after).
+    pub request_read_timeout: Duration,
     /// Trace export.
     pub telemetry: TelemetrySettings,
     /// The audit log.

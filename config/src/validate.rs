@@ -241,6 +241,14 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => usize::try_from(DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
     };
+    let request_read_timeout = match raw.request_read_timeout_secs {
+        Some(0) => {
+            c.problem("request_read_timeout_secs", "must be at least 1");
+            Duration::ZERO
+        }
+        Some(n) => Duration::from_secs(n),
+        None => Duration::from_secs(DEFAULT_REQUEST_READ_TIMEOUT_SECS),
+    };
 
     let telemetry = TelemetrySettings {
         service_name: raw
@@ -296,6 +304,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
                 policy_file,
                 shutdown_grace,
                 max_body_bytes,
+                request_read_timeout,
                 telemetry,
                 audit,
             },

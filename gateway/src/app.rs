@@ -17,6 +17,7 @@ use crate::decide::{Decider, SchemaCache};
 use crate::error::{ApiError, json_error, path_error, query_error};
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::parse::BodyLimits;
 use crate::policy::PolicyFile;
 use crate::{admin, handlers, middleware};
 
@@ -149,7 +150,12 @@ pub fn build_osb_app(
     >,
 > {
     let max_body = state.settings.max_body_bytes;
+    let body_limits = BodyLimits {
+        max_bytes: max_body,
+        timeout: state.settings.request_read_timeout,
+    };
     App::new()
+        .app_data(body_limits)
         .app_data(state)
         .app_data(
             web::JsonConfig::default()
@@ -169,6 +175,10 @@ pub fn build_osb_app(
         .default_service(web::to(not_found))
 }
 
+/// Largest body the admin API takes: a candidate catalog for a dry-run diff holds every broker's
+/// catalog (the three real ones merge to about 1 MB).
+pub const ADMIN_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// The operators' admin application.
 pub fn build_admin_app(
     state: web::Data<AppState>,
@@ -181,7 +191,12 @@ pub fn build_admin_app(
         InitError = (),
     >,
 > {
+    let body_limits = BodyLimits {
+        max_bytes: ADMIN_MAX_BODY_BYTES,
+        timeout: state.settings.request_read_timeout,
+    };
     App::new()
+        .app_data(body_limits)
         .app_data(state)
         .configure(admin::configure)
         .default_service(web::to(not_found))

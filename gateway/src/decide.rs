@@ -26,6 +26,9 @@ pub type SchemaCache = moka::sync::Cache<(String, &'static str, u64), Arc<Result
 /// leave after this, rather than filling the cache (a compiled schema can take ~100 KB).
 const SCHEMA_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The explanation when the platform sent no `parameters`: nothing to check against the schema.
+const NO_PARAMETERS: &str = "no parameters sent: the broker applies its defaults (schema not checked)";
+
 /// A new schema cache.
 pub fn schema_cache() -> SchemaCache {
     moka::sync::Cache::builder()
@@ -202,12 +205,18 @@ impl Decider<'_> {
         };
 
         let (parameters, changed) = self.parameters(&call, &mut explanation)?;
-        self.check_schema(
-            &route_id,
-            Operation::Provision,
-            parameters.as_ref().or(call.parameters),
-            &mut explanation,
-        )?;
+        // The schema judges what the platform sent; without `parameters` the broker applies
+        // its defaults (and says 4xx itself if it needs some).
+        if call.parameters.is_some() {
+            self.check_schema(
+                &route_id,
+                Operation::Provision,
+                parameters.as_ref().or(call.parameters),
+                &mut explanation,
+            )?;
+        } else {
+            explanation.0.push(NO_PARAMETERS.to_owned());
+        }
         Ok(Decision {
             broker: route.broker.to_string(),
             service_id: body.service_id.clone(),
@@ -331,8 +340,11 @@ impl Decider<'_> {
         } else {
             (None, false)
         };
-        let has_parameters = body.and_then(Body::parameters).is_some() || changed;
-        if matches!(operation, Operation::Update | Operation::Bind) && has_parameters {
+        let sent_parameters = body.and_then(Body::parameters).is_some();
+        if matches!(operation, Operation::Update | Operation::Bind) && !sent_parameters {
+            explanation.0.push(NO_PARAMETERS.to_owned());
+        }
+        if matches!(operation, Operation::Update | Operation::Bind) && sent_parameters {
             let schema_plan = self
                 .snapshot
                 .routes

@@ -8,6 +8,7 @@
 //! | error                        | status | `error`                |
 //! |------------------------------|--------|------------------------|
 //! | bad header/body/query/id, unknown plan | 400 | —                     |
+//! | the body did not arrive in time (`request_read_timeout_secs`) | 408 | — |
 //! | unsupported API version      | 412    | —                      |
 //! | authentication failed        | 401    | — (+ `WWW-Authenticate`) |
 //! | admin credentials missing (admin API) | 401 | — (+ `WWW-Authenticate`, admin realm) |
@@ -42,6 +43,10 @@ pub enum ApiError {
     /// The request is malformed: header, body, query or path.
     #[error("{0}")]
     BadRequest(String),
+
+    /// The request body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
 
     /// `X-Broker-API-Version` is missing or not a 2.x version.
     #[error("{0}")]
@@ -182,6 +187,7 @@ impl ApiError {
         }
         match self {
             ApiError::BadRequest(_) => "BadRequest",
+            ApiError::BodyTimeout { .. } => "BodyTimeout",
             ApiError::UnsupportedVersion(_) => "UnsupportedVersion",
             ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => "Unauthorized",
             ApiError::NoRoute { .. } => "NoRoute",
@@ -199,6 +205,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedVersion(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::CatalogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

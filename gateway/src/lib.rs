@@ -33,13 +33,14 @@ pub mod metrics;
 pub mod middleware;
 pub mod parse;
 pub mod policy;
+pub mod server;
 pub mod telemetry;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use actix_web::{HttpServer, web};
+use actix_web::web;
 use osb_config::Settings;
 use osb_routing::{CatalogCache, Registry};
 use tracing::{info, warn};
@@ -154,13 +155,12 @@ pub async fn serve(
 
     let osb_addr = listeners.osb.local_addr().map_err(|e| startup("listener", &e))?;
     let osb_state = state.clone();
-    let osb_server = HttpServer::new(move || build_osb_app(osb_state.clone()))
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(grace)
-        .listen(listeners.osb)
-        .map_err(|e| startup("listen", &e))?
-        .run();
+    let osb_server = server::serve(
+        listeners.osb,
+        &listener_settings("osb", workers, &settings),
+        move || build_osb_app(osb_state.clone()),
+    )
+    .map_err(|e| startup("listen", &e))?;
     let mut handles = vec![osb_server.handle()];
     let mut servers = vec![tokio::spawn(osb_server)];
 
@@ -168,13 +168,11 @@ pub async fn serve(
         Some(listener) => {
             let addr = listener.local_addr().ok();
             let admin_state = state.clone();
-            let admin_server = HttpServer::new(move || build_admin_app(admin_state.clone()))
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(grace)
-                .listen(listener)
-                .map_err(|e| startup("admin listen", &e))?
-                .run();
+            let admin_server =
+                server::serve(listener, &listener_settings("admin", 1, &settings), move || {
+                    build_admin_app(admin_state.clone())
+                })
+                .map_err(|e| startup("admin listen", &e))?;
             handles.push(admin_server.handle());
             servers.push(tokio::spawn(admin_server));
             addr
@@ -218,6 +216,16 @@ pub async fn serve(
     drop(store);
     info!("Gateway stopped.");
     Ok(())
+}
+
+/// How a listener is served: `workers` threads, the settings' shutdown grace and read timeout.
+fn listener_settings(name: &'static str, workers: usize, settings: &Settings) -> server::ListenerSettings {
+    server::ListenerSettings {
+        name,
+        workers,
+        shutdown_grace: settings.shutdown_grace,
+        head_timeout: settings.request_read_timeout,
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -6,6 +6,8 @@
 //! percent-encoding, `accepts_incomplete` and `operation`. Query values are decoded once and
 //! encoded afresh for the upstream, so what is sent is exactly what was checked.
 
+use std::time::Duration;
+
 use actix_web::HttpRequest;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -33,31 +35,75 @@ pub fn path_id(req: &HttpRequest, name: &'static str) -> Result<OsbId, ApiError>
     id(name, req.match_info().get(name).unwrap_or_default())
 }
 
-/// Reads the request body, refusing more than `limit` bytes.
+/// How a request body is read in one app: the most bytes and the time it may take to arrive.
+/// Put in each app's data; [`RequestBody`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// From the handler's first read to the body's last byte.
+    pub timeout: Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A whole request body, read under the app's [`BodyLimits`]: an extractor whose every refusal is
+/// OSB JSON (400 too large or broken, 408 too slow), unlike actix's plain-text ones.
+#[derive(Debug, Clone)]
+pub struct RequestBody(pub Bytes);
+
+impl actix_web::FromRequest for RequestBody {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let limits = req.app_data::<BodyLimits>().copied().unwrap_or_default();
+        let payload = payload.take();
+        Box::pin(async move { body(payload, limits).await.map(RequestBody) })
+    }
+}
+
+/// Reads the request body within `limits`.
 ///
 /// # Errors
-/// [`ApiError::BadRequest`] when it is too large or the connection breaks.
-pub async fn body(mut payload: actix_web::web::Payload, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::BadRequest(format!("request body larger than {limit} bytes"));
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            // Read (and drop) the rest, up to a bound, so the platform finishes sending and reads
-            // the 400 instead of a connection closed under it.
-            let mut discarded = body.len() + chunk.len();
-            drop(body);
-            while discarded <= DRAIN_FACTOR.saturating_mul(limit) {
-                match payload.next().await {
-                    Some(Ok(more)) => discarded += more.len(),
-                    Some(Err(_)) | None => break,
+/// [`ApiError::BadRequest`] when it is too large or malformed (a broken chunked encoding, a
+/// connection that breaks), [`ApiError::BodyTimeout`] when it does not arrive in time.
+pub async fn body(mut payload: actix_web::dev::Payload, limits: BodyLimits) -> Result<Bytes, ApiError> {
+    let limit = limits.max_bytes;
+    let read = async move {
+        let too_large = || ApiError::BadRequest(format!("request body larger than {limit} bytes"));
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                // Read (and drop) the rest, up to a bound, so the platform finishes sending and
+                // reads the 400 instead of a connection closed under it.
+                let mut discarded = body.len() + chunk.len();
+                drop(body);
+                while discarded <= DRAIN_FACTOR.saturating_mul(limit) {
+                    match payload.next().await {
+                        Some(Ok(more)) => discarded += more.len(),
+                        Some(Err(_)) | None => break,
+                    }
                 }
+                return Err(too_large());
             }
-            return Err(too_large());
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(limits.timeout, read)
+        .await
+        .unwrap_or(Err(ApiError::BodyTimeout {
+            secs: limits.timeout.as_secs(),
+        }))
 }
 
 /// How far past the limit an oversized body is still read (then the connection is dropped).
@@ -353,7 +399,9 @@ mod tests {
         assert_eq!(q.get("operation").unwrap(), "op provision/i+1");
         assert!(Query::parse(&format!("operation={}", "o".repeat(10_001))).is_err());
         assert_eq!(
-            Query::parse("operation=a+b&x&y=&%6Eame=%7E").unwrap().upstream("s", "p"),
+            Query::parse("operation=a+b&x&y=&%6Eame=%7E")
+                .unwrap()
+                .upstream("s", "p"),
             "operation=a%2Bb&x&y&name=~&service_id=s&plan_id=p"
         );
         assert_eq!(

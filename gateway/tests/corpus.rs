@@ -390,7 +390,18 @@ async fn two_hundred_malformed_requests_get_osb_4xx_and_reach_nothing() {
 
 /// Dot segments in every encoding a URL library or web framework would normalise.
 const DOTS: &[&str] = &[
-    ".", "..", "...", "%2e", "%2E", "%2e%2e", "%2E%2E", "%2e%2E", ".%2e", "%2e.", "%2E.", "%252e%252e",
+    ".",
+    "..",
+    "...",
+    "%2e",
+    "%2E",
+    "%2e%2e",
+    "%2E%2E",
+    "%2e%2E",
+    ".%2e",
+    "%2e.",
+    "%2E.",
+    "%252e%252e",
 ];
 
 /// Every endpoint with a dot id in each place an id goes, on an existing instance (`ok`) and
@@ -407,7 +418,11 @@ fn dot_requests(service: &str, plan: &str) -> Vec<(String, Vec<u8>)> {
         let instance = format!("/v2/service_instances/{dot}");
         let binding = format!("/v2/service_instances/ok/service_bindings/{dot}");
         let bound = format!("/v2/service_instances/{dot}/service_bindings/b");
-        add("PUT", format!("{instance}?accepts_incomplete=true"), Some(&provision));
+        add(
+            "PUT",
+            format!("{instance}?accepts_incomplete=true"),
+            Some(&provision),
+        );
         add("PATCH", instance.clone(), Some(&update));
         add("DELETE", format!("{instance}?{ids}"), None);
         add("GET", instance.clone(), None);
@@ -497,5 +512,158 @@ async fn dot_segment_ids_in_every_encoding_are_refused_before_routing() {
     assert!(leaked.is_empty(), "reached the upstream: {leaked:#?}");
     // The instance and binding are untouched.
     let registry = gateway.registry().await;
-    assert_eq!((registry["instances"].as_u64(), registry["bindings"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (registry["instances"].as_u64(), registry["bindings"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+/// Requests broken below OSB, at the HTTP layer: each answered 4xx with an OSB error body (or,
+/// for a body that never ends, 408 once the read timeout is up), nothing forwarded.
+#[tokio::test]
+async fn protocol_abuse_gets_osb_json_answers() {
+    use std::time::Duration;
+
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    let yaml = format!(
+        "{}request_read_timeout_secs: 1\nbrokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
+        crate::support::gateway::platforms_yaml(),
+        broker.url()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let catalog = gateway.ready_catalog().await;
+    let service = catalog["services"][0]["id"].as_str().unwrap().to_owned();
+    let plan = catalog["services"][0]["plans"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let provision = serde_json::to_vec(&json!({"service_id": service, "plan_id": plan})).unwrap();
+    let before = broker.recorded().len();
+
+    let flood: Vec<String> = (0..120).map(|i| format!("X-Flood-{i}: {i}")).collect();
+    let big_header = vec![format!("X-Big: {}", "b".repeat(200 * 1024))];
+    let mut cases: Vec<(&str, Vec<(Vec<u8>, Duration)>, u16)> = vec![
+        (
+            "120 headers",
+            vec![(raw::head("GET", "/v2/catalog", None, &flood), Duration::ZERO)],
+            431,
+        ),
+        (
+            "a 200 KiB header",
+            vec![(raw::head("GET", "/v2/catalog", None, &big_header), Duration::ZERO)],
+            431,
+        ),
+        (
+            "a raw non-ASCII path",
+            vec![(
+                raw::request("GET", "/v2/service_instances/\u{e9}t\u{e9}", None),
+                Duration::ZERO,
+            )],
+            400,
+        ),
+        (
+            "a 64 KiB query",
+            vec![(
+                raw::request(
+                    "GET",
+                    &format!("/v2/service_instances/x?q={}", "q".repeat(64 * 1024)),
+                    None,
+                ),
+                Duration::ZERO,
+            )],
+            400,
+        ),
+        (
+            "a control character in a header",
+            vec![(
+                raw::head("GET", "/v2/catalog", None, &["X-Bad: a\u{1}b".to_owned()]),
+                Duration::ZERO,
+            )],
+            400,
+        ),
+        (
+            "a request line that is not HTTP",
+            vec![(b"HELLO\r\n\r\n".to_vec(), Duration::ZERO)],
+            400,
+        ),
+    ];
+    // A chunked body with a chunk size that is not hex.
+    let mut bad_chunk = raw::head(
+        "PUT",
+        "/v2/service_instances/chunky",
+        None,
+        &[
+            "Content-Type: application/json".to_owned(),
+            "Transfer-Encoding: chunked".to_owned(),
+        ],
+    );
+    bad_chunk.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
+    cases.push(("a broken chunked body", vec![(bad_chunk, Duration::ZERO)], 400));
+    // A body that trickles in: one byte every 400 ms of a 60-byte body (read timeout 1 s).
+    let mut slow = vec![(
+        raw::head("PUT", "/v2/service_instances/slow", Some(provision.len()), &[]),
+        Duration::ZERO,
+    )];
+    for byte in provision.iter().take(10) {
+        slow.push((vec![*byte], Duration::from_millis(400)));
+    }
+    cases.push(("a body that trickles in", slow, 408));
+    // A head that never ends.
+    let head = raw::request("GET", "/v2/catalog", None);
+    let slow_head: Vec<(Vec<u8>, Duration)> = head
+        .chunks(8)
+        .map(|piece| (piece.to_vec(), Duration::from_millis(400)))
+        .collect();
+    cases.push(("a head that trickles in", slow_head, 408));
+
+    let mut failures = Vec::new();
+    // A well-framed chunked body, in pieces, is read whole: the instance is provisioned.
+    broker.on("PUT", "/v2/service_instances/chunked", Reply::new(201, "{}"));
+    let mut good = vec![(
+        raw::head(
+            "PUT",
+            "/v2/service_instances/chunked",
+            None,
+            &[
+                "Content-Type: application/json".to_owned(),
+                "Transfer-Encoding: chunked".to_owned(),
+            ],
+        ),
+        Duration::ZERO,
+    )];
+    for piece in provision.chunks(9) {
+        let mut chunk = format!("{:x};n=1\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        good.push((chunk, Duration::from_millis(20)));
+    }
+    good.push((b"0\r\nX-Trailer: t\r\n\r\n".to_vec(), Duration::from_millis(20)));
+    let answer = raw::send_pieces(gateway.addr, &good).await.unwrap();
+    assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+    let before = broker.recorded().len();
+
+    for (what, pieces, status) in &cases {
+        match raw::send_pieces(gateway.addr, pieces).await {
+            Some(answer) if answer.status == *status && answer.is_osb_error() => {
+                assert_eq!(answer.header("content-type"), Some("application/json"), "{what}");
+            }
+            Some(answer) => failures.push(format!(
+                "{what}: {} {} (expected {status})",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )),
+            None => failures.push(format!("{what}: no answer (expected {status})")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let leaked: Vec<String> = broker
+        .recorded()
+        .iter()
+        .skip(before)
+        .filter(|r| r.path != "/v2/catalog")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(leaked.is_empty(), "reached the upstream: {leaked:?}");
+    // Still serving.
+    assert_eq!(gateway.catalog().await.status(), 200);
 }

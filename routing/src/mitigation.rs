@@ -179,7 +179,8 @@ fn binding_target(r: BindingRecord) -> Option<Target> {
         broker: r.broker,
         what: format!("binding {}", r.binding_id),
         path: OsbId::parse("instance_id", &r.instance_id).and_then(|instance| {
-            OsbId::parse("binding_id", &r.binding_id).map(|binding| UpstreamPath::binding(&instance, &binding))
+            OsbId::parse("binding_id", &r.binding_id)
+                .map(|binding| UpstreamPath::binding(&instance, &binding))
         }),
         upstream_service_id: r.upstream_service_id,
         upstream_plan_id: r.upstream_plan_id,
@@ -282,4 +283,3 @@ fn schedule(mitigation: &mut Mitigation) {
         mitigation.operation = None;
     }
 }
-

@@ -212,7 +212,9 @@ impl UpstreamBroker {
                     broker: self.name().to_owned(),
                 });
             }
-            let result = self.exchange(method.clone(), url.clone(), body.clone(), call).await;
+            let result = self
+                .exchange(method.clone(), url.clone(), body.clone(), call)
+                .await;
             // The exchange's one count: a 4xx or 501 is the broker working; an answer too large
             // to read is the broker answering.
             let failed = match &result {

@@ -23,6 +23,7 @@ use serde_json::json;
 use super::{Operator, json_body};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::parse::RequestBody;
 
 /// `GET /admin/catalog`
 pub async fn served(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -76,7 +77,7 @@ pub async fn diff_upstream(req: HttpRequest, state: web::Data<AppState>) -> Resu
 pub async fn diff_given(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     Operator::of(&req, &state)?;
     let candidate: Catalog = serde_json::from_slice(&body).map_err(|e| {
@@ -108,7 +109,7 @@ struct ConfirmRequest {
 pub async fn confirm(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let operator = Operator::of(&req, &state)?;

@@ -31,6 +31,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::explain::ExplainRequest;
+use crate::parse::RequestBody;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -260,7 +261,11 @@ async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 }
 
 /// Dry-runs a request through the policy step (nothing is forwarded).
-async fn explain(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+async fn explain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    RequestBody(body): RequestBody,
+) -> HttpResponse {
     if let Some(denied) = check_admin(&req, &state) {
         return denied;
     }

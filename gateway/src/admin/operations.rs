@@ -18,9 +18,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use osb_routing::audit::AuditRecord;
-use osb_routing::{OsbId, RoutingError, UpstreamPath};
 use osb_routing::registry::{Adopted, NewInstance, fingerprint};
 use osb_routing::upstream::{CallHeaders, UpstreamReply};
+use osb_routing::{OsbId, RoutingError, UpstreamPath};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,6 +30,7 @@ use super::inventory::view;
 use super::{Operator, json_body};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::parse::RequestBody;
 
 fn yes() -> bool {
     true
@@ -214,7 +215,7 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
 pub async fn adopt(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let operator = Operator::of(&req, &state)?;
     let request: AdoptRequest = json_body(&body)?;
@@ -413,7 +414,7 @@ pub async fn abandon_instance(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let operator = Operator::of(&req, &state)?;
@@ -480,7 +481,7 @@ pub async fn abandon_binding(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let operator = Operator::of(&req, &state)?;

@@ -15,12 +15,12 @@ use crate::app::AppState;
 use crate::audit;
 use crate::error::ApiError;
 use crate::forward::{self, Endpoint, classify, respond};
-use crate::parse::{self, BodyKind, Query};
+use crate::parse::{self, BodyKind, Query, RequestBody};
 
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`
 pub async fn bind(
     req: HttpRequest,
-    payload: web::Payload,
+    body: RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // 1. Parse.
@@ -28,10 +28,7 @@ pub async fn bind(
     let instance_id = parse::path_id(&req, "instance_id")?;
     let binding_id = parse::path_id(&req, "binding_id")?;
     let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(
-        BodyKind::Bind,
-        &parse::body(payload, state.settings.max_body_bytes).await?,
-    )?;
+    let mut body = parse::request_body(BodyKind::Bind, &body.0)?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
     let fingerprint = fingerprint(&[
         ("service_id", Some(&Value::String(body.service_id.clone()))),
@@ -173,6 +170,12 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .binding_for(&instance_id, &binding_id, &platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {binding_id} does not exist")))?;
+    super::require_retrievable(
+        &state,
+        &binding.broker,
+        &binding.upstream_service_id,
+        super::Fetched::Binding,
+    )?;
     let upstream = state.upstream(&binding.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&binding.broker)?;

@@ -17,22 +17,19 @@ use crate::app::AppState;
 use crate::audit;
 use crate::error::ApiError;
 use crate::forward::{self, Endpoint, classify, respond};
-use crate::parse::{self, BodyKind, Query};
+use crate::parse::{self, BodyKind, Query, RequestBody};
 
 /// `PUT /v2/service_instances/{instance_id}`
 pub async fn provision(
     req: HttpRequest,
-    payload: web::Payload,
+    body: RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // 1. Parse: who, which instance, what (400 on any mistake).
     let (platform, call) = forward::caller(&req)?;
     let instance_id = parse::path_id(&req, "instance_id")?;
     let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(
-        BodyKind::Provision,
-        &parse::body(payload, state.settings.max_body_bytes).await?,
-    )?;
+    let mut body = parse::request_body(BodyKind::Provision, &body.0)?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
     // A retry is recognised by what the platform sent, before any rule changes it.
     let fingerprint = fingerprint(&[
@@ -87,16 +84,13 @@ pub async fn provision(
 /// `PATCH /v2/service_instances/{instance_id}`
 pub async fn update(
     req: HttpRequest,
-    payload: web::Payload,
+    body: RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (platform, call) = forward::caller(&req)?;
     let instance_id = parse::path_id(&req, "instance_id")?;
     let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(
-        BodyKind::Update,
-        &parse::body(payload, state.settings.max_body_bytes).await?,
-    )?;
+    let mut body = parse::request_body(BodyKind::Update, &body.0)?;
     let fingerprint = fingerprint(&[
         ("plan_id", body.fields.get("plan_id")),
         ("parameters", body.parameters()),
@@ -238,12 +232,24 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .instance_for(&instance_id, &platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
+    super::require_retrievable(
+        &state,
+        &record.broker,
+        &record.upstream_service_id,
+        super::Fetched::Instance,
+    )?;
     let upstream = state.upstream(&record.broker)?;
     state.check_breaker(&upstream)?;
     state.check_broker_limit(&record.broker)?;
 
     let reply = state
-        .call_upstream(&upstream, Method::GET, &UpstreamPath::instance(&instance_id), None, &call)
+        .call_upstream(
+            &upstream,
+            Method::GET,
+            &UpstreamPath::instance(&instance_id),
+            None,
+            &call,
+        )
         .await;
     let outcome = classify(Endpoint::Read, &reply);
     match reply {

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use osb_routing::RouteTable;
 use osb_routing::registry::InstanceRecord;
 
+use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Registers every OSB route. A known path with another method answers 405 with an OSB body and
@@ -76,4 +77,48 @@ fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Re
             instance.instance_id
         ))),
     }
+}
+
+/// What a fetch reads.
+#[derive(Debug, Clone, Copy)]
+enum Fetched {
+    Instance,
+    Binding,
+}
+
+/// Refuses a fetch (400) when the upstream service of a resource does not offer it:
+/// `instances_retrievable` (`bindings_retrievable`) is not true in the broker's catalog. A service
+/// the catalog no longer knows is asked anyway (its record says the resource exists).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the service and the field.
+fn require_retrievable(
+    state: &AppState,
+    broker: &str,
+    upstream_service_id: &str,
+    fetched: Fetched,
+) -> Result<(), ApiError> {
+    let snapshot = state.catalog.snapshot();
+    let routes = &snapshot.routes;
+    let Some(service) = routes
+        .gateway_id(broker, upstream_service_id)
+        .and_then(|id| routes.service(id))
+    else {
+        return Ok(());
+    };
+    let (retrievable, field, what) = match fetched {
+        Fetched::Instance => (
+            service.instances_retrievable,
+            "instances_retrievable",
+            "instances",
+        ),
+        Fetched::Binding => (service.bindings_retrievable, "bindings_retrievable", "bindings"),
+    };
+    if retrievable {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(format!(
+        "service {} does not allow fetching {what} ({field} is not true in its catalog); nothing was sent",
+        service.name
+    )))
 }

@@ -54,7 +54,9 @@ pub fn head(method: &str, target: &str, body_len: Option<usize>, extra: &[String
          X-Broker-API-Version: 2.17\r\nConnection: close\r\n"
     );
     if let Some(len) = body_len {
-        text.push_str(&format!("Content-Type: application/json\r\nContent-Length: {len}\r\n"));
+        text.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {len}\r\n"
+        ));
     }
     for line in extra {
         text.push_str(line);
@@ -146,5 +148,9 @@ fn parse(bytes: &[u8]) -> Option<RawResponse> {
     {
         body.truncate(n);
     }
-    Some(RawResponse { status, headers, body })
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }

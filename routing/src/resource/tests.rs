@@ -8,7 +8,15 @@ fn id(value: &str) -> OsbId {
 
 #[test]
 fn the_grammar() {
-    for good in ["6ba7b810-9dad-11d1-80b4-00c04fd430c8", "a", "a.b", ".a", "a..", "~_-.x", &"x".repeat(255)] {
+    for good in [
+        "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "a",
+        "a.b",
+        ".a",
+        "a..",
+        "~_-.x",
+        &"x".repeat(255),
+    ] {
         assert!(OsbId::parse("instance_id", good).is_ok(), "{good}");
     }
     for (bad, why) in [
@@ -29,7 +37,10 @@ fn the_grammar() {
         ("a;b", "may contain only"),
     ] {
         let error = OsbId::parse("binding_id", bad).unwrap_err().to_string();
-        assert!(error.starts_with("binding_id ") && error.contains(why), "{bad:?}: {error}");
+        assert!(
+            error.starts_with("binding_id ") && error.contains(why),
+            "{bad:?}: {error}"
+        );
     }
     assert!(check_operation("op 1").is_ok());
     assert!(check_operation("").is_err());
@@ -147,7 +158,10 @@ fn percent_decode(segment: &str) -> String {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            if let Some(byte) = segment.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(byte) = segment
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(byte);
                 i += 3;
                 continue;

@@ -222,11 +222,25 @@ fn id(input: &mut Input<'_>) {
                 ),
                 (
                     osb_routing::UpstreamPath::binding(&other, &id),
-                    vec!["osb", "v2", "service_instances", "b-1", "service_bindings", &value],
+                    vec![
+                        "osb",
+                        "v2",
+                        "service_instances",
+                        "b-1",
+                        "service_bindings",
+                        &value,
+                    ],
                 ),
                 (
                     osb_routing::UpstreamPath::binding(&id, &other),
-                    vec!["osb", "v2", "service_instances", &value, "service_bindings", "b-1"],
+                    vec![
+                        "osb",
+                        "v2",
+                        "service_instances",
+                        &value,
+                        "service_bindings",
+                        "b-1",
+                    ],
                 ),
             ] {
                 let url = url::Url::parse(path.url(&base).unwrap().as_str()).unwrap();
