@@ -432,7 +432,9 @@ pub async fn run(args: AdminArgs, env: &HashMap<String, String>) -> ExitCode {
     match execute(&args, env).await {
         Ok(code) => code,
         Err(Failure(code, message)) => {
-            eprintln!("osb-gateway admin: {message}");
+            // The message may quote the gateway's answer; keep its line breaks, escape the rest.
+            let message: Vec<String> = message.split('\n').map(escape).collect();
+            eprintln!("osb-gateway admin: {}", message.join("\n"));
             ExitCode::from(code)
         }
     }
@@ -603,7 +605,7 @@ async fn execute(args: &AdminArgs, env: &HashMap<String, String>) -> Result<Exit
                 let attempt = if upstream["attempted"].as_bool() == Some(true) {
                     match (upstream["status"].as_u64(), upstream["error"].as_str()) {
                         (Some(status), _) => format!("upstream answered {status}"),
-                        (None, Some(error)) => format!("upstream failed ({error})"),
+                        (None, Some(error)) => format!("upstream failed ({})", escape(error)),
                         _ => "upstream failed".to_owned(),
                     }
                 } else {
@@ -743,13 +745,45 @@ fn adopt_instances(args: &AdoptArgs) -> Result<Vec<Value>, Failure> {
 
 // === tables ===
 
-/// A JSON value as a table cell.
+/// A JSON value as a table cell, escaped (see [`escape`]).
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => escape(s),
+        other => escape(&other.to_string()),
     }
+}
+
+/// A string value as a table cell, escaped; empty when absent.
+fn text_or_empty(value: &Value) -> String {
+    value.as_str().map(escape).unwrap_or_default()
+}
+
+/// `text` with every character that could move the cursor, recolour, retitle or reorder the
+/// terminal written visibly instead: C0 and C1 controls and DEL as `\n`, `\r`, `\t` or `\u{…}`,
+/// and the bidirectional overrides. Every string the gateway did not write itself (an
+/// originating identity's user name, a reason, an id) goes through it before a table prints it.
+pub fn escape(text: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn yes_no(value: &Value) -> String {
@@ -818,7 +852,7 @@ fn health_table(v: &Value) -> String {
                 text(&b["services"]),
                 text(&b["plans"]),
                 text(&b["held_plans"]),
-                b["last_error"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&b["last_error"]),
             ]
         })
         .collect();
@@ -911,11 +945,8 @@ fn fields(record: &Value, keys: &[&str]) -> String {
     for key in keys {
         let value = &record[*key];
         if !value.is_null() {
-            let shown = if value.is_object() || value.is_array() {
-                value.to_string()
-            } else {
-                text(value)
-            };
+            // (Objects print as JSON, escaped like any other text.)
+            let shown = text(value);
             let _ = writeln!(out, "{key:<20} {shown}");
         }
     }
@@ -933,12 +964,15 @@ fn history_table(history: &Value) -> String {
                 format!(
                     "{}{}",
                     text(&r["actor"]),
-                    r["user"].as_str().map(|u| format!(" ({u})")).unwrap_or_default()
+                    r["user"]
+                        .as_str()
+                        .map(|u| format!(" ({})", escape(u)))
+                        .unwrap_or_default()
                 ),
                 text(&r["status"]),
                 text(&r["outcome"]),
-                r["error"].as_str().unwrap_or("").to_owned(),
-                r["reason"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&r["error"]),
+                text_or_empty(&r["reason"]),
             ]
         })
         .collect();
@@ -1052,9 +1086,9 @@ fn diff_table(v: &Value) -> String {
         .iter()
         .map(|c| {
             let id = match (c["old_id"].as_str(), c["id"].as_str()) {
-                (Some(old), Some(new)) if old != new => format!("{old} -> {new}"),
-                (Some(old), _) => old.to_owned(),
-                (None, Some(new)) => new.to_owned(),
+                (Some(old), Some(new)) if old != new => format!("{} -> {}", escape(old), escape(new)),
+                (Some(old), _) => escape(old),
+                (None, Some(new)) => escape(new),
                 (None, None) => "-".to_owned(),
             };
             let held = if c["held"].as_bool() == Some(true) {
@@ -1067,7 +1101,7 @@ fn diff_table(v: &Value) -> String {
                 text(&c["change"]),
                 text(&c["entry"]),
                 text(&c["service"]),
-                c["plan"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&c["plan"]),
                 id,
                 text(&c["instances"]),
                 held.to_owned(),
@@ -1106,8 +1140,8 @@ fn audit_table(v: &Value) -> String {
         .iter()
         .map(|r| {
             let ids = match (r["instance_id"].as_str(), r["binding_id"].as_str()) {
-                (Some(i), Some(b)) => format!("{i}/{b}"),
-                (Some(i), None) => i.to_owned(),
+                (Some(i), Some(b)) => escape(&format!("{i}/{b}")),
+                (Some(i), None) => escape(i),
                 _ => "-".to_owned(),
             };
             vec![
@@ -1116,12 +1150,15 @@ fn audit_table(v: &Value) -> String {
                 format!(
                     "{}{}",
                     text(&r["actor"]),
-                    r["user"].as_str().map(|u| format!(" ({u})")).unwrap_or_default()
+                    r["user"]
+                        .as_str()
+                        .map(|u| format!(" ({})", escape(u)))
+                        .unwrap_or_default()
                 ),
                 text(&r["operation"]),
                 ids,
                 text(&r["broker"]),
-                r["policy"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&r["policy"]),
                 format!(
                     "{}{}",
                     text(&r["status"]),
@@ -1131,9 +1168,9 @@ fn audit_table(v: &Value) -> String {
                         .unwrap_or_default()
                 ),
                 text(&r["outcome"]),
-                r["error"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&r["error"]),
                 format!("{}ms", text(&r["duration_ms"])),
-                r["reason"].as_str().unwrap_or("").to_owned(),
+                text_or_empty(&r["reason"]),
             ]
         })
         .collect();

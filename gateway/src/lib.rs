@@ -5,8 +5,9 @@
 //! The logic it stands on lives in `osb-routing`, `osb-policies` and `osb-config`.
 //!
 //! # Layout
-//! - [`serve`]: runs the gateway on already-bound listeners until a shutdown future fires (what
-//!   `main` and the integration tests both call).
+//! - [`Gateway`]: `start` opens and recovers the durable state (before any port is bound), `serve`
+//!   runs it on bound listeners until a shutdown future fires; [`serve`] does both (tests).
+//! - [`server`]: the listeners' HTTP servers (every answer, even the HTTP layer's, is OSB JSON).
 //! - [`app`]: shared state and the two actix apps; [`middleware`]: request identity, auth, version.
 //! - [`handlers`]: the OSB endpoints; [`parse`]: request validation; [`forward`]: upstream answers
 //!   classified and mapped back; [`admin`]: health, readiness, broker status.
@@ -64,8 +65,16 @@ impl Listeners {
     /// # Errors
     /// The address is taken or not local.
     pub fn bind(settings: &Settings) -> std::io::Result<Self> {
-        let osb = bind(settings.listen)?;
-        let admin = settings.admin.as_ref().map(|a| bind(a.listen)).transpose()?;
+        Self::bind_addrs(settings.listen, settings.admin.as_ref().map(|a| a.listen))
+    }
+
+    /// Binds `osb` and, if given, `admin`.
+    ///
+    /// # Errors
+    /// An address is taken or not local.
+    pub fn bind_addrs(osb: SocketAddr, admin: Option<SocketAddr>) -> std::io::Result<Self> {
+        let osb = bind(osb)?;
+        let admin = admin.map(bind).transpose()?;
         Ok(Listeners { osb, admin })
     }
 
@@ -87,135 +96,193 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Runs the gateway on `listeners` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish within `settings.shutdown_grace`, and stops the background tasks (catalog
-/// refreshers, orphan mitigation). Write-ahead intents left by a crash are resolved before serving.
+/// The gateway with its durable state open and recovered, not yet listening: [`Gateway::start`]
+/// runs before any port is bound (a store held by another process, a broken policy file: the
+/// gateway stops before it says it listens), [`Gateway::serve`] after.
+pub struct Gateway {
+    settings: Arc<Settings>,
+    store: Arc<dyn osb_routing::Store>,
+    catalog: Arc<CatalogCache>,
+    state: web::Data<AppState>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Opens the store, loads the last good catalogs it holds, resolves the write-ahead intents a
+    /// crash left, reads the policy file and opens the audit log.
+    ///
+    /// # Errors
+    /// [`ApiError::Startup`] naming what could not be opened.
+    pub async fn start(settings: Settings) -> Result<Gateway, ApiError> {
+        let settings = Arc::new(settings);
+        let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
+
+        // Durable state first: the last good catalogs it holds are served while brokers are down.
+        let store = osb_routing::store::open(&settings.store)
+            .await
+            .map_err(|e| startup("store", &osb_routing::cache::error_chain(&e)))?;
+        let catalog = CatalogCache::new(&settings, store.clone())
+            .await
+            .map_err(|e| startup("catalog", &e))?;
+        // Resolve what a crash left half-done before taking any request.
+        // An intent older than any upstream timeout (plus margin) is no longer in flight.
+        let longest_timeout = settings
+            .brokers
+            .iter()
+            .map(|b| b.timeout)
+            .max()
+            .unwrap_or_default();
+        let registry = Registry::new(store.clone())
+            .with_stale_after(longest_timeout + std::time::Duration::from_secs(60));
+        registry.recover().await.map_err(|e| startup("recovery", &e))?;
+
+        // The policy file (validated whole; the gateway does not start on a policy it cannot read).
+        let metrics = std::sync::Arc::new(metrics::Metrics::new().with_per_call(settings.telemetry.metrics));
+        let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone(), metrics.clone())
+            .map_err(|problems| {
+                ApiError::Startup(
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+        let audit = audit::AuditLog::open(&settings.audit, store.clone(), metrics.clone())
+            .map_err(|e| startup("audit.jsonl_path", &e))?;
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            platforms: Platforms::new(&settings.platforms),
+            catalog: catalog.clone(),
+            registry,
+            policy_file,
+            schemas: decide::schema_cache(),
+            metrics,
+            limiters: limits::Limiters::new(&settings),
+            audit,
+        });
+        Ok(Gateway {
+            settings,
+            store,
+            catalog,
+            state,
+        })
+    }
+
+    /// Runs the gateway on `listeners` until `shutdown` completes, then stops accepting, lets
+    /// in-flight requests finish within `settings.shutdown_grace`, and stops the background tasks
+    /// (catalog refreshers, orphan mitigation, policy watcher).
+    ///
+    /// # Errors
+    /// [`ApiError::Startup`] when a listener cannot be used.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ApiError> {
+        let Gateway {
+            settings,
+            store,
+            catalog,
+            state,
+        } = self;
+        let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let grace = settings.shutdown_grace.as_secs();
+        let osb_addr = listeners.osb.local_addr().map_err(|e| startup("listener", &e))?;
+        let osb_state = state.clone();
+        let osb_server = server::serve(
+            listeners.osb,
+            &listener_settings("osb", workers, &settings),
+            move || build_osb_app(osb_state.clone()),
+        )
+        .map_err(|e| startup("listen", &e))?;
+        let mut handles = vec![osb_server.handle()];
+        let mut servers = vec![tokio::spawn(osb_server)];
+        let admin_addr = match listeners.admin {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                let admin_state = state.clone();
+                let admin_server =
+                    server::serve(listener, &listener_settings("admin", 1, &settings), move || {
+                        build_admin_app(admin_state.clone())
+                    });
+                let admin_server = match admin_server {
+                    Ok(server) => server,
+                    Err(e) => {
+                        for handle in &handles {
+                            handle.stop(false).await;
+                        }
+                        return Err(startup("admin listen", &e));
+                    }
+                };
+                handles.push(admin_server.handle());
+                servers.push(tokio::spawn(admin_server));
+                addr
+            }
+            None => None,
+        };
+        let mut background = catalog.spawn_refreshers();
+        background.push(osb_routing::mitigation::spawn(
+            state.registry.clone(),
+            catalog.clone(),
+        ));
+        background.push(state.policy_file.spawn_watcher());
+        info!(
+            osb = %osb_addr,
+            admin = %admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            brokers = settings.brokers.len(),
+            platforms = settings.platforms.len(),
+            "Gateway listening."
+        );
+
+        shutdown.await;
+        info!(grace_secs = grace, "Shutting down: finishing in-flight requests.");
+        for handle in &handles {
+            handle.stop(true).await;
+        }
+        for server in servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "Listener stopped with an error."),
+                Err(e) => warn!(error = %e, "Listener task failed."),
+            }
+        }
+        for task in background {
+            task.abort();
+            // An aborted task reports a cancellation error; nothing else can come back.
+            let _ = task.await;
+        }
+        // Return only once the store is closed (workers drop their app state asynchronously), so a
+        // restart in the same process can open it again.
+        drop(state);
+        drop(catalog);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        store.quiesce().await;
+        drop(store);
+        info!("Gateway stopped.");
+        Ok(())
+    }
+}
+
+/// [`Gateway::start`] then [`Gateway::serve`]: what tests call with listeners bound on port 0.
 ///
 /// # Errors
-/// [`ApiError::Startup`] when the store cannot be opened or a listener cannot be used.
+/// As [`Gateway::start`] and [`Gateway::serve`].
 pub async fn serve(
     listeners: Listeners,
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ApiError> {
-    let settings = Arc::new(settings);
-    let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
-
-    // Durable state first: the last good catalogs it holds are served while brokers are down.
-    let store = osb_routing::store::open(&settings.store)
-        .await
-        .map_err(|e| startup("store", &e))?;
-    let catalog = CatalogCache::new(&settings, store.clone())
-        .await
-        .map_err(|e| startup("catalog", &e))?;
-    // Resolve what a crash left half-done before taking any request.
-    // An intent older than any upstream timeout (plus margin) is no longer in flight.
-    let longest_timeout = settings
-        .brokers
-        .iter()
-        .map(|b| b.timeout)
-        .max()
-        .unwrap_or_default();
-    let registry =
-        Registry::new(store.clone()).with_stale_after(longest_timeout + std::time::Duration::from_secs(60));
-    registry.recover().await.map_err(|e| startup("recovery", &e))?;
-    let mut background = catalog.spawn_refreshers();
-    background.push(osb_routing::mitigation::spawn(registry.clone(), catalog.clone()));
-
-    // The policy file (validated whole; the gateway does not start on a policy it cannot read).
-    let metrics = std::sync::Arc::new(metrics::Metrics::new().with_per_call(settings.telemetry.metrics));
-    let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone(), metrics.clone()).map_err(
-        |problems| {
-            ApiError::Startup(
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        },
-    )?;
-    background.push(policy_file.spawn_watcher());
-
-    let audit = audit::AuditLog::open(&settings.audit, store.clone(), metrics.clone())
-        .map_err(|e| startup("audit.jsonl_path", &e))?;
-    let state = web::Data::new(AppState {
-        settings: settings.clone(),
-        platforms: Platforms::new(&settings.platforms),
-        catalog: catalog.clone(),
-        registry,
-        policy_file,
-        schemas: decide::schema_cache(),
-        metrics,
-        limiters: limits::Limiters::new(&settings),
-        audit,
-    });
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-    let grace = settings.shutdown_grace.as_secs();
-
-    let osb_addr = listeners.osb.local_addr().map_err(|e| startup("listener", &e))?;
-    let osb_state = state.clone();
-    let osb_server = server::serve(
-        listeners.osb,
-        &listener_settings("osb", workers, &settings),
-        move || build_osb_app(osb_state.clone()),
-    )
-    .map_err(|e| startup("listen", &e))?;
-    let mut handles = vec![osb_server.handle()];
-    let mut servers = vec![tokio::spawn(osb_server)];
-
-    let admin_addr = match listeners.admin {
-        Some(listener) => {
-            let addr = listener.local_addr().ok();
-            let admin_state = state.clone();
-            let admin_server =
-                server::serve(listener, &listener_settings("admin", 1, &settings), move || {
-                    build_admin_app(admin_state.clone())
-                })
-                .map_err(|e| startup("admin listen", &e))?;
-            handles.push(admin_server.handle());
-            servers.push(tokio::spawn(admin_server));
-            addr
-        }
-        None => None,
-    };
-    info!(
-        osb = %osb_addr,
-        admin = %admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
-        brokers = settings.brokers.len(),
-        platforms = settings.platforms.len(),
-        "Gateway listening."
-    );
-
-    shutdown.await;
-    info!(grace_secs = grace, "Shutting down: finishing in-flight requests.");
-    for handle in &handles {
-        handle.stop(true).await;
-    }
-    for server in servers {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "Listener stopped with an error."),
-            Err(e) => warn!(error = %e, "Listener task failed."),
-        }
-    }
-    for task in background {
-        task.abort();
-        // An aborted task reports a cancellation error; nothing else can come back.
-        let _ = task.await;
-    }
-    // Return only once the store is closed (workers drop their app state asynchronously), so a
-    // restart in the same process can open it again.
-    drop(state);
-    drop(catalog);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    store.quiesce().await;
-    drop(store);
-    info!("Gateway stopped.");
-    Ok(())
+    Gateway::start(settings).await?.serve(listeners, shutdown).await
 }
 
 /// How a listener is served: `workers` threads, the settings' shutdown grace and read timeout.

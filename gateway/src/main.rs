@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use osb_gateway::telemetry::{self, LogFormat};
-use osb_gateway::{Listeners, admin_cli, check, demo, serve, shutdown_signal};
+use osb_gateway::{Gateway, Listeners, admin_cli, check, demo, shutdown_signal};
 
 /// Exit status for a configuration with problems (sysexits EX_USAGE).
 const EX_CONFIG: u8 = 64;
@@ -136,7 +136,19 @@ async fn run_serve(
             return ExitCode::from(EX_CONFIG);
         }
     }
-    let listeners = match Listeners::bind(&loaded.settings) {
+    // Open and recover the store before binding: a gateway that says it listens can serve.
+    let listen = (
+        loaded.settings.listen,
+        loaded.settings.admin.as_ref().map(|a| a.listen),
+    );
+    let gateway = match Gateway::start(loaded.settings).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("osb-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match Listeners::bind_addrs(listen.0, listen.1) {
         Ok(listeners) => listeners,
         Err(e) => {
             eprintln!("osb-gateway: {e}");
@@ -153,7 +165,7 @@ async fn run_serve(
         }
         let _ = stdout.flush();
     }
-    match serve(listeners, loaded.settings, shutdown_signal()).await {
+    match gateway.serve(listeners, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osb-gateway: {e}");

@@ -538,7 +538,6 @@ async fn protocol_abuse_gets_osb_json_answers() {
         .unwrap()
         .to_owned();
     let provision = serde_json::to_vec(&json!({"service_id": service, "plan_id": plan})).unwrap();
-    let before = broker.recorded().len();
 
     let flood: Vec<String> = (0..120).map(|i| format!("X-Flood-{i}: {i}")).collect();
     let big_header = vec![format!("X-Big: {}", "b".repeat(200 * 1024))];

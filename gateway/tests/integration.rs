@@ -29,3 +29,4 @@ mod prometheus;
 mod replicas;
 mod schemathesis;
 mod telemetry;
+mod trust;

@@ -27,7 +27,7 @@ async fn clouds() -> (FakeBroker, FakeBroker, FakeBroker) {
     ])))
     .await;
     let aws = FakeBroker::with_catalog(catalog(json!([
-        {"name": "rdsmysql", "id": "aws-rds", "description": "d", "bindable": true, "plans": [
+        {"name": "rdsmysql", "id": "aws-rds", "description": "d", "bindable": true, "instances_retrievable": true, "plans": [
             {"name": "dev", "id": "aws-dev", "description": "d"},
             {"name": "production", "id": "aws-prod", "description": "d", "free": false}]},
         {"name": "s3", "id": "aws-s3", "description": "d", "bindable": true, "plans": [

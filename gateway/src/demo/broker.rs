@@ -13,7 +13,8 @@
 //! gives up or dies mid-call leaves the effect behind, which is what orphan-mitigation and crash
 //! tests need to see.
 //!
-//! Deliberately not done: persistence, `bindable`/`plan_updateable`/`instances_retrievable` checks,
+//! Its catalog says every service is `instances_retrievable` and `bindings_retrievable` (it
+//! implements both fetches for all). Deliberately not done: persistence, `bindable`/`plan_updateable` checks,
 //! `maintenance_info`, failed operations, `Retry-After`. Errors are OSB JSON (`{"description"}`,
 //! plus `"error": "ConcurrencyError"` on 422) built right here: this is an upstream, not the
 //! gateway, so it does not go through `ApiError`.
@@ -191,6 +192,7 @@ impl DemoBroker {
     pub async fn start_with(name: &str, catalog: Bytes, behaviour: Behaviour) -> std::io::Result<Self> {
         let username = format!("{name}-broker");
         let password = uuid::Uuid::new_v4().simple().to_string();
+        let catalog = announce_fetching(catalog);
         let plans = PlanIndex::from_catalog(&catalog);
         if plans.is_empty() {
             tracing::warn!(broker = %name, "Demo broker catalog names no plans; every provision will be rejected.");
@@ -513,6 +515,24 @@ fn attributes(state: &BrokerState, bytes: &[u8]) -> Result<Attributes, Reply> {
         plan_id,
         parameters: parameters.unwrap_or_else(|| Value::Object(serde_json::Map::new())),
     })
+}
+
+/// `catalog` with every service saying what this broker implements for all of them: fetching
+/// instances and bindings (`instances_retrievable`, `bindings_retrievable`, where the catalog does
+/// not set them: OSB asks a platform not to fetch otherwise, and an asynchronous binding's
+/// credentials are fetched). Unchanged if it is not a catalog.
+fn announce_fetching(catalog: Bytes) -> Bytes {
+    let Ok(serde_json::Value::Object(mut document)) = serde_json::from_slice(&catalog) else {
+        return catalog;
+    };
+    if let Some(serde_json::Value::Array(services)) = document.get_mut("services") {
+        for service in services.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            for flag in ["instances_retrievable", "bindings_retrievable"] {
+                service.entry(flag).or_insert(serde_json::Value::Bool(true));
+            }
+        }
+    }
+    serde_json::to_vec(&document).map_or(catalog, Bytes::from)
 }
 
 // === handlers ===

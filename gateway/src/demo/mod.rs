@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use config::FileFormat;
 
-use crate::{ApiError, Listeners, serve, shutdown_signal};
+use crate::{ApiError, Gateway, Listeners, shutdown_signal};
 
 pub mod broker;
 
@@ -101,6 +101,7 @@ pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
     )
     .map_err(|e| ApiError::Startup(e.to_string()))?
     .settings;
+    let gateway = Gateway::start(settings.clone()).await?;
     let listeners = Listeners::bind(&settings).map_err(|e| {
         ApiError::Startup(format!(
             "{e} (choose other ports with --listen and --admin-listen)"
@@ -131,7 +132,7 @@ pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
     println!("  curl -s http://{admin}/admin/brokers");
     println!("\nCtrl-C stops everything.");
 
-    let result = serve(listeners, settings, shutdown_signal()).await;
+    let result = gateway.serve(listeners, shutdown_signal()).await;
     for broker in &brokers {
         broker.stop().await;
     }

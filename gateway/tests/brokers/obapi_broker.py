@@ -8,7 +8,9 @@ The gateway's integration tests spawn it as a real upstream broker:
 
 * `GET /v2/catalog` serves FILE (`{"services": [...]}`) through openbrokerapi: every service
   becomes an `openbrokerapi.Service` and every plan an `openbrokerapi.ServicePlan`, all keys passed
-  through as keyword arguments, so unknown fields survive.
+  through as keyword arguments, so unknown fields survive. Services say they are
+  `instances_retrievable` and `bindings_retrievable` (this broker implements both fetches) unless
+  the file sets those fields.
 * Basic auth with the given credentials (openbrokerapi's `BrokerCredentials`); openbrokerapi
   also requires `X-Broker-API-Version` >= 2.13 on every /v2 request.
 * Instances and bindings live in memory, behind one lock. With `accepts_incomplete=true`,
@@ -92,6 +94,9 @@ def load_catalog(path):
     for i, svc in enumerate(data["services"]):
         try:
             svc = dict(svc)
+            # This broker implements both fetches: say so, unless the file says otherwise.
+            svc.setdefault("instances_retrievable", True)
+            svc.setdefault("bindings_retrievable", True)
             svc["plans"] = [ServicePlan(**plan) for plan in svc.get("plans", [])]
             services.append(Service(**svc))
         except TypeError as e:

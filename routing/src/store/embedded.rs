@@ -376,7 +376,12 @@ impl EmbeddedStore {
             let db = Database::builder()
                 .set_cache_size(PAGE_CACHE_BYTES)
                 .create(&opened)
-                .map_err(|e| store_error(&format!("open {shown}"), e))?;
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => RoutingError::Store(format!(
+                        "{shown} is in use by another process (one gateway per embedded store file)"
+                    )),
+                    e => store_error(&format!("open {shown}"), e),
+                })?;
             // Create the tables once so readers never meet a missing table.
             let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
             let open_error = |e| store_error("open table", e);
