@@ -187,10 +187,13 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         let password = c.secret("admin", admin.password_keys());
         let credentials = match (admin.username.as_deref(), password) {
             (_, Given::Broken) => None,
-            (Some(username), Given::Secret(password)) if !username.is_empty() => Some(BasicCredentials {
-                username: username.to_owned(),
-                password,
-            }),
+            (Some(username), Given::Secret(password)) if !username.is_empty() => {
+                basic_username(&mut c, "admin.username", username);
+                Some(BasicCredentials {
+                    username: username.to_owned(),
+                    password,
+                })
+            }
             (Some(_), Given::Absent) => {
                 c.problem(
                     "admin.password",
@@ -383,6 +386,7 @@ fn platforms(c: &mut Checker<'_>, raw: &[RawPlatform]) -> Vec<PlatformSettings> 
         let basic = match (p.username.as_deref(), password) {
             (_, Given::Broken) => None,
             (Some(u), Given::Secret(password)) if !u.is_empty() => {
+                basic_username(c, &format!("{key}.username"), u);
                 if !usernames.insert(u.to_owned()) {
                     c.problem(
                         format!("{key}.username"),
@@ -408,7 +412,27 @@ fn platforms(c: &mut Checker<'_>, raw: &[RawPlatform]) -> Vec<PlatformSettings> 
             (None, Given::Absent) => None,
         };
         let bearer_token = match c.secret(&key, p.bearer_token_keys()) {
-            Given::Secret(token) => Some(token),
+            Given::Secret(token) => {
+                // (Compared whole: a token is never printed, only whose it is.)
+                let earlier = out
+                    .iter()
+                    .find(|earlier: &&PlatformSettings| {
+                        earlier
+                            .bearer_token
+                            .as_ref()
+                            .is_some_and(|t| t.expose() == token.expose())
+                    })
+                    .map(|earlier| earlier.name.clone());
+                if let Some(earlier) = earlier {
+                    c.problem(
+                        format!("{key}.bearer_token"),
+                        format!(
+                            "the same token as platform {earlier:?}: the gateway could not tell the two apart"
+                        ),
+                    );
+                }
+                Some(token)
+            }
             Given::Absent | Given::Broken => None,
         };
         let nothing_given =
@@ -426,6 +450,19 @@ fn platforms(c: &mut Checker<'_>, raw: &[RawPlatform]) -> Vec<PlatformSettings> 
         });
     }
     out
+}
+
+/// HTTP Basic carries `user:password`: a user name with `:` (or a control character) cannot be
+/// sent or told apart from its password (RFC 7617).
+fn basic_username(c: &mut Checker<'_>, key: &str, username: &str) {
+    if username.contains(':') {
+        c.problem(
+            key,
+            "must not contain ':' (HTTP Basic separates the user name from the password with it)",
+        );
+    } else if username.chars().any(char::is_control) {
+        c.problem(key, "must not contain control characters");
+    }
 }
 
 fn catalog(c: &mut Checker<'_>, raw: &RawSettings) -> CatalogSettings {
@@ -498,10 +535,13 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
                 );
                 UpstreamAuth::None
             }
-            (Some(u), Given::Secret(password), Given::Absent) => UpstreamAuth::Basic(BasicCredentials {
-                username: u.to_owned(),
-                password,
-            }),
+            (Some(u), Given::Secret(password), Given::Absent) => {
+                basic_username(c, &format!("{key}.username"), u);
+                UpstreamAuth::Basic(BasicCredentials {
+                    username: u.to_owned(),
+                    password,
+                })
+            }
             (Some(_), Given::Absent, Given::Absent) => {
                 c.problem(
                     format!("{key}.password"),

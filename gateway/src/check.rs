@@ -3,8 +3,9 @@
 //! Without `--fetch` the file alone is checked (syntax, unknown keys, addresses, URLs, secrets,
 //! duplicate names, colliding kept ids at one URL, renamed names over 63 characters). With `--fetch`
 //! each broker's catalog is fetched once and merged as the gateway would, which adds what only the
-//! catalogs can tell: published names or ids that Kubernetes Service Catalog rejects, and services
-//! that collide across brokers (kept ids, renames).
+//! catalogs can tell: published names or ids that Kubernetes Service Catalog rejects, services
+//! that collide across brokers (kept ids, renames), placement targets and policy rules naming
+//! services or plans that no catalog has.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -60,6 +61,7 @@ pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String
     };
 
     let (fetched, failures) = fetch_all(&settings).await;
+    let failures_count = failures.len();
     for (i, message) in failures {
         report.problems.push(problem(format!("brokers[{i}]"), message));
     }
@@ -133,6 +135,22 @@ pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String
                     }
                 }
             }
+        }
+        // Every service and plan a rule names must be in a catalog (judged only when every
+        // broker's catalog came: a missing one could hold the name).
+        if failures_count == 0 {
+            let services: Vec<&str> = merged.catalog.services.iter().map(|s| s.name.as_str()).collect();
+            let plans: Vec<&str> = merged
+                .catalog
+                .services
+                .iter()
+                .flat_map(|s| s.plans.iter().map(|p| p.name.as_str()))
+                .collect();
+            report.problems.extend(policy.check_catalog_names(
+                &services,
+                &plans,
+                &policy_path.display().to_string(),
+            ));
         }
     }
     report

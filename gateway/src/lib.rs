@@ -125,7 +125,7 @@ impl Gateway {
         // Durable state first: the last good catalogs it holds are served while brokers are down.
         let store = osb_routing::store::open(&settings.store)
             .await
-            .map_err(|e| startup("store", &osb_routing::cache::error_chain(&e)))?;
+            .map_err(|e| ApiError::Startup(osb_routing::cache::error_chain(&e)))?;
         let catalog = CatalogCache::new(&settings, store.clone())
             .await
             .map_err(|e| startup("catalog", &e))?;

@@ -27,10 +27,10 @@ use crate::metrics::Metrics;
 /// How often the file is looked at.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Reads and checks the policy file at `path` against the configured brokers.
+/// Reads and checks the policy file at `path` against the configured platforms and brokers.
 ///
 /// # Errors
-/// Every problem: unreadable file, syntax, rules, unknown brokers.
+/// Every problem: unreadable file, syntax, rules, names of platforms or brokers not configured.
 pub fn load(path: &Path, settings: &Settings) -> Result<Policy, Vec<Problem>> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -52,7 +52,8 @@ fn parse(text: &str, path: &Path, settings: &Settings) -> Result<Policy, Vec<Pro
     };
     let policy = Policy::parse(text, format, &origin).map_err(|PolicyError::Invalid(problems)| problems)?;
     let brokers: Vec<&str> = settings.brokers.iter().map(|b| b.name.as_str()).collect();
-    let problems = policy.check_brokers(&brokers, &origin);
+    let platforms: Vec<&str> = settings.platforms.iter().map(|p| p.name.as_str()).collect();
+    let problems = policy.check_names(&platforms, &brokers, &origin);
     if problems.is_empty() {
         Ok(policy)
     } else {

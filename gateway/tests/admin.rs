@@ -1372,3 +1372,51 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
         21
     );
 }
+
+/// A platform controls the user name of its originating identity; an operator's terminal must not
+/// obey it. Tables escape control characters and bidi overrides; `--json` keeps it exact.
+#[tokio::test]
+async fn hostile_user_names_are_escaped_in_tables_and_exact_in_json() {
+    let broker = fake_broker().await;
+    let gw = gateway(&fake_entry(&broker), &[], "").await;
+    let ids = ids(&gw).await;
+    let hostile =
+        "mallory\u{1b}[2J\u{1b}]0;owned\u{7}\n9999  admin  provision  forged  201\r\u{9b}31m\u{202e}live";
+    let identity = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(&json!({"username": hostile, "uid": "u-1"})).unwrap());
+    let created = gw
+        .request(Method::PUT, "/v2/service_instances/hostile")
+        .header(
+            "X-Broker-API-Originating-Identity",
+            format!("kubernetes {identity}"),
+        )
+        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let escaped = "mallory\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\n9999  admin  provision  forged  201\\r\\u{9b}31m\\u{202e}live";
+    for args in [&["audit"][..], &["instance", "hostile"]] {
+        let out = cli_ok(&gw, args).await;
+        assert!(
+            !out.chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "admin {args:?} printed a control character:\n{out:?}"
+        );
+        assert!(out.contains(escaped), "admin {args:?}:\n{out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("9999")),
+            "admin {args:?} printed a forged row:\n{out}"
+        );
+    }
+    let json = cli_ok(&gw, &["--json", "audit"]).await;
+    let records: Value = serde_json::from_str(&json).unwrap();
+    let users: Vec<&str> = records["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["user"].as_str())
+        .collect();
+    assert_eq!(users, vec![hostile], "--json is the exact value");
+}

@@ -122,3 +122,170 @@ async fn with_fetch_it_reports_names_platforms_will_reject() {
         "{stderr}"
     );
 }
+
+/// Configurations that could never work: two platforms with one bearer token, a user name HTTP
+/// Basic cannot carry, policy rules naming platforms or brokers that are not configured.
+#[test]
+fn configurations_that_could_never_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        r#"
+visibility:
+  rules:
+    - {name: staging-sees-aws, platforms: [k8s-staging], brokers: [aws], effect: show}
+    - {name: any-k8s, platforms: ["k8s-*"], effect: show}
+parameters:
+  - {name: oracle-defaults, brokers: [oracle], defaults: {a: 1}}
+deny:
+  - {name: no-cf, platforms: [cloudfoundry], reason: typo}
+limits:
+  platforms:
+    - {name: k8s-stagin, calls_per_sec: 1}
+  brokers:
+    - {name: "orac*", calls_per_sec: 1}
+"#,
+    )
+    .unwrap();
+    let yaml = r#"
+admin:
+  listen: "127.0.0.1:0"
+  username: "ops:admin"
+  password: pw
+platforms:
+  - name: k8s-prod
+    bearer_token: shared-token-1
+  - name: cf
+    bearer_token: shared-token-1
+  - name: k8s-dev
+    username: "dev:team"
+    password: pw
+brokers:
+  - name: aws
+    url: http://127.0.0.1:1
+    username: "aws:broker"
+    password: pw
+policy_file: policy.yaml
+"#;
+    let output = check(dir.path(), yaml, &[]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        !stderr.contains("shared-token-1"),
+        "a token was printed: {stderr}"
+    );
+    let config = dir.path().join("gateway.yaml").display().to_string();
+    let policy = dir.path().join("policy.yaml").display().to_string();
+    let colon = "must not contain ':' (HTTP Basic separates the user name from the password with it)";
+    let expected = [
+        format!("{config}: admin.username: {colon}"),
+        format!(
+            "{config}: platforms[1].bearer_token: the same token as platform \"k8s-prod\": the gateway could not tell the two apart"
+        ),
+        format!("{config}: platforms[2].username: {colon}"),
+        format!("{config}: brokers[0].username: {colon}"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines, expected, "{stderr}");
+
+    // With the credentials fixed, the policy's names are checked against the configuration.
+    let fixed = yaml
+        .replace("\"ops:admin\"", "ops")
+        .replace(
+            "shared-token-1\n  - name: k8s-dev",
+            "other-token\n  - name: k8s-dev",
+        )
+        .replace("\"dev:team\"", "dev")
+        .replace("\"aws:broker\"", "broker");
+    let output = check(dir.path(), &fixed, &[]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let expected = [
+        format!("{policy}: visibility.rules[0].platforms[0]: \"k8s-staging\" matches no configured platform"),
+        format!("{policy}: parameters[0].brokers[0]: \"oracle\" matches no configured broker"),
+        format!("{policy}: deny[0].platforms[0]: \"cloudfoundry\" matches no configured platform"),
+        format!("{policy}: limits.platforms[0].name: \"k8s-stagin\" matches no configured platform"),
+        format!("{policy}: limits.brokers[0].name: \"orac*\" matches no configured broker"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines, expected, "{stderr}");
+}
+
+/// With `--fetch`, rules naming services or plans that no catalog has are refused.
+#[tokio::test]
+async fn with_fetch_policy_rules_must_name_services_and_plans_that_exist() {
+    let broker = FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "visibility:\n  rules:\n    - {name: db, services: [fb.db], plans: [small, \"lar*\"], effect: show}\n    \
+         - {name: typo, services: [fb.dbb], plans: [medium], effect: hide}\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "platforms:\n  - name: k8s\n    bearer_token: t\nbrokers:\n  - name: fb\n    url: {}\npolicy_file: policy.yaml\n",
+        broker.url()
+    );
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .args(["check-config", "--fetch", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let policy = dir.path().join("policy.yaml").display().to_string();
+    let expected = [
+        format!("{policy}: visibility.rules[1].services[0]: \"fb.dbb\" matches no service in the catalogs"),
+        format!("{policy}: visibility.rules[1].plans[0]: \"medium\" matches no plan in the catalogs"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines, expected, "{stderr}");
+}
+
+/// The shipped example configuration and policy pass `check-config --fetch` against the demo
+/// brokers (the real OSBA, AWS and GCP catalogs), given only the secrets and broker addresses.
+#[tokio::test]
+async fn the_shipped_example_config_and_policy_pass_against_the_demo_catalogs() {
+    use osb_gateway::demo::DemoBroker;
+    let start = |name: &'static str, file: &'static str| async move {
+        DemoBroker::start(name, bytes::Bytes::from(fixture(file)))
+            .await
+            .unwrap()
+    };
+    let azure = start("azure", "azure-osba-catalog.json").await;
+    let aws = start("aws", "aws-servicebroker-catalog.json").await;
+    let gcp = start("gcp", "gcp-service-broker-catalog.json").await;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/gateway.yaml");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .args(["check-config", "--fetch", "--config", example.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .envs([
+            ("OSB_GATEWAY_ADMIN_PASSWORD", "admin-pw"),
+            ("K8S_PROD_PASSWORD", "prod-pw"),
+            ("K8S_DEV_PASSWORD", "dev-pw"),
+            ("CF_TOKEN", "cf-token"),
+        ])
+        .envs([
+            ("OSB_GATEWAY__BROKERS__0__URL", format!("http://{}", azure.addr())),
+            ("OSB_GATEWAY__BROKERS__0__USERNAME", azure.username.clone()),
+            ("AZURE_BROKER_PASSWORD", azure.password.clone()),
+            ("OSB_GATEWAY__BROKERS__1__URL", format!("http://{}", aws.addr())),
+            ("OSB_GATEWAY__BROKERS__1__USERNAME", aws.username.clone()),
+            ("AWS_BROKER_PASSWORD", aws.password.clone()),
+            ("OSB_GATEWAY__BROKERS__2__URL", format!("http://{}", gcp.addr())),
+            ("GCP_BROKER_TOKEN", gcp.password.clone()),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -746,3 +746,51 @@ async fn registry_contents(dir: &std::path::Path) -> (HashSet<String>, HashSet<(
     osb_routing::Store::quiesce(&store).await;
     (instances, bindings)
 }
+
+/// A second gateway on a store file another one holds stops before it listens, saying which file
+/// (one line on stderr, exit 1), and the first keeps serving.
+#[tokio::test]
+async fn a_second_gateway_on_a_held_store_file_never_says_it_listens() {
+    let broker = crate::support::fake_broker::FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("held.redb");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nstore:\n  path: {}\n{}brokers:\n  - name: fb\n    url: {}\n",
+            store.display(),
+            platforms_yaml(),
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let (_first, url) = spawn_gateway(&config).await;
+
+    let second = Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("listening"),
+        "the second gateway said it listens: {stdout}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&store.display().to_string()) && stderr.contains("in use by another process"),
+        "{stderr}"
+    );
+    let catalog = http()
+        .get(format!("{url}/v2/catalog"))
+        .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+        .header("X-Broker-API-Version", "2.17")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(catalog.status(), 200);
+}

@@ -832,7 +832,7 @@ deny:
         Ok(_) => panic!("typo accepted"),
     };
     assert_eq!(unknown[0].to_string(), "p.yaml: visiblity: unknown key");
-    let brokers = policy().check_brokers(&["azure", "aws"], "policy.yaml");
+    let brokers = policy().check_names(&["k8s-prod", "k8s-dev", "cf"], &["azure", "aws"], "policy.yaml");
     assert!(
         brokers.iter().all(|p| p.message.contains("\"gcp\"")) && brokers.len() == 2,
         "{brokers:?}"
@@ -865,8 +865,12 @@ fn the_readme_example_policy_is_valid() {
     let p = Policy::parse(&text, osb_config::FileFormat::Yaml, "policy.yaml").unwrap();
     assert_eq!(p.offerings.len(), 1);
     assert!(
-        p.check_brokers(&["azure", "aws", "gcp"], "policy.yaml")
-            .is_empty()
+        p.check_names(
+            &["k8s-prod", "k8s-dev", "cf"],
+            &["azure", "aws", "gcp"],
+            "policy.yaml"
+        )
+        .is_empty()
     );
 }
 

@@ -289,6 +289,7 @@ fn the_shipped_example_is_valid() {
     let e = env(&[
         ("OSB_GATEWAY_ADMIN_PASSWORD", "a"),
         ("K8S_PROD_PASSWORD", "b"),
+        ("K8S_DEV_PASSWORD", "b2"),
         ("CF_TOKEN", "c"),
         ("AZURE_BROKER_PASSWORD", "d"),
         ("AWS_BROKER_PASSWORD", "e"),

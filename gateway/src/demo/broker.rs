@@ -203,6 +203,7 @@ impl DemoBroker {
             catalog,
             plans,
             authorization: format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
+            bearer: format!("Bearer {password}"),
             resources: Mutex::new(Resources::new(behaviour.async_polls, format!("{name}-user"))),
             behaviour,
             counts: Default::default(),
@@ -369,6 +370,8 @@ struct BrokerState {
     etag: String,
     plans: PlanIndex,
     authorization: String,
+    /// The password as a bearer token, also accepted.
+    bearer: String,
     behaviour: Behaviour,
     resources: Mutex<Resources>,
     counts: [AtomicU64; Endpoint::ALL.len()],
@@ -387,12 +390,11 @@ impl BrokerState {
         }
     }
 
-    /// Basic auth (401) and `X-Broker-API-Version` (412).
+    /// Basic auth, or the password as a bearer token (401), and `X-Broker-API-Version` (412).
     fn admit(&self, req: &HttpRequest) -> Result<(), Reply> {
-        let authorized = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .is_some_and(|v| v.as_bytes() == self.authorization.as_bytes());
+        let authorized = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
+            v.as_bytes() == self.authorization.as_bytes() || v.as_bytes() == self.bearer.as_bytes()
+        });
         if !authorized {
             return Err(Reply::error(
                 StatusCode::UNAUTHORIZED,
