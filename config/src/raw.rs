@@ -158,6 +158,15 @@ pub struct RawBroker {
     pub breaker_failures: Option<u32>,
     /// Seconds the breaker stays open before a probe call. Default 10.
     pub breaker_open_secs: Option<u64>,
+    /// Largest catalog accepted from this broker, in bytes. Default 16777216 (16 MiB: a catalog costs
+    /// about eleven times its size in memory, so one this large takes some 180 MB).
+    pub max_catalog_bytes: Option<u64>,
+    /// Most services accepted in this broker's catalog. Default 10000.
+    pub max_catalog_services: Option<u64>,
+    /// Most plans (all services together) accepted in this broker's catalog. Default 50000.
+    pub max_catalog_plans: Option<u64>,
+    /// Deepest nesting of objects and arrays accepted in this broker's catalog. Default 64.
+    pub max_catalog_depth: Option<u64>,
     /// Upstream service name → name to publish (before the namespace is prefixed).
     #[serde(default)]
     pub rename: BTreeMap<String, String>,

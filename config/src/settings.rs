@@ -154,7 +154,39 @@ pub struct BrokerSettings {
     pub breaker_open: Duration,
     /// Upstream service name → published name (before the namespace).
     pub rename: BTreeMap<String, String>,
+    /// What this broker's catalog may be; a bigger one is refused (the last good one stays).
+    pub catalog_limits: CatalogLimits,
 }
+
+/// The bounds of one broker's catalog. The defaults are far above every real catalog (OSBA's is
+/// 1 MB with 39 services, 96 plans, 16 levels deep) and keep a catalog's cost in memory bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogLimits {
+    pub max_bytes: usize,
+    pub max_services: usize,
+    pub max_plans: usize,
+    pub max_depth: usize,
+}
+
+impl Default for CatalogLimits {
+    fn default() -> Self {
+        CatalogLimits {
+            max_bytes: DEFAULT_MAX_CATALOG_BYTES,
+            max_services: DEFAULT_MAX_CATALOG_SERVICES,
+            max_plans: DEFAULT_MAX_CATALOG_PLANS,
+            max_depth: DEFAULT_MAX_CATALOG_DEPTH,
+        }
+    }
+}
+
+/// Default largest catalog, in bytes.
+pub const DEFAULT_MAX_CATALOG_BYTES: usize = 16 * 1024 * 1024;
+/// Default most services in one broker's catalog.
+pub const DEFAULT_MAX_CATALOG_SERVICES: usize = 10_000;
+/// Default most plans in one broker's catalog.
+pub const DEFAULT_MAX_CATALOG_PLANS: usize = 50_000;
+/// Default deepest nesting in one broker's catalog.
+pub const DEFAULT_MAX_CATALOG_DEPTH: usize = 64;
 
 /// Merged-catalog settings.
 #[derive(Debug, Clone)]

@@ -656,6 +656,40 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
                 );
             }
         }
+        let mut limit = |field: &str, value: Option<u64>, default: usize, least: u64| match value {
+            Some(n) if n < least => {
+                c.problem(format!("{key}.{field}"), format!("must be at least {least}"));
+                default
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => default,
+        };
+        let catalog_limits = CatalogLimits {
+            max_bytes: limit(
+                "max_catalog_bytes",
+                b.max_catalog_bytes,
+                DEFAULT_MAX_CATALOG_BYTES,
+                1024,
+            ),
+            max_services: limit(
+                "max_catalog_services",
+                b.max_catalog_services,
+                DEFAULT_MAX_CATALOG_SERVICES,
+                1,
+            ),
+            max_plans: limit(
+                "max_catalog_plans",
+                b.max_catalog_plans,
+                DEFAULT_MAX_CATALOG_PLANS,
+                1,
+            ),
+            max_depth: limit(
+                "max_catalog_depth",
+                b.max_catalog_depth,
+                DEFAULT_MAX_CATALOG_DEPTH,
+                4,
+            ),
+        };
         // A broker without a usable URL was reported above; the settings are rejected anyway.
         let Some(url) = url else { continue };
         out.push(BrokerSettings {
@@ -671,6 +705,7 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
             breaker_failures,
             breaker_open,
             rename: b.rename.clone(),
+            catalog_limits,
         });
     }
     out

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use osb_config::{Problem, Settings};
 use osb_routing::cache::error_chain;
-use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
+use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_bounded};
 use osb_routing::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
 /// What `check-config` found.
@@ -175,10 +175,12 @@ pub async fn fetch_all(settings: &Settings) -> (Vec<(usize, Validated)>, Vec<(us
             ..CallHeaders::default()
         };
         match upstream.fetch_catalog(&Validators::default(), &call).await {
-            Ok(CatalogFetch::Fetched { body, .. }) => match validate_catalog(&broker.name, &body) {
-                Ok(validated) => fetched.push((i, validated)),
-                Err(e) => failures.push((i, e.to_string())),
-            },
+            Ok(CatalogFetch::Fetched { body, .. }) => {
+                match validate_bounded(&broker.name, &body, &broker.catalog_limits) {
+                    Ok(validated) => fetched.push((i, validated)),
+                    Err(e) => failures.push((i, e.to_string())),
+                }
+            }
             Ok(CatalogFetch::NotModified) => {
                 failures.push((i, "answered 304 to an unconditional request".to_owned()))
             }

@@ -582,3 +582,303 @@ async fn conditional_fetches_are_used_when_the_upstream_honours_them() {
         1
     );
 }
+
+/// 200,000 services in 32 MiB: what one broker could send.
+fn oversized_catalog() -> Vec<u8> {
+    let target = 32 * 1024 * 1024;
+    let services = 200_000;
+    let mut body = String::with_capacity(target + 1024);
+    body.push_str("{\"services\":[");
+    for i in 0..services {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "{{\"id\":\"s-{i}\",\"name\":\"svc-{i}\",\"description\":\"a service of a catalog far too large\",\
+             \"bindable\":true,\"plans\":[{{\"id\":\"p-{i}\",\"name\":\"plan\",\"description\":\"d\"}}]}}"
+        ));
+    }
+    body.push_str("]}");
+    while body.len() < target {
+        body.insert(body.len() - 1, ' ');
+    }
+    body.into_bytes()
+}
+
+/// The peak and current resident memory of process `pid`, in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    (kib("VmHWM:") / 1024, kib("VmRSS:") / 1024)
+}
+
+/// One broker sends a 32 MiB catalog of 200,000 services: it is refused with an error naming the
+/// broker's limit, its last good catalog is served on (stale), the other broker answers every
+/// call throughout, and the gateway's memory stays bounded. A store holding such a catalog (kept
+/// under an earlier, higher limit) never stops the gateway from starting.
+#[tokio::test]
+async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() {
+    use crate::support::process::GatewayProcess;
+
+    let other = FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    other.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+    let huge = FakeBroker::with_catalog(
+        serde_json::to_vec(
+            &serde_json::json!({"services": [{"name": "h", "id": "h1", "description": "d",
+            "bindable": true, "plans": [{"name": "p", "id": "hp1", "description": "d"}]}]}),
+        )
+        .unwrap(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: {}\n{}catalog:\n  startup_grace_secs: 1\n\
+             brokers:\n  - name: fb\n    url: {}\n  - name: huge\n    url: {}\n    refresh_interval_secs: 3600\n",
+            store.display(),
+            platforms_yaml(),
+            other.url(),
+            huge.url()
+        ),
+    )
+    .unwrap();
+    let mut gateway = GatewayProcess::spawn(&config, &[], None).await;
+    let admin = gateway.admin.clone().unwrap();
+    let catalog: Value = eventually("both catalogs", Duration::from_secs(30), || async {
+        let response = gateway.request(Method::GET, "/v2/catalog").send().await.ok()?;
+        let catalog: Value = response.json().await.ok()?;
+        (catalog["services"].as_array()?.len() == 2).then_some(catalog)
+    })
+    .await;
+    let db = by_name(&catalog)["fb.db"].clone();
+    let provision = serde_json::json!({"service_id": db["id"], "plan_id": db["plans"][0]["id"]});
+    let (_, rss_before) = memory_mib(gateway.child.id().unwrap());
+
+    let big = oversized_catalog();
+    huge.on("GET", "/v2/catalog", Reply::new(200, big.clone()));
+    let huge_status = || async {
+        let brokers: Value = http()
+            .get(format!("{admin}/admin/brokers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        brokers["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "huge")
+            .cloned()
+            .unwrap()
+    };
+    // The other broker under load while the huge catalog is fetched, three times over.
+    let load = {
+        let (url, provision) = (gateway.url.clone(), provision.clone());
+        tokio::spawn(async move {
+            let client = http();
+            let mut statuses = Vec::new();
+            for i in 0..150 {
+                let provisioned = client
+                    .put(format!("{url}/v2/service_instances/load-{i}"))
+                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                    .header("X-Broker-API-Version", "2.17")
+                    .json(&provision)
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16());
+                let catalog = client
+                    .get(format!("{url}/v2/catalog"))
+                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                    .header("X-Broker-API-Version", "2.17")
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16());
+                statuses.push((provisioned, catalog));
+            }
+            statuses
+        })
+    };
+    for round in 0..3 {
+        http()
+            .post(format!("{admin}/admin/brokers/huge/refresh"))
+            .send()
+            .await
+            .unwrap();
+        eventually("the huge catalog refused", Duration::from_secs(30), || async {
+            let status = huge_status().await;
+            (status["refreshes_failed"].as_u64() == Some(round + 1)).then_some(())
+        })
+        .await;
+    }
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == (201, 200)),
+        "the other broker's calls: {statuses:?}"
+    );
+    let status = huge_status().await;
+    assert_eq!(status["freshness"], "stale", "{status}");
+    let error = status["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("broker huge") && error.contains("max_catalog_bytes (16777216)"),
+        "{error}"
+    );
+    let served: Value = gateway
+        .request(Method::GET, "/v2/catalog")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        by_name(&served).contains_key("huge.h"),
+        "the last good catalog is served on"
+    );
+    let (peak, rss) = memory_mib(gateway.child.id().unwrap());
+    eprintln!(
+        "a {:.1} MiB catalog of 200,000 services, refused three times: RSS {rss_before} MiB before, \
+         peak {peak} MiB, {rss} MiB after",
+        big.len() as f64 / 1048576.0
+    );
+    assert!(peak < 256, "peak RSS {peak} MiB");
+    gateway.kill().await;
+
+    // The store holds that catalog (as an earlier, higher limit let it): the gateway starts,
+    // leaves it aside, and serves the other broker.
+    {
+        let store = osb_routing::store::EmbeddedStore::open(store.clone())
+            .await
+            .unwrap();
+        use osb_routing::Store as _;
+        store
+            .save_catalog(
+                "huge",
+                osb_routing::store::StoredCatalog {
+                    body: bytes::Bytes::from(big.clone()),
+                    validators: Default::default(),
+                    fetched_at_ms: 1,
+                },
+            )
+            .await
+            .unwrap();
+        store.quiesce().await;
+    }
+    let gateway = GatewayProcess::spawn(&config, &[], None).await;
+    let served: Value = eventually("the other broker's catalog", Duration::from_secs(30), || async {
+        let response = gateway.request(Method::GET, "/v2/catalog").send().await.ok()?;
+        (response.status() == 200).then_some(())?;
+        response.json().await.ok()
+    })
+    .await;
+    assert!(by_name(&served).contains_key("fb.db"), "{served}");
+    let provisioned = gateway
+        .request(Method::PUT, "/v2/service_instances/after-restart")
+        .json(&provision)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(provisioned.status(), 201);
+    let (peak, rss) = memory_mib(gateway.child.id().unwrap());
+    eprintln!("started with that catalog in its store: peak {peak} MiB, {rss} MiB");
+    assert!(peak < 256, "peak RSS {peak} MiB");
+}
+
+/// `services` services of two plans, each plan with a JSON schema of `schema_bytes` bytes.
+fn generated_catalog(services: usize, schema_bytes: usize) -> Vec<u8> {
+    let pad = "x".repeat(schema_bytes);
+    let services: Vec<Value> = (0..services)
+        .map(|i| {
+            let plans: Vec<Value> = (0..2)
+                .map(|j| {
+                    serde_json::json!({"id": format!("p-{i}-{j}"), "name": format!("plan-{j}"), "description": "d",
+                        "schemas": {"service_instance": {"create": {"parameters": {"type": "object", "description": pad}}}}})
+                })
+                .collect();
+            serde_json::json!({"id": format!("s-{i}"), "name": format!("svc-{i}"), "description": "d", "bindable": true, "plans": plans})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "services": services })).unwrap()
+}
+
+/// Within its limits a catalog costs memory in proportion to its size, and gives it back when the
+/// broker's catalog shrinks again.
+#[tokio::test]
+async fn a_large_catalog_costs_memory_in_proportion_and_gives_it_back_when_it_shrinks() {
+    use crate::support::process::GatewayProcess;
+
+    let small = generated_catalog(20, 100);
+    let broker = FakeBroker::with_catalog(small.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: {}\n{}brokers:\n  - name: big\n    url: {}\n    refresh_interval_secs: 3600\n",
+            dir.path().join("store.redb").display(),
+            platforms_yaml(),
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::spawn(&config, &[], None).await;
+    let admin = gateway.admin.clone().unwrap();
+    let pid = gateway.child.id().unwrap();
+    let services_served = || async {
+        let response = gateway.request(Method::GET, "/v2/catalog").send().await.ok()?;
+        let catalog: Value = response.json().await.ok()?;
+        Some(catalog["services"].as_array()?.len())
+    };
+    eventually("the small catalog", Duration::from_secs(30), || async {
+        (services_served().await? == 20).then_some(())
+    })
+    .await;
+    let (_, base) = memory_mib(pid);
+
+    // 7,000 services, 14,000 plans: about 15 MiB, within the default limits.
+    let large = generated_catalog(7_000, 900);
+    broker.on("GET", "/v2/catalog", Reply::new(200, large.clone()));
+    let refresh = || async {
+        http()
+            .post(format!("{admin}/admin/brokers/big/refresh"))
+            .send()
+            .await
+            .unwrap();
+    };
+    refresh().await;
+    eventually("the large catalog", Duration::from_secs(60), || async {
+        (services_served().await? == 7_000).then_some(())
+    })
+    .await;
+    let (peak, loaded) = memory_mib(pid);
+    let mib = large.len() as f64 / 1048576.0;
+
+    broker.on("GET", "/v2/catalog", Reply::new(200, small));
+    refresh().await;
+    eventually("the small catalog again", Duration::from_secs(60), || async {
+        (services_served().await? == 20).then_some(())
+    })
+    .await;
+    let returned = eventually("memory given back", Duration::from_secs(60), || async {
+        let (_, rss) = memory_mib(pid);
+        (rss < base + 64).then_some(rss)
+    })
+    .await;
+    eprintln!(
+        "a {mib:.1} MiB catalog (7,000 services, 14,000 plans): RSS {base} MiB before, {loaded} MiB \
+         loaded ({:.1}x its size), peak {peak} MiB; {returned} MiB once it shrank",
+        (loaded - base) as f64 / mib
+    );
+    assert!(loaded > base, "the catalog costs something");
+    assert!(peak < 400, "peak RSS {peak} MiB");
+}

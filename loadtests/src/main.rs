@@ -237,6 +237,7 @@ fn broker_settings(name: &str) -> Result<BrokerSettings> {
         breaker_failures: 5,
         breaker_open: Duration::from_secs(10),
         rename: Default::default(),
+        catalog_limits: Default::default(),
     })
 }
 

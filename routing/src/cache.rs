@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use osb_config::Settings;
+use osb_config::{BrokerSettings, Settings};
 use osb_policies::{PlanFacts, Policy};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -42,7 +42,7 @@ use tracing::{info, warn};
 use crate::RoutingError;
 use crate::catalog::{
     BrokerCatalog, Catalog, HeldPlan, LiveCounts, LivePlan, LogicalTable, RouteTable, Service, Validated,
-    guard, merge, offering_service, removes_plans, validate_catalog,
+    guard, merge, offering_service, removes_plans, validate_bounded,
 };
 use crate::registry::ResourceState;
 use crate::store::{Store, StoredCatalog};
@@ -262,7 +262,7 @@ impl CatalogCache {
                 plans: 0,
                 dropped: 0,
             };
-            let catalog = match load_persisted(store.as_ref(), broker.name()).await {
+            let catalog = match load_persisted(store.as_ref(), broker.settings()).await {
                 Some((held, fetched_at_ms)) => {
                     status.freshness = Freshness::Stale;
                     status.source = Some(CatalogSource::Store);
@@ -461,8 +461,10 @@ impl CatalogCache {
                 } else {
                     let name = broker.name().to_owned();
                     let parse_body = body.clone();
+                    let limits = broker.settings().catalog_limits;
                     let validated =
-                        tokio::task::spawn_blocking(move || validate_catalog(&name, &parse_body)).await;
+                        tokio::task::spawn_blocking(move || validate_bounded(&name, &parse_body, &limits))
+                            .await;
                     match validated {
                         Ok(Ok(validated)) => Some((validated, validators, digest, body)),
                         Ok(Err(e)) => return Err(self.record_failure(index, &e).await),
@@ -898,7 +900,7 @@ impl CatalogCache {
             };
             let fresh = match broker.fetch_catalog(&Validators::default(), &call).await {
                 Ok(CatalogFetch::Fetched { body, validators }) => {
-                    match validate_catalog(broker.name(), &body) {
+                    match validate_bounded(broker.name(), &body, &broker.settings().catalog_limits) {
                         Ok(validated) => Some(Arc::new(HeldCatalog {
                             validated,
                             validators,
@@ -1060,7 +1062,10 @@ fn build_merged(
     (Arc::new(merged.catalog), Arc::new(merged.routes))
 }
 
-async fn load_persisted(store: &dyn Store, broker: &str) -> Option<(HeldCatalog, u64)> {
+/// The catalog of `broker` the store holds, if it is usable (within the broker's limits: a
+/// catalog persisted before a limit was lowered is left aside, and the broker waits for a new one).
+async fn load_persisted(store: &dyn Store, settings: &BrokerSettings) -> Option<(HeldCatalog, u64)> {
+    let broker = settings.name.as_str();
     let stored = match store.load_catalog(broker).await {
         Ok(Some(stored)) => stored,
         Ok(None) => return None,
@@ -1069,7 +1074,16 @@ async fn load_persisted(store: &dyn Store, broker: &str) -> Option<(HeldCatalog,
             return None;
         }
     };
-    match validate_catalog(broker, &stored.body) {
+    let (name, limits, body) = (broker.to_owned(), settings.catalog_limits, stored.body.clone());
+    let validated = tokio::task::spawn_blocking(move || validate_bounded(&name, &body, &limits))
+        .await
+        .unwrap_or_else(|join| {
+            Err(RoutingError::InvalidCatalog {
+                broker: broker.to_owned(),
+                reason: format!("validation task failed: {join}"),
+            })
+        });
+    match validated {
         Ok(validated) => {
             let digest = Sha256::digest(&stored.body).into();
             info!(

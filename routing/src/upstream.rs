@@ -27,8 +27,6 @@ use crate::breaker::{Breaker, BreakerState, RetryBudget};
 use crate::headers;
 use crate::resource::UpstreamPath;
 
-/// Largest catalog accepted from a broker (OSBA's is 1 MB pretty-printed).
-pub const MAX_CATALOG_BYTES: usize = 32 * 1024 * 1024;
 /// Largest answer accepted to an instance or binding call.
 pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -143,7 +141,8 @@ impl UpstreamBroker {
     /// `GET /v2/catalog`, conditional on `validators` where the broker honours them.
     ///
     /// # Errors
-    /// Transport errors, a status other than 200/304, or a body over [`MAX_CATALOG_BYTES`].
+    /// Transport errors, a status other than 200/304, or a body over the broker's
+    /// `max_catalog_bytes` ([`RoutingError::InvalidCatalog`]).
     pub async fn fetch_catalog(
         &self,
         validators: &Validators,
@@ -180,7 +179,16 @@ impl UpstreamBroker {
                     etag: header(ETAG),
                     last_modified: header(LAST_MODIFIED),
                 };
-                let body = self.read_body(response, MAX_CATALOG_BYTES).await?;
+                let limit = self.settings.catalog_limits.max_bytes;
+                let body = match self.read_body(response, limit).await {
+                    Err(RoutingError::BodyTooLarge { .. }) => {
+                        return Err(RoutingError::InvalidCatalog {
+                            broker: self.name().to_owned(),
+                            reason: format!("the catalog is more than max_catalog_bytes ({limit}) bytes"),
+                        });
+                    }
+                    body => body?,
+                };
                 Ok(CatalogFetch::Fetched { body, validators })
             }
             status => Err(RoutingError::UpstreamStatus {

@@ -1,7 +1,7 @@
 //! The catalog pipeline, IO-free: validate each broker's catalog, then merge them.
 //!
 //! ```text
-//! upstream bytes ─▶ validate_catalog ─▶ Validated{services, dropped}
+//! upstream bytes ─▶ measure (limits) ─▶ validate_catalog ─▶ Validated{services, dropped}
 //!                                              │  (one per broker, in config order)
 //!                                              ▼
 //!                                     merge ─▶ Merged{catalog, routes, dropped, warnings}
@@ -17,6 +17,7 @@ pub mod ids;
 pub mod logical;
 pub mod merge;
 pub mod model;
+pub mod shape;
 pub mod validate;
 
 pub use diff::{CatalogChange, ChangeKind, DiffSummary, EntryKind, LiveCounts, annotate, diff, summarize};
@@ -25,4 +26,5 @@ pub use ids::{ID_NAMESPACE, gateway_id};
 pub use logical::{LogicalTable, offering_id, offering_plan_id, offering_service};
 pub use merge::{BrokerCatalog, MergeWarning, Merged, PlanRoute, RouteTable, ServiceRoute, merge};
 pub use model::{Catalog, Plan, Service};
-pub use validate::{Dropped, Validated, validate_catalog};
+pub use shape::{Shape, measure};
+pub use validate::{Dropped, Validated, validate_bounded, validate_catalog};

@@ -8,10 +8,14 @@
 
 use std::collections::HashSet;
 
+use osb_config::CatalogLimits;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::RoutingError;
 use crate::catalog::model::{Plan, Service};
+use crate::catalog::shape::measure;
 
 /// The sound part of a broker's catalog and what was dropped from it.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +32,32 @@ pub struct Dropped {
     pub reason: String,
 }
 
-/// Parses and validates a `GET /v2/catalog` body of `broker`.
+/// [`validate_catalog`] for a catalog measured first against `limits` (see [`super::shape`]):
+/// what the gateway does with every catalog it fetches or loads.
+///
+/// # Errors
+/// [`RoutingError::InvalidCatalog`] for a catalog over a limit, or not a catalog.
+pub fn validate_bounded(
+    broker: &str,
+    body: &[u8],
+    limits: &CatalogLimits,
+) -> Result<Validated, RoutingError> {
+    measure(body, limits).map_err(|reason| RoutingError::InvalidCatalog {
+        broker: broker.to_owned(),
+        reason,
+    })?;
+    validate_catalog(broker, body)
+}
+
+/// The document: its services, each kept as its bytes until it is parsed on its own.
+#[derive(Deserialize)]
+struct Document<'a> {
+    #[serde(borrow)]
+    services: Option<Vec<&'a RawValue>>,
+}
+
+/// Parses and validates a `GET /v2/catalog` body of `broker`. Each service is parsed from its own
+/// bytes, so no JSON tree of the whole catalog is ever built.
 ///
 /// # Errors
 /// [`RoutingError::InvalidCatalog`] when the body is not a JSON object with a `services` array.
@@ -37,11 +66,14 @@ pub fn validate_catalog(broker: &str, body: &[u8]) -> Result<Validated, RoutingE
         broker: broker.to_owned(),
         reason,
     };
-    let document: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    let Value::Object(mut document) = document else {
-        return Err(invalid("expected a JSON object".to_owned()));
-    };
-    let Some(Value::Array(raw_services)) = document.remove("services") else {
+    let document: Document<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            invalid("expected a JSON object with a \"services\" array".to_owned())
+        } else {
+            invalid(format!("not JSON: {e}"))
+        }
+    })?;
+    let Some(raw_services) = document.services else {
         return Err(invalid("expected a \"services\" array".to_owned()));
     };
 
@@ -49,10 +81,10 @@ pub fn validate_catalog(broker: &str, body: &[u8]) -> Result<Validated, RoutingE
     let mut service_names = HashSet::new();
     let mut ids = HashSet::new();
     for (index, raw) in raw_services.into_iter().enumerate() {
-        let what = describe_service(index, &raw);
-        let mut service: Service = match serde_json::from_value(raw) {
+        let mut service: Service = match serde_json::from_str(raw.get()) {
             Ok(service) => service,
             Err(e) => {
+                let what = describe_service(index, raw);
                 out.dropped.push(Dropped {
                     what,
                     reason: e.to_string(),
@@ -60,6 +92,7 @@ pub fn validate_catalog(broker: &str, body: &[u8]) -> Result<Validated, RoutingE
                 continue;
             }
         };
+        let what = format!("service {:?}", service.name);
         if let Some(reason) = service_problem(&service, &service_names, &ids) {
             out.dropped.push(Dropped { what, reason });
             continue;
@@ -97,8 +130,13 @@ pub fn validate_catalog(broker: &str, body: &[u8]) -> Result<Validated, RoutingE
     Ok(out)
 }
 
-fn describe_service(index: usize, raw: &Value) -> String {
-    match raw.get("name").and_then(Value::as_str) {
+fn describe_service(index: usize, raw: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct Named {
+        name: Option<Value>,
+    }
+    let name = serde_json::from_str::<Named>(raw.get()).ok().and_then(|n| n.name);
+    match name.as_ref().and_then(Value::as_str) {
         Some(name) => format!("service {name:?}"),
         None => format!("service #{index}"),
     }

@@ -2,7 +2,8 @@
 //! several brokers' catalogs through the merge (`osb_routing::catalog`).
 //!
 //! Properties:
-//! - any body: validation returns a catalog or `InvalidCatalog`, never panics;
+//! - any body: validation returns a catalog or `InvalidCatalog`, never panics; measuring it
+//!   against limits never panics, and a body it lets through keeps (services, plans) within them;
 //! - what validation keeps is sound: non-empty ids and names, unique names, all ids distinct;
 //! - the merge is deterministic (same inputs, same bytes), every published name and id is unique,
 //!   every published id routes back to the broker and upstream id it came from;
@@ -45,6 +46,30 @@ fn body(input: &mut Input<'_>) -> Vec<u8> {
 
 /// Validates `bytes` as `broker`'s catalog and checks what it kept.
 fn validated(broker: &str, bytes: &[u8]) -> Option<Vec<Service>> {
+    // Measuring never panics, and what it lets through keeps to the limits.
+    let limits = osb_config::CatalogLimits {
+        max_bytes: 1 << 20,
+        max_services: 4,
+        max_plans: 6,
+        max_depth: 12,
+    };
+    if let Ok(shape) = osb_routing::catalog::measure(bytes, &limits) {
+        assert!(
+            shape.services <= 4 && shape.plans <= 6 && shape.depth <= 12,
+            "{shape:?}"
+        );
+        if let Ok(v) = validate_catalog(broker, bytes) {
+            assert!(
+                v.services.len() <= 4,
+                "measured {shape:?}, kept {}",
+                v.services.len()
+            );
+            assert!(
+                v.services.iter().map(|s| s.plans.len()).sum::<usize>() <= 6,
+                "measured {shape:?}"
+            );
+        }
+    }
     match validate_catalog(broker, bytes) {
         Ok(validated) => {
             let mut names = HashSet::new();
