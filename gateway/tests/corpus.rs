@@ -541,7 +541,9 @@ async fn protocol_abuse_gets_osb_json_answers() {
 
     let flood: Vec<String> = (0..120).map(|i| format!("X-Flood-{i}: {i}")).collect();
     let big_header = vec![format!("X-Big: {}", "b".repeat(200 * 1024))];
-    let mut cases: Vec<(&str, Vec<(Vec<u8>, Duration)>, u16)> = vec![
+    // (what, pieces sent one after another with their delays, expected status)
+    type Case = (&'static str, Vec<(Vec<u8>, Duration)>, u16);
+    let mut cases: Vec<Case> = vec![
         (
             "120 headers",
             vec![(raw::head("GET", "/v2/catalog", None, &flood), Duration::ZERO)],

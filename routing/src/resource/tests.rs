@@ -135,7 +135,7 @@ proptest! {
                 .strip_prefix('/')
                 .unwrap()
                 .split('/')
-                .map(|s| percent_decode(s))
+                .map(percent_decode)
                 .collect();
             prop_assert_eq!(sent, all);
         }

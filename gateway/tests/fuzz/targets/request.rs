@@ -178,8 +178,8 @@ fn query(input: &mut Input<'_>) {
             let upstream = query.upstream(&service_id, &plan_id);
             let again = Query::parse(&upstream)
                 .unwrap_or_else(|e| panic!("the upstream query {upstream:?} does not parse: {e}"));
-            assert_eq!(again.get("service_id").as_deref(), Some(service_id.as_str()));
-            assert_eq!(again.get("plan_id").as_deref(), Some(plan_id.as_str()));
+            assert_eq!(again.get("service_id"), Some(service_id.as_str()));
+            assert_eq!(again.get("plan_id"), Some(plan_id.as_str()));
             assert_eq!(
                 again.get("operation"),
                 query.get("operation"),
