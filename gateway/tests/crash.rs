@@ -785,12 +785,15 @@ async fn a_second_gateway_on_a_held_store_file_never_says_it_listens() {
         stderr.contains(&store.display().to_string()) && stderr.contains("in use by another process"),
         "{stderr}"
     );
-    let catalog = http()
-        .get(format!("{url}/v2/catalog"))
-        .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-        .header("X-Broker-API-Version", "2.17")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(catalog.status(), 200);
+    eventually("the first gateway serves", Duration::from_secs(30), || async {
+        let catalog = http()
+            .get(format!("{url}/v2/catalog"))
+            .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+            .header("X-Broker-API-Version", "2.17")
+            .send()
+            .await
+            .ok()?;
+        (catalog.status() == 200).then_some(())
+    })
+    .await;
 }

@@ -452,7 +452,7 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_exported_by_the_gateway
     // provision and a bind forwarded upstream, a rate-limited catalog read, a policy reload.
     let broker = FakeBroker::with_catalog(small_catalog()).await;
     broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
-    let policy = "deny:\n  - {name: never, platforms: [nobody], operations: [provision], reason: matches no platform}\n\
+    let policy = "deny:\n  - {name: never, platforms: [cf], operations: [provision], reason: cf never provisions here}\n\
                   limits:\n  platforms:\n    - {name: cf, catalog_per_sec: 1, catalog_burst: 1}\n";
     let yaml = format!(
         "{}policy_file: policy.yaml\nbrokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
