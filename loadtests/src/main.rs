@@ -109,6 +109,10 @@ fn default_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/catalogs")
 }
 
+/// The gateway's own allocator, so the gateway measured here allocates as `osb-gateway serve` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
