@@ -7,7 +7,7 @@
 //! The same map answers `password_env` lookups.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use config::{Config, File, FileFormat};
 use serde::de::DeserializeOwned;
@@ -248,16 +248,6 @@ fn strip_config_key_suffix(message: &str) -> String {
     match message.find(" for key `") {
         Some(i) => message.get(..i).unwrap_or(message).to_owned(),
         None => message.to_owned(),
-    }
-}
-
-/// Resolves `path` against the config file's folder unless it is absolute.
-pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base_dir.join(p)
     }
 }
 

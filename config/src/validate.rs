@@ -8,12 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
 
-use crate::load::resolve;
 use crate::raw::{RawBroker, RawPlatform, RawSettings, SecretKeys};
 use crate::settings::*;
 use crate::{Problem, Secret};
@@ -726,4 +725,14 @@ pub fn is_osb_2x(version: &str) -> bool {
     version
         .strip_prefix("2.")
         .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Resolves `path` against the config file's folder unless it is absolute.
+pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
 }
