@@ -147,7 +147,22 @@ impl From<RoutingError> for ApiError {
             RoutingError::Gone(m) => ApiError::Gone(m),
             RoutingError::Store(m) => ApiError::StoreUnavailable(m),
             e @ RoutingError::InvalidId { .. } => ApiError::BadRequest(e.to_string()),
-            other => ApiError::Internal(osb_routing::cache::error_chain(&other)),
+            // Upstream failures answer as the upstream failed, whoever met them.
+            RoutingError::UpstreamTimeout { broker, .. } => ApiError::UpstreamTimeout { broker },
+            RoutingError::CircuitOpen { broker } => ApiError::CircuitOpen { broker },
+            RoutingError::UpstreamUnreachable { broker, .. } => ApiError::UpstreamUnavailable { broker },
+            e @ (RoutingError::UpstreamIo { .. }
+            | RoutingError::UpstreamStatus { .. }
+            | RoutingError::BodyTooLarge { .. }) => ApiError::UpstreamError {
+                reason: e.kind().to_owned(),
+                broker: match e {
+                    RoutingError::UpstreamIo { broker, .. }
+                    | RoutingError::UpstreamStatus { broker, .. }
+                    | RoutingError::BodyTooLarge { broker, .. } => broker,
+                    _ => String::new(),
+                },
+            },
+            other => ApiError::Internal(osb_routing::error::error_chain(&other)),
         }
     }
 }
@@ -161,6 +176,17 @@ pub struct OsbErrorBody<'a> {
 }
 
 impl ApiError {
+    /// How a policy decision that failed with this error is counted
+    /// (`osb_gateway_policy_decisions_total{outcome}`).
+    pub fn decision_outcome(&self) -> &'static str {
+        match self {
+            ApiError::PolicyDenied { .. } => "deny",
+            ApiError::NoPlacement(_) => "unavailable",
+            ApiError::BadRequest(_) => "invalid",
+            _ => "error",
+        }
+    }
+
     /// The OSB `error` code, where the spec or the gateway defines one.
     pub fn osb_code(&self) -> Option<&'static str> {
         match self {
@@ -291,6 +317,17 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 /// Error handler for `web::PathConfig`.
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::BadRequest(format!("invalid path: {err}")).into()
+}
+
+/// Answers a request no route takes (404 with an OSB body).
+///
+/// # Errors
+/// Always [`ApiError::NoRoute`].
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NoRoute {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -4,37 +4,24 @@
 //! headers, answers from the catalog cache and routes instance and binding calls to their upstream.
 //! The logic it stands on lives in `osb-routing`, `osb-policies` and `osb-config`.
 //!
-//! # Layout
+//! # Layout (see `docs/ARCHITECTURE.md`)
 //! - [`Gateway`]: `start` opens and recovers the durable state (before any port is bound), `serve`
 //!   runs it on bound listeners until a shutdown future fires; [`serve`] does both (tests).
-//! - [`server`]: the listeners' HTTP servers (every answer, even the HTTP layer's, is OSB JSON).
-//! - [`app`]: shared state and the two actix apps; [`middleware`]: request identity, auth, version.
-//! - [`handlers`]: the OSB endpoints; [`parse`]: request validation; [`forward`]: upstream answers
-//!   classified and mapped back; [`admin`]: health, readiness, broker status.
+//! - [`state`]: [`state::AppState`], what every handler shares (catalog cache, brokers, policies,
+//!   registry, metrics, limits, audit log) side by side.
+//! - [`edge`]: listeners, middleware, authentication, rate limits, request parsing.
+//! - [`osb`]: the OSB API: route table, handlers, the request context, upstream answers, decisions.
+//! - [`ops`]: the admin API, the admin CLI, `check-config`/`explain`, the policy file.
+//! - [`telemetry`]: logs and traces, metrics, the audit log.
 //! - [`error`]: `ApiError`, the one place errors become OSB JSON.
-//! - [`auth`]: platform credentials. [`telemetry`]: logging setup.
-//! - [`audit`]: the audit log (platform calls and operator actions); [`admin_cli`]: the
-//!   `osb-gateway admin …` client of the admin API.
-//! - [`check`]: `check-config`; [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
+//! - [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
 
-pub mod admin;
-pub mod admin_cli;
-pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod check;
-pub mod decide;
 pub mod demo;
+pub mod edge;
 pub mod error;
-pub mod explain;
-pub mod forward;
-pub mod handlers;
-pub mod limits;
-pub mod metrics;
-pub mod middleware;
-pub mod parse;
-pub mod policy;
-pub mod server;
+pub mod ops;
+pub mod osb;
+pub mod state;
 pub mod telemetry;
 
 use std::future::Future;
@@ -43,12 +30,19 @@ use std::sync::Arc;
 
 use actix_web::web;
 use osb_config::Settings;
-use osb_routing::{CatalogCache, Registry};
+use osb_routing::{Brokers, CatalogCache, Policies, Registry};
 use tracing::{info, warn};
 
-use crate::app::{AppState, build_admin_app, build_osb_app};
-use crate::auth::Platforms;
+use crate::edge::auth::Platforms;
+use crate::edge::limits::Limiters;
+use crate::edge::server;
 pub use crate::error::ApiError;
+use crate::ops::admin::build_admin_app;
+use crate::ops::policy_file::PolicyFile;
+use crate::osb::build_osb_app;
+use crate::osb::decide;
+use crate::state::AppState;
+use crate::telemetry::{audit, metrics};
 
 /// The gateway's listening sockets, bound before [`serve`] so tests can use port 0.
 #[derive(Debug)]
@@ -125,10 +119,9 @@ impl Gateway {
         // Durable state first: the last good catalogs it holds are served while brokers are down.
         let store = osb_routing::store::open(&settings.store)
             .await
-            .map_err(|e| ApiError::Startup(osb_routing::cache::error_chain(&e)))?;
-        let catalog = CatalogCache::new(&settings, store.clone())
-            .await
-            .map_err(|e| startup("catalog", &e))?;
+            .map_err(|e| ApiError::Startup(osb_routing::error::error_chain(&e)))?;
+        let brokers = Arc::new(Brokers::new(&settings).map_err(|e| startup("brokers", &e))?);
+        let catalog = CatalogCache::new(&settings, store.clone(), brokers.clone()).await;
         // Resolve what a crash left half-done before taking any request.
         // An intent older than any upstream timeout (plus margin) is no longer in flight.
         let longest_timeout = settings
@@ -143,8 +136,9 @@ impl Gateway {
 
         // The policy file (validated whole; the gateway does not start on a policy it cannot read).
         let metrics = std::sync::Arc::new(metrics::Metrics::new().with_per_call(settings.telemetry.metrics));
-        let policy_file = policy::PolicyFile::start(settings.clone(), catalog.clone(), metrics.clone())
-            .map_err(|problems| {
+        let policies = Arc::new(Policies::default());
+        let policy_file =
+            PolicyFile::start(settings.clone(), policies.clone(), metrics.clone()).map_err(|problems| {
                 ApiError::Startup(
                     problems
                         .iter()
@@ -159,11 +153,13 @@ impl Gateway {
             settings: settings.clone(),
             platforms: Platforms::new(&settings.platforms),
             catalog: catalog.clone(),
+            brokers,
+            policies,
             registry,
             policy_file,
             schemas: decide::schema_cache(),
             metrics,
-            limiters: limits::Limiters::new(&settings),
+            limiters: Limiters::new(&settings),
             audit,
         });
         Ok(Gateway {
@@ -230,7 +226,7 @@ impl Gateway {
         let mut background = catalog.spawn_refreshers();
         background.push(osb_routing::mitigation::spawn(
             state.registry.clone(),
-            catalog.clone(),
+            state.brokers.clone(),
         ));
         background.push(state.policy_file.spawn_watcher());
         info!(

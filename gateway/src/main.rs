@@ -1,5 +1,5 @@
 //! The `osb-gateway` command: `serve`, `check-config`, `catalog`, `explain`, `demo`, and `admin …`
-//! (the operators' client of the admin API, see `admin_cli`).
+//! (the operators' client of the admin API, see `ops::cli`).
 //!
 //! Exit status: 0 on success, 64 (EX_USAGE) for a configuration with problems (each printed as
 //! `FILE: key.path: message`), 1 for a failure at run time.
@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use osb_gateway::ops::{check, cli as admin_cli};
 use osb_gateway::telemetry::{self, LogFormat};
-use osb_gateway::{Gateway, Listeners, admin_cli, check, demo, shutdown_signal};
+use osb_gateway::{Gateway, Listeners, demo, shutdown_signal};
 
 /// mimalloc gives freed memory back to the system: a catalog that shrinks, or a burst of calls
 /// that ends, leaves the process smaller (glibc's allocator kept such memory for good).
@@ -134,7 +135,7 @@ async fn run_serve(
         tracing::warn!(warning = %warning, "Configuration warning.");
     }
     if let Some(path) = &loaded.settings.policy_file {
-        if let Err(problems) = osb_gateway::policy::load(path, &loaded.settings) {
+        if let Err(problems) = osb_gateway::ops::policy_file::load(path, &loaded.settings) {
             for problem in problems {
                 eprintln!("{problem}");
             }
@@ -203,7 +204,8 @@ async fn run_explain(
                     serde_json::Value::String(platform.to_owned()),
                 );
             }
-            serde_json::from_value::<osb_gateway::explain::ExplainRequest>(value).map_err(|e| e.to_string())
+            serde_json::from_value::<osb_gateway::ops::explain::ExplainRequest>(value)
+                .map_err(|e| e.to_string())
         });
     let request = match parsed {
         Ok(request) => request,
@@ -252,7 +254,7 @@ async fn run_catalog(config: &std::path::Path, env: &HashMap<String, String>) ->
             return ExitCode::from(EX_CONFIG);
         }
     };
-    match osb_gateway::check::fetch_merged(&settings).await {
+    match check::fetch_merged(&settings).await {
         Ok(body) => {
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(&body).and_then(|()| stdout.write_all(b"\n"));

@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::driver::{self, Calls, Load, Mode, RunStats, Scenario, Target};
-use crate::procstat::{self, Usage};
+use crate::driver::{self, Calls, Load, Mode, Scenario, Target, parse_duration};
+use crate::procstat::{self, signal};
+use crate::report::{Measured, Report};
 use crate::scale::Measurement;
 
 /// `osb-loadtests compare` options.
@@ -95,35 +95,6 @@ pub struct CompareArgs {
     /// Run without nginx when it is missing (its rows are left out) instead of failing.
     #[arg(long)]
     pub allow_no_nginx: bool,
-}
-
-/// `15s`, `250ms`, `2m`, or a number of seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (15s, 500ms, 1m)"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
-}
-
-/// Sends `signal` (a name: TERM, QUIT, …) to `pid` with kill(1) (no unsafe code in this crate).
-pub fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg("-s")
-        .arg(signal)
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn log(message: impl AsRef<str>) {
@@ -270,34 +241,6 @@ fn plan_ids(catalog: &Value, service: &str, plan: &str) -> Result<(String, Strin
         id(found).ok_or("service without id")?,
         id(plan).ok_or("plan without id")?,
     ))
-}
-
-/// One measured run, with the CPU its processes used.
-#[derive(Debug, Clone, Serialize)]
-pub struct Measured {
-    pub target: String,
-    pub stats: RunStats,
-    /// CPU of [target server, stub, driver].
-    pub usage: Usage,
-    /// Server CPU (the target's own process; the stub for `direct`) per call, ms.
-    pub server_cpu_ms_per_call: f64,
-}
-
-/// Everything the report shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub started_utc: String,
-    pub command: String,
-    pub commit: String,
-    pub host: Value,
-    pub settings: Value,
-    pub closed: Vec<Measured>,
-    pub open: Vec<Measured>,
-    pub scale: Vec<Measurement>,
-    pub gateway: Value,
-    pub stub_at_exit: String,
-    pub notes: Vec<String>,
-    pub duration_s: f64,
 }
 
 /// The three targets of instance and binding calls, and of the catalog.
@@ -1010,7 +953,7 @@ pub fn run_gateway(args: &GatewayArgs) -> Result<()> {
             Some(&loaded.settings.telemetry),
         );
         if let Some(path) = &loaded.settings.policy_file {
-            osb_gateway::policy::load(path, &loaded.settings).map_err(|problems| {
+            osb_gateway::ops::policy_file::load(path, &loaded.settings).map_err(|problems| {
                 problems
                     .iter()
                     .map(ToString::to_string)

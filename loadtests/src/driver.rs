@@ -681,6 +681,24 @@ pub async fn run(target: Target, calls: Calls, load: &Load) -> Result<RunStats> 
     })
 }
 
+/// `15s`, `250ms`, `2m`, or a number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (15s, 500ms, 1m)"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::Result;
+use crate::driver::parse_duration;
 
 /// The OSB version every call declares.
 const API_VERSION: &str = "2.17";
@@ -107,24 +108,6 @@ fn parse_object(text: &str) -> std::result::Result<Value, String> {
         Ok(_) => Err("must be a JSON object".to_owned()),
         Err(e) => Err(format!("not JSON: {e}")),
     }
-}
-
-/// `15s`, `250ms`, `2m`, or a number of seconds.
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (15s, 500ms, 1m)"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
 }
 
 // === HTTP ===

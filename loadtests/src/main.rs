@@ -166,11 +166,11 @@ struct DriveArgs {
     rate: Option<f64>,
     #[arg(long, short = 'c', default_value_t = 32)]
     connections: usize,
-    #[arg(long, short = 'd', default_value = "10s", value_parser = compare::parse_duration)]
+    #[arg(long, short = 'd', default_value = "10s", value_parser = driver::parse_duration)]
     duration: Duration,
-    #[arg(long, default_value = "1s", value_parser = compare::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = driver::parse_duration)]
     warmup: Duration,
-    #[arg(long, default_value = "10s", value_parser = compare::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = driver::parse_duration)]
     timeout: Duration,
     #[arg(long, default_value_t = 2)]
     threads: usize,

@@ -71,7 +71,7 @@ impl Nginx {
 
     /// Stops nginx (SIGQUIT: graceful) and waits for it.
     pub fn stop(mut self) {
-        crate::compare::signal(self.child.id(), "QUIT");
+        crate::procstat::signal(self.child.id(), "QUIT");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -10,9 +10,41 @@ use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::Result;
-use crate::compare::{Measured, Report};
+use crate::driver::RunStats;
+use crate::procstat::Usage;
+use crate::scale::Measurement;
+
+/// One measured run, with the CPU its processes used.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub target: String,
+    pub stats: RunStats,
+    /// CPU of [target server, stub, driver].
+    pub usage: Usage,
+    /// Server CPU (the target's own process; the stub for `direct`) per call, ms.
+    pub server_cpu_ms_per_call: f64,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub started_utc: String,
+    pub command: String,
+    pub commit: String,
+    pub host: Value,
+    pub settings: Value,
+    pub closed: Vec<Measured>,
+    pub open: Vec<Measured>,
+    pub scale: Vec<Measurement>,
+    pub gateway: Value,
+    pub stub_at_exit: String,
+    pub notes: Vec<String>,
+    pub duration_s: f64,
+}
 
 /// `gateway-bare`: the same gateway with rate limits, tracing and per-call metrics off.
 const TARGETS: [&str; 4] = ["direct", "nginx", "gateway", "gateway-bare"];

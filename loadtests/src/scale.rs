@@ -65,7 +65,7 @@ pub fn instance_id(i: usize) -> String {
 
 /// A ready instance as a synchronous provision leaves it.
 fn record(i: usize, platform: &str) -> InstanceRecord {
-    let now = osb_routing::registry::now_ms();
+    let now = osb_routing::clock::now_ms();
     InstanceRecord {
         instance_id: instance_id(i),
         platform: platform.to_owned(),
@@ -256,7 +256,7 @@ pub struct RegistryBenchArgs {
     #[arg(long, short = 'c', default_value_t = 32)]
     pub concurrency: usize,
     /// Measured time.
-    #[arg(long, short = 'd', default_value = "5s", value_parser = crate::compare::parse_duration)]
+    #[arg(long, short = 'd', default_value = "5s", value_parser = crate::driver::parse_duration)]
     pub duration: Duration,
 }
 

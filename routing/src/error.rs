@@ -110,3 +110,15 @@ impl RoutingError {
         }
     }
 }
+
+/// The error and its sources, `: `-joined (reqwest hides the useful part in a source).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -5,7 +5,7 @@
 //! restarts. For each due orphan it sends the upstream delete (deprovision or unbind, with
 //! `accepts_incomplete=true`) and forgets the record on 200 or 410; a 202 is followed by polling
 //! `last_operation` until it succeeds (or 410). Anything else is retried with backoff (1 s doubling,
-//! at most [`MAX_BACKOFF`]). A "gone" within [`SETTLE`] of the failure is confirmed by one more
+//! at most [`MAX_BACKOFF`]). A "gone" within [`crate::registry::SETTLE`] of the failure is confirmed by one more
 //! delete after it, as a request held on its way can still create the resource upstream.
 //! Requests carry no originating identity: no user asked for them.
 
@@ -18,15 +18,14 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::CatalogCache;
-use crate::cache::error_chain;
-use crate::registry::{BindingRecord, InstanceRecord, Mitigation, Registry, ResourceState, now_ms};
+use crate::brokers::Brokers;
+use crate::clock::now_ms;
+use crate::error::error_chain;
+use crate::registry::{BindingRecord, InstanceRecord, Mitigation, Registry, ResourceState};
 use crate::resource::{OsbId, UpstreamPath};
 use crate::store::RecordRef;
 use crate::upstream::{CallHeaders, UpstreamBroker};
 
-/// How long after a failure a "gone" answer is only provisional (see `Mitigation::settle_until_ms`).
-pub const SETTLE: Duration = Duration::from_secs(5);
 /// Longest wait between two attempts on one orphan.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often dead replicas' intents are looked for (and this replica's heartbeat written).
@@ -35,12 +34,12 @@ const RECOVERY_EVERY: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(500);
 
 /// Starts the worker. Abort the handle to stop it.
-pub fn spawn(registry: Registry, catalog: Arc<CatalogCache>) -> JoinHandle<()> {
+pub fn spawn(registry: Registry, brokers: Arc<Brokers>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let signal = registry.orphaned_signal();
         let mut last_recovery = std::time::Instant::now();
         loop {
-            if let Err(e) = run_once(&registry, &catalog).await {
+            if let Err(e) = run_once(&registry, &brokers).await {
                 warn!(error = %error_chain(&e), "Orphan mitigation pass failed.");
             }
             // Replicas sharing a store resolve the intents of those that died (and keep their own
@@ -71,7 +70,7 @@ const CONCURRENCY: usize = 16;
 ///
 /// # Errors
 /// The store failed.
-pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(), crate::RoutingError> {
+pub async fn run_once(registry: &Registry, brokers: &Brokers) -> Result<(), crate::RoutingError> {
     // Claimed for a while: with replicas on one store, one orphan is worked by one of them.
     let now = now_ms();
     let orphans = registry
@@ -79,7 +78,7 @@ pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(),
         .claim_orphans(registry.replica(), now, now + CLAIM_MS, CLAIM_LIMIT)
         .await?;
     let results: Vec<Result<(), crate::RoutingError>> = futures_util::stream::iter(orphans)
-        .map(|record| async move { mitigate(registry, catalog, &record).await })
+        .map(|record| async move { mitigate(registry, brokers, &record).await })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -89,7 +88,7 @@ pub async fn run_once(registry: &Registry, catalog: &CatalogCache) -> Result<(),
 /// One attempt on one orphan, if it is due.
 async fn mitigate(
     registry: &Registry,
-    catalog: &CatalogCache,
+    brokers: &Brokers,
     record: &RecordRef,
 ) -> Result<(), crate::RoutingError> {
     let now = now_ms();
@@ -100,7 +99,7 @@ async fn mitigate(
     let Some(target) = target.filter(|t| t.mitigation.next_attempt_ms <= now) else {
         return Ok(());
     };
-    let Some(broker) = catalog.broker(&target.broker) else {
+    let Some(broker) = brokers.get(&target.broker) else {
         let mut next = target.mitigation.clone();
         next.last_error = Some(format!("broker {:?} is no longer configured", target.broker));
         schedule(&mut next);

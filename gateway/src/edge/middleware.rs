@@ -17,9 +17,9 @@ use actix_web::{Error, HttpMessage, web};
 use osb_routing::headers;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::edge::limits::Class;
 use crate::error::ApiError;
-use crate::limits::Class;
+use crate::state::AppState;
 
 /// Per-request facts forwarded upstream.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub async fn request_identity(
     let echo = HeaderValue::from_str(&request_identity).ok();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
-    let operation = crate::forward::operation_of(&method, &route);
+    let operation = crate::osb::operation::operation_of(&method, &route);
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{method} {route}"),
@@ -116,12 +116,12 @@ pub async fn request_identity(
         let platform = response
             .request()
             .extensions()
-            .get::<crate::auth::Platform>()
+            .get::<crate::edge::auth::Platform>()
             .map_or_else(|| "unknown".to_owned(), |p| p.name.to_string());
-        let labels = crate::metrics::ServerLabels {
+        let labels = crate::telemetry::metrics::ServerLabels {
             method,
             route,
-            status_class: crate::metrics::status_class(status),
+            status_class: crate::telemetry::metrics::status_class(status),
             platform,
             operation,
         };
@@ -168,14 +168,14 @@ pub async fn rate_limit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let platform = req.extensions().get::<crate::auth::Platform>().cloned();
+    let platform = req.extensions().get::<crate::edge::auth::Platform>().cloned();
     if let (Some(state), Some(platform)) = (state, platform) {
         let class = if req.path() == "/v2/catalog" {
             Class::Catalog
         } else {
             Class::Calls
         };
-        let policy = state.catalog.policy();
+        let policy = state.policies.current();
         if let Err(error) =
             state
                 .limiters

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use osb_config::{Problem, Settings};
-use osb_routing::cache::error_chain;
 use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_bounded};
+use osb_routing::error::error_chain;
 use osb_routing::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
 /// What `check-config` found.
@@ -40,7 +40,7 @@ pub async fn check_config(path: &Path, fetch: bool, env: &HashMap<String, String
         warnings: loaded.warnings,
     };
     let policy = match &loaded.settings.policy_file {
-        Some(policy_path) => match crate::policy::load(policy_path, &loaded.settings) {
+        Some(policy_path) => match crate::ops::policy_file::load(policy_path, &loaded.settings) {
             Ok(policy) => Some(policy),
             Err(problems) => {
                 report.problems.extend(problems);
@@ -220,13 +220,13 @@ pub async fn fetch_merged(settings: &Settings) -> Result<Vec<u8>, String> {
 /// A broker that could not be fetched, or a policy file with problems.
 pub async fn explain_offline(
     settings: &Settings,
-    request: &crate::explain::ExplainRequest,
+    request: &crate::ops::explain::ExplainRequest,
     unhealthy: &[String],
-) -> Result<crate::explain::ExplainReport, String> {
+) -> Result<crate::ops::explain::ExplainReport, String> {
     use std::sync::Arc;
 
     let policy = match &settings.policy_file {
-        Some(path) => crate::policy::load(path, settings).map_err(|problems| {
+        Some(path) => crate::ops::policy_file::load(path, settings).map_err(|problems| {
             problems
                 .iter()
                 .map(ToString::to_string)
@@ -260,14 +260,14 @@ pub async fn explain_offline(
         availability: osb_routing::Availability::Complete,
         held: Arc::new(Vec::new()),
     };
-    let policy = osb_routing::cache::PolicyState::new(Arc::new(policy), 1);
+    let policy = osb_routing::PolicyState::new(Arc::new(policy), 1);
     let healthy = |broker: &str| !unhealthy.iter().any(|u| u == broker);
-    let schemas = crate::decide::schema_cache();
-    let decider = crate::decide::Decider {
+    let schemas = crate::osb::decide::schema_cache();
+    let decider = crate::osb::decide::Decider {
         snapshot: &snapshot,
         policy: &policy,
         healthy: &healthy,
         schemas: &schemas,
     };
-    Ok(crate::explain::explain(&decider, request, None))
+    Ok(crate::ops::explain::explain(&decider, request, None))
 }

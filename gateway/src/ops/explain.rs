@@ -10,9 +10,9 @@ use osb_routing::registry::InstanceRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::decide::{Decider, Decision};
+use crate::edge::parse::{self, BodyKind};
 use crate::error::ApiError;
-use crate::parse::{self, BodyKind};
+use crate::osb::decide::{Decider, Decision};
 
 /// What to explain.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,8 +2,7 @@
 //! `POST /admin/policy/reload`.
 //!
 //! A reload reads and checks the whole new file (syntax, every rule, brokers named by offerings);
-//! only a policy without problems replaces the one in force, atomically (`ArcSwap` in the catalog
-//! cache), so in-flight calls finish on the policy they started with. An invalid file changes
+//! only a policy without problems replaces the one in force, atomically (`osb_routing::Policies`), so in-flight calls finish on the policy they started with. An invalid file changes
 //! nothing: the old policy stays, and the problems are logged and kept for `GET /admin/policy`.
 //! The file is watched by polling its content once a second (robust to editors' rename-on-save and
 //! to Kubernetes ConfigMap symlink swaps).
@@ -16,13 +15,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use osb_config::{FileFormat, Problem, Settings};
 use osb_policies::{Policy, PolicyError};
-use osb_routing::CatalogCache;
+use osb_routing::Policies;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// How often the file is looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -79,7 +78,7 @@ pub struct PolicyStatus {
 pub struct PolicyFile {
     path: Option<PathBuf>,
     settings: Arc<Settings>,
-    catalog: Arc<CatalogCache>,
+    policies: Arc<Policies>,
     metrics: Arc<Metrics>,
     digest: ArcSwap<Option<[u8; 32]>>,
     status: ArcSwap<PolicyStatus>,
@@ -109,13 +108,13 @@ impl PolicyFile {
     /// The problems of an invalid file: the gateway does not start on a policy it cannot read.
     pub fn start(
         settings: Arc<Settings>,
-        catalog: Arc<CatalogCache>,
+        policies: Arc<Policies>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, Vec<Problem>> {
         let file = Arc::new(PolicyFile {
             path: settings.policy_file.clone(),
             settings,
-            catalog,
+            policies,
             metrics,
             digest: ArcSwap::from_pointee(None),
             status: ArcSwap::from_pointee(PolicyStatus::default()),
@@ -160,7 +159,7 @@ impl PolicyFile {
         })?;
         let digest: [u8; 32] = Sha256::digest(&text).into();
         if !force && **self.digest.load() == Some(digest) {
-            return Ok(self.catalog.policy().generation);
+            return Ok(self.policies.current().generation);
         }
         self.apply(&path, &text)
     }
@@ -181,7 +180,7 @@ impl PolicyFile {
         match parsed {
             Ok(policy) => {
                 let (rules, offerings) = (rule_count(&policy), policy.offerings.len());
-                let generation = self.catalog.set_policy(Arc::new(policy));
+                let generation = self.policies.set(Arc::new(policy));
                 let ok = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
                 self.metrics.policy_reload(true);
                 info!(path = %path.display(), generation, rules, offerings, "Policy in force.");

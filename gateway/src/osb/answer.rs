@@ -1,4 +1,5 @@
-//! Talking to the owning upstream broker and turning its answer into the platform's.
+//! An upstream broker's answer, read the way OSB tells a platform to, and turned into the
+//! platform's.
 //!
 //! [`classify`] reads an upstream answer the way OSB tells a platform to (per endpoint: which
 //! statuses mean done, in progress, gone, rejected, or failed with an unknown outcome) and yields
@@ -6,18 +7,16 @@
 //! unchanged (body, `Retry-After`), anything that may have left the upstream changed becomes 502 or
 //! 504, never a 4xx. Upstream bodies are never logged: they may carry credentials.
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use osb_routing::RoutingError;
 use osb_routing::registry::{Outcome, Polled};
-use osb_routing::upstream::{CallHeaders, UpstreamReply};
+use osb_routing::upstream::UpstreamReply;
 use serde_json::{Map, Value};
 
-use crate::auth::Platform;
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
 
 /// The endpoint an upstream answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,51 +28,6 @@ pub enum Endpoint {
     Unbind,
     /// Fetch instance or binding, last_operation: reads, nothing to mitigate.
     Read,
-}
-
-/// The calling platform and the headers to forward, from the request extensions.
-///
-/// # Errors
-/// [`ApiError::Unauthorized`] if authentication did not run (a wiring bug).
-pub fn caller(req: &HttpRequest) -> Result<(String, CallHeaders), ApiError> {
-    let extensions = req.extensions();
-    let platform = extensions
-        .get::<Platform>()
-        .ok_or(ApiError::Unauthorized { bearer: false })?;
-    let context = extensions.get::<RequestContext>();
-    let headers = CallHeaders {
-        request_identity: context.map_or_else(
-            || uuid::Uuid::new_v4().to_string(),
-            |c| c.request_identity.clone(),
-        ),
-        originating_identity: context.and_then(|c| c.originating_identity.clone()),
-        operation: operation_of(
-            req.method().as_str(),
-            req.match_pattern().as_deref().unwrap_or_default(),
-        ),
-    };
-    Ok((platform.name.to_string(), headers))
-}
-
-/// The OSB operation of a request, from its method and route template (for spans and metrics).
-pub fn operation_of(method: &str, route: &str) -> &'static str {
-    const INSTANCE: &str = "/v2/service_instances/{instance_id}";
-    const BINDING: &str = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}";
-    match (method, route.strip_prefix(INSTANCE)) {
-        ("GET", _) if route == "/v2/catalog" => "catalog",
-        ("PUT", Some("")) => "provision",
-        ("PATCH", Some("")) => "update",
-        ("DELETE", Some("")) => "deprovision",
-        ("GET", Some("")) => "fetch_instance",
-        ("GET", Some("/last_operation")) => "last_operation",
-        _ => match (method, route.strip_prefix(BINDING)) {
-            ("PUT", Some("")) => "bind",
-            ("DELETE", Some("")) => "unbind",
-            ("GET", Some("")) => "fetch_binding",
-            ("GET", Some("/last_operation")) => "binding_last_operation",
-            _ => "other",
-        },
-    }
 }
 
 /// The upstream's answer as the registry understands it.

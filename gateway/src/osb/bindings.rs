@@ -3,32 +3,27 @@
 //! Same chain as the instance endpoints; the owner comes from the instance's registry record.
 //! Binding answers carry credentials: they pass through to the platform and are never logged.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 use osb_policies::Operation;
 use osb_routing::UpstreamPath;
 use osb_routing::registry::{NewBinding, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::map_plan;
-use crate::app::AppState;
-use crate::audit;
+use super::answer::{self, Endpoint};
+use super::call::OsbCall;
+use super::{Fetched, map_plan, require_retrievable};
+use crate::edge::parse::{BodyKind, RequestBody};
 use crate::error::ApiError;
-use crate::forward::{self, Endpoint, classify, respond};
-use crate::parse::{self, BodyKind, Query, RequestBody};
 
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`
-pub async fn bind(
-    req: HttpRequest,
-    body: RequestBody,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn bind(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiError> {
     // 1. Parse.
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let binding_id = parse::path_id(&req, "binding_id")?;
-    let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(BodyKind::Bind, &body.0)?;
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let binding_id = call.path_id("binding_id")?;
+    let query = call.query()?;
+    let mut body = call.body(BodyKind::Bind, &body)?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
     let fingerprint = fingerprint(&[
         ("service_id", Some(&Value::String(body.service_id.clone()))),
@@ -40,7 +35,7 @@ pub async fn bind(
     // 2. Resolve: the instance's owner; the plan must be the instance's service's and bindable.
     let instance = state
         .registry
-        .instance_for(&instance_id, &platform)
+        .instance_for(&instance_id, platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if body.service_id != instance.service_id {
@@ -51,8 +46,8 @@ pub async fn bind(
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &instance, &plan_id)?;
     let logical_bindable = state
-        .catalog
-        .policy()
+        .policies
+        .current()
         .offerings
         .iter()
         .find(|o| o.id == instance.service_id)
@@ -65,52 +60,45 @@ pub async fn bind(
         return Err(ApiError::BadRequest(format!("plan {plan_id} is not bindable")));
     }
     // 3. The policy: deny rules, parameter rules, the plan's binding schema.
-    let (decision, _) = state.decide("bind", |d| {
-        d.existing(&platform, Operation::Bind, &instance, &plan_id, Some(&body))
-    })?;
+    let (decision, _) =
+        call.decide(|d| d.existing(platform, Operation::Bind, &instance, &plan_id, Some(&body)))?;
     decision.apply_to(&mut body);
-    audit::note_target(&req, &instance.broker, &instance.service_id, &plan_id);
-    let upstream = state.upstream(&instance.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&instance.broker)?;
+    let upstream = call.admit(&instance.broker, &instance.service_id, &plan_id)?;
 
     // 4. Admit (write-ahead intent, retry, or 404/409/422).
     let new = NewBinding {
         binding_id: binding_id.to_string(),
         instance_id: instance_id.to_string(),
-        platform,
+        platform: platform.clone(),
         fingerprint,
     };
-    let admission = state.timed("begin", state.registry.begin_bind(&new)).await?;
+    let admission = call.registry("begin", state.registry.begin_bind(&new)).await?;
 
     // 5. Upstream.
     let path = UpstreamPath::binding(&instance_id, &binding_id).with_query(query.accepts_incomplete());
     let upstream_body = body.upstream(&instance.upstream_service_id, Some(&upstream_plan), None);
-    let reply = state
-        .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
+    let sent = call
+        .send(&upstream, Endpoint::Bind, Method::PUT, &path, Some(upstream_body))
         .await;
-    audit::note_upstream(&req, &reply);
 
     // 6. Outcome (a failed bind is unbound upstream by the mitigation worker), answer.
-    let outcome = classify(Endpoint::Bind, &reply);
-    state
-        .timed("finish", state.registry.finish_bind(&admission, &outcome))
+    call.registry("finish", state.registry.finish_bind(&admission, &sent.outcome))
         .await?;
-    respond(&instance.broker, reply, &outcome)
+    sent.respond()
 }
 
 /// `DELETE /v2/service_instances/{instance_id}/service_bindings/{binding_id}?service_id&plan_id`
-pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let binding_id = parse::path_id(&req, "binding_id")?;
-    let query = Query::parse(req.query_string())?;
+pub async fn unbind(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let binding_id = call.path_id("binding_id")?;
+    let query = call.query()?;
     let service_id = query.required("service_id")?;
     let plan_id = query.required("plan_id")?;
 
     let binding = state
         .registry
-        .binding_for(&instance_id, &binding_id, &platform)
+        .binding_for(&instance_id, &binding_id, platform)
         .await?
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     if service_id != binding.service_id {
@@ -118,105 +106,82 @@ pub async fn unbind(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             "service_id does not match binding {binding_id}"
         )));
     }
-    let instance = state.registry.instance_for(&instance_id, &platform).await?;
+    let instance = state.registry.instance_for(&instance_id, platform).await?;
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = match &instance {
         Some(instance) => map_plan(&routes, instance, &plan_id)?,
         None => binding.upstream_plan_id.clone(),
     };
     if let Some(instance) = &instance {
-        state.decide("unbind", |d| {
-            d.existing(&platform, Operation::Unbind, instance, &plan_id, None)
-        })?;
+        call.decide(|d| d.existing(platform, Operation::Unbind, instance, &plan_id, None))?;
     }
-    audit::note_target(&req, &binding.broker, &binding.service_id, &plan_id);
-    let upstream = state.upstream(&binding.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&binding.broker)?;
+    let upstream = call.admit(&binding.broker, &binding.service_id, &plan_id)?;
 
-    let admission = state
-        .timed(
-            "begin",
-            state.registry.begin_unbind(
-                &instance_id,
-                &binding_id,
-                &platform,
-                &fingerprint(&[("unbind", None)]),
-            ),
-        )
-        .await?;
+    let fingerprint = fingerprint(&[("unbind", None)]);
+    let begin = state
+        .registry
+        .begin_unbind(&instance_id, &binding_id, platform, &fingerprint);
+    let admission = call.registry("begin", begin).await?;
     let path = UpstreamPath::binding(&instance_id, &binding_id)
         .with_query(query.upstream(&binding.upstream_service_id, &upstream_plan));
-    let reply = state
-        .call_upstream(&upstream, Method::DELETE, &path, None, &call)
+    let sent = call
+        .send(&upstream, Endpoint::Unbind, Method::DELETE, &path, None)
         .await;
-    audit::note_upstream(&req, &reply);
 
-    let outcome = classify(Endpoint::Unbind, &reply);
-    state
-        .timed("finish", state.registry.finish_unbind(&admission, &outcome))
+    call.registry("finish", state.registry.finish_unbind(&admission, &sent.outcome))
         .await?;
-    respond(&binding.broker, reply, &outcome)
+    sent.respond()
 }
 
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}`
-pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let binding_id = parse::path_id(&req, "binding_id")?;
-    Query::parse(req.query_string())?;
+pub async fn fetch(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let binding_id = call.path_id("binding_id")?;
+    call.query()?;
     let binding = state
         .registry
-        .binding_for(&instance_id, &binding_id, &platform)
+        .binding_for(&instance_id, &binding_id, platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {binding_id} does not exist")))?;
-    super::require_retrievable(
-        &state,
+    require_retrievable(
+        state,
         &binding.broker,
         &binding.upstream_service_id,
-        super::Fetched::Binding,
+        Fetched::Binding,
     )?;
-    let upstream = state.upstream(&binding.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&binding.broker)?;
-    let reply = state
-        .call_upstream(
-            &upstream,
-            Method::GET,
-            &UpstreamPath::binding(&instance_id, &binding_id),
-            None,
-            &call,
-        )
+    let upstream = call.admit(&binding.broker, &binding.service_id, &binding.plan_id)?;
+
+    let path = UpstreamPath::binding(&instance_id, &binding_id);
+    let sent = call
+        .send(&upstream, Endpoint::Read, Method::GET, &path, None)
         .await;
-    let outcome = classify(Endpoint::Read, &reply);
-    respond(&binding.broker, reply, &outcome)
+    sent.respond()
 }
 
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation`
-pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let binding_id = parse::path_id(&req, "binding_id")?;
-    let query = Query::parse(req.query_string())?;
+pub async fn last_operation(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let binding_id = call.path_id("binding_id")?;
+    let query = call.query()?;
     let binding = state
         .registry
-        .binding_for(&instance_id, &binding_id, &platform)
+        .binding_for(&instance_id, &binding_id, platform)
         .await?
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
-    let upstream = state.upstream(&binding.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&binding.broker)?;
+    let upstream = call.admit(&binding.broker, &binding.service_id, &binding.plan_id)?;
 
     let path = UpstreamPath::binding(&instance_id, &binding_id)
         .last_operation()
         .with_query(query.upstream(&binding.upstream_service_id, &binding.upstream_plan_id));
-    let reply = state
-        .call_upstream(&upstream, Method::GET, &path, None, &call)
+    let sent = call
+        .send(&upstream, Endpoint::Read, Method::GET, &path, None)
         .await;
-    if let Ok(answer) = &reply {
-        match forward::polled(answer) {
+    if let Ok(reply) = &sent.reply {
+        match answer::polled(reply) {
             Some(polled) => state.registry.observe_binding(&binding_id, polled).await?,
-            None if answer.status == 200 => {
+            None if reply.status == 200 => {
                 return Err(ApiError::UpstreamError {
                     broker: binding.broker.clone(),
                     reason: "invalid last_operation answer".to_owned(),
@@ -225,6 +190,5 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
             None => {}
         }
     }
-    let outcome = classify(Endpoint::Read, &reply);
-    respond(&binding.broker, reply, &outcome)
+    sent.respond()
 }

@@ -6,9 +6,9 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
-use crate::app::AppState;
-use crate::auth::Platform;
+use crate::edge::auth::Platform;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub async fn get_catalog(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let platform = req
@@ -16,7 +16,7 @@ pub async fn get_catalog(req: HttpRequest, state: web::Data<AppState>) -> Result
         .get::<Platform>()
         .cloned()
         .ok_or(ApiError::Unauthorized { bearer: false })?;
-    let view = state.catalog.view(&platform.name)?;
+    let view = state.catalog.view(&platform.name, &state.policies.current())?;
     let etag = HeaderValue::from_str(&view.etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     if if_none_match(&req, &view.etag) {
         return Ok(HttpResponse::NotModified()

@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use osb_policies::schema::parameters_schema;
 use osb_policies::{CallFacts, Denial, DenialKind, Explanation, Operation, PlanFacts, Schema};
-use osb_routing::cache::{CatalogSnapshot, PolicyState};
+use osb_routing::PolicyState;
+use osb_routing::cache::CatalogSnapshot;
 use osb_routing::catalog::PlanRoute;
 use osb_routing::registry::InstanceRecord;
 use osb_routing::{Availability, Unavailable};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::edge::parse::Body;
 use crate::error::ApiError;
-use crate::parse::Body;
 
 /// Compiled schemas, per (gateway plan id, operation, catalog generation).
 pub type SchemaCache = moka::sync::Cache<(String, &'static str, u64), Arc<Result<Schema, String>>>;

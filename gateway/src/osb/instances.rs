@@ -5,31 +5,26 @@
 //! upstream with upstream ids → record the outcome → answer. Nothing after the upstream call answers
 //! a 4xx of its own.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 use osb_policies::Operation;
 use osb_routing::UpstreamPath;
 use osb_routing::registry::{NewInstance, Outcome, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::map_plan;
-use crate::app::AppState;
-use crate::audit;
+use super::answer::{self, Endpoint};
+use super::call::OsbCall;
+use super::{Fetched, map_plan, require_retrievable};
+use crate::edge::parse::{BodyKind, RequestBody};
 use crate::error::ApiError;
-use crate::forward::{self, Endpoint, classify, respond};
-use crate::parse::{self, BodyKind, Query, RequestBody};
 
 /// `PUT /v2/service_instances/{instance_id}`
-pub async fn provision(
-    req: HttpRequest,
-    body: RequestBody,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    // 1. Parse: who, which instance, what (400 on any mistake).
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(BodyKind::Provision, &body.0)?;
+pub async fn provision(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiError> {
+    // 1. Parse: which instance, what (400 on any mistake).
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let query = call.query()?;
+    let mut body = call.body(BodyKind::Provision, &body)?;
     let plan_id = body.plan_id.clone().unwrap_or_default();
     // A retry is recognised by what the platform sent, before any rule changes it.
     let fingerprint = fingerprint(&[
@@ -40,17 +35,14 @@ pub async fn provision(
 
     // 2. Decide: the owning broker (route table, or placement of a logical offering) and the
     //    policy's verdict (visibility, deny rules, parameter rules, the plan's schema).
-    let decision = state.decide("provision", |d| d.provision(&platform, &instance_id, &body))?;
+    let decision = call.decide(|d| d.provision(platform, &instance_id, &body))?;
     decision.apply_to(&mut body);
-    audit::note_target(&req, &decision.broker, &decision.service_id, &decision.plan_id);
-    let upstream = state.upstream(&decision.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&decision.broker)?;
+    let upstream = call.admit(&decision.broker, &decision.service_id, &decision.plan_id)?;
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
     let new = NewInstance {
         instance_id: instance_id.to_string(),
-        platform,
+        platform: platform.clone(),
         broker: decision.broker.clone(),
         service_id: decision.service_id.clone(),
         plan_id: decision.plan_id.clone(),
@@ -59,7 +51,9 @@ pub async fn provision(
         fingerprint,
         context: body.fields.get("context").cloned(),
     };
-    let admission = state.timed("begin", state.registry.begin_provision(&new)).await?;
+    let admission = call
+        .registry("begin", state.registry.begin_provision(&new))
+        .await?;
 
     // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
     let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());
@@ -68,29 +62,31 @@ pub async fn provision(
         Some(&decision.upstream_plan_id),
         None,
     );
-    let reply = state
-        .call_upstream(&upstream, Method::PUT, &path, Some(upstream_body), &call)
+    let sent = call
+        .send(
+            &upstream,
+            Endpoint::Provision,
+            Method::PUT,
+            &path,
+            Some(upstream_body),
+        )
         .await;
-    audit::note_upstream(&req, &reply);
 
     // 5. Record the outcome (orphan-mitigates a failed create), then answer.
-    let outcome = classify(Endpoint::Provision, &reply);
-    state
-        .timed("finish", state.registry.finish_provision(&admission, &outcome))
-        .await?;
-    respond(&decision.broker, reply, &outcome)
+    call.registry(
+        "finish",
+        state.registry.finish_provision(&admission, &sent.outcome),
+    )
+    .await?;
+    sent.respond()
 }
 
 /// `PATCH /v2/service_instances/{instance_id}`
-pub async fn update(
-    req: HttpRequest,
-    body: RequestBody,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let query = Query::parse(req.query_string())?;
-    let mut body = parse::request_body(BodyKind::Update, &body.0)?;
+pub async fn update(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let query = call.query()?;
+    let mut body = call.body(BodyKind::Update, &body)?;
     let fingerprint = fingerprint(&[
         ("plan_id", body.fields.get("plan_id")),
         ("parameters", body.parameters()),
@@ -100,7 +96,7 @@ pub async fn update(
 
     let record = state
         .registry
-        .instance_for(&instance_id, &platform)
+        .instance_for(&instance_id, platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if body.service_id != record.service_id {
@@ -109,9 +105,8 @@ pub async fn update(
         )));
     }
     let target_plan = body.plan_id.clone().unwrap_or_else(|| record.plan_id.clone());
-    let (decision, remapped) = state.decide("update", |d| {
-        d.existing(&platform, Operation::Update, &record, &target_plan, Some(&body))
-    })?;
+    let (decision, remapped) =
+        call.decide(|d| d.existing(platform, Operation::Update, &record, &target_plan, Some(&body)))?;
     let routes = state.catalog.snapshot().routes.clone();
     let plan_change = match (target_plan != record.plan_id, remapped) {
         (false, _) => None,
@@ -131,19 +126,12 @@ pub async fn update(
         .map(|p| map_plan(&routes, &record, p))
         .transpose()?;
     decision.apply_to(&mut body);
-    audit::note_target(&req, &record.broker, &record.service_id, &target_plan);
-    let upstream = state.upstream(&record.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&record.broker)?;
+    let upstream = call.admit(&record.broker, &record.service_id, &target_plan)?;
 
-    let admission = state
-        .timed(
-            "begin",
-            state
-                .registry
-                .begin_update(&instance_id, &platform, plan_change.clone(), &fingerprint),
-        )
-        .await?;
+    let begin = state
+        .registry
+        .begin_update(&instance_id, platform, plan_change.clone(), &fingerprint);
+    let admission = call.registry("begin", begin).await?;
 
     let upstream_plan = match (&plan_change, body.plan_id.as_deref()) {
         (Some((_, upstream_plan)), _) => Some(upstream_plan.clone()),
@@ -156,29 +144,32 @@ pub async fn update(
         previous_upstream_plan.as_deref(),
     );
     let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());
-    let reply = state
-        .call_upstream(&upstream, Method::PATCH, &path, Some(upstream_body), &call)
+    let sent = call
+        .send(
+            &upstream,
+            Endpoint::Update,
+            Method::PATCH,
+            &path,
+            Some(upstream_body),
+        )
         .await;
-    audit::note_upstream(&req, &reply);
 
-    let outcome = classify(Endpoint::Update, &reply);
-    state
-        .timed("finish", state.registry.finish_update(&admission, &outcome))
+    call.registry("finish", state.registry.finish_update(&admission, &sent.outcome))
         .await?;
-    respond(&record.broker, reply, &outcome)
+    sent.respond()
 }
 
 /// `DELETE /v2/service_instances/{instance_id}?service_id&plan_id[&accepts_incomplete]`
-pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let query = Query::parse(req.query_string())?;
+pub async fn deprovision(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let query = call.query()?;
     let service_id = query.required("service_id")?;
     let plan_id = query.required("plan_id")?;
 
     let record = state
         .registry
-        .instance_for(&instance_id, &platform)
+        .instance_for(&instance_id, platform)
         .await?
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     if service_id != record.service_id {
@@ -188,72 +179,55 @@ pub async fn deprovision(req: HttpRequest, state: web::Data<AppState>) -> Result
     }
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &record, &plan_id)?;
-    state.decide("deprovision", |d| {
-        d.existing(&platform, Operation::Deprovision, &record, &plan_id, None)
-    })?;
-    audit::note_target(&req, &record.broker, &record.service_id, &plan_id);
-    let upstream = state.upstream(&record.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&record.broker)?;
+    call.decide(|d| d.existing(platform, Operation::Deprovision, &record, &plan_id, None))?;
+    let upstream = call.admit(&record.broker, &record.service_id, &plan_id)?;
 
     let fingerprint = fingerprint(&[("deprovision", None)]);
-    let admission = state
-        .timed(
-            "begin",
-            state
-                .registry
-                .begin_deprovision(&instance_id, &platform, &fingerprint),
-        )
-        .await?;
+    let begin = state
+        .registry
+        .begin_deprovision(&instance_id, platform, &fingerprint);
+    let admission = call.registry("begin", begin).await?;
 
     let path = UpstreamPath::instance(&instance_id)
         .with_query(query.upstream(&record.upstream_service_id, &upstream_plan));
-    let reply = state
-        .call_upstream(&upstream, Method::DELETE, &path, None, &call)
+    let sent = call
+        .send(&upstream, Endpoint::Deprovision, Method::DELETE, &path, None)
         .await;
-    audit::note_upstream(&req, &reply);
 
-    let outcome = classify(Endpoint::Deprovision, &reply);
-    state
-        .timed("finish", state.registry.finish_deprovision(&admission, &outcome))
-        .await?;
+    call.registry(
+        "finish",
+        state.registry.finish_deprovision(&admission, &sent.outcome),
+    )
+    .await?;
     // A plan the catalog guard holds may have lost its last instance.
     state.catalog.instances_changed();
-    respond(&record.broker, reply, &outcome)
+    sent.respond()
 }
 
 /// `GET /v2/service_instances/{instance_id}`: the upstream's answer with gateway ids.
-pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    Query::parse(req.query_string())?;
+pub async fn fetch(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    call.query()?;
     let record = state
         .registry
-        .instance_for(&instance_id, &platform)
+        .instance_for(&instance_id, platform)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
-    super::require_retrievable(
-        &state,
+    require_retrievable(
+        state,
         &record.broker,
         &record.upstream_service_id,
-        super::Fetched::Instance,
+        Fetched::Instance,
     )?;
-    let upstream = state.upstream(&record.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&record.broker)?;
+    let upstream = call.admit(&record.broker, &record.service_id, &record.plan_id)?;
 
-    let reply = state
-        .call_upstream(
-            &upstream,
-            Method::GET,
-            &UpstreamPath::instance(&instance_id),
-            None,
-            &call,
-        )
+    let path = UpstreamPath::instance(&instance_id);
+    let sent = call
+        .send(&upstream, Endpoint::Read, Method::GET, &path, None)
         .await;
-    let outcome = classify(Endpoint::Read, &reply);
-    match reply {
-        Ok(reply) if outcome == Outcome::Done => {
+    match sent.reply {
+        Ok(reply) if sent.outcome == Outcome::Done => {
             let routes = state.catalog.snapshot().routes.clone();
             let upstream_plan = serde_json::from_slice::<Value>(&reply.body)
                 .ok()
@@ -266,47 +240,45 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
                     .gateway_id(&record.broker, &upstream_plan)
                     .map_or(upstream_plan.clone(), str::to_owned)
             };
-            let body = forward::rewrite_ids(
+            let body = answer::rewrite_ids(
                 &reply.body,
                 &[
                     ("service_id", &record.upstream_service_id, &record.service_id),
                     ("plan_id", &upstream_plan, &gateway_plan),
                 ],
             );
-            Ok(forward::pass_through(&record.broker, &reply, body))
+            Ok(answer::pass_through(&record.broker, &reply, body))
         }
-        reply => respond(&record.broker, reply, &outcome),
+        reply => answer::respond(&record.broker, reply, &sent.outcome),
     }
 }
 
 /// `GET /v2/service_instances/{instance_id}/last_operation[?service_id&plan_id&operation]`
-pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (platform, call) = forward::caller(&req)?;
-    let instance_id = parse::path_id(&req, "instance_id")?;
-    let query = Query::parse(req.query_string())?;
+pub async fn last_operation(call: OsbCall) -> Result<HttpResponse, ApiError> {
+    let (state, platform) = (call.state(), &call.platform);
+    let instance_id = call.path_id("instance_id")?;
+    let query = call.query()?;
     let record = state
         .registry
-        .instance_for(&instance_id, &platform)
+        .instance_for(&instance_id, platform)
         .await?
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
-    let upstream = state.upstream(&record.broker)?;
-    state.check_breaker(&upstream)?;
-    state.check_broker_limit(&record.broker)?;
+    let upstream = call.admit(&record.broker, &record.service_id, &record.plan_id)?;
 
     // The record keeps the plan prior to an update until it succeeds: what OSB asks to poll with.
     let path = UpstreamPath::instance(&instance_id)
         .last_operation()
         .with_query(query.upstream(&record.upstream_service_id, &record.upstream_plan_id));
-    let reply = state
-        .call_upstream(&upstream, Method::GET, &path, None, &call)
+    let sent = call
+        .send(&upstream, Endpoint::Read, Method::GET, &path, None)
         .await;
-    if let Ok(answer) = &reply {
-        match forward::polled(answer) {
+    if let Ok(reply) = &sent.reply {
+        match answer::polled(reply) {
             Some(polled) => {
                 state.registry.observe_instance(&instance_id, polled).await?;
                 state.catalog.instances_changed();
             }
-            None if answer.status == 200 => {
+            None if reply.status == 200 => {
                 return Err(ApiError::UpstreamError {
                     broker: record.broker.clone(),
                     reason: "invalid last_operation answer".to_owned(),
@@ -315,6 +287,5 @@ pub async fn last_operation(req: HttpRequest, state: web::Data<AppState>) -> Res
             None => {}
         }
     }
-    let outcome = classify(Endpoint::Read, &reply);
-    respond(&record.broker, reply, &outcome)
+    sent.respond()
 }

@@ -1,16 +1,75 @@
-//! The OSB endpoints a platform calls. Each handler is a straight chain of named steps returning
-//! `Result<_, ApiError>`: parse → resolve → admit → upstream → record → answer.
+//! The OSB API a platform calls: the route table, the platform-facing app, and one handler file per
+//! resource. Each handler is a straight chain of named steps returning `Result<_, ApiError>`:
+//! parse → resolve → decide → admit → registry (begin) → send → registry (finish) → answer, the
+//! steps taken through [`call::OsbCall`], the request context.
+//!
+//! # Layout
+//! - this file: [`build_osb_app`] (middleware order), [`configure`] (the route table), and the
+//!   checks several handlers share ([`map_plan`], [`require_retrievable`]);
+//! - [`catalog`], [`instances`], [`bindings`]: the handlers;
+//! - [`call`]: the request context and the kit of steps; [`answer`]: upstream answers classified
+//!   and turned into the platform's; [`decide`]: the policy's verdict on a call;
+//!   [`operation`]: the OSB operation of a request.
+//!
+//! Adding an endpoint: a handler taking an [`call::OsbCall`] in the resource's file, one line in
+//! [`configure`].
 
-mod bindings;
-mod catalog;
-mod instances;
+pub mod answer;
+pub mod bindings;
+pub mod call;
+pub mod catalog;
+pub mod decide;
+pub mod instances;
+pub mod operation;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use osb_routing::RouteTable;
 use osb_routing::registry::InstanceRecord;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::edge::parse::BodyLimits;
+use crate::edge::{audit_calls, middleware};
+use crate::error::{ApiError, json_error, not_found, path_error, query_error};
+use crate::state::AppState;
+
+/// The platform-facing OSB application.
+pub fn build_osb_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_body = state.settings.max_body_bytes;
+    let body_limits = BodyLimits {
+        max_bytes: max_body,
+        timeout: state.settings.request_read_timeout,
+    };
+    App::new()
+        .app_data(body_limits)
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(max_body)
+                .error_handler(json_error),
+        )
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        // As a request meets them: request identity → authenticate → audit → rate limit → API
+        // version → handler. (actix runs `.wrap` layers in reverse order of registration.)
+        .wrap(from_fn(middleware::require_api_version))
+        .wrap(from_fn(middleware::rate_limit))
+        .wrap(from_fn(audit_calls::record_calls))
+        .wrap(from_fn(middleware::authenticate))
+        .wrap(from_fn(middleware::request_identity))
+        .configure(configure)
+        .default_service(web::to(not_found))
+}
 
 /// Registers every OSB route. A known path with another method answers 405 with an OSB body and
 /// an `Allow` header listing the path's methods.
@@ -64,7 +123,7 @@ async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> Result<Htt
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] for any other plan.
-fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Result<String, ApiError> {
+pub fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Result<String, ApiError> {
     if plan_id == instance.plan_id {
         return Ok(instance.upstream_plan_id.clone());
     }
@@ -81,7 +140,7 @@ fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Re
 
 /// What a fetch reads.
 #[derive(Debug, Clone, Copy)]
-enum Fetched {
+pub enum Fetched {
     Instance,
     Binding,
 }
@@ -92,7 +151,7 @@ enum Fetched {
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] naming the service and the field.
-fn require_retrievable(
+pub fn require_retrievable(
     state: &AppState,
     broker: &str,
     upstream_service_id: &str,

@@ -2,7 +2,7 @@
 //! appended to the store (`osb_routing::audit` defines the records) and optionally to a JSON lines
 //! file (`audit.jsonl_path`).
 //!
-//! Platform calls are recorded by one middleware ([`record_calls`]), placed right after
+//! Platform calls are recorded by one middleware (`edge::audit_calls`), placed right after
 //! authentication, so a call refused by the rate limit, the API version check, parsing, the
 //! policy or the registry is recorded as well as a forwarded one. Handlers add what only they
 //! learn through the request's extensions: [`note_target`] once the policy allowed the call (the
@@ -18,34 +18,28 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use osb_config::AuditSettings;
-use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
+use osb_routing::audit::AuditRecord;
 use osb_routing::upstream::UpstreamReply;
 use osb_routing::{RoutingError, Store};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::middleware::RequestContext;
+use crate::telemetry::metrics::Metrics;
 
 /// Header an admin client names the person acting with (`osb-gateway admin --as`).
 pub const OPERATOR_HEADER: &str = "X-OSB-Gateway-Operator";
 
 /// Longest id, user name or reason kept in a record (longer ones are cut).
-const MAX_FIELD: usize = 256;
+pub const MAX_FIELD: usize = 256;
 /// Longest operator reason kept.
 const MAX_REASON: usize = 1024;
 
 /// The platform operations that change something (and are recorded).
-const MUTATING: &[&str] = &["provision", "update", "deprovision", "bind", "unbind"];
+pub const MUTATING: &[&str] = &["provision", "update", "deprovision", "bind", "unbind"];
 
 /// What a handler learned about a call, kept in the request's extensions until it is recorded.
 #[derive(Debug, Clone, Default)]
@@ -140,8 +134,8 @@ pub fn reason(text: &str) -> String {
 }
 
 /// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    osb_routing::registry::now_ms()
+pub fn now_ms() -> u64 {
+    osb_routing::clock::now_ms()
 }
 
 /// Appends audit records to the store and the export file.
@@ -237,90 +231,6 @@ impl AuditLog {
         }
         Some(seq)
     }
-}
-
-/// The instance and binding ids of a call: from the route's match, else from the raw path.
-fn path_ids(req: &HttpRequest) -> (Option<String>, Option<String>) {
-    let info = req.match_info();
-    let instance = info.get("instance_id").map(str::to_owned);
-    let binding = info.get("binding_id").map(str::to_owned);
-    if instance.is_some() {
-        return (instance, binding);
-    }
-    let rest = req
-        .path()
-        .strip_prefix("/v2/service_instances/")
-        .unwrap_or_default();
-    let (instance, binding) = match rest.split_once("/service_bindings/") {
-        Some((instance, binding)) => (instance, Some(binding)),
-        None => (rest, None),
-    };
-    let id = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    (id(instance), binding.and_then(id))
-}
-
-/// Middleware: records every mutating call of an authenticated platform once it is answered.
-pub async fn record_calls(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let route = req.match_pattern().unwrap_or_default();
-    let operation = crate::forward::operation_of(req.method().as_str(), &route);
-    if !MUTATING.contains(&operation) {
-        return next.call(req).await;
-    }
-    let started = std::time::Instant::now();
-    let response = next.call(req).await?;
-    let status = response.status().as_u16();
-    let request = response.request().clone();
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(response);
-    };
-    let record = {
-        let extensions = request.extensions();
-        let Some(platform) = extensions.get::<crate::auth::Platform>() else {
-            return Ok(response);
-        };
-        let context = extensions.get::<RequestContext>();
-        let note = extensions.get::<AuditNote>().cloned().unwrap_or_default();
-        let error = response.response().error().and_then(|e| e.as_error::<ApiError>());
-        let policy = match error {
-            Some(ApiError::PolicyDenied { rule, .. }) => Some(format!("deny (rule {rule})")),
-            _ if note.allowed => Some("allow".to_owned()),
-            _ => None,
-        };
-        let code = match (error, status) {
-            (Some(error), _) => Some(error.code().to_owned()),
-            (None, 400..) => note.upstream_error.clone(),
-            _ => None,
-        };
-        let (instance_id, binding_id) = path_ids(&request);
-        AuditRecord {
-            seq: 0,
-            at_ms: now_ms(),
-            kind: AuditKind::Platform,
-            actor: platform.name.to_string(),
-            user: context
-                .and_then(|c| c.originating_identity.as_deref())
-                .and_then(originating_user),
-            operation: operation.to_owned(),
-            instance_id: instance_id.map(|id| cut(&id, MAX_FIELD)),
-            binding_id: binding_id.map(|id| cut(&id, MAX_FIELD)),
-            broker: note.broker,
-            service_id: note.service_id,
-            plan_id: note.plan_id,
-            policy,
-            upstream_status: note.upstream_status,
-            status,
-            outcome: AuditOutcome::of_status(status),
-            error: code,
-            reason: None,
-            request_identity: context.map(|c| cut(&c.request_identity, MAX_FIELD)),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        }
-    };
-    state.audit.record(record).await;
-    Ok(response)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use osb_routing::{CatalogCache, Freshness, Registry as OwnershipRegistry};
+use osb_routing::{Brokers, CatalogCache, Freshness, Registry as OwnershipRegistry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -377,8 +377,13 @@ impl Metrics {
     }
 
     /// The exposition, after reading the values kept elsewhere.
-    pub async fn render(&self, catalog: &CatalogCache, ownership: &OwnershipRegistry) -> String {
-        self.collect_catalog(catalog);
+    pub async fn render(
+        &self,
+        catalog: &CatalogCache,
+        brokers: &Brokers,
+        ownership: &OwnershipRegistry,
+    ) -> String {
+        self.collect_catalog(catalog, brokers);
         self.collect_registry(ownership).await;
         let mut text = String::new();
         if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err() {
@@ -387,8 +392,8 @@ impl Metrics {
         text
     }
 
-    fn collect_catalog(&self, catalog: &CatalogCache) {
-        let now_ms = osb_routing::registry::now_ms();
+    fn collect_catalog(&self, catalog: &CatalogCache, brokers: &Brokers) {
+        let now_ms = osb_routing::clock::now_ms();
         let snapshot = catalog.snapshot();
         let mut seen = self
             .refreshes_seen
@@ -431,7 +436,7 @@ impl Metrics {
                 .set(i64::from(status.freshness == Freshness::Stale));
             self.upstream_up
                 .get_or_create(&broker)
-                .set(i64::from(catalog.is_healthy(&status.name)));
+                .set(i64::from(brokers.is_healthy(&status.name)));
             for (outcome, total) in [
                 ("ok", status.refreshes_ok),
                 ("not_modified", status.refreshes_not_modified),

@@ -9,6 +9,14 @@
 //! Nothing logged or traced carries credentials, `Authorization`, binding credentials, parameters
 //! or the decoded originating identity: spans hold route templates, methods, status codes, broker
 //! and platform names, operations and the request identity.
+//!
+//! # Layout
+//! - this file: logging and trace export setup ([`init`]);
+//! - [`metrics`]: the Prometheus metrics (`/metrics`);
+//! - [`audit`]: the audit log (platform calls and operator actions).
+
+pub mod audit;
+pub mod metrics;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;

@@ -19,22 +19,26 @@
 //! than answering "everything is mine") gives this store the same semantics as the shared
 //! PostgreSQL store, so the same tests run against both.
 
-use std::any::Any;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod batch;
+mod mirror;
+
+use self::batch::{Job, Output, Tables, set_flag, spawn_writer, swap_in};
+use self::mirror::{BINDING, Change, Mirror};
 use super::indexed::Indexed;
 use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::registry::{BindingRecord, InstanceRecord};
+use crate::record::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
 /// broker name → raw catalog body.
@@ -62,183 +66,8 @@ struct CatalogMeta {
     fetched_at_ms: u64,
 }
 
-/// Most writes one transaction takes.
-const MAX_BATCH: usize = 256;
-
 /// redb's page cache (read and write) for the store file.
 const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-type Output = Box<dyn Any + Send>;
-/// A write to run inside the batch's transaction: its result, and what the mirror learns from it
-/// once committed.
-type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<(Output, Vec<Change>), RoutingError> + Send>;
-
-type RecordTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-type IndexTable<'t> = redb::Table<'t, &'static str, ()>;
-
-/// The registry tables of one batch's transaction, each opened on first use and then shared by
-/// every write of the batch (opening a table costs a lookup in redb's table tree). Other tables
-/// (catalogs, audit) are opened from [`Tables::txn`] by the writes that need them.
-struct Tables<'t> {
-    txn: &'t WriteTransaction,
-    instances: Option<RecordTable<'t>>,
-    bindings: Option<RecordTable<'t>>,
-    links: Option<IndexTable<'t>>,
-    orphans: Option<IndexTable<'t>>,
-    pending: Option<IndexTable<'t>>,
-}
-
-/// Opens `definition` into `slot` unless it is open already.
-fn opened<'s, 't, V: redb::Value + 'static>(
-    txn: &'t WriteTransaction,
-    slot: &'s mut Option<redb::Table<'t, &'static str, V>>,
-    definition: TableDefinition<'static, &'static str, V>,
-) -> Result<&'s mut redb::Table<'t, &'static str, V>, RoutingError> {
-    if slot.is_none() {
-        *slot = Some(
-            txn.open_table(definition)
-                .map_err(|e| store_error("open table", e))?,
-        );
-    }
-    slot.as_mut().ok_or_else(|| store_error("open table", "not open"))
-}
-
-impl<'t> Tables<'t> {
-    fn new(txn: &'t WriteTransaction) -> Self {
-        Tables {
-            txn,
-            instances: None,
-            bindings: None,
-            links: None,
-            orphans: None,
-            pending: None,
-        }
-    }
-
-    fn records(&mut self, tag: &str) -> Result<&mut RecordTable<'t>, RoutingError> {
-        if tag == BindingRecord::TAG {
-            opened(self.txn, &mut self.bindings, BINDINGS)
-        } else {
-            opened(self.txn, &mut self.instances, INSTANCES)
-        }
-    }
-
-    fn bindings(&mut self) -> Result<&mut RecordTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.bindings, BINDINGS)
-    }
-
-    fn links(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.links, INSTANCE_BINDINGS)
-    }
-
-    fn orphans(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.orphans, ORPHANS)
-    }
-
-    fn pending(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.pending, PENDING)
-    }
-}
-
-/// A committed change of one record, applied to the mirror.
-enum Change {
-    PutInstance(InstanceRecord),
-    /// The instance and, with it, its bindings.
-    DeleteInstance(String),
-    PutBinding(BindingRecord),
-    DeleteBinding(String),
-}
-
-/// Every record in memory, with the indexes the store answers from.
-#[derive(Default)]
-struct Mirror {
-    instances: HashMap<String, InstanceRecord>,
-    bindings: HashMap<String, BindingRecord>,
-    /// instance id → its binding ids.
-    by_instance: HashMap<String, BTreeSet<String>>,
-    orphans: BTreeSet<(u8, String)>,
-    pending: BTreeSet<(u8, String)>,
-    /// orphan → (owner, claimed until ms): who works it (in memory only, see the module docs).
-    claims: HashMap<(u8, String), (String, u64)>,
-    /// replica id → last heartbeat (ms).
-    replicas: HashMap<String, u64>,
-}
-
-const INSTANCE: u8 = b'i';
-const BINDING: u8 = b'b';
-
-impl Mirror {
-    fn flags<R: Indexed>(&mut self, tag: u8, id: &str, record: Option<&R>) {
-        let key = (tag, id.to_owned());
-        if record.is_some_and(Indexed::is_orphaned) {
-            self.orphans.insert(key.clone());
-        } else {
-            self.orphans.remove(&key);
-            self.claims.remove(&key);
-        }
-        if record.is_some_and(Indexed::is_pending) {
-            self.pending.insert(key);
-        } else {
-            self.pending.remove(&key);
-        }
-    }
-
-    fn put_binding(&mut self, record: BindingRecord) {
-        let id = record.binding_id.clone();
-        self.flags(BINDING, &id, Some(&record));
-        self.by_instance
-            .entry(record.instance_id.clone())
-            .or_default()
-            .insert(id.clone());
-        self.bindings.insert(id, record);
-    }
-
-    fn delete_binding(&mut self, id: &str) {
-        self.flags::<BindingRecord>(BINDING, id, None);
-        if let Some(old) = self.bindings.remove(id) {
-            if let Some(set) = self.by_instance.get_mut(&old.instance_id) {
-                set.remove(id);
-            }
-        }
-    }
-
-    fn apply(&mut self, change: Change) {
-        match change {
-            Change::PutInstance(record) => {
-                let id = record.instance_id.clone();
-                self.flags(INSTANCE, &id, Some(&record));
-                self.instances.insert(id, record);
-            }
-            Change::DeleteInstance(id) => {
-                self.flags::<InstanceRecord>(INSTANCE, &id, None);
-                self.instances.remove(&id);
-                for binding in self.by_instance.remove(&id).unwrap_or_default() {
-                    self.delete_binding(&binding);
-                }
-            }
-            Change::PutBinding(record) => self.put_binding(record),
-            Change::DeleteBinding(id) => self.delete_binding(&id),
-        }
-    }
-
-    fn refs(set: &BTreeSet<(u8, String)>) -> Vec<RecordRef> {
-        set.iter()
-            .map(|(tag, id)| {
-                if *tag == INSTANCE {
-                    RecordRef::Instance(id.clone())
-                } else {
-                    RecordRef::Binding(id.clone())
-                }
-            })
-            .collect()
-    }
-}
-
-/// One write for the writer thread, and where its result goes once committed.
-struct Job {
-    run: Run,
-    reply: oneshot::Sender<Result<Output, RoutingError>>,
-}
 
 /// The redb-backed store.
 #[derive(Clone)]
@@ -247,104 +76,6 @@ pub struct EmbeddedStore {
     mirror: Arc<RwLock<Mirror>>,
     writes: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
-}
-
-/// The writer thread: batches, runs, commits, answers. It holds the database only while writing,
-/// and ends when the store is dropped.
-fn spawn_writer(
-    db: &Arc<Database>,
-    mirror: Arc<RwLock<Mirror>>,
-) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
-    let (sender, jobs) = std::sync::mpsc::channel::<Job>();
-    let db: Weak<Database> = Arc::downgrade(db);
-    std::thread::Builder::new()
-        .name("osb-store-writer".to_owned())
-        .spawn(move || {
-            while let Ok(first) = jobs.recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match jobs.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                // The database handle is dropped before anyone is answered, so a caller that drops
-                // the store next finds the file closed.
-                let answers = match db.upgrade() {
-                    Some(db) => write_batch(&db, &mirror, batch),
-                    None => return,
-                };
-                for (reply, result) in answers {
-                    // A caller that went away (request cancelled) no longer needs the answer.
-                    let _ = reply.send(result);
-                }
-            }
-        })
-        .map_err(|e| store_error("start the writer thread", e))?;
-    Ok(sender)
-}
-
-type Answer = (
-    oneshot::Sender<Result<Output, RoutingError>>,
-    Result<Output, RoutingError>,
-);
-
-/// Runs `batch` in one transaction. Any failure fails the whole batch (nothing of it is committed).
-fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job>) -> Vec<Answer> {
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => {
-            let message = format!("begin: {e}");
-            return batch
-                .into_iter()
-                .map(|job| (job.reply, Err(RoutingError::Store(message.clone()))))
-                .collect();
-        }
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    let mut changes = Vec::new();
-    let mut failure = None;
-    {
-        let mut tables = Tables::new(&txn);
-        for job in batch {
-            if failure.is_some() {
-                results.push((job.reply, None));
-                continue;
-            }
-            match (job.run)(&mut tables) {
-                Ok((output, mut changed)) => {
-                    results.push((job.reply, Some(output)));
-                    changes.append(&mut changed);
-                }
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    results.push((job.reply, None));
-                }
-            }
-        }
-        // The tables borrow the transaction: closed here, before it commits.
-    }
-    let failure = match failure {
-        Some(failure) => Some(failure),
-        None => txn.commit().err().map(|e| format!("commit: {e}")),
-    };
-    if failure.is_none() {
-        let mut mirror = mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for change in changes {
-            mirror.apply(change);
-        }
-    }
-    results
-        .into_iter()
-        .map(|(reply, output)| match (&failure, output) {
-            (None, Some(output)) => (reply, Ok(output)),
-            (Some(failure), _) => (
-                reply,
-                Err(RoutingError::Store(format!("write batch failed: {failure}"))),
-            ),
-            (None, None) => (reply, Err(RoutingError::Store("write lost".to_owned()))),
-        })
-        .collect()
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -461,67 +192,6 @@ impl EmbeddedStore {
 
 fn decode<R: Indexed>(bytes: &[u8]) -> Result<R, RoutingError> {
     serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
-}
-
-/// Compare-and-swap of one record inside the batch's transaction, keeping the orphan and pending
-/// indexes in step. Returns the outcome and the record as it was before.
-///
-/// The indexes are only touched when a flag changes (they always match the records, as both change
-/// in one transaction): a write-ahead intent and its outcome touch `pending` and the record's table,
-/// nothing else, so a commit writes fewer pages.
-fn swap_in<R: Indexed>(
-    tables: &mut Tables<'_>,
-    id: &str,
-    expect: Expect,
-    record: Option<R>,
-) -> Result<(Swap<R>, Option<R>), RoutingError> {
-    let records = tables.records(R::TAG)?;
-    let current: Option<R> = match records.get(id).map_err(|e| store_error("read", e))? {
-        Some(bytes) => Some(decode(bytes.value())?),
-        None => None,
-    };
-    let matches = match (&current, expect) {
-        (None, Expect::Absent) => true,
-        (Some(current), Expect::Version(v)) => current.version() == v,
-        _ => false,
-    };
-    if !matches {
-        return Ok((Swap::Conflict, current));
-    }
-    let flags = |r: Option<&R>| r.map_or((false, false), |r| (r.is_orphaned(), r.is_pending()));
-    let (was_orphaned, was_pending) = flags(current.as_ref());
-    let (orphaned, pending) = flags(record.as_ref());
-    let outcome = match record {
-        Some(mut record) => {
-            record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
-            let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode record", e))?;
-            records
-                .insert(id, bytes.as_slice())
-                .map_err(|e| store_error("write", e))?;
-            Swap::Written(record)
-        }
-        None => {
-            records.remove(id).map_err(|e| store_error("delete", e))?;
-            Swap::Deleted
-        }
-    };
-    let index_key = format!("{}:{id}", R::TAG);
-    if orphaned != was_orphaned {
-        set_flag(tables.orphans()?, &index_key, orphaned)?;
-    }
-    if pending != was_pending {
-        set_flag(tables.pending()?, &index_key, pending)?;
-    }
-    Ok((outcome, current))
-}
-
-fn set_flag(table: &mut redb::Table<'_, &str, ()>, key: &str, on: bool) -> Result<(), RoutingError> {
-    if on {
-        table.insert(key, ()).map_err(|e| store_error("write index", e))?;
-    } else {
-        table.remove(key).map_err(|e| store_error("write index", e))?;
-    }
-    Ok(())
 }
 
 fn all_records<R: Indexed>(

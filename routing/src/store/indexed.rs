@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{BindingRecord, InstanceRecord, Phase, ResourceState};
+use crate::record::{BindingRecord, InstanceRecord, Phase, ResourceState};
 
 /// A record a store keeps, with what its indexes need.
 pub(super) trait Indexed:

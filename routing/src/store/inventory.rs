@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{BindingRecord, InstanceRecord, Operation, ResourceState};
+use crate::record::{BindingRecord, InstanceRecord, Operation, ResourceState};
 
 /// Most records one inventory page holds.
 pub const MAX_PAGE: usize = 1000;

@@ -39,7 +39,7 @@ pub use postgres::PostgresStore;
 
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::registry::{BindingRecord, InstanceRecord};
+use crate::record::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
 /// A replica silent for this long is forgotten by heartbeats (its row or entry removed). Far

@@ -51,13 +51,21 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Config, NoTls, Row};
 use tracing::{info, warn};
 
+mod records;
+mod sql;
+
+use self::sql::{
+    APPEND_AUDIT, BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES,
+    LIST_BINDINGS, LIST_INSTANCES, LOAD_CATALOG, MIGRATION_LOCK, MIGRATIONS, ORPHANS, PENDING, PRUNE_AUDIT,
+    SAVE_CATALOG, SELECT_AUDIT,
+};
 use super::RecordFilter;
 use super::indexed::Indexed;
 use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::cache::error_chain;
-use crate::registry::{BindingRecord, InstanceRecord};
+use crate::error::error_chain;
+use crate::record::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
 /// Most connections one gateway process opens.
@@ -72,174 +80,6 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
-
-/// The schema, in order. A migration never changes once released: add a new one.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("postgres/0001_registry.sql")),
-    (2, include_str!("postgres/0002_audit.sql")),
-];
-
-/// Key of the advisory lock the migrations run under ("osb-gw" + 1).
-const MIGRATION_LOCK: i64 = 0x6f73_622d_6777_0001;
-
-const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS osb_schema_migrations (
-    version    bigint PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)";
-
-/// The statements of one record table.
-struct Table {
-    select: &'static str,
-    select_all: &'static str,
-    /// $1 id, $2 record, $3 version, $4 orphaned, $5 pending [, $6 instance id].
-    insert: &'static str,
-    /// $1 id, $2 record, $3 new version, $4 orphaned, $5 pending, $6 expected version
-    /// [, $7 instance id]. A record that stops being an orphan loses its claim.
-    update: &'static str,
-    /// $1 id, $2 expected version; returns the deleted id.
-    delete: &'static str,
-    /// $1 id; a delete expecting no record: `true` when there is none.
-    delete_absent: &'static str,
-}
-
-const INSTANCES: Table = Table {
-    select: "SELECT record FROM osb_instances WHERE id = $1",
-    select_all: "SELECT record FROM osb_instances ORDER BY id",
-    insert: "INSERT INTO osb_instances (id, record, version, orphaned, pending)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-    update: "UPDATE osb_instances
-             SET record = $2, version = $3, orphaned = $4, pending = $5,
-                 claimed_until = CASE WHEN $4 THEN claimed_until ELSE 0 END,
-                 claimed_by = CASE WHEN $4 THEN claimed_by END
-             WHERE id = $1 AND version = $6",
-    // The instance's bindings go with it, in the same statement (one transaction).
-    delete: "WITH gone AS (
-                 DELETE FROM osb_instances WHERE id = $1 AND version = $2 RETURNING id
-             ), cascade AS (
-                 DELETE FROM osb_bindings WHERE instance_id IN (SELECT id FROM gone)
-             )
-             SELECT id FROM gone",
-    delete_absent: "WITH cascade AS (
-                        DELETE FROM osb_bindings WHERE instance_id = $1
-                        AND NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)
-                    )
-                    SELECT NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)",
-};
-
-const BINDINGS: Table = Table {
-    select: "SELECT record FROM osb_bindings WHERE id = $1",
-    select_all: "SELECT record FROM osb_bindings ORDER BY id",
-    insert: "INSERT INTO osb_bindings (id, record, version, orphaned, pending, instance_id)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-    update: "UPDATE osb_bindings
-             SET record = $2, version = $3, orphaned = $4, pending = $5, instance_id = $7,
-                 claimed_until = CASE WHEN $4 THEN claimed_until ELSE 0 END,
-                 claimed_by = CASE WHEN $4 THEN claimed_by END
-             WHERE id = $1 AND version = $6",
-    delete: "DELETE FROM osb_bindings WHERE id = $1 AND version = $2 RETURNING id",
-    delete_absent: "SELECT NOT EXISTS (SELECT 1 FROM osb_bindings WHERE id = $1)",
-};
-
-const BINDINGS_OF: &str = "SELECT record FROM osb_bindings WHERE instance_id = $1 ORDER BY id";
-
-/// Bindings first, then instances (as the embedded store's index sorts them).
-const ORPHANS: &str = "SELECT true, id FROM osb_bindings WHERE orphaned
-                       UNION ALL SELECT false, id FROM osb_instances WHERE orphaned
-                       ORDER BY 1 DESC, 2";
-const PENDING: &str = "SELECT true, id FROM osb_bindings WHERE pending
-                       UNION ALL SELECT false, id FROM osb_instances WHERE pending
-                       ORDER BY 1 DESC, 2";
-
-/// $1 owner, $2 now, $3 until, $4 limit. Claims orphans nobody else holds (never claimed, claimed
-/// by `owner` itself, or claimed until before now): bindings first, then instances up to the
-/// limit; in each, the owner's own claims first (renewed, so it never holds orphans it was not
-/// just given), then the least recently claimed. `SKIP LOCKED` passes over rows another replica is
-/// claiming (or writing) right now; a row it claimed and committed no longer matches when
-/// re-checked.
-const CLAIM_ORPHANS: &str = "WITH b AS (
-    UPDATE osb_bindings SET claimed_by = $1, claimed_until = $3
-    WHERE id IN (
-        SELECT id FROM osb_bindings
-        WHERE orphaned AND (claimed_by IS NULL OR claimed_by = $1 OR claimed_until < $2)
-        ORDER BY claimed_by IS DISTINCT FROM $1, claimed_until, id
-        LIMIT $4
-        FOR UPDATE SKIP LOCKED)
-    RETURNING id
-), i AS (
-    UPDATE osb_instances SET claimed_by = $1, claimed_until = $3
-    WHERE id IN (
-        SELECT id FROM osb_instances
-        WHERE orphaned AND (claimed_by IS NULL OR claimed_by = $1 OR claimed_until < $2)
-        ORDER BY claimed_by IS DISTINCT FROM $1, claimed_until, id
-        LIMIT $4 - (SELECT count(*) FROM b)
-        FOR UPDATE SKIP LOCKED)
-    RETURNING id
-)
-SELECT true, id FROM b UNION ALL SELECT false, id FROM i ORDER BY 1 DESC, 2";
-
-/// $1 replica, $2 now, $3 since, $4 forget before: records the heartbeat, forgets replicas silent
-/// for long (skipping rows another heartbeat holds: no waits, no deadlocks), and lists those seen
-/// since `since` (the caller included).
-const HEARTBEAT: &str = "WITH seen AS (
-    INSERT INTO osb_replicas (id, last_seen_ms) VALUES ($1, $2)
-    ON CONFLICT (id) DO UPDATE
-    SET last_seen_ms = GREATEST(osb_replicas.last_seen_ms, EXCLUDED.last_seen_ms)
-    RETURNING id
-), forgotten AS (
-    DELETE FROM osb_replicas WHERE id IN (
-        SELECT id FROM osb_replicas WHERE last_seen_ms < $4 AND id <> $1 FOR UPDATE SKIP LOCKED)
-)
-SELECT id FROM seen UNION SELECT id FROM osb_replicas WHERE last_seen_ms >= $3 ORDER BY 1";
-
-/// $1 after (id), $2 broker, $3 platform, $4 service id, $5 plan id, $6 state, $7 operation,
-/// $8 limit. As `inventory::page`: every given filter matches, in id order.
-const LIST_INSTANCES: &str = "SELECT record FROM osb_instances
-    WHERE ($1::text IS NULL OR id > $1)
-      AND ($2::text IS NULL OR record->>'broker' = $2)
-      AND ($3::text IS NULL OR record->>'platform' = $3)
-      AND ($4::text IS NULL OR record->>'service_id' = $4)
-      AND ($5::text IS NULL OR record->>'plan_id' = $5)
-      AND ($6::text IS NULL OR (CASE WHEN jsonb_typeof(record->'state') = 'string'
-                                     THEN record->>'state' ELSE 'orphaned' END) = $6)
-      AND ($7::text IS NULL OR COALESCE(record->'operation'->>'kind', 'none') = $7)
-    ORDER BY id LIMIT $8";
-/// As [`LIST_INSTANCES`], and $9 instance id.
-const LIST_BINDINGS: &str = "SELECT record FROM osb_bindings
-    WHERE ($1::text IS NULL OR id > $1)
-      AND ($2::text IS NULL OR record->>'broker' = $2)
-      AND ($3::text IS NULL OR record->>'platform' = $3)
-      AND ($4::text IS NULL OR record->>'service_id' = $4)
-      AND ($5::text IS NULL OR record->>'plan_id' = $5)
-      AND ($6::text IS NULL OR (CASE WHEN jsonb_typeof(record->'state') = 'string'
-                                     THEN record->>'state' ELSE 'orphaned' END) = $6)
-      AND ($7::text IS NULL OR COALESCE(record->'operation'->>'kind', 'none') = $7)
-      AND ($9::text IS NULL OR instance_id = $9)
-    ORDER BY id LIMIT $8";
-
-const APPEND_AUDIT: &str = "INSERT INTO osb_audit
-    (at_ms, kind, actor, operation, outcome, instance_id, binding_id, record)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
-const PRUNE_AUDIT: &str = "DELETE FROM osb_audit WHERE seq <= $1";
-/// $1 before, $2 instance, $3 binding, $4 operation, $5 actor, $6 kind, $7 outcome, $8 since,
-/// $9 limit: newest first.
-const SELECT_AUDIT: &str = "SELECT seq, record FROM osb_audit
-    WHERE ($1::bigint IS NULL OR seq < $1)
-      AND ($2::text IS NULL OR instance_id = $2)
-      AND ($3::text IS NULL OR binding_id = $3)
-      AND ($4::text IS NULL OR operation = $4)
-      AND ($5::text IS NULL OR actor = $5)
-      AND ($6::text IS NULL OR kind = $6)
-      AND ($7::text IS NULL OR outcome = $7)
-      AND ($8::bigint IS NULL OR at_ms >= $8)
-    ORDER BY seq DESC LIMIT $9";
-
-const LOAD_CATALOG: &str =
-    "SELECT body, etag, last_modified, fetched_at_ms FROM osb_catalogs WHERE broker = $1";
-const SAVE_CATALOG: &str = "INSERT INTO osb_catalogs (broker, body, etag, last_modified, fetched_at_ms)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (broker) DO UPDATE
-    SET body = EXCLUDED.body, etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
-        fetched_at_ms = EXCLUDED.fetched_at_ms";
 
 type PgError = tokio_postgres::Error;
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -454,110 +294,6 @@ impl PostgresStore {
             );
         }
         Ok(())
-    }
-
-    async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
-        let context = "read record";
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let rows = query(&client, table.select, &[&id]).await?;
-            rows.first().map(record::<R>).transpose()
-        })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
-    }
-
-    async fn list<R: Indexed>(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<R>, RoutingError> {
-        let context = "read records";
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let rows = query(&client, sql, params).await?;
-            rows.iter().map(record::<R>).collect::<Result<Vec<R>, _>>()
-        })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
-    }
-
-    async fn refs(&self, sql: &str) -> Result<Vec<RecordRef>, RoutingError> {
-        let context = "read index";
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let rows = query(&client, sql, &[]).await?;
-            rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
-    }
-
-    /// Compare-and-swap of one record (see the module docs).
-    async fn swap<R: Indexed>(
-        &self,
-        table: &Table,
-        id: &str,
-        expect: Expect,
-        record: Option<R>,
-    ) -> Result<Swap<R>, RoutingError> {
-        let context = "write record";
-        let expected = match expect {
-            Expect::Absent => None,
-            Expect::Version(v) => Some(
-                i64::try_from(v)
-                    .map_err(|_| RoutingError::Store(format!("{context}: version {v} out of range")))?,
-            ),
-        };
-        let mut record = record;
-        if let Some(record) = &mut record {
-            let version = match expect {
-                Expect::Absent => Some(1),
-                Expect::Version(v) => v.checked_add(1),
-            };
-            let version =
-                version.ok_or_else(|| RoutingError::Store(format!("{context}: version out of range")))?;
-            record.set_version(version);
-        }
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let Some(record) = record else {
-                // A delete.
-                let deleted = match expected {
-                    None => query(&client, table.delete_absent, &[&id])
-                        .await?
-                        .first()
-                        .map(|row| row.try_get::<_, bool>(0))
-                        .transpose()?
-                        .unwrap_or(false),
-                    Some(version) => !query(&client, table.delete, &[&id, &version]).await?.is_empty(),
-                };
-                return Ok(if deleted { Swap::Deleted } else { Swap::Conflict });
-            };
-            let json = Json(&record);
-            let version = int(record.version());
-            let (orphaned, pending) = (record.is_orphaned(), record.is_pending());
-            let instance_id = record.instance_of();
-            let mut params: Params<'_> = vec![&id, &json, &version, &orphaned, &pending];
-            let sql = match &expected {
-                None => table.insert,
-                Some(expected) => {
-                    params.push(expected);
-                    table.update
-                }
-            };
-            if let Some(instance_id) = &instance_id {
-                params.push(instance_id);
-            }
-            let written = execute(&client, sql, &params).await? == 1;
-            Ok(if written {
-                Swap::Written(record)
-            } else {
-                Swap::Conflict
-            })
-        })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
     }
 }
 

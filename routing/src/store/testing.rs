@@ -19,7 +19,7 @@ use osb_config::StoreSettings;
 use tokio_postgres::NoTls;
 
 use super::Store;
-use crate::cache::error_chain;
+use crate::error::error_chain;
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::Operator;
 use super::inventory::query;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Operator, json_body};
-use crate::app::AppState;
+use crate::edge::parse::RequestBody;
 use crate::error::ApiError;
-use crate::parse::RequestBody;
+use crate::state::AppState;
 
 /// `GET /admin/catalog`
 pub async fn served(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -117,7 +117,7 @@ pub async fn confirm(
     let reason = request
         .reason
         .as_deref()
-        .map(crate::audit::reason)
+        .map(crate::telemetry::audit::reason)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::BadRequest("a reason is required".to_owned()))?;
     let ids = match (request.all, request.ids.is_empty()) {

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Operator;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Default page size.
 const DEFAULT_LIMIT: usize = 100;

@@ -6,7 +6,7 @@
 //! first catalog.
 //!
 //! # Layout
-//! - here: probes, metrics, `/admin/brokers` (health), `/admin/registry` (counts), policy, explain,
+//! - here: [`build_admin_app`], probes, metrics, `/admin/brokers` (health), `/admin/registry` (counts), policy, explain,
 //!   refresh; [`Operator`], who is acting (admin user, and the person named by the client).
 //! - [`inventory`]: instances and bindings, paged and filtered; one record with its history.
 //! - [`catalog`]: the served catalog and what the guard holds, the dry-run diff, confirmations.
@@ -20,19 +20,48 @@ pub mod catalog;
 pub mod inventory;
 pub mod operations;
 
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use osb_routing::Availability;
 use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::explain::ExplainRequest;
-use crate::parse::RequestBody;
+use crate::edge::parse::{BodyLimits, RequestBody};
+use crate::error::{ApiError, not_found};
+use crate::ops::explain::ExplainRequest;
+use crate::state::AppState;
 
+/// Largest body the admin API takes: a candidate catalog for a dry-run diff holds every broker's
+/// catalog (the three real ones merge to about 1 MB).
+pub const ADMIN_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The operators' admin application.
+pub fn build_admin_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let body_limits = BodyLimits {
+        max_bytes: ADMIN_MAX_BODY_BYTES,
+        timeout: state.settings.request_read_timeout,
+    };
+    App::new()
+        .app_data(body_limits)
+        .app_data(state)
+        .configure(configure)
+        .default_service(web::to(not_found))
+}
+
+/// Registers every admin route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
@@ -65,7 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Who is acting on the admin API: the admin user (`anonymous` when the API is open) and the
-/// person the client names in [`crate::audit::OPERATOR_HEADER`] (`osb-gateway admin --as`).
+/// person the client names in [`crate::telemetry::audit::OPERATOR_HEADER`] (`osb-gateway admin --as`).
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub actor: String,
@@ -89,11 +118,11 @@ impl Operator {
             .map_or_else(|| "anonymous".to_owned(), |c| c.username.clone());
         let user = req
             .headers()
-            .get(crate::audit::OPERATOR_HEADER)
+            .get(crate::telemetry::audit::OPERATOR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .map(|v| crate::audit::cut(v, 256));
+            .map(|v| crate::telemetry::audit::cut(v, 256));
         Ok(Operator { actor, user })
     }
 
@@ -101,7 +130,7 @@ impl Operator {
     pub fn record(&self, operation: &str, status: u16, started: std::time::Instant) -> AuditRecord {
         AuditRecord {
             seq: 0,
-            at_ms: osb_routing::registry::now_ms(),
+            at_ms: osb_routing::clock::now_ms(),
             kind: AuditKind::Admin,
             actor: self.actor.clone(),
             user: self.user.clone(),
@@ -142,7 +171,10 @@ async fn healthz() -> HttpResponse {
 
 /// Prometheus exposition (open like the probes: names and counts only, no ids, no secrets).
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state.metrics.render(&state.catalog, &state.registry).await;
+    let text = state
+        .metrics
+        .render(&state.catalog, &state.brokers, &state.registry)
+        .await;
     HttpResponse::Ok()
         .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
         .body(text)
@@ -175,13 +207,13 @@ async fn brokers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .map(|status| {
             let mut value = serde_json::to_value(status).unwrap_or_default();
             if let Some(fields) = value.as_object_mut() {
-                let breaker = state.catalog.broker(&status.name).map(|b| b.breaker_state());
+                let breaker = state.brokers.get(&status.name).map(|b| b.breaker_state());
                 fields.insert("breaker".to_owned(), json!(breaker));
                 fields.insert(
                     "healthy".to_owned(),
-                    json!(state.catalog.is_healthy(&status.name)),
+                    json!(state.brokers.is_healthy(&status.name)),
                 );
-                let now = osb_routing::registry::now_ms();
+                let now = osb_routing::clock::now_ms();
                 fields.insert(
                     "catalog_age_secs".to_owned(),
                     json!(status.fetched_at_ms.map(|at| now.saturating_sub(at) / 1000)),
@@ -285,7 +317,7 @@ async fn explain(
             .flatten(),
         _ => None,
     };
-    let report = state.with_decider(|d| crate::explain::explain(d, &request, instance.as_ref()));
+    let report = state.with_decider(|d| crate::ops::explain::explain(d, &request, instance.as_ref()));
     HttpResponse::Ok().json(report)
 }
 

@@ -28,9 +28,10 @@ use tracing::warn;
 
 use super::inventory::view;
 use super::{Operator, json_body};
-use crate::app::AppState;
+use crate::edge::parse::RequestBody;
 use crate::error::ApiError;
-use crate::parse::RequestBody;
+use crate::osb::call::call_upstream;
+use crate::state::AppState;
 
 fn yes() -> bool {
     true
@@ -89,7 +90,7 @@ struct Refusal(u16, &'static str, String);
 /// The instance as the registry will record it.
 fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, Refusal> {
     let bad = |message: String| Refusal(400, "BadRequest", message);
-    crate::parse::id("instance_id", &item.instance_id).map_err(|e| bad(e.to_string()))?;
+    crate::edge::parse::id("instance_id", &item.instance_id).map_err(|e| bad(e.to_string()))?;
     if !state.settings.platforms.iter().any(|p| p.name == item.platform) {
         return Err(bad(format!(
             "no platform named {:?} is configured",
@@ -162,9 +163,13 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
     if !retrievable {
         return Ok(false);
     }
-    let upstream = state
-        .upstream(&new.broker)
-        .map_err(|e| Refusal(502, "UpstreamUnavailable", e.to_string()))?;
+    let upstream = state.brokers.get(&new.broker).ok_or_else(|| {
+        Refusal(
+            502,
+            "UpstreamUnavailable",
+            format!("broker {} is not configured", new.broker),
+        )
+    })?;
     let call = CallHeaders {
         request_identity: uuid::Uuid::new_v4().to_string(),
         originating_identity: None,
@@ -173,8 +178,7 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
     let path = OsbId::parse("instance_id", &new.instance_id)
         .map(|id| UpstreamPath::instance(&id))
         .map_err(|e| Refusal(400, "BadRequest", e.to_string()))?;
-    let reply = state
-        .call_upstream(&upstream, Method::GET, &path, None, &call)
+    let reply = call_upstream(&state.metrics, upstream, Method::GET, &path, None, &call)
         .await
         .map_err(|e| {
             Refusal(
@@ -222,7 +226,7 @@ pub async fn adopt(
     if request.instances.is_empty() {
         return Err(ApiError::BadRequest("no instances to adopt".to_owned()));
     }
-    let reason = request.reason.as_deref().map(crate::audit::reason);
+    let reason = request.reason.as_deref().map(crate::telemetry::audit::reason);
     let mut results = Vec::with_capacity(request.instances.len());
     for item in &request.instances {
         let started = std::time::Instant::now();
@@ -276,7 +280,7 @@ pub async fn adopt(
             }
             Err(Refusal(status, code, message)) => {
                 let mut record = operator.record("adopt", status, started);
-                record.instance_id = Some(crate::audit::cut(&item.instance_id, 256));
+                record.instance_id = Some(crate::telemetry::audit::cut(&item.instance_id, 256));
                 record.broker.clone_from(&item.broker);
                 record.error = Some(code.to_owned());
                 record.reason = reason.clone();
@@ -341,14 +345,13 @@ impl Attempt {
         path: Result<UpstreamPath, RoutingError>,
         operation: &'static str,
     ) -> Attempt {
-        let reply = match (state.upstream(broker), path) {
-            (Ok(upstream), Ok(path)) => {
-                state
-                    .call_upstream(&upstream, Method::DELETE, &path, None, &operator_call(operation))
-                    .await
+        let reply = match (state.brokers.get(broker), path) {
+            (Some(upstream), Ok(path)) => {
+                let call = operator_call(operation);
+                call_upstream(&state.metrics, upstream, Method::DELETE, &path, None, &call).await
             }
             (_, Err(e)) => Err(e),
-            (Err(_), _) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),
+            (None, _) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),
         };
         Attempt::of(&reply)
     }
@@ -395,7 +398,7 @@ fn required_reason(request: &AbandonRequest) -> Result<String, ApiError> {
     request
         .reason
         .as_deref()
-        .map(crate::audit::reason)
+        .map(crate::telemetry::audit::reason)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::BadRequest("a reason is required to abandon".to_owned()))
 }

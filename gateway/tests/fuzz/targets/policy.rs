@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use osb_config::FileFormat;
-use osb_gateway::limits::{Class, Limiters};
+use osb_gateway::edge::limits::{Class, Limiters};
 use osb_policies::{CallFacts, Operation, PlanFacts, Policy, PolicyError};
 use serde_json::{Map, Value};
 

@@ -1,5 +1,5 @@
 //! Target `request`: what the gateway parses from a platform before anything is forwarded
-//! (`osb_gateway::parse` and the header checks of the middleware).
+//! (`osb_gateway::edge::parse` and the header checks of the middleware).
 //!
 //! Properties: every parser either accepts or answers an OSB error (a 4xx whose body is a JSON
 //! object with a non-empty `description`), never panics; and what it accepts maps upstream
@@ -14,8 +14,8 @@ use actix_web::ResponseError;
 use actix_web::body::MessageBody;
 use actix_web::http::header::HeaderValue;
 use osb_gateway::ApiError;
-use osb_gateway::auth::Platforms;
-use osb_gateway::parse::{self, BodyKind, Query};
+use osb_gateway::edge::auth::Platforms;
+use osb_gateway::edge::parse::{self, BodyKind, Query};
 use serde_json::{Value, json};
 
 use super::input::{Input, mutate};

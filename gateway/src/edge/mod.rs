@@ -1,0 +1,14 @@
+//! The HTTP edge: everything between a platform's (or operator's) bytes and a handler.
+//!
+//! - [`server`]: the listeners' HTTP servers; every answer, even the HTTP layer's, is OSB JSON.
+//! - [`middleware`]: request identity, authentication, rate limits, the API version check;
+//!   [`audit_calls`]: the audit log's record of each mutating call.
+//! - [`auth`]: platform credentials; [`limits`]: the rate limiters (per platform, per broker).
+//! - [`parse`]: ids, queries and bodies checked before anything is decided.
+
+pub mod audit_calls;
+pub mod auth;
+pub mod limits;
+pub mod middleware;
+pub mod parse;
+pub mod server;

@@ -1,0 +1,15 @@
+//! What operators use: the admin API, its command-line client, `check-config` and `explain`, and
+//! the policy file with its reloads.
+//!
+//! - [`admin`]: the admin listener's app (probes, metrics, brokers, inventory, catalog changes,
+//!   operations, audit, policy, explain);
+//! - [`cli`]: `osb-gateway admin …`, the client of the admin API;
+//! - [`check`]: `check-config`, `catalog` and `explain` without a running gateway;
+//! - [`explain`]: why a call would be allowed or refused;
+//! - [`policy_file`]: the policy file in force, watched and reloaded.
+
+pub mod admin;
+pub mod check;
+pub mod cli;
+pub mod explain;
+pub mod policy_file;

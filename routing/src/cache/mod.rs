@@ -1,0 +1,350 @@
+//! The catalog cache: each broker's last good catalog, the merged catalog built from them, and the
+//! background refreshers that keep both current.
+//!
+//! ```text
+//!  refresher(broker) ──fetch (conditional)──▶ validate ──▶ persist (store) ──▶ merge ──▶ ArcSwap<CatalogSnapshot>
+//!        ▲   every 0.8 × refresh_interval; backoff on failure                              │
+//!        └── wake (admin refresh)                          GET /v2/catalog ◀── view(platform) (moka)
+//! ```
+//!
+//! - **Stale on error**: a failed refresh keeps the last good catalog and marks the broker `stale`.
+//! - **Persisted**: the last good body of every broker is saved in the store and loaded at start, so a
+//!   restart during an upstream outage still serves that broker's services.
+//! - **Never silently partial**: until every broker has a catalog (fetched or persisted) or the
+//!   start-up grace ran out, [`CatalogCache::view`] answers [`Unavailable`]; platforms that see
+//!   services vanish mark them removed.
+//! - **Serialized once per change**: the merged catalog is rendered to bytes with a strong ETag when
+//!   a broker's catalog changes; a refresh that returns the same bytes (or 304) re-merges nothing.
+//!   Per-platform views are cached in moka by platform and rebuilt when the snapshot changes.
+//! - **Guarded**: a merge that would drop a plan with live instances keeps serving it (see
+//!   [`crate::catalog::guard`]) until its instances are gone (re-checked when told that instances
+//!   changed, and every few seconds while anything is held) or an operator confirms the removal.
+//!   The catalog last served is persisted (store key `@served`), so the guard also holds across a
+//!   restart and a configuration change; confirmations are shared through the store
+//!   (`@confirmed`) with every replica. `@` keys are not broker names (those cannot hold `@`).
+//!
+//! # Layout
+//! - this file: the snapshot types, [`CatalogCache`], its construction and the background tasks;
+//! - `refresh`: fetching one broker's catalog (conditional), validating and persisting it, and the
+//!   operators' dry run ([`CatalogCache::candidate`]);
+//! - `publish`: merging the brokers' catalogs into a new [`CatalogSnapshot`] through the guard;
+//! - `held`: plans held back by the guard, confirmations of their removal, live instance counts;
+//! - `view`: what one platform is served, rendered once per catalog and policy generation.
+
+mod held;
+mod publish;
+mod refresh;
+mod view;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use osb_config::Settings;
+use serde::Serialize;
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::brokers::Brokers;
+use crate::catalog::{Catalog, HeldPlan, RouteTable, Validated};
+use crate::policy::PolicyState;
+use crate::store::Store;
+use crate::upstream::Validators;
+
+pub use self::view::{CatalogView, strong_etag};
+
+/// How current a broker's catalog is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// No catalog yet: never fetched, nothing persisted.
+    Pending,
+    /// The last refresh succeeded.
+    Fresh,
+    /// Serving the last good catalog: the last refresh failed, or it came from the store at start.
+    Stale,
+}
+
+/// Where the catalog in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogSource {
+    Upstream,
+    Store,
+}
+
+/// What operators (health, admin API, metrics) see of one broker's catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerStatus {
+    pub name: String,
+    pub freshness: Freshness,
+    pub source: Option<CatalogSource>,
+    /// When the catalog in use was fetched from the broker (ms since the epoch).
+    pub fetched_at_ms: Option<u64>,
+    /// When the last refresh finished, successful or not.
+    pub last_attempt_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    /// Refreshes since start, by outcome (for metrics).
+    pub refreshes_ok: u64,
+    pub refreshes_not_modified: u64,
+    pub refreshes_failed: u64,
+    pub services: usize,
+    pub plans: usize,
+    /// Services and plans left out because they were invalid.
+    pub dropped: usize,
+}
+
+/// Whether the merged catalog may be served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Availability {
+    /// Every broker's catalog is in.
+    Complete,
+    /// Start-up grace still running and `missing` brokers have no catalog yet: don't serve.
+    Starting { missing: Vec<String> },
+    /// Grace ran out; serving without `missing` brokers.
+    Partial { missing: Vec<String> },
+}
+
+/// One consistent picture: the merged catalog, its routes, and every broker's status.
+#[derive(Debug)]
+pub struct CatalogSnapshot {
+    /// Bumped when the served catalog (or its routes or held plans) changes; a change of broker
+    /// status alone keeps it.
+    pub generation: u64,
+    pub catalog: Arc<Catalog>,
+    /// `catalog` serialized once.
+    pub body: Bytes,
+    /// Strong ETag of `body`.
+    pub etag: String,
+    pub routes: Arc<RouteTable>,
+    pub brokers: Vec<BrokerStatus>,
+    pub availability: Availability,
+    /// Plans served only because the catalog guard holds them (their broker dropped them while
+    /// they have live instances). They have no route: nothing new is provisioned on them.
+    pub held: Arc<Vec<HeldPlan>>,
+}
+
+impl CatalogSnapshot {
+    /// The held plan `plan_id`, if it is one.
+    pub fn held_plan(&self, plan_id: &str) -> Option<&HeldPlan> {
+        self.held.iter().find(|h| h.plan_id == plan_id)
+    }
+}
+
+/// `GET /v2/catalog` cannot be answered yet.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the catalogs of {} are not in yet", missing.join(", "))]
+pub struct Unavailable {
+    pub missing: Vec<String>,
+}
+
+/// A broker's validated catalog and what identifies its bytes.
+#[derive(Debug)]
+struct HeldCatalog {
+    validated: Validated,
+    validators: Validators,
+    digest: [u8; 32],
+}
+
+#[derive(Debug)]
+struct BrokerState {
+    catalog: Option<Arc<HeldCatalog>>,
+    status: BrokerStatus,
+}
+
+/// See the module docs.
+pub struct CatalogCache {
+    brokers: Arc<Brokers>,
+    separator: String,
+    store: Arc<dyn Store>,
+    grace_deadline: Instant,
+    /// Index-aligned with `brokers`. Held across a merge so merges never interleave.
+    states: Mutex<Vec<BrokerState>>,
+    snapshot: ArcSwap<CatalogSnapshot>,
+    views: moka::sync::Cache<String, Arc<CatalogView>>,
+    wake: Vec<Notify>,
+    generation: AtomicU64,
+    /// Views served from the cache, and rendered.
+    view_hits: AtomicU64,
+    view_misses: AtomicU64,
+    /// The last merge, before the guard: what a re-check guards again.
+    last_merged: std::sync::Mutex<Option<(Arc<Catalog>, Arc<RouteTable>)>>,
+    /// The catalog served before this process started (from the store), for the first guard.
+    served_before: std::sync::Mutex<Option<Catalog>>,
+    /// Plan and service ids whose removal an operator confirmed.
+    confirmed: std::sync::Mutex<HashSet<String>>,
+    /// Wakes the re-check of held plans.
+    recheck: Notify,
+}
+
+impl std::fmt::Debug for CatalogCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogCache")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CatalogCache {
+    /// Builds the cache of `brokers`' catalogs, loading every broker's persisted catalog. A
+    /// persisted catalog that fails to load is logged and skipped.
+    pub async fn new(settings: &Settings, store: Arc<dyn Store>, brokers: Arc<Brokers>) -> Arc<Self> {
+        let mut states = Vec::with_capacity(brokers.clients().len());
+        for broker in brokers.clients() {
+            let mut status = BrokerStatus {
+                name: broker.name().to_owned(),
+                freshness: Freshness::Pending,
+                source: None,
+                fetched_at_ms: None,
+                last_attempt_ms: None,
+                last_error: None,
+                consecutive_failures: 0,
+                refreshes_ok: 0,
+                refreshes_not_modified: 0,
+                refreshes_failed: 0,
+                services: 0,
+                plans: 0,
+                dropped: 0,
+            };
+            let catalog = match refresh::load_persisted(store.as_ref(), broker.settings()).await {
+                Some((held, fetched_at_ms)) => {
+                    status.freshness = Freshness::Stale;
+                    status.source = Some(CatalogSource::Store);
+                    status.fetched_at_ms = Some(fetched_at_ms);
+                    count_into(&mut status, &held.validated);
+                    Some(Arc::new(held))
+                }
+                None => None,
+            };
+            states.push(BrokerState { catalog, status });
+        }
+        let wake = brokers.clients().iter().map(|_| Notify::new()).collect();
+        let served_before = match store.load_catalog(held::SERVED_KEY).await {
+            Ok(Some(stored)) => serde_json::from_slice::<Catalog>(&stored.body).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "Could not load the catalog served before; nothing is held across this restart.");
+                None
+            }
+        };
+        let cache = CatalogCache {
+            brokers,
+            separator: settings.catalog.name_separator.clone(),
+            store,
+            grace_deadline: Instant::now() + settings.catalog.startup_grace,
+            states: Mutex::new(Vec::new()),
+            snapshot: ArcSwap::from_pointee(empty_snapshot()),
+            views: moka::sync::Cache::new(10_000),
+            wake,
+            generation: AtomicU64::new(0),
+            view_hits: AtomicU64::new(0),
+            view_misses: AtomicU64::new(0),
+            last_merged: std::sync::Mutex::new(None),
+            served_before: std::sync::Mutex::new(served_before),
+            confirmed: std::sync::Mutex::new(HashSet::new()),
+            recheck: Notify::new(),
+        };
+        cache.load_confirmed().await;
+        cache.publish(&states, None).await;
+        *cache.states.lock().await = states;
+        Arc::new(cache)
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The catalog `platform` is served: body and ETag.
+    ///
+    /// # Errors
+    /// [`Unavailable`] during start-up while a broker's first catalog is still missing.
+    pub fn view(&self, platform: &str, policy: &PolicyState) -> Result<Arc<CatalogView>, Unavailable> {
+        let snapshot = self.snapshot.load();
+        if let Availability::Starting { missing } = &snapshot.availability {
+            return Err(Unavailable {
+                missing: missing.clone(),
+            });
+        }
+        let current = |v: &Arc<CatalogView>| {
+            v.generation == snapshot.generation && v.policy_generation == policy.generation
+        };
+        if let Some(view) = self.views.get(platform).filter(current) {
+            self.view_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(view);
+        }
+        self.view_misses.fetch_add(1, Ordering::Relaxed);
+        let view = Arc::new(view::render(platform, &snapshot, policy));
+        self.views.insert(platform.to_owned(), view.clone());
+        Ok(view)
+    }
+
+    /// (views served from the cache, views rendered) since start.
+    pub fn view_counts(&self) -> (u64, u64) {
+        (
+            self.view_hits.load(Ordering::Relaxed),
+            self.view_misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Asks the refresher of `name` (or of every broker, for `None`) to refresh now.
+    /// Returns `false` for an unknown broker.
+    pub fn request_refresh(&self, name: Option<&str>) -> bool {
+        let mut found = false;
+        for (broker, wake) in self.brokers.clients().iter().zip(&self.wake) {
+            if name.is_none_or(|n| n == broker.name()) {
+                wake.notify_one();
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Starts one refresher per broker and the start-up grace timer. Abort the handles to stop.
+    pub fn spawn_refreshers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let mut handles: Vec<JoinHandle<()>> = (0..self.brokers.clients().len())
+            .map(|index| {
+                let cache = Arc::clone(self);
+                tokio::spawn(async move { cache.refresh_loop(index).await })
+            })
+            .collect();
+        let cache = Arc::clone(self);
+        handles.push(tokio::spawn(async move { cache.recheck_loop().await }));
+        let cache = Arc::clone(self);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep_until(cache.grace_deadline).await;
+            let states = cache.states.lock().await;
+            cache.publish(&states, None).await;
+            if let Availability::Partial { missing } = &cache.snapshot().availability {
+                warn!(missing = %missing.join(","), "Start-up grace ran out; serving the catalog without these brokers.");
+            }
+        }));
+        handles
+    }
+}
+
+fn empty_snapshot() -> CatalogSnapshot {
+    let body = Bytes::from_static(b"{\"services\":[]}");
+    CatalogSnapshot {
+        generation: 0,
+        catalog: Arc::new(Catalog::default()),
+        etag: strong_etag(&body),
+        body,
+        routes: Arc::new(RouteTable::default()),
+        brokers: Vec::new(),
+        availability: Availability::Starting { missing: Vec::new() },
+        held: Arc::new(Vec::new()),
+    }
+}
+
+fn count_into(status: &mut BrokerStatus, validated: &Validated) {
+    status.services = validated.services.len();
+    status.plans = validated.services.iter().map(|s| s.plans.len()).sum();
+    status.dropped = validated.dropped.len();
+}

@@ -1,0 +1,116 @@
+//! Reading and compare-and-swapping registry records: one statement each (see the store's docs
+//! for how a swap expecting a version, or no record, is enforced by the database).
+
+use tokio_postgres::types::{Json, ToSql};
+
+use super::sql::Table;
+use super::{CALL_TIMEOUT, Params, PostgresStore, execute, int, query, record, record_ref};
+use crate::RoutingError;
+use crate::store::indexed::Indexed;
+use crate::store::{Expect, RecordRef, Swap};
+
+impl PostgresStore {
+    pub(super) async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
+        let context = "read record";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, table.select, &[&id]).await?;
+            rows.first().map(record::<R>).transpose()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    pub(super) async fn list<R: Indexed>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<R>, RoutingError> {
+        let context = "read records";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, sql, params).await?;
+            rows.iter().map(record::<R>).collect::<Result<Vec<R>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    pub(super) async fn refs(&self, sql: &str) -> Result<Vec<RecordRef>, RoutingError> {
+        let context = "read index";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let rows = query(&client, sql, &[]).await?;
+            rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    /// Compare-and-swap of one record (see the module docs).
+    pub(super) async fn swap<R: Indexed>(
+        &self,
+        table: &Table,
+        id: &str,
+        expect: Expect,
+        record: Option<R>,
+    ) -> Result<Swap<R>, RoutingError> {
+        let context = "write record";
+        let expected = match expect {
+            Expect::Absent => None,
+            Expect::Version(v) => Some(
+                i64::try_from(v)
+                    .map_err(|_| RoutingError::Store(format!("{context}: version {v} out of range")))?,
+            ),
+        };
+        let mut record = record;
+        if let Some(record) = &mut record {
+            let version = match expect {
+                Expect::Absent => Some(1),
+                Expect::Version(v) => v.checked_add(1),
+            };
+            let version =
+                version.ok_or_else(|| RoutingError::Store(format!("{context}: version out of range")))?;
+            record.set_version(version);
+        }
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let Some(record) = record else {
+                // A delete.
+                let deleted = match expected {
+                    None => query(&client, table.delete_absent, &[&id])
+                        .await?
+                        .first()
+                        .map(|row| row.try_get::<_, bool>(0))
+                        .transpose()?
+                        .unwrap_or(false),
+                    Some(version) => !query(&client, table.delete, &[&id, &version]).await?.is_empty(),
+                };
+                return Ok(if deleted { Swap::Deleted } else { Swap::Conflict });
+            };
+            let json = Json(&record);
+            let version = int(record.version());
+            let (orphaned, pending) = (record.is_orphaned(), record.is_pending());
+            let instance_id = record.instance_of();
+            let mut params: Params<'_> = vec![&id, &json, &version, &orphaned, &pending];
+            let sql = match &expected {
+                None => table.insert,
+                Some(expected) => {
+                    params.push(expected);
+                    table.update
+                }
+            };
+            if let Some(instance_id) = &instance_id {
+                params.push(instance_id);
+            }
+            let written = execute(&client, sql, &params).await? == 1;
+            Ok(if written {
+                Swap::Written(record)
+            } else {
+                Swap::Conflict
+            })
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+}
