@@ -67,6 +67,8 @@ pub struct Placement {
 pub struct Parameters {
     /// `None` when the platform sent none and no rule added any.
     pub parameters: Option<Map<String, Value>>,
+    /// The names the rules set (defaults) or forced, in the order they did.
+    pub changed: Vec<String>,
     pub explanation: Explanation,
 }
 
@@ -270,6 +272,7 @@ impl Policy {
     pub fn parameters(&self, call: &CallFacts<'_>) -> Result<Parameters, Denial> {
         let mut explanation = Explanation::default();
         let mut parameters = call.parameters.cloned();
+        let mut changed: Vec<String> = Vec::new();
         for rule in self.parameters.iter().filter(|r| {
             r.operations.contains(&call.operation) && r.selector.matches(call.platform, &call.plan)
         }) {
@@ -294,12 +297,14 @@ impl Policy {
                     .get_or_insert_with(Map::new)
                     .insert(name.clone(), value);
                 explanation.push(format!("rule {:?}: default {name} set", rule.name));
+                changed.push(name.clone());
             }
             for (name, value) in &rule.force {
                 parameters
                     .get_or_insert_with(Map::new)
                     .insert(name.clone(), value.clone());
                 explanation.push(format!("rule {:?}: {name} forced", rule.name));
+                changed.push(name.clone());
             }
             for (name, allowed) in &rule.allowed {
                 let Some(value) = parameters.as_ref().and_then(|p| p.get(name)) else {
@@ -338,6 +343,7 @@ impl Policy {
         }
         Ok(Parameters {
             parameters,
+            changed,
             explanation,
         })
     }

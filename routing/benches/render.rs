@@ -131,7 +131,11 @@ fn main() {
         // Reference: the empty policy (every plan visible, no offerings): the merged bytes as they are.
         policies.set(empty.clone());
         let start = Instant::now();
-        black_box(cache.view(platforms[i % platforms.len()], &policies.current()).expect("view"));
+        black_box(
+            cache
+                .view(platforms[i % platforms.len()], &policies.current())
+                .expect("view"),
+        );
         empty_renders.push(start.elapsed());
 
         let start = Instant::now();
@@ -146,7 +150,11 @@ fn main() {
         }
         per_reload.push(reload.elapsed());
         let start = Instant::now();
-        black_box(cache.view(platforms[i % platforms.len()], &policies.current()).expect("view"));
+        black_box(
+            cache
+                .view(platforms[i % platforms.len()], &policies.current())
+                .expect("view"),
+        );
         cached.push(start.elapsed());
     }
     let (hits, misses) = cache.view_counts();

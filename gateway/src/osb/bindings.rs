@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::answer::{self, Endpoint};
 use super::call::OsbCall;
-use super::{Fetched, map_plan, require_retrievable};
+use super::decide::map_plan;
+use super::{Fetched, require_retrievable};
 use crate::edge::parse::{BodyKind, RequestBody};
 use crate::error::ApiError;
 
@@ -32,7 +33,7 @@ pub async fn bind(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiE
         ("bind_resource", body.fields.get("bind_resource")),
     ]);
 
-    // 2. Resolve: the instance's owner; the plan must be the instance's service's and bindable.
+    // 2. Resolve: the instance's owner; the plan must be one of the instance's service.
     let instance = state
         .registry
         .instance_for(&instance_id, platform)
@@ -45,23 +46,8 @@ pub async fn bind(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiE
     }
     let routes = state.catalog.snapshot().routes.clone();
     let upstream_plan = map_plan(&routes, &instance, &plan_id)?;
-    let logical_bindable = state
-        .policies
-        .current()
-        .offerings
-        .iter()
-        .find(|o| o.id == instance.service_id)
-        .map(|o| {
-            let plan = o.plans.iter().find(|p| p.id == plan_id);
-            plan.and_then(|p| p.flag("bindable"))
-                .unwrap_or_else(|| o.bindable())
-        });
-    if routes.plan(&plan_id).map(|p| p.bindable).or(logical_bindable) == Some(false) {
-        return Err(ApiError::BadRequest(format!("plan {plan_id} is not bindable")));
-    }
-    // 3. The policy: deny rules, parameter rules, the plan's binding schema.
-    let (decision, _) =
-        call.decide(|d| d.existing(platform, Operation::Bind, &instance, &plan_id, Some(&body)))?;
+    // 3. The policy: bindability, deny rules, parameter rules, the plan's binding schema.
+    let decision = call.decide(|d| d.bind(platform, &instance, &plan_id, &body))?;
     decision.apply_to(&mut body);
     let upstream = call.admit(&instance.broker, &instance.service_id, &plan_id)?;
 

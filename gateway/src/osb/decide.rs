@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use osb_policies::schema::parameters_schema;
-use osb_policies::{CallFacts, Denial, DenialKind, Explanation, Operation, PlanFacts, Schema};
+use osb_policies::{CallFacts, Denial, DenialKind, Explanation, Operation, Parameters, PlanFacts, Schema};
 use osb_routing::PolicyState;
+use osb_routing::RouteTable;
 use osb_routing::cache::CatalogSnapshot;
 use osb_routing::catalog::PlanRoute;
 use osb_routing::registry::InstanceRecord;
@@ -205,7 +206,12 @@ impl Decider<'_> {
             (None, None) => return Err(ApiError::Internal("plan without a route".to_owned())),
         };
 
-        let (parameters, changed) = self.parameters(&call, &mut explanation)?;
+        let (outcome, changed) = self.parameters(&call, &mut explanation)?;
+        let Parameters {
+            parameters,
+            changed: parameters_changed,
+            ..
+        } = outcome;
         // The schema judges what the platform sent; without `parameters` the broker applies
         // its defaults (and says 4xx itself if it needs some).
         if call.parameters.is_some() {
@@ -225,9 +231,72 @@ impl Decider<'_> {
             upstream_service_id: route.upstream_service_id.clone(),
             upstream_plan_id: route.upstream_plan_id.clone(),
             parameters: changed.then_some(parameters).flatten(),
-            parameters_changed: changed_names(call.parameters, &explanation),
+            parameters_changed,
             explanation: explanation.0,
         })
+    }
+
+    /// The decision on an update: [`Decider::existing`], then the plan change it makes, as
+    /// `(gateway plan id, upstream plan id)`: a logical instance's plan maps through its offering,
+    /// any other moves to another plan of its service at its broker if its plan is updateable.
+    ///
+    /// # Errors
+    /// As [`Decider::existing`]; 400 for a plan that cannot be changed or is not the service's.
+    pub fn update(
+        &self,
+        platform: &str,
+        instance: &InstanceRecord,
+        target_plan: &str,
+        body: &Body,
+    ) -> Result<(Decision, Option<(String, String)>), ApiError> {
+        let (decision, remapped) =
+            self.existing(platform, Operation::Update, instance, target_plan, Some(body))?;
+        let routes = &self.snapshot.routes;
+        let plan_change = match (target_plan != instance.plan_id, remapped) {
+            (false, _) => None,
+            (true, Some(upstream_plan)) => Some((target_plan.to_owned(), upstream_plan)),
+            (true, None) => {
+                let updateable = routes.plan(&instance.plan_id).is_none_or(|p| p.plan_updateable);
+                if !updateable {
+                    return Err(ApiError::BadRequest(format!(
+                        "the plan of instance {} cannot be changed (plan_updateable is false)",
+                        instance.instance_id
+                    )));
+                }
+                Some((target_plan.to_owned(), map_plan(routes, instance, target_plan)?))
+            }
+        };
+        Ok((decision, plan_change))
+    }
+
+    /// The decision on a bind: the plan must be bindable (the broker's catalog, or a logical
+    /// offering's), then [`Decider::existing`].
+    ///
+    /// # Errors
+    /// 400 for a plan that is not bindable; as [`Decider::existing`].
+    pub fn bind(
+        &self,
+        platform: &str,
+        instance: &InstanceRecord,
+        plan_id: &str,
+        body: &Body,
+    ) -> Result<Decision, ApiError> {
+        let logical_bindable = self
+            .policy
+            .offerings
+            .iter()
+            .find(|o| o.id == instance.service_id)
+            .map(|o| {
+                let plan = o.plans.iter().find(|p| p.id == plan_id);
+                plan.and_then(|p| p.flag("bindable"))
+                    .unwrap_or_else(|| o.bindable())
+            });
+        let catalog_bindable = self.snapshot.routes.plan(plan_id).map(|p| p.bindable);
+        if catalog_bindable.or(logical_bindable) == Some(false) {
+            return Err(ApiError::BadRequest(format!("plan {plan_id} is not bindable")));
+        }
+        let (decision, _) = self.existing(platform, Operation::Bind, instance, plan_id, Some(body))?;
+        Ok(decision)
     }
 
     /// The policy's decision on a call on an existing instance (update, bind, deprovision, unbind):
@@ -336,11 +405,13 @@ impl Decider<'_> {
             _ => None,
         };
 
-        let (parameters, changed) = if matches!(operation, Operation::Update | Operation::Bind) {
-            self.parameters(&call, &mut explanation)?
-        } else {
-            (None, false)
-        };
+        let (parameters, changed, parameters_changed) =
+            if matches!(operation, Operation::Update | Operation::Bind) {
+                let (outcome, changed) = self.parameters(&call, &mut explanation)?;
+                (outcome.parameters, changed, outcome.changed)
+            } else {
+                (None, false, Vec::new())
+            };
         let sent_parameters = body.and_then(Body::parameters).is_some();
         if matches!(operation, Operation::Update | Operation::Bind) && !sent_parameters {
             explanation.0.push(NO_PARAMETERS.to_owned());
@@ -372,22 +443,23 @@ impl Decider<'_> {
                 .clone()
                 .unwrap_or_else(|| instance.upstream_plan_id.clone()),
             parameters: changed.then_some(parameters).flatten(),
-            parameters_changed: changed_names(call.parameters, &explanation),
+            parameters_changed,
             explanation: explanation.0,
         };
         Ok((decision, remapped))
     }
 
-    /// Parameter rules; `(parameters, changed)`.
+    /// Parameter rules: the parameters after them (with the names they set or forced), and whether
+    /// they differ from what the platform sent.
     fn parameters(
         &self,
         call: &CallFacts<'_>,
         explanation: &mut Explanation,
-    ) -> Result<(Option<Map<String, Value>>, bool), ApiError> {
-        let outcome = self.policy.policy.parameters(call).map_err(denied)?;
+    ) -> Result<(Parameters, bool), ApiError> {
+        let mut outcome = self.policy.policy.parameters(call).map_err(denied)?;
         let changed = outcome.parameters.as_ref() != call.parameters;
-        explanation.0.extend(outcome.explanation.0);
-        Ok((outcome.parameters, changed))
+        explanation.0.append(&mut outcome.explanation.0);
+        Ok((outcome, changed))
     }
 
     /// Checks parameters against the schema of gateway plan `plan_id` for `operation`.
@@ -433,16 +505,22 @@ impl Decider<'_> {
     }
 }
 
-/// The names the explanation says were set or changed.
-fn changed_names(_original: Option<&Map<String, Value>>, explanation: &Explanation) -> Vec<String> {
-    explanation
-        .0
-        .iter()
-        .filter_map(|line| {
-            let rest = line.split_once(": ")?.1;
-            rest.strip_suffix(" forced")
-                .or_else(|| rest.strip_prefix("default ").and_then(|r| r.strip_suffix(" set")))
-        })
-        .map(str::to_owned)
-        .collect()
+/// The upstream id of `plan_id` for a call on `instance`: the instance's own plan, or another plan
+/// of the same service at the same broker.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for any other plan.
+pub fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Result<String, ApiError> {
+    if plan_id == instance.plan_id {
+        return Ok(instance.upstream_plan_id.clone());
+    }
+    match routes.plan(plan_id) {
+        Some(route) if *route.broker == *instance.broker && route.service_id == instance.service_id => {
+            Ok(route.upstream_plan_id.clone())
+        }
+        _ => Err(ApiError::BadRequest(format!(
+            "plan_id {plan_id} is not a plan of the service of instance {}",
+            instance.instance_id
+        ))),
+    }
 }

@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::answer::{self, Endpoint};
 use super::call::OsbCall;
-use super::{Fetched, map_plan, require_retrievable};
+use super::decide::map_plan;
+use super::{Fetched, require_retrievable};
 use crate::edge::parse::{BodyKind, RequestBody};
 use crate::error::ApiError;
 
@@ -105,22 +106,8 @@ pub async fn update(call: OsbCall, body: RequestBody) -> Result<HttpResponse, Ap
         )));
     }
     let target_plan = body.plan_id.clone().unwrap_or_else(|| record.plan_id.clone());
-    let (decision, remapped) =
-        call.decide(|d| d.existing(platform, Operation::Update, &record, &target_plan, Some(&body)))?;
+    let (decision, plan_change) = call.decide(|d| d.update(platform, &record, &target_plan, &body))?;
     let routes = state.catalog.snapshot().routes.clone();
-    let plan_change = match (target_plan != record.plan_id, remapped) {
-        (false, _) => None,
-        (true, Some(upstream_plan)) => Some((target_plan.clone(), upstream_plan)),
-        (true, None) => {
-            let current_updateable = routes.plan(&record.plan_id).is_none_or(|p| p.plan_updateable);
-            if !current_updateable {
-                return Err(ApiError::BadRequest(format!(
-                    "the plan of instance {instance_id} cannot be changed (plan_updateable is false)"
-                )));
-            }
-            Some((target_plan.clone(), map_plan(&routes, &record, &target_plan)?))
-        }
-    };
     let previous_upstream_plan = body
         .previous_plan_id()
         .map(|p| map_plan(&routes, &record, p))

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - this file: [`build_osb_app`] (middleware order), [`configure`] (the route table), and the
-//!   checks several handlers share ([`map_plan`], [`require_retrievable`]);
+//!   check both fetches share ([`require_retrievable`]);
 //! - [`catalog`], [`instances`], [`bindings`]: the handlers;
 //! - [`call`]: the request context and the kit of steps; [`answer`]: upstream answers classified
 //!   and turned into the platform's; [`decide`]: the policy's verdict on a call;
@@ -25,8 +25,6 @@ pub mod operation;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use osb_routing::RouteTable;
-use osb_routing::registry::InstanceRecord;
 
 use crate::edge::parse::BodyLimits;
 use crate::edge::{audit_calls, middleware};
@@ -116,26 +114,6 @@ async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> Result<Htt
         path: req.path().to_owned(),
         allow,
     })
-}
-
-/// The upstream id of `plan_id` for a call on `instance`: the instance's own plan, or another plan
-/// of the same service at the same broker.
-///
-/// # Errors
-/// [`ApiError::BadRequest`] for any other plan.
-pub fn map_plan(routes: &RouteTable, instance: &InstanceRecord, plan_id: &str) -> Result<String, ApiError> {
-    if plan_id == instance.plan_id {
-        return Ok(instance.upstream_plan_id.clone());
-    }
-    match routes.plan(plan_id) {
-        Some(route) if *route.broker == *instance.broker && route.service_id == instance.service_id => {
-            Ok(route.upstream_plan_id.clone())
-        }
-        _ => Err(ApiError::BadRequest(format!(
-            "plan_id {plan_id} is not a plan of the service of instance {}",
-            instance.instance_id
-        ))),
-    }
 }
 
 /// What a fetch reads.

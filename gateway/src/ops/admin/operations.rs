@@ -16,7 +16,7 @@
 //!   With `deprovision` (`unbind`) one upstream delete is attempted first (`accepts_incomplete`),
 //!   and its answer recorded; the record goes whatever it answers. A reason is required.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use osb_routing::audit::AuditRecord;
 use osb_routing::registry::{Adopted, NewInstance, fingerprint};
 use osb_routing::upstream::{CallHeaders, UpstreamReply};
@@ -84,12 +84,9 @@ struct AdoptResult {
     error: Option<String>,
 }
 
-/// Why one adoption failed: status for the audit record, and the message.
-struct Refusal(u16, &'static str, String);
-
 /// The instance as the registry will record it.
-fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, Refusal> {
-    let bad = |message: String| Refusal(400, "BadRequest", message);
+fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, ApiError> {
+    let bad = ApiError::BadRequest;
     crate::edge::parse::id("instance_id", &item.instance_id).map_err(|e| bad(e.to_string()))?;
     if !state.settings.platforms.iter().any(|p| p.name == item.platform) {
         return Err(bad(format!(
@@ -154,7 +151,7 @@ fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, Refusa
 
 /// Asks the upstream about the instance, when its service allows it: `Ok(true)` confirmed,
 /// `Ok(false)` cannot be asked.
-async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
+async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, ApiError> {
     let snapshot = state.catalog.snapshot();
     let retrievable = snapshot
         .routes
@@ -163,13 +160,13 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
     if !retrievable {
         return Ok(false);
     }
-    let upstream = state.brokers.get(&new.broker).ok_or_else(|| {
-        Refusal(
-            502,
-            "UpstreamUnavailable",
-            format!("broker {} is not configured", new.broker),
-        )
-    })?;
+    let upstream = state
+        .brokers
+        .get(&new.broker)
+        .ok_or_else(|| ApiError::UpstreamError {
+            broker: new.broker.clone(),
+            reason: "is not configured".to_owned(),
+        })?;
     let call = CallHeaders {
         request_identity: uuid::Uuid::new_v4().to_string(),
         originating_identity: None,
@@ -177,41 +174,32 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, Refusal> {
     };
     let path = OsbId::parse("instance_id", &new.instance_id)
         .map(|id| UpstreamPath::instance(&id))
-        .map_err(|e| Refusal(400, "BadRequest", e.to_string()))?;
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let reply = call_upstream(&state.metrics, upstream, Method::GET, &path, None, &call)
         .await
-        .map_err(|e| {
-            Refusal(
-                502,
-                "UpstreamUnavailable",
-                format!("cannot ask broker {}: {}", new.broker, e.kind()),
-            )
+        .map_err(|e| ApiError::UpstreamError {
+            broker: new.broker.clone(),
+            reason: format!("cannot be asked about the instance ({})", e.kind()),
         })?;
     match reply.status {
         200 => {
             let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
             match body.get("plan_id").and_then(Value::as_str) {
-                Some(plan) if plan != new.upstream_plan_id => Err(Refusal(
-                    409,
-                    "Conflict",
-                    format!("broker {} has the instance on another plan ({plan})", new.broker),
-                )),
+                Some(plan) if plan != new.upstream_plan_id => Err(ApiError::Conflict(format!(
+                    "broker {} has the instance on another plan ({plan})",
+                    new.broker
+                ))),
                 _ => Ok(true),
             }
         }
-        404 | 410 => Err(Refusal(
-            404,
-            "NotFound",
-            format!("broker {} does not know instance {}", new.broker, new.instance_id),
-        )),
-        status => Err(Refusal(
-            502,
-            "UpstreamError",
-            format!(
-                "broker {} answered {status} when asked about the instance",
-                new.broker
-            ),
-        )),
+        404 | 410 => Err(ApiError::NotFound(format!(
+            "broker {} does not know instance {}",
+            new.broker, new.instance_id
+        ))),
+        status => Err(ApiError::UpstreamError {
+            broker: new.broker.clone(),
+            reason: format!("answered {status} when asked about the instance"),
+        }),
     }
 }
 
@@ -237,11 +225,8 @@ pub async fn adopt(
             } else {
                 false
             };
-            match state.registry.adopt(&new).await {
-                Ok(adopted) => Ok((adopted, verified)),
-                Err(RoutingError::Conflict(message)) => Err(Refusal(409, "Conflict", message)),
-                Err(e) => Err(Refusal(503, "StoreUnavailable", e.to_string())),
-            }
+            let adopted = state.registry.adopt(&new).await.map_err(ApiError::from)?;
+            Ok::<_, ApiError>((adopted, verified))
         };
         let (result, record) = match attempt.await {
             Ok((adopted, verified)) => {
@@ -278,7 +263,12 @@ pub async fn adopt(
                     record,
                 )
             }
-            Err(Refusal(status, code, message)) => {
+            Err(refusal) => {
+                let (status, code, message) = (
+                    refusal.status_code().as_u16(),
+                    refusal.code(),
+                    refusal.to_string(),
+                );
                 let mut record = operator.record("adopt", status, started);
                 record.instance_id = Some(crate::telemetry::audit::cut(&item.instance_id, 256));
                 record.broker.clone_from(&item.broker);
