@@ -24,8 +24,9 @@ use crate::support::{eventually, fixture, http};
 
 const PROVISIONS: usize = 1000;
 
-/// Starts `osb-gateway serve` on `config`; returns the process and its OSB base URL.
-async fn spawn_gateway(config: &std::path::Path) -> (Child, String) {
+/// Starts `osb-gateway serve` on `config`; returns the process, its OSB base URL and its admin base
+/// URL (when the config has an admin listener: on port 0, the address is read from stdout).
+async fn spawn_gateway(config: &std::path::Path) -> (Child, String, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
@@ -33,12 +34,16 @@ async fn spawn_gateway(config: &std::path::Path) -> (Child, String) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout).lines().next_line().await.unwrap().unwrap();
-    (
-        child,
-        line.strip_prefix("osb-gateway listening on ").unwrap().to_owned(),
-    )
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let url = line.strip_prefix("osb-gateway listening on ").unwrap().to_owned();
+    let admin = if std::fs::read_to_string(config).unwrap().contains("admin:") {
+        let line = lines.next_line().await.unwrap().unwrap();
+        Some(line.strip_prefix("osb-gateway admin on ").unwrap().to_owned())
+    } else {
+        None
+    };
+    (child, url, admin)
 }
 
 #[tokio::test]
@@ -54,15 +59,10 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.yaml");
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{admin_port}\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
             platforms_yaml(),
             upstream.config_entry()
         ),
@@ -70,7 +70,7 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     .unwrap();
 
     let started = std::time::Instant::now();
-    let (mut gateway, url) = spawn_gateway(&config).await;
+    let (mut gateway, url, _) = spawn_gateway(&config).await;
     let catalog = OsbClient::new(url.clone()).ready_catalog().await.body;
     // S3: its schema requires no parameter.
     let service = service_of(&catalog, "aws.s3");
@@ -135,8 +135,8 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     );
 
     // Restart on the same store: recovery orphans the unacknowledged intents, mitigation deletes them.
-    let (mut gateway, url) = spawn_gateway(&config).await;
-    let admin = format!("http://127.0.0.1:{admin_port}");
+    let (mut gateway, url, admin) = spawn_gateway(&config).await;
+    let admin = admin.unwrap();
     eprintln!("{:?}: restarted", started.elapsed());
     eventually("mitigation done", Duration::from_secs(120), || async {
         let counts: Value = http()
@@ -216,7 +216,7 @@ async fn sigterm_lets_in_flight_calls_finish_and_takes_no_new_ones() {
         ),
     )
     .unwrap();
-    let (mut gateway, url) = spawn_gateway(&config).await;
+    let (mut gateway, url, _) = spawn_gateway(&config).await;
     let osb = OsbClient::new(url);
     let catalog = osb.ready_catalog().await.body;
     let body = json!({"service_id": catalog["services"][0]["id"], "plan_id": catalog["services"][0]["plans"][0]["id"]});
@@ -361,21 +361,15 @@ async fn three_kills_in_a_row_under_mixed_load_lose_nothing() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.yaml");
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{admin_port}\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
             platforms_yaml(),
             upstream.config_entry()
         ),
     )
     .unwrap();
-    let admin = format!("http://127.0.0.1:{admin_port}");
     let model = Arc::new(std::sync::Mutex::new(Model::default()));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -384,7 +378,8 @@ async fn three_kills_in_a_row_under_mixed_load_lose_nothing() {
     let mut service: Option<(Value, Value)> = None;
 
     for round in 0..=3 {
-        let (mut gateway, url) = spawn_gateway(&config).await;
+        let (mut gateway, url, admin) = spawn_gateway(&config).await;
+        let admin = admin.unwrap();
         // Restarted on the same store: recovery hands unanswered intents to mitigation, which must
         // drain before the next round.
         eventually("mitigation drained", Duration::from_secs(60), || async {
@@ -573,7 +568,7 @@ async fn three_kills_in_a_row_under_mixed_load_lose_nothing() {
     // The platform retries what went unanswered as deletes (OSB's platform-side orphan
     // mitigation for provisions and binds; plain retries for deprovisions and unbinds): each ends in
     // 200 or 410, and then the registry and the upstream agree exactly.
-    let (mut gateway, url) = spawn_gateway(&config).await;
+    let (mut gateway, url, _) = spawn_gateway(&config).await;
     let osb = OsbClient::new(url).with_http(client);
     let (service_id, plan_id) = service.unwrap();
     let query = Query::ids(service_id.as_str().unwrap(), plan_id.as_str().unwrap()).render();
@@ -685,7 +680,7 @@ async fn a_second_gateway_on_a_held_store_file_never_says_it_listens() {
         ),
     )
     .unwrap();
-    let (_first, url) = spawn_gateway(&config).await;
+    let (_first, url, _) = spawn_gateway(&config).await;
 
     let second = Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
         .args(["serve", "--config", config.to_str().unwrap()])
