@@ -12,10 +12,11 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::faults::small_catalog;
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{PLATFORM_PASSWORD, TestGateway, platforms_yaml};
 use crate::support::obapi::{BROKER_PASSWORD, BROKER_USER, ObapiBroker};
+use crate::support::osb::{OsbClient, OsbResponse, Query, instance_path};
+use crate::support::small_catalog::{Ids, small_catalog};
 use crate::support::{eventually, http};
 
 const ADMIN_USER: &str = "admin";
@@ -95,31 +96,8 @@ async fn cli_ok(gw: &TestGateway, args: &[&str]) -> String {
 }
 
 /// The ids of the fake broker's `db` service as the gateway publishes them.
-struct Ids {
-    service: String,
-    small: String,
-    large: String,
-}
-
 async fn ids(gw: &TestGateway) -> Ids {
-    let catalog = gw.ready_catalog().await;
-    let service = &catalog["services"][0];
-    let plan = |name: &str| {
-        service["plans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    Ids {
-        service: service["id"].as_str().unwrap().to_owned(),
-        small: plan("small"),
-        large: plan("large"),
-    }
+    Ids::of(&gw.ready_catalog().await, "fb.db")
 }
 
 /// A fake broker serving `small_catalog()` that creates instances and bindings synchronously.
@@ -130,36 +108,9 @@ async fn fake_broker() -> FakeBroker {
     broker
 }
 
-async fn provision(gw: &TestGateway, instance: &str, service: &str, plan: &str) -> StatusCode {
-    gw.request(Method::PUT, &format!("/v2/service_instances/{instance}"))
-        .json(&json!({"service_id": service, "plan_id": plan, "context": {"platform": "kubernetes"}}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-async fn bind(gw: &TestGateway, instance: &str, binding: &str, service: &str, plan: &str) -> StatusCode {
-    gw.request(
-        Method::PUT,
-        &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
-    )
-    .json(&json!({"service_id": service, "plan_id": plan}))
-    .send()
-    .await
-    .unwrap()
-    .status()
-}
-
-async fn deprovision(gw: &TestGateway, instance: &str, service: &str, plan: &str) -> StatusCode {
-    gw.request(
-        Method::DELETE,
-        &format!("/v2/service_instances/{instance}?service_id={service}&plan_id={plan}"),
-    )
-    .send()
-    .await
-    .unwrap()
-    .status()
+/// A provision body of `service`/`plan` from a Kubernetes platform.
+fn on_kubernetes(service: &str, plan: &str) -> Value {
+    json!({"service_id": service, "plan_id": plan, "context": {"platform": "kubernetes"}})
 }
 
 fn plan_ids(catalog: &Value) -> Vec<String> {
@@ -215,9 +166,25 @@ async fn health_inventory_and_records_with_history() {
 
     for n in 0..5 {
         let plan = if n < 3 { &ids.small } else { &ids.large };
-        assert_eq!(provision(&gw, &format!("i-{n}"), &ids.service, plan).await, 201);
+        assert_eq!(
+            gw.osb()
+                .provision(
+                    &format!("i-{n}"),
+                    Query::none(),
+                    &on_kubernetes(&ids.service, plan)
+                )
+                .await
+                .status,
+            201
+        );
     }
-    assert_eq!(bind(&gw, "i-0", "b-0", &ids.service, &ids.small).await, 201);
+    assert_eq!(
+        gw.osb()
+            .bind("i-0", "b-0", Query::none(), &ids.small_body())
+            .await
+            .status,
+        201
+    );
 
     // Health: per broker, breaker, catalog age, last refresh, counts.
     let brokers = admin_get(&gw, "/admin/brokers").await;
@@ -413,7 +380,13 @@ async fn guard_keeps_a_dropped_plan_until_its_instance_is_gone() {
     let broker = fake_broker().await;
     let mut gw = gateway(&fake_entry(&broker), &[], "").await;
     let ids = ids(&gw).await;
-    assert_eq!(provision(&gw, "keep-me", &ids.service, &ids.large).await, 201);
+    assert_eq!(
+        gw.osb()
+            .provision("keep-me", Query::none(), &on_kubernetes(&ids.service, &ids.large))
+            .await
+            .status,
+        201
+    );
     assert!(
         admin_get(&gw, "/admin/catalog").await["held"]
             .as_array()
@@ -478,13 +451,15 @@ async fn guard_keeps_a_dropped_plan_until_its_instance_is_gone() {
     // Nothing new lands on it (refused before anything is sent); its instance works as before.
     let puts_before = broker.received("PUT", "/v2/service_instances/").len();
     let response = gw
-        .request(Method::PUT, "/v2/service_instances/newcomer")
-        .json(&json!({"service_id": ids.service, "plan_id": ids.large}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+        .osb()
+        .provision(
+            "newcomer",
+            Query::none(),
+            &json!({"service_id": ids.service, "plan_id": ids.large}),
+        )
+        .await;
+    assert_eq!(response.status, 400);
+    let body = response.body;
     assert!(
         body["description"]
             .as_str()
@@ -496,7 +471,18 @@ async fn guard_keeps_a_dropped_plan_until_its_instance_is_gone() {
         broker.received("PUT", "/v2/service_instances/").len(),
         puts_before
     );
-    assert_eq!(bind(&gw, "keep-me", "kb", &ids.service, &ids.large).await, 201);
+    assert_eq!(
+        gw.osb()
+            .bind(
+                "keep-me",
+                "kb",
+                Query::none(),
+                &json!({"service_id": &ids.service, "plan_id": &ids.large})
+            )
+            .await
+            .status,
+        201
+    );
 
     // It holds across a restart (the broker's persisted catalog no longer has the plan).
     gw = gw.restart().await;
@@ -511,7 +497,13 @@ async fn guard_keeps_a_dropped_plan_until_its_instance_is_gone() {
     );
 
     // Once its last instance is gone, the plan goes.
-    assert_eq!(deprovision(&gw, "keep-me", &ids.service, &ids.large).await, 200);
+    assert_eq!(
+        gw.osb()
+            .deprovision("keep-me", Query::ids(&ids.service, &ids.large))
+            .await
+            .status,
+        200
+    );
     eventually("the held plan is released", Duration::from_secs(10), || async {
         let catalog = gw.ready_catalog().await;
         (!plan_ids(&catalog).contains(&ids.large)).then_some(())
@@ -537,7 +529,17 @@ async fn guard_lets_a_plan_go_when_an_operator_confirms() {
     let broker = fake_broker().await;
     let gw = gateway(&fake_entry(&broker), &[], "").await;
     let ids = ids(&gw).await;
-    assert_eq!(provision(&gw, "legacy-1", &ids.service, &ids.large).await, 201);
+    assert_eq!(
+        gw.osb()
+            .provision(
+                "legacy-1",
+                Query::none(),
+                &on_kubernetes(&ids.service, &ids.large)
+            )
+            .await
+            .status,
+        201
+    );
     broker.on("GET", "/v2/catalog", Reply::new(200, catalog_without_large()));
     refresh_until_held(&gw, &ids.large).await;
 
@@ -587,7 +589,13 @@ async fn guard_lets_a_plan_go_when_an_operator_confirms() {
     admin(&gw, Method::POST, "/admin/brokers/fb/refresh", None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!plan_ids(&gw.ready_catalog().await).contains(&ids.large));
-    assert_eq!(deprovision(&gw, "legacy-1", &ids.service, &ids.large).await, 200);
+    assert_eq!(
+        gw.osb()
+            .deprovision("legacy-1", Query::ids(&ids.service, &ids.large))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -595,7 +603,17 @@ async fn diff_of_a_configuration_change_shows_id_changes_and_what_would_be_held(
     let broker = fake_broker().await;
     let gw = gateway(&fake_entry(&broker), &[], "").await;
     let ids = ids(&gw).await;
-    assert_eq!(provision(&gw, "on-small", &ids.service, &ids.small).await, 201);
+    assert_eq!(
+        gw.osb()
+            .provision(
+                "on-small",
+                Query::none(),
+                &on_kubernetes(&ids.service, &ids.small)
+            )
+            .await
+            .status,
+        201
+    );
 
     // The new configuration passes the upstream's ids through: every id changes.
     let dir = tempfile::tempdir().unwrap();
@@ -693,15 +711,19 @@ fn write_obapi_catalog(dir: &Path) -> std::path::PathBuf {
 
 /// Provisions `instance` directly at the upstream, as someone did before the gateway existed.
 async fn provision_upstream(broker: &ObapiBroker, instance: &str, plan: &str) {
-    let response = http()
-        .put(format!("{}/v2/service_instances/{instance}", broker.url()))
-        .basic_auth(BROKER_USER, Some(BROKER_PASSWORD))
-        .header("X-Broker-API-Version", "2.17")
-        .json(&json!({"service_id": "svc-db", "plan_id": plan, "organization_guid": "o", "space_guid": "s"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let response = upstream_osb(broker)
+        .provision(
+            instance,
+            Query::none(),
+            &json!({"service_id": "svc-db", "plan_id": plan, "organization_guid": "o", "space_guid": "s"}),
+        )
+        .await;
+    assert_eq!(response.status, 201);
+}
+
+/// An OSB client calling `broker` directly, with the gateway's credentials for it.
+fn upstream_osb(broker: &ObapiBroker) -> OsbClient {
+    OsbClient::new(broker.url()).basic(BROKER_USER, BROKER_PASSWORD)
 }
 
 #[tokio::test]
@@ -738,7 +760,18 @@ async fn adopted_instances_are_bound_unbound_and_deprovisioned_through_the_gatew
     assert_ne!(cloud_large, "plan-large", "rewritten");
 
     // Unknown to the gateway until adopted.
-    assert_eq!(bind(&gw, "pre-1", "x", "svc-db", "plan-small").await, 404);
+    assert_eq!(
+        gw.osb()
+            .bind(
+                "pre-1",
+                "x",
+                Query::none(),
+                &json!({"service_id": "svc-db", "plan_id": "plan-small"})
+            )
+            .await
+            .status,
+        404
+    );
 
     // pre-1 through the command line (kept ids), pre-2 through the API (upstream plan id).
     let out = cli_ok(
@@ -815,31 +848,24 @@ async fn adopted_instances_are_bound_unbound_and_deprovisioned_through_the_gatew
             "bind-pre-2",
         ),
     ] {
-        let response = gw
-            .request(
-                Method::PUT,
-                &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
+        let osb = gw.osb();
+        let response = osb
+            .bind(
+                instance,
+                binding,
+                Query::none(),
+                &json!({"service_id": service, "plan_id": plan}),
             )
-            .json(&json!({"service_id": service, "plan_id": plan}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "bind {instance}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["credentials"]["username"], format!("u-{binding}"));
-        let unbind = gw
-            .request(
-                Method::DELETE,
-                &format!(
-                    "/v2/service_instances/{instance}/service_bindings/{binding}?service_id={service}&plan_id={plan}"
-                ),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(unbind.status(), 200, "unbind {instance}");
+            .await;
+        assert_eq!(response.status, 201, "bind {instance}");
+        assert_eq!(response.body["credentials"]["username"], format!("u-{binding}"));
+        let unbind = osb.unbind(instance, binding, Query::ids(service, plan)).await;
+        assert_eq!(unbind.status, 200, "unbind {instance}");
         assert_eq!(
-            deprovision(&gw, instance, service, plan).await,
+            gw.osb()
+                .deprovision(instance, Query::ids(service, plan))
+                .await
+                .status,
             200,
             "deprovision {instance}"
         );
@@ -863,14 +889,8 @@ async fn adopted_instances_are_bound_unbound_and_deprovisioned_through_the_gatew
             ("/v2/service_instances/pre-2", "plan-large")
         ]
     );
-    let gone = http()
-        .get(format!("{}/v2/service_instances/pre-2", upstream.url()))
-        .basic_auth(BROKER_USER, Some(BROKER_PASSWORD))
-        .header("X-Broker-API-Version", "2.17")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
+    let gone = upstream_osb(&upstream).fetch_instance("pre-2").await;
+    assert_eq!(gone.status, 404);
     assert!(
         admin_get(&gw, "/admin/instances").await["items"]
             .as_array()
@@ -916,13 +936,34 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
     );
     let gw = gateway(&fake_entry(&broker), &[], "").await;
     let ids = ids(&gw).await;
-    assert_eq!(provision(&gw, "stuck-1", &ids.service, &ids.small).await, 201);
     assert_eq!(
-        bind(&gw, "stuck-1", "stuck-b", &ids.service, &ids.small).await,
+        gw.osb()
+            .provision("stuck-1", Query::none(), &on_kubernetes(&ids.service, &ids.small))
+            .await
+            .status,
         201
     );
-    assert_eq!(deprovision(&gw, "stuck-1", &ids.service, &ids.small).await, 502);
-    assert_eq!(deprovision(&gw, "stuck-1", &ids.service, &ids.small).await, 502);
+    assert_eq!(
+        gw.osb()
+            .bind("stuck-1", "stuck-b", Query::none(), &ids.small_body())
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        gw.osb()
+            .deprovision("stuck-1", Query::ids(&ids.service, &ids.small))
+            .await
+            .status,
+        502
+    );
+    assert_eq!(
+        gw.osb()
+            .deprovision("stuck-1", Query::ids(&ids.service, &ids.small))
+            .await
+            .status,
+        502
+    );
     let record = admin_get(&gw, "/admin/instances/stuck-1").await;
     assert_eq!(record["instance"]["state"], "ready", "still there: {record}");
 
@@ -957,7 +998,13 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
         broker.received("DELETE", "/v2/service_instances/stuck-1").len(),
         3
     );
-    assert_eq!(deprovision(&gw, "stuck-1", &ids.service, &ids.small).await, 410);
+    assert_eq!(
+        gw.osb()
+            .deprovision("stuck-1", Query::ids(&ids.service, &ids.small))
+            .await
+            .status,
+        410
+    );
     let (status, _) = admin(&gw, Method::GET, "/admin/instances/stuck-1", None).await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -1001,8 +1048,20 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
     assert_eq!(statuses, [(410, 0), (502, 500), (502, 500)]);
 
     // A binding alone, without an upstream call.
-    assert_eq!(provision(&gw, "i-2", &ids.service, &ids.small).await, 201);
-    assert_eq!(bind(&gw, "i-2", "b-2", &ids.service, &ids.small).await, 201);
+    assert_eq!(
+        gw.osb()
+            .provision("i-2", Query::none(), &on_kubernetes(&ids.service, &ids.small))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        gw.osb()
+            .bind("i-2", "b-2", Query::none(), &ids.small_body())
+            .await
+            .status,
+        201
+    );
     let out = cli_ok(
         &gw,
         &[
@@ -1020,18 +1079,8 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
             .received("DELETE", "/v2/service_instances/i-2/service_bindings/")
             .is_empty()
     );
-    let unbind = gw
-        .request(
-            Method::DELETE,
-            &format!(
-                "/v2/service_instances/i-2/service_bindings/b-2?service_id={}&plan_id={}",
-                ids.service, ids.small
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unbind.status(), 410);
+    let unbind = gw.osb().unbind("i-2", "b-2", ids.query()).await;
+    assert_eq!(unbind.status, 410);
     assert_eq!(
         admin_get(&gw, "/admin/instances/i-2").await["instance"]["state"],
         "ready"
@@ -1063,8 +1112,9 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     );
     let header = format!("kubernetes {identity}");
     let secret_parameters = json!({"size": 1, "admin_password": "param-secret-77"});
+    let osb = gw.osb();
     let call = |method: Method, path: String, body: Option<Value>| {
-        let mut request = gw
+        let mut request = osb
             .request(method, &path)
             .header("X-Broker-API-Originating-Identity", header.clone());
         if let Some(body) = body {
@@ -1073,15 +1123,14 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
         async move { request.send().await.unwrap().status().as_u16() }
     };
     let context = json!({"platform": "kubernetes", "namespace": "team-a"});
-    let instance = |id: &str| format!("/v2/service_instances/{id}");
     let provision_body = |parameters: &Value| json!({"service_id": sid, "plan_id": pid, "context": context, "parameters": parameters});
-    let ids_query = format!("service_id={sid}&plan_id={pid}");
+    let ids_query = Query::ids(&sid, &pid).render();
 
     let mut statuses = Vec::new();
     statuses.push(
         call(
             Method::PUT,
-            instance("au-1"),
+            instance_path("au-1"),
             Some(provision_body(&secret_parameters)),
         )
         .await,
@@ -1089,7 +1138,7 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PUT,
-            instance("au-1"),
+            instance_path("au-1"),
             Some(provision_body(&secret_parameters)),
         )
         .await,
@@ -1097,7 +1146,7 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PUT,
-            instance("au-1"),
+            instance_path("au-1"),
             Some(provision_body(&json!({"size": 9}))),
         )
         .await,
@@ -1105,7 +1154,7 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PUT,
-            instance("au-2"),
+            instance_path("au-2"),
             Some(json!({"service_id": sid, "plan_id": "no-such-plan"})),
         )
         .await,
@@ -1113,12 +1162,12 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PATCH,
-            instance("au-1"),
+            instance_path("au-1"),
             Some(json!({"service_id": sid, "plan_id": pid, "parameters": {"size": 2, "admin_password": "param-secret-77"}})),
         )
         .await,
     );
-    let binding = format!("{}/service_bindings/bind-7f3a", instance("au-1"));
+    let binding = format!("{}/service_bindings/bind-7f3a", instance_path("au-1"));
     statuses.push(
         call(
             Method::PUT,
@@ -1138,19 +1187,33 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PUT,
-            format!("{}/service_bindings/bind-x", instance("no-such")),
+            format!("{}/service_bindings/bind-x", instance_path("no-such")),
             Some(json!({"service_id": sid, "plan_id": pid})),
         )
         .await,
     );
-    statuses.push(call(Method::DELETE, format!("{binding}?{ids_query}"), None).await);
-    statuses.push(call(Method::DELETE, format!("{binding}?{ids_query}"), None).await);
-    statuses.push(call(Method::DELETE, format!("{}?{ids_query}", instance("au-1")), None).await);
-    statuses.push(call(Method::DELETE, format!("{}?{ids_query}", instance("au-1")), None).await);
+    statuses.push(call(Method::DELETE, format!("{binding}{ids_query}"), None).await);
+    statuses.push(call(Method::DELETE, format!("{binding}{ids_query}"), None).await);
+    statuses.push(
+        call(
+            Method::DELETE,
+            format!("{}{ids_query}", instance_path("au-1")),
+            None,
+        )
+        .await,
+    );
+    statuses.push(
+        call(
+            Method::DELETE,
+            format!("{}{ids_query}", instance_path("au-1")),
+            None,
+        )
+        .await,
+    );
     statuses.push(
         call(
             Method::PUT,
-            format!("{}?accepts_incomplete=true", instance("au-3")),
+            format!("{}?accepts_incomplete=true", instance_path("au-3")),
             Some(provision_body(&json!({}))),
         )
         .await,
@@ -1158,15 +1221,16 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     statuses.push(
         call(
             Method::PUT,
-            instance("au-4"),
+            instance_path("au-4"),
             Some(json!({"service_id": sid, "plan_id": pid, "context": {"platform": "kubernetes", "namespace": "forbidden"}})),
         )
         .await,
     );
     // No X-Broker-API-Version: refused after authentication, recorded all the same.
-    let status = http()
-        .put(gw.url(&instance("au-5")))
-        .basic_auth("k8s", Some(PLATFORM_PASSWORD))
+    let status = osb
+        .clone()
+        .version(None)
+        .request(Method::PUT, &instance_path("au-5"))
         .header("X-Broker-API-Originating-Identity", header.clone())
         .json(&provision_body(&json!({})))
         .send()
@@ -1175,25 +1239,46 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
         .status()
         .as_u16();
     statuses.push(status);
-    statuses.push(call(Method::DELETE, format!("{}?{ids_query}", instance("au-3")), None).await);
-    statuses.push(
-        call(
-            Method::PATCH,
-            instance("no-such"),
-            Some(json!({"service_id": sid})),
-        )
-        .await,
-    );
-    statuses.push(call(Method::PUT, instance("au-5"), Some(provision_body(&json!({})))).await);
     statuses.push(
         call(
             Method::DELETE,
-            format!("{}?service_id=wrong&plan_id={pid}", instance("au-5")),
+            format!("{}{ids_query}", instance_path("au-3")),
             None,
         )
         .await,
     );
-    statuses.push(call(Method::DELETE, format!("{}?{ids_query}", instance("au-5")), None).await);
+    statuses.push(
+        call(
+            Method::PATCH,
+            instance_path("no-such"),
+            Some(json!({"service_id": sid})),
+        )
+        .await,
+    );
+    statuses.push(
+        call(
+            Method::PUT,
+            instance_path("au-5"),
+            Some(provision_body(&json!({}))),
+        )
+        .await,
+    );
+    statuses.push(
+        call(
+            Method::DELETE,
+            format!("{}?service_id=wrong&plan_id={pid}", instance_path("au-5")),
+            None,
+        )
+        .await,
+    );
+    statuses.push(
+        call(
+            Method::DELETE,
+            format!("{}{ids_query}", instance_path("au-5")),
+            None,
+        )
+        .await,
+    );
     assert_eq!(
         statuses,
         [
@@ -1203,8 +1288,13 @@ async fn twenty_mutating_calls_make_twenty_audit_records_without_secrets() {
     );
     // Reads are not recorded.
     gw.catalog().await;
-    call(Method::GET, format!("{}/last_operation", instance("au-3")), None).await;
-    call(Method::GET, instance("au-5"), None).await;
+    call(
+        Method::GET,
+        format!("{}/last_operation", instance_path("au-3")),
+        None,
+    )
+    .await;
+    call(Method::GET, instance_path("au-5"), None).await;
 
     // Twenty records, in order, each with what happened.
     let page = admin_get(&gw, "/admin/audit?kind=platform&limit=1000").await;
@@ -1384,17 +1474,17 @@ async fn hostile_user_names_are_escaped_in_tables_and_exact_in_json() {
         "mallory\u{1b}[2J\u{1b}]0;owned\u{7}\n9999  admin  provision  forged  201\r\u{9b}31m\u{202e}live";
     let identity = base64::engine::general_purpose::STANDARD
         .encode(serde_json::to_vec(&json!({"username": hostile, "uid": "u-1"})).unwrap());
-    let created = gw
-        .request(Method::PUT, "/v2/service_instances/hostile")
-        .header(
-            "X-Broker-API-Originating-Identity",
-            format!("kubernetes {identity}"),
-        )
-        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let created = OsbResponse::send(
+        gw.osb()
+            .request(Method::PUT, &instance_path("hostile"))
+            .header(
+                "X-Broker-API-Originating-Identity",
+                format!("kubernetes {identity}"),
+            )
+            .json(&ids.small_body()),
+    )
+    .await;
+    assert_eq!(created.status, 201);
 
     let escaped = "mallory\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\n9999  admin  provision  forged  201\\r\\u{9b}31m\\u{202e}live";
     for args in [&["audit"][..], &["instance", "hostile"]] {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{BEARER_TOKEN, PLATFORM_PASSWORD, PLATFORM_USER, TestGateway, platforms_yaml};
 use crate::support::obapi::{BROKER_PASSWORD, ObapiBroker};
+use crate::support::osb::{OsbClient, OsbResponse, Query, instance_path};
 use crate::support::{eventually, fixture, fixture_path, http, logs};
 
 /// `name` → service, for one catalog.
@@ -134,34 +135,24 @@ async fn three_brokers_merge_into_one_catalog() {
     let response = gateway.catalog().await;
     let etag = response.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with('"') && !etag.starts_with("W/"));
-    let not_modified = gateway
-        .request(Method::GET, "/v2/catalog")
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(not_modified.status(), 304);
-    assert_eq!(not_modified.headers()["etag"], etag.as_str());
-    assert!(not_modified.bytes().await.unwrap().is_empty());
-    let listed = format!("\"other\", W/{etag}");
-    let weak_match = gateway
-        .request(Method::GET, "/v2/catalog")
-        .header("If-None-Match", listed)
-        .send()
-        .await
-        .unwrap();
+    let if_none_match = |tag: String| {
+        OsbResponse::send(
+            gateway
+                .request(Method::GET, "/v2/catalog")
+                .header("If-None-Match", tag),
+        )
+    };
+    let not_modified = if_none_match(etag.clone()).await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.headers["etag"], etag.as_str());
+    assert!(not_modified.bytes.is_empty());
+    let weak_match = if_none_match(format!("\"other\", W/{etag}")).await;
     assert_eq!(
-        weak_match.status(),
-        304,
+        weak_match.status, 304,
         "If-None-Match uses the weak comparison (RFC 7232)"
     );
-    let other = gateway
-        .request(Method::GET, "/v2/catalog")
-        .header("If-None-Match", "\"nope\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), 200);
+    let other = if_none_match("\"nope\"".to_owned()).await;
+    assert_eq!(other.status, 200);
 
     // Secrets never reach the logs.
     let text = logs.text();
@@ -237,22 +228,8 @@ async fn two_gateway_processes_with_one_config_publish_identical_catalogs() {
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
         let line = lines.next_line().await.unwrap().unwrap();
         let url = line.strip_prefix("osb-gateway listening on ").unwrap().to_owned();
-        let body = eventually("catalog from the process", Duration::from_secs(30), || async {
-            let response = http()
-                .get(format!("{url}/v2/catalog"))
-                .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-                .header("X-Broker-API-Version", "2.17")
-                .send()
-                .await
-                .ok()?;
-            if response.status() != 200 {
-                return None;
-            }
-            let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-            Some((etag, response.bytes().await.unwrap()))
-        })
-        .await;
-        catalogs.push(body);
+        let response = OsbClient::new(url).ready_catalog().await;
+        catalogs.push((response.header("etag").unwrap().to_owned(), response.bytes));
         processes.push(child);
     }
     assert_eq!(catalogs[0].0, catalogs[1].0, "identical ETags");
@@ -296,36 +273,19 @@ async fn platforms_must_authenticate_and_speak_osb_2x() {
     ))
     .await;
     gateway.ready_catalog().await;
-    let client = http();
-    let get = || client.get(gateway.url("/v2/catalog"));
+    let osb = gateway.osb();
 
-    for (request, what) in [
-        (get().header("X-Broker-API-Version", "2.17"), "no credentials"),
-        (
-            get()
-                .header("X-Broker-API-Version", "2.17")
-                .basic_auth(PLATFORM_USER, Some("wrong")),
-            "wrong password",
-        ),
-        (
-            get()
-                .header("X-Broker-API-Version", "2.17")
-                .basic_auth("nobody", Some(PLATFORM_PASSWORD)),
-            "unknown user",
-        ),
-        (
-            get()
-                .header("X-Broker-API-Version", "2.17")
-                .bearer_auth("not-the-token"),
-            "wrong token",
-        ),
+    for (client, what) in [
+        (osb.clone().anonymous(), "no credentials"),
+        (osb.clone().basic(PLATFORM_USER, "wrong"), "wrong password"),
+        (osb.clone().basic("nobody", PLATFORM_PASSWORD), "unknown user"),
+        (osb.clone().bearer("not-the-token"), "wrong token"),
     ] {
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 401, "{what}");
-        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        let response = client.catalog().await;
+        assert_eq!(response.status, 401, "{what}");
+        let challenge = response.header("www-authenticate").unwrap();
         assert!(challenge.contains("Basic realm=\"osb-gateway\""), "{what}");
-        let body: Value = response.json().await.unwrap();
-        assert!(body["description"].is_string(), "{what}: OSB error body");
+        assert!(response.body["description"].is_string(), "{what}: OSB error body");
     }
 
     for (version, what) in [
@@ -334,39 +294,29 @@ async fn platforms_must_authenticate_and_speak_osb_2x() {
         (Some("1.12"), "1.x"),
         (Some("latest"), "garbage"),
     ] {
-        let mut request = get().basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD));
-        if let Some(version) = version {
-            request = request.header("X-Broker-API-Version", version);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 412, "{what}");
-        let body: Value = response.json().await.unwrap();
+        let response = osb.clone().version(version).catalog().await;
+        assert_eq!(response.status, 412, "{what}");
         assert!(
-            body["description"]
-                .as_str()
-                .unwrap()
-                .contains("X-Broker-API-Version"),
+            response.description().unwrap().contains("X-Broker-API-Version"),
             "{what}"
         );
     }
 
-    let response = get()
-        .header("X-Broker-API-Version", "2.14")
-        .bearer_auth(BEARER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "bearer token platform, older 2.x");
+    let response = osb
+        .clone()
+        .bearer(BEARER_TOKEN)
+        .version(Some("2.14"))
+        .catalog()
+        .await;
+    assert_eq!(response.status, 200, "bearer token platform, older 2.x");
 
-    let response = gateway
-        .request(Method::GET, "/v2/catalog")
-        .header("X-Broker-API-Request-Identity", "req-42")
-        .send()
-        .await
-        .unwrap();
+    let response = OsbResponse::send(
+        osb.request(Method::GET, "/v2/catalog")
+            .header("X-Broker-API-Request-Identity", "req-42"),
+    )
+    .await;
     assert_eq!(
-        response.headers()["x-broker-api-request-identity"],
-        "req-42",
+        response.headers["x-broker-api-request-identity"], "req-42",
         "echoed"
     );
     let minted = gateway.catalog().await.headers()["x-broker-api-request-identity"]
@@ -626,7 +576,7 @@ fn memory_mib(pid: u32) -> (u64, u64) {
 async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() {
     use crate::support::process::GatewayProcess;
 
-    let other = FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    let other = FakeBroker::with_catalog(crate::support::small_catalog::small_catalog()).await;
     other.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
     let huge = FakeBroker::with_catalog(
         serde_json::to_vec(
@@ -684,23 +634,19 @@ async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() 
     };
     // The other broker under load while the huge catalog is fetched, three times over.
     let load = {
-        let (url, provision) = (gateway.url.clone(), provision.clone());
+        let (osb, provision) = (gateway.osb(), provision.clone());
         tokio::spawn(async move {
-            let client = http();
+            // Raw requests: a call that gets no answer is status 0, not a panic.
             let mut statuses = Vec::new();
             for i in 0..150 {
-                let provisioned = client
-                    .put(format!("{url}/v2/service_instances/load-{i}"))
-                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-                    .header("X-Broker-API-Version", "2.17")
+                let provisioned = osb
+                    .request(Method::PUT, &instance_path(&format!("load-{i}")))
                     .json(&provision)
                     .send()
                     .await
                     .map_or(0, |r| r.status().as_u16());
-                let catalog = client
-                    .get(format!("{url}/v2/catalog"))
-                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-                    .header("X-Broker-API-Version", "2.17")
+                let catalog = osb
+                    .request(Method::GET, "/v2/catalog")
                     .send()
                     .await
                     .map_or(0, |r| r.status().as_u16());
@@ -733,14 +679,7 @@ async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() 
         error.contains("broker huge") && error.contains("max_catalog_bytes (16777216)"),
         "{error}"
     );
-    let served: Value = gateway
-        .request(Method::GET, "/v2/catalog")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = gateway.osb().catalog().await.body;
     assert!(
         by_name(&served).contains_key("huge.h"),
         "the last good catalog is served on"
@@ -783,12 +722,10 @@ async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() 
     .await;
     assert!(by_name(&served).contains_key("fb.db"), "{served}");
     let provisioned = gateway
-        .request(Method::PUT, "/v2/service_instances/after-restart")
-        .json(&provision)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(provisioned.status(), 201);
+        .osb()
+        .provision("after-restart", Query::none(), &provision)
+        .await;
+    assert_eq!(provisioned.status, 201);
     let (peak, rss) = memory_mib(gateway.child.id().unwrap());
     eprintln!("started with that catalog in its store: peak {peak} MiB, {rss} MiB");
     assert!(peak < 256, "peak RSS {peak} MiB");

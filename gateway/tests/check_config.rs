@@ -214,7 +214,7 @@ policy_file: policy.yaml
 /// With `--fetch`, rules naming services or plans that no catalog has are refused.
 #[tokio::test]
 async fn with_fetch_policy_rules_must_name_services_and_plans_that_exist() {
-    let broker = FakeBroker::with_catalog(crate::faults::small_catalog()).await;
+    let broker = FakeBroker::with_catalog(crate::support::small_catalog::small_catalog()).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("policy.yaml"),

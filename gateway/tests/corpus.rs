@@ -4,11 +4,11 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::faults::{gateway_for, small_catalog};
 use crate::support::fake_broker::{FakeBroker, Reply};
-use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER, TestGateway};
-use crate::support::http;
+use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER, TestGateway, platforms_yaml};
+use crate::support::osb::Query;
 use crate::support::raw;
+use crate::support::small_catalog::{Ids, gateway_for, small_catalog};
 
 /// One malformed request: method, path (with query), headers, body.
 struct Case {
@@ -297,6 +297,16 @@ fn corpus(service: &str, plan: &str) -> Vec<Case> {
     cases
 }
 
+/// Provisions instance `ok` and binds `b` to it (the broker must answer both 201), for the
+/// malformed requests to aim at.
+async fn instance_ok_with_binding_b(gateway: &TestGateway, ids: &Ids) {
+    let osb = gateway.osb();
+    let response = osb.provision("ok", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 201);
+    let response = osb.bind("ok", "b", Query::none(), &ids.small_body()).await;
+    assert_eq!(response.status, 201);
+}
+
 fn base64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -313,35 +323,18 @@ async fn two_hundred_malformed_requests_get_osb_4xx_and_reach_nothing() {
     );
     let (gateway, ids) = gateway_for(&broker).await;
     // Something real to aim at.
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/ok")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body = json!({"service_id": ids.service, "plan_id": ids.small});
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/ok/service_bindings/b")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    instance_ok_with_binding_b(&gateway, &ids).await;
     let forwarded = |b: &FakeBroker| b.recorded().iter().filter(|r| r.path != "/v2/catalog").count();
     let before = forwarded(&broker);
 
     let cases = corpus(&ids.service, &ids.small);
     assert!(cases.len() >= 200, "{} cases", cases.len());
-    let client = http();
+    // The platform's client, and one without credentials or version for the cases that set them.
+    let (platform, bare) = (gateway.osb(), gateway.osb().anonymous().version(None));
     let mut failures = Vec::new();
     for c in &cases {
-        let mut request = client.request(c.method.clone(), gateway.url(&c.path));
-        if !c.bare {
-            request = request
-                .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-                .header("X-Broker-API-Version", "2.17");
-        }
+        let client = if c.bare { &bare } else { &platform };
+        let mut request = client.request(c.method.clone(), &c.path);
         for (name, value) in &c.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -385,7 +378,6 @@ async fn two_hundred_malformed_requests_get_osb_4xx_and_reach_nothing() {
     );
     // Still standing.
     assert_eq!(gateway.catalog().await.status(), 200);
-    let _: &TestGateway = &gateway;
 }
 
 /// Dot segments in every encoding a URL library or web framework would normalise.
@@ -464,21 +456,7 @@ async fn dot_segment_ids_in_every_encoding_are_refused_before_routing() {
         Reply::new(201, "{}"),
     );
     let (gateway, ids) = gateway_for(&broker).await;
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/ok")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body = json!({"service_id": ids.service, "plan_id": ids.small});
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/ok/service_bindings/b")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    instance_ok_with_binding_b(&gateway, &ids).await;
     let before = broker.recorded().len();
 
     let requests = dot_requests(&ids.service, &ids.small);
@@ -527,7 +505,7 @@ async fn protocol_abuse_gets_osb_json_answers() {
     let broker = FakeBroker::with_catalog(small_catalog()).await;
     let yaml = format!(
         "{}request_read_timeout_secs: 1\nbrokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
-        crate::support::gateway::platforms_yaml(),
+        platforms_yaml(),
         broker.url()
     );
     let gateway = TestGateway::start(&yaml).await;

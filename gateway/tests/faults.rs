@@ -2,72 +2,15 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::eventually;
-use crate::support::fake_broker::{FakeBroker, Reply};
+use crate::support::fake_broker::{FakeBroker, Recorded, Reply};
 use crate::support::gateway::{TestGateway, platforms_yaml};
+use crate::support::osb::{Query, service};
+use crate::support::small_catalog::{gateway_for, small_catalog};
 
-/// A catalog with one bindable and one non-bindable plan.
-pub fn small_catalog() -> Vec<u8> {
-    serde_json::to_vec(&json!({"services": [{
-        "name": "db", "id": "up-svc", "description": "a database", "bindable": true,
-        "plan_updateable": true, "instances_retrievable": true, "bindings_retrievable": true,
-        "plans": [
-            {"name": "small", "id": "up-small", "description": "small"},
-            {"name": "large", "id": "up-large", "description": "large"},
-            {"name": "nobind", "id": "up-nobind", "description": "no bindings", "bindable": false}
-        ]
-    }]}))
-    .unwrap()
-}
-
-/// A gateway in front of one scripted broker `fb` (timeout 1 s), and the gateway ids of `db`.
-pub async fn gateway_for(broker: &FakeBroker) -> (TestGateway, Ids) {
-    let yaml = format!(
-        "{}brokers:\n  - name: fb\n    url: {}\n    timeout_secs: 1\n    refresh_interval_secs: 3600\n",
-        platforms_yaml(),
-        broker.url()
-    );
-    let gateway = TestGateway::start(&yaml).await;
-    let catalog = gateway.ready_catalog().await;
-    let service = &catalog["services"][0];
-    let plan = |name: &str| {
-        service["plans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let ids = Ids {
-        service: service["id"].as_str().unwrap().to_owned(),
-        small: plan("small"),
-        large: plan("large"),
-        nobind: plan("nobind"),
-    };
-    (gateway, ids)
-}
-
-/// Gateway ids of the small catalog.
-pub struct Ids {
-    pub service: String,
-    pub small: String,
-    pub large: String,
-    pub nobind: String,
-}
-
-impl Ids {
-    pub fn provision(&self) -> Value {
-        json!({"service_id": self.service, "plan_id": self.small, "parameters": {"a": 1}})
-    }
-}
-
-async fn wait_for_delete(broker: &FakeBroker, path: &str) -> crate::support::fake_broker::Recorded {
+async fn wait_for_delete(broker: &FakeBroker, path: &str) -> Recorded {
     eventually(&format!("DELETE {path}"), Duration::from_secs(15), || async {
         broker.received("DELETE", path).into_iter().next()
     })
@@ -84,18 +27,11 @@ async fn a_provision_timeout_is_504_and_the_instance_is_deprovisioned_upstream()
     );
     broker.on("DELETE", "/v2/service_instances/*", Reply::new(200, "{}"));
     let (mut gateway, ids) = gateway_for(&broker).await;
+    let osb = gateway.osb();
 
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/slow-1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 504);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "UpstreamTimeout"
-    );
+    let response = osb.provision("slow-1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 504);
+    assert_eq!(response.body["error"], "UpstreamTimeout");
 
     let delete = wait_for_delete(&broker, "/v2/service_instances/slow-1").await;
     assert!(
@@ -111,18 +47,8 @@ async fn a_provision_timeout_is_504_and_the_instance_is_deprovisioned_upstream()
     );
 
     // The platform's own orphan mitigation meets a 410: the gateway owns the cleanup.
-    let response = gateway
-        .request(
-            Method::DELETE,
-            &format!(
-                "/v2/service_instances/slow-1?service_id={}&plan_id={}",
-                ids.service, ids.small
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 410);
+    let response = osb.deprovision("slow-1", ids.query()).await;
+    assert_eq!(response.status, 410);
 
     gateway.wait_for_no_orphans().await;
     gateway.stop().await;
@@ -143,14 +69,10 @@ async fn an_early_gone_is_confirmed_by_a_second_delete_after_the_settle_time() {
     );
     broker.on("DELETE", "/v2/service_instances/*", Reply::new(410, "{}"));
     let (mut gateway, ids) = gateway_for(&broker).await;
+    let osb = gateway.osb();
 
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/late-1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 504);
+    let response = osb.provision("late-1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 504);
     wait_for_delete(&broker, "/v2/service_instances/late-1").await;
     let confirmed = eventually("a confirming delete", Duration::from_secs(15), || async {
         let deletes = broker.received("DELETE", "/v2/service_instances/late-1");
@@ -183,38 +105,23 @@ async fn a_500_on_bind_is_502_and_an_unbind_follows() {
         Reply::new(200, "{}"),
     );
     let (gateway, ids) = gateway_for(&broker).await;
+    let osb = gateway.osb();
 
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i1/service_bindings/b1")
-        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "UpstreamError");
-    assert!(body["description"].as_str().unwrap().contains("500"));
+    let response = osb.provision("i1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 201);
+    let response = osb.bind("i1", "b1", Query::none(), &ids.small_body()).await;
+    assert_eq!(response.status, 502);
+    assert_eq!(response.body["error"], "UpstreamError");
+    assert!(response.description().unwrap().contains("500"));
     let delete = wait_for_delete(&broker, "/v2/service_instances/i1/service_bindings/b1").await;
     assert!(delete.query.contains("plan_id=up-small"));
     assert!(
         broker.received("DELETE", "/v2/service_instances/i1?").is_empty(),
         "the instance is left alone"
     );
-    let response = gateway
-        .request(Method::GET, "/v2/service_instances/i1/service_bindings/b1")
-        .send()
-        .await
-        .unwrap();
+    let response = osb.fetch_binding("i1", "b1").await;
     assert_eq!(
-        response.status(),
-        404,
+        response.status, 404,
         "an orphaned binding does not exist for the platform"
     );
 }
@@ -229,13 +136,9 @@ async fn a_malformed_201_is_502_and_mitigated() {
     );
     broker.on("DELETE", "/v2/service_instances/*", Reply::new(410, "{}"));
     let (gateway, ids) = gateway_for(&broker).await;
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/m1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
+    let osb = gateway.osb();
+    let response = osb.provision("m1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 502);
     wait_for_delete(&broker, "/v2/service_instances/m1").await;
 }
 
@@ -259,44 +162,23 @@ async fn timeouts_408_and_concurrency_errors_are_not_mitigated() {
         Reply::new(408, "{}"),
     );
     let (mut gateway, ids) = gateway_for(&broker).await;
+    let osb = gateway.osb();
 
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i-408")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
+    let response = osb.provision("i-408", Query::none(), &ids.provision()).await;
     assert_eq!(
-        response.status(),
-        408,
+        response.status, 408,
         "the upstream's 408 says it never got the request"
     );
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i-422")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
+    let response = osb.provision("i-422", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 422);
     assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "ConcurrencyError",
+        response.body["error"], "ConcurrencyError",
         "upstream error passes through"
     );
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i-ok")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/i-ok/service_bindings/b")
-        .json(&json!({"service_id": ids.service, "plan_id": ids.small}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 408);
+    let response = osb.provision("i-ok", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 201);
+    let response = osb.bind("i-ok", "b", Query::none(), &ids.small_body()).await;
+    assert_eq!(response.status, 408);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -320,18 +202,11 @@ async fn timeouts_408_and_concurrency_errors_are_not_mitigated() {
 async fn nothing_sent_means_nothing_to_mitigate() {
     let mut broker = FakeBroker::with_catalog(small_catalog()).await;
     let (mut gateway, ids) = gateway_for(&broker).await;
+    let osb = gateway.osb();
     broker.stop().await;
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/u1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "UpstreamUnavailable"
-    );
+    let response = osb.provision("u1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 502);
+    assert_eq!(response.body["error"], "UpstreamUnavailable");
     gateway.stop().await;
     assert!(gateway.open_store().await.instances().await.unwrap().is_empty());
 }
@@ -342,13 +217,9 @@ async fn mitigation_resumes_after_a_gateway_restart() {
     broker.on("PUT", "/v2/service_instances/*", Reply::new(500, "{}"));
     broker.on("DELETE", "/v2/service_instances/*", Reply::new(503, "{}"));
     let (gateway, ids) = gateway_for(&broker).await;
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/r1")
-        .json(&ids.provision())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
+    let osb = gateway.osb();
+    let response = osb.provision("r1", Query::none(), &ids.provision()).await;
+    assert_eq!(response.status, 502);
     wait_for_delete(&broker, "/v2/service_instances/r1").await;
 
     // Down with the cleanup still owed: the orphan is in the store.
@@ -417,27 +288,21 @@ async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_
     let gateway = TestGateway::start(&yaml).await;
     let catalog = gateway.ready_catalog().await;
     let body_of = |name: &str| {
-        let s = catalog["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap();
+        let s = service(&catalog, name);
         json!({"service_id": s["id"], "plan_id": s["plans"][0]["id"]})
     };
     let (on_hang, on_ok) = (body_of("hang.db"), body_of("ok.db"));
+    let osb = gateway.osb();
     let put = |id: String, body: &Value| {
-        gateway
-            .request(Method::PUT, &format!("/v2/service_instances/{id}"))
-            .json(body)
-            .send()
+        let (osb, body) = (osb.clone(), body.clone());
+        async move { osb.provision(&id, Query::none(), &body).await }
     };
 
     // The healthy broker keeps answering all along.
     let healthy_calls = async {
         let mut statuses = Vec::new();
         for i in 0..20 {
-            statuses.push(put(format!("ok-{i}"), &on_ok).await.unwrap().status().as_u16());
+            statuses.push(put(format!("ok-{i}"), &on_ok).await.status.as_u16());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         statuses
@@ -448,11 +313,11 @@ async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_
         let mut timeouts = 0;
         loop {
             let started = std::time::Instant::now();
-            let response = put(format!("hang-{timeouts}"), &on_hang).await.unwrap();
-            if response.status() == 503 {
+            let response = put(format!("hang-{timeouts}"), &on_hang).await;
+            if response.status == 503 {
                 break;
             }
-            assert_eq!(response.status(), 504);
+            assert_eq!(response.status, 504);
             assert!(
                 started.elapsed() < Duration::from_millis(2500),
                 "bounded by the timeout: {:?}",
@@ -465,13 +330,10 @@ async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_
         // ... then calls fail at once, before anything is recorded or sent.
         let sent_before = hanging.received("PUT", "/v2/service_instances/").len();
         let started = std::time::Instant::now();
-        let response = put("hang-fast".into(), &on_hang).await.unwrap();
+        let response = put("hang-fast".into(), &on_hang).await;
         let fast = started.elapsed();
-        assert_eq!(response.status(), 503);
-        assert_eq!(
-            response.json::<Value>().await.unwrap()["error"],
-            "UpstreamUnavailable"
-        );
+        assert_eq!(response.status, 503);
+        assert_eq!(response.body["error"], "UpstreamUnavailable");
         assert!(fast < Duration::from_millis(250), "fail fast: {fast:?}");
         assert_eq!(
             hanging.received("PUT", "/v2/service_instances/").len(),
@@ -483,14 +345,7 @@ async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_
     };
     let (statuses, timeouts) = tokio::join!(healthy_calls, hanging_calls);
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
-    let brokers = gateway.brokers().await;
-    let hang = brokers["brokers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "hang")
-        .unwrap()
-        .clone();
+    let hang = gateway.broker_status("hang").await;
     assert_eq!(
         (hang["breaker"].as_str(), hang["healthy"].as_bool()),
         (Some("open"), Some(false))
@@ -500,8 +355,8 @@ async fn a_hanging_upstream_trips_its_breaker_fails_fast_and_heals_while_others_
     hanging.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
     hanging.on("DELETE", "/v2/service_instances/*", Reply::new(200, "{}"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(put("hang-healed".into(), &on_hang).await.unwrap().status(), 201);
-    assert_eq!(put("hang-healed-2".into(), &on_hang).await.unwrap().status(), 201);
+    assert_eq!(put("hang-healed".into(), &on_hang).await.status, 201);
+    assert_eq!(put("hang-healed-2".into(), &on_hang).await.status, 201);
     assert_eq!(gateway.broker_status("hang").await["name"], "hang");
     // The timed-out provisions were cleaned up upstream.
     for i in 0..timeouts {
@@ -530,15 +385,9 @@ async fn a_connection_reset_mid_call_is_502_and_mitigated() {
     let mut gateway = TestGateway::start(&yaml).await;
     let catalog = gateway.ready_catalog().await;
     let body = json!({"service_id": catalog["services"][0]["id"], "plan_id": catalog["services"][0]["plans"][0]["id"]});
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/rst-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"], "UpstreamError");
+    let response = gateway.osb().provision("rst-1", Query::none(), &body).await;
+    assert_eq!(response.status, 502);
+    assert_eq!(response.body["error"], "UpstreamError");
     // The provision may have been acted on: it is orphaned and the gateway keeps trying to delete it.
     eventually(
         "the mitigation tried a delete",

@@ -3,22 +3,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::gateway::{TestGateway, platforms_yaml};
 use crate::support::obapi::ObapiBroker;
+use crate::support::osb::{OsbClient, OsbResponse, Query, Resource, instance_path, service};
 use crate::support::{eventually, fixture_path, logs};
-
-/// The first service of `catalog` named `name` and its plans' ids.
-fn service<'a>(catalog: &'a Value, name: &str) -> &'a Value {
-    catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
 
 /// Provision parameters valid for both services the lifecycle test uses (DynamoDB's schema requires
 /// its key attributes), with a marker that must never reach the logs.
@@ -26,43 +17,23 @@ fn provision_parameters() -> Value {
     json!({"size": 1, "HashAttributeName": "id", "RangeAttributeName": "ts", "admin_password": "param-secret-41"})
 }
 
-/// Percent-encodes a query value the way a platform does.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// Polls an asynchronous operation of `resource` to its end (seeing it in progress at least once,
+/// unless it ends in a non-200 like 410); the last answer.
+async fn poll(osb: &OsbClient, resource: Resource<'_>, query: Query) -> OsbResponse {
+    let polled = osb.poll(resource, query).await;
+    assert!(
+        polled.in_progress > 0 || polled.last.status != 200,
+        "an async operation is in progress at least once"
+    );
+    polled.last
 }
 
-/// Polls an instance's (or binding's) `last_operation` until it is no longer "in progress";
-/// returns the final status and body.
-async fn poll(gateway: &TestGateway, path: &str, query: &str) -> (StatusCode, Value) {
-    let mut seen_in_progress = false;
-    for _ in 0..50 {
-        let response = gateway
-            .request(Method::GET, &format!("{path}/last_operation?{query}"))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status == 200 && body["state"] == "in progress" {
-            seen_in_progress = true;
-            continue;
-        }
-        assert!(
-            seen_in_progress || status != 200,
-            "an async operation is in progress at least once"
-        );
-        return (status, body);
-    }
-    panic!("{path}: still in progress after 50 polls");
+/// Asserts that a polled operation succeeded.
+fn assert_succeeded(last: &OsbResponse) {
+    assert_eq!(
+        (last.status.as_u16(), last.body["state"].as_str()),
+        (200, Some("succeeded"))
+    );
 }
 
 /// The ids of a catalog (services and plans).
@@ -80,70 +51,52 @@ fn ids(catalog: &Value) -> HashSet<String> {
 /// provision → poll → update → poll → bind → fetch → unbind → deprovision → poll → 410, on one
 /// published service. `new_plan` changes the plan on update when given.
 async fn lifecycle(gateway: &TestGateway, published: &Value, plan: &Value, new_plan: Option<&Value>, n: u32) {
+    let osb = gateway.osb();
     let instance = format!("inst-{n}-{}", uuid::Uuid::new_v4());
-    let path = format!("/v2/service_instances/{instance}");
     let (service_id, plan_id) = (published["id"].as_str().unwrap(), plan["id"].as_str().unwrap());
-    let ids_query = format!("service_id={service_id}&plan_id={plan_id}");
     let context = json!({"platform": "kubernetes", "namespace": "team-a", "clusterid": "c1"});
+    let provision = json!({"service_id": service_id, "plan_id": plan_id, "context": context,
+                           "organization_guid": "org", "space_guid": "space", "parameters": provision_parameters()});
 
     // Provision, asynchronously.
-    let response = gateway
-        .request(Method::PUT, &format!("{path}?accepts_incomplete=true"))
+    let response = OsbResponse::send(
+        osb.request(
+            Method::PUT,
+            &format!(
+                "{}{}",
+                instance_path(&instance),
+                Query::none().incomplete().render()
+            ),
+        )
         .header(
             "X-Broker-API-Originating-Identity",
             "kubernetes eyJ1c2VybmFtZSI6ImFsaWNlIn0=",
         )
-        .json(
-            &json!({"service_id": service_id, "plan_id": plan_id, "context": context,
-                      "organization_guid": "org", "space_guid": "space", "parameters": provision_parameters()}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let operation = response.json::<Value>().await.unwrap()["operation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json(&provision),
+    )
+    .await;
+    assert_eq!(response.status, 202);
+    let operation = response.operation();
     assert!(
         operation.contains(' '),
         "the upstream's operation needs encoding: {operation:?}"
     );
     // An identical re-PUT while in progress: 202 with the same operation.
-    let again = gateway
-        .request(Method::PUT, &format!("{path}?accepts_incomplete=true"))
-        .json(
-            &json!({"service_id": service_id, "plan_id": plan_id, "context": context,
-                      "organization_guid": "org", "space_guid": "space", "parameters": provision_parameters()}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 202);
-    assert_eq!(
-        again.json::<Value>().await.unwrap()["operation"],
-        operation.as_str()
-    );
-    let (status, body) = poll(
-        gateway,
-        &path,
-        &format!("{ids_query}&operation={}", encode(&operation)),
+    let again = osb
+        .provision(&instance, Query::none().incomplete(), &provision)
+        .await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.body["operation"], operation.as_str());
+    let last = poll(
+        &osb,
+        Resource::Instance(&instance),
+        Query::ids(service_id, plan_id).operation(&operation),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["state"].as_str()),
-        (200, Some("succeeded"))
-    );
+    assert_succeeded(&last);
 
     // Fetch: the gateway's ids, not the upstream's.
-    let fetched: Value = gateway
-        .request(Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = osb.fetch_instance(&instance).await.body;
     assert_eq!(
         (fetched["service_id"].as_str(), fetched["plan_id"].as_str()),
         (Some(service_id), Some(plan_id))
@@ -156,36 +109,18 @@ async fn lifecycle(gateway: &TestGateway, published: &Value, plan: &Value, new_p
     if new_plan.is_some() {
         update["plan_id"] = json!(target);
     }
-    let response = gateway
-        .request(Method::PATCH, &format!("{path}?accepts_incomplete=true"))
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let operation = response.json::<Value>().await.unwrap()["operation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let response = osb.update(&instance, Query::none().incomplete(), &update).await;
+    assert_eq!(response.status, 202);
+    let operation = response.operation();
     // OSB: poll an update with the plan prior to it.
-    let (status, body) = poll(
-        gateway,
-        &path,
-        &format!("{ids_query}&operation={}", encode(&operation)),
+    let last = poll(
+        &osb,
+        Resource::Instance(&instance),
+        Query::ids(service_id, plan_id).operation(&operation),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["state"].as_str()),
-        (200, Some("succeeded"))
-    );
-    let fetched: Value = gateway
-        .request(Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_succeeded(&last);
+    let fetched = osb.fetch_instance(&instance).await.body;
     assert_eq!(
         fetched["plan_id"], target,
         "fetch reports the new plan in gateway ids"
@@ -193,81 +128,50 @@ async fn lifecycle(gateway: &TestGateway, published: &Value, plan: &Value, new_p
     assert_eq!(fetched["parameters"]["size"], 2);
 
     // Bind (synchronous), fetch it, unbind.
-    let binding = format!("{path}/service_bindings/bind-{n}");
-    let response = gateway
-        .request(Method::PUT, &binding)
-        .json(
+    let binding = format!("bind-{n}");
+    let response = osb
+        .bind(
+            &instance,
+            &binding,
+            Query::none(),
             &json!({"service_id": service_id, "plan_id": target, "bind_resource": {"app_guid": "app-1"},
-                      "context": context}),
+                    "context": context}),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let bound: Value = response.json().await.unwrap();
+        .await;
+    assert_eq!(response.status, 201);
+    let bound = response.body;
     assert_eq!(
         bound["credentials"]["uri"],
         format!("fake://bind-{n}"),
         "credentials pass through"
     );
-    let fetched: Value = gateway
-        .request(Method::GET, &binding)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = osb.fetch_binding(&instance, &binding).await.body;
     assert_eq!(fetched["credentials"], bound["credentials"]);
-    let response = gateway
-        .request(
-            Method::DELETE,
-            &format!("{binding}?service_id={service_id}&plan_id={target}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let response = gateway
-        .request(
-            Method::DELETE,
-            &format!("{binding}?service_id={service_id}&plan_id={target}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 410, "unbinding again: gone");
+    let response = osb
+        .unbind(&instance, &binding, Query::ids(service_id, target))
+        .await;
+    assert_eq!(response.status, 200);
+    let response = osb
+        .unbind(&instance, &binding, Query::ids(service_id, target))
+        .await;
+    assert_eq!(response.status, 410, "unbinding again: gone");
 
     // Deprovision, asynchronously; then the instance is gone.
-    let response = gateway
-        .request(
-            Method::DELETE,
-            &format!("{path}?service_id={service_id}&plan_id={target}&accepts_incomplete=true"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let operation = response.json::<Value>().await.unwrap()["operation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let query = format!(
-        "service_id={service_id}&plan_id={target}&operation={}",
-        encode(&operation)
+    let response = osb
+        .deprovision(&instance, Query::ids(service_id, target).incomplete())
+        .await;
+    assert_eq!(response.status, 202);
+    let query = Query::ids(service_id, target).operation(&response.operation());
+    let last = poll(&osb, Resource::Instance(&instance), query.clone()).await;
+    assert!(
+        last.status == 410 || last.body["state"] == "succeeded",
+        "{} {}",
+        last.status,
+        last.body
     );
-    let (status, body) = poll(gateway, &path, &query).await;
-    assert!(status == 410 || body["state"] == "succeeded", "{status} {body}");
-    let response = gateway
-        .request(Method::GET, &format!("{path}/last_operation?{query}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 410);
-    assert_eq!(
-        gateway.request(Method::GET, &path).send().await.unwrap().status(),
-        404
-    );
+    let response = osb.instance_last_operation(&instance, query).await;
+    assert_eq!(response.status, 410);
+    assert_eq!(osb.fetch_instance(&instance).await.status, 404);
 }
 
 #[tokio::test]
@@ -376,15 +280,16 @@ async fn a_request_identity_is_forwarded_and_echoed() {
     .await;
     let catalog = gateway.ready_catalog().await;
     let s3 = service(&catalog, "aws.s3");
-    let response = gateway
-        .request(Method::PUT, "/v2/service_instances/ident-1")
-        .header("X-Broker-API-Request-Identity", "trace-me-7")
-        .json(&json!({"service_id": s3["id"], "plan_id": s3["plans"][0]["id"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    assert_eq!(response.headers()["x-broker-api-request-identity"], "trace-me-7");
+    let response = OsbResponse::send(
+        gateway
+            .osb()
+            .request(Method::PUT, &instance_path("ident-1"))
+            .header("X-Broker-API-Request-Identity", "trace-me-7")
+            .json(&json!({"service_id": s3["id"], "plan_id": s3["plans"][0]["id"]})),
+    )
+    .await;
+    assert_eq!(response.status, 201);
+    assert_eq!(response.headers["x-broker-api-request-identity"], "trace-me-7");
     let recorded = eventually("provision recorded", Duration::from_secs(5), || async {
         aws.recorded().await.into_iter().find(|r| r["method"] == "PUT")
     })
@@ -415,98 +320,51 @@ async fn asynchronous_bindings_through_the_in_repo_broker() {
         storage["id"].as_str().unwrap(),
         storage["plans"][0]["id"].as_str().unwrap(),
     );
-    let path = "/v2/service_instances/gcs-1";
-    let ids_query = format!("service_id={service_id}&plan_id={plan_id}");
+    let osb = gateway.osb();
+    let (instance, binding) = ("gcs-1", "gcs-b1");
+    let ids_query = || Query::ids(service_id, plan_id);
+    let body = json!({"service_id": service_id, "plan_id": plan_id});
 
-    let response = gateway
-        .request(Method::PUT, &format!("{path}?accepts_incomplete=true"))
-        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let operation = response.json::<Value>().await.unwrap()["operation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, body) = poll(
-        &gateway,
-        path,
-        &format!("{ids_query}&operation={}", encode(&operation)),
+    let response = osb.provision(instance, Query::none().incomplete(), &body).await;
+    assert_eq!(response.status, 202);
+    let last = poll(
+        &osb,
+        Resource::Instance(instance),
+        ids_query().operation(&response.operation()),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["state"].as_str()),
-        (200, Some("succeeded"))
-    );
+    assert_succeeded(&last);
 
-    let binding = format!("{path}/service_bindings/gcs-b1");
-    let response = gateway
-        .request(Method::PUT, &format!("{binding}?accepts_incomplete=true"))
-        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
+    let response = osb
+        .bind(instance, binding, Query::none().incomplete(), &body)
+        .await;
+    assert_eq!(response.status, 202);
+    let accepted = response.body;
     assert!(accepted.get("credentials").is_none());
     let operation = accepted["operation"].as_str().unwrap().to_owned();
     // While the bind is in flight the instance refuses an unbind of another kind: ConcurrencyError.
-    let delete = gateway
-        .request(Method::DELETE, &format!("{path}?{ids_query}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(delete.status(), 422);
-    let (status, body) = poll(
-        &gateway,
-        &binding,
-        &format!("{ids_query}&operation={}", encode(&operation)),
+    let delete = osb.deprovision(instance, ids_query()).await;
+    assert_eq!(delete.status, 422);
+    let last = poll(
+        &osb,
+        Resource::Binding(instance, binding),
+        ids_query().operation(&operation),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["state"].as_str()),
-        (200, Some("succeeded"))
-    );
-    let fetched: Value = gateway
-        .request(Method::GET, &binding)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_succeeded(&last);
+    let fetched = osb.fetch_binding(instance, binding).await.body;
     assert_eq!(fetched["credentials"]["uri"], "demo://gcs-b1");
 
-    let response = gateway
-        .request(
-            Method::DELETE,
-            &format!("{binding}?{ids_query}&accepts_incomplete=true"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let operation = response.json::<Value>().await.unwrap()["operation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, body) = poll(
-        &gateway,
-        &binding,
-        &format!("{ids_query}&operation={}", encode(&operation)),
+    let response = osb.unbind(instance, binding, ids_query().incomplete()).await;
+    assert_eq!(response.status, 202);
+    let last = poll(
+        &osb,
+        Resource::Binding(instance, binding),
+        ids_query().operation(&response.operation()),
     )
     .await;
-    assert!(status == 410 || body["state"] == "succeeded");
-    assert_eq!(
-        gateway
-            .request(Method::GET, &binding)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert!(last.status == 410 || last.body["state"] == "succeeded");
+    assert_eq!(osb.fetch_binding(instance, binding).await.status, 404);
     assert!(broker.bindings().is_empty());
     let counts = gateway.registry().await;
     assert_eq!(

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{BEARER_TOKEN, PLATFORM_PASSWORD, PLATFORM_USER, TestGateway};
+use crate::support::osb::{OsbClient, OsbResponse, Query, instance_path, plan_ids};
 use crate::support::{eventually, http};
 
 fn catalog(services: Value) -> Vec<u8> {
@@ -104,26 +105,21 @@ fn yaml(azure: &FakeBroker, aws: &FakeBroker, gcp: &FakeBroker) -> String {
     )
 }
 
-/// A request as one of the three platforms.
-fn as_platform(gateway: &TestGateway, platform: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
-    let request = http()
-        .request(method, gateway.url(path))
-        .header("X-Broker-API-Version", "2.17");
+/// An OSB client as one of the three platforms.
+fn as_platform(gateway: &TestGateway, platform: &str) -> OsbClient {
+    let osb = gateway.osb();
     match platform {
-        "k8s-prod" => request.basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD)),
-        "cf" => request.bearer_auth(BEARER_TOKEN),
-        _ => request.basic_auth("dev", Some("dev-secret")),
+        "k8s-prod" => osb.basic(PLATFORM_USER, PLATFORM_PASSWORD),
+        "cf" => osb.bearer(BEARER_TOKEN),
+        _ => osb.basic("dev", "dev-secret"),
     }
 }
 
 async fn catalog_of(gateway: &TestGateway, platform: &str) -> (String, Value) {
-    let response = as_platform(gateway, platform, Method::GET, "/v2/catalog")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-    (etag, response.json().await.unwrap())
+    let response = as_platform(gateway, platform).catalog().await;
+    assert_eq!(response.status, 200);
+    let etag = response.header("etag").unwrap().to_owned();
+    (etag, response.body)
 }
 
 /// `service/plan` names a catalog shows.
@@ -140,26 +136,6 @@ fn plans(catalog: &Value) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-/// The gateway ids of `service/plan` in a catalog.
-fn ids(catalog: &Value, service: &str, plan: &str) -> (String, String) {
-    let s = catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == service)
-        .unwrap();
-    let p = s["plans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == plan)
-        .unwrap();
-    (
-        s["id"].as_str().unwrap().to_owned(),
-        p["id"].as_str().unwrap().to_owned(),
-    )
 }
 
 fn forwarded(broker: &FakeBroker) -> usize {
@@ -214,37 +190,36 @@ async fn each_platform_gets_its_own_catalog_and_can_only_call_what_it_sees() {
         prod_etag != cf_etag && cf_etag != dev_etag && prod_etag != dev_etag,
         "one ETag per platform's catalog"
     );
-    let again = as_platform(&gateway, "cf", Method::GET, "/v2/catalog")
-        .header("If-None-Match", &cf_etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 304);
+    let again = OsbResponse::send(
+        as_platform(&gateway, "cf")
+            .request(Method::GET, "/v2/catalog")
+            .header("If-None-Match", &cf_etag),
+    )
+    .await;
+    assert_eq!(again.status, 304);
 
     // What a platform can't see, it can't provision: 403 PolicyDenied naming the rule; nothing sent.
     let before = forwarded(&azure) + forwarded(&aws) + forwarded(&gcp);
-    let (service, plan) = ids(&prod, "azure.azure-mysql", "basic");
-    let response = as_platform(&gateway, "cf", Method::PUT, "/v2/service_instances/cf-1")
-        .json(&json!({"service_id": service, "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "PolicyDenied");
-    assert!(
-        body["description"]
-            .as_str()
-            .unwrap()
-            .contains("cf-hides-the-rest")
-    );
-    let (service, plan) = ids(&prod, "aws.rdsmysql", "production");
-    let response = as_platform(&gateway, "k8s-dev", Method::PUT, "/v2/service_instances/dev-1")
-        .json(&json!({"service_id": service, "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403, "a paid plan is hidden from k8s-dev");
+    let (service, plan) = plan_ids(&prod, "azure.azure-mysql", "basic");
+    let response = as_platform(&gateway, "cf")
+        .provision(
+            "cf-1",
+            Query::none(),
+            &json!({"service_id": service, "plan_id": plan}),
+        )
+        .await;
+    assert_eq!(response.status, 403);
+    assert_eq!(response.body["error"], "PolicyDenied");
+    assert!(response.description().unwrap().contains("cf-hides-the-rest"));
+    let (service, plan) = plan_ids(&prod, "aws.rdsmysql", "production");
+    let response = as_platform(&gateway, "k8s-dev")
+        .provision(
+            "dev-1",
+            Query::none(),
+            &json!({"service_id": service, "plan_id": plan}),
+        )
+        .await;
+    assert_eq!(response.status, 403, "a paid plan is hidden from k8s-dev");
     assert_eq!(forwarded(&azure) + forwarded(&aws) + forwarded(&gcp), before);
 }
 
@@ -254,16 +229,11 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
     let gateway = TestGateway::start_with_files(&yaml(&azure, &aws, &gcp), &[("policy.yaml", POLICY)]).await;
     gateway.ready_catalog().await;
     let (_, prod) = catalog_of(&gateway, "k8s-prod").await;
-    let (mysql, small) = ids(&prod, "mysql", "small");
-    let provision = |id: &str, body: Value| {
-        as_platform(
-            &gateway,
-            "k8s-prod",
-            Method::PUT,
-            &format!("/v2/service_instances/{id}"),
-        )
-        .json(&body)
-        .send()
+    let (mysql, small) = plan_ids(&prod, "mysql", "small");
+    let prod_osb = as_platform(&gateway, "k8s-prod");
+    let provision = |id: &'static str, body: Value| {
+        let osb = prod_osb.clone();
+        async move { osb.provision(id, Query::none(), &body).await }
     };
     let team_a = json!({"platform": "kubernetes", "namespace": "team-a", "namespace_annotations": {"cost-center": "cc-7"}});
 
@@ -272,9 +242,8 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
         "m-a",
         json!({"service_id": mysql, "plan_id": small, "context": team_a}),
     )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
+    .await;
+    assert_eq!(response.status, 201);
     let put = &azure.received("PUT", "/v2/service_instances/m-a")[0];
     let sent: Value = serde_json::from_slice(&put.body).unwrap();
     assert_eq!(
@@ -289,7 +258,7 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
 
     // region says EU → AWS, whatever the namespace.
     let body = json!({"service_id": mysql, "plan_id": small, "context": team_a, "parameters": {"region": "eu-west-1"}});
-    assert_eq!(provision("m-eu", body).await.unwrap().status(), 201);
+    assert_eq!(provision("m-eu", body).await.status, 201);
     let sent: Value =
         serde_json::from_slice(&aws.received("PUT", "/v2/service_instances/m-eu")[0].body).unwrap();
     assert_eq!(
@@ -311,9 +280,8 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
         "m-a2",
         json!({"service_id": mysql, "plan_id": small, "context": team_a}),
     )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
+    .await;
+    assert_eq!(response.status, 201);
     let sent: Value =
         serde_json::from_slice(&gcp.received("PUT", "/v2/service_instances/m-a2")[0].body).unwrap();
     assert_eq!(sent["plan_id"], "gcp-f1");
@@ -329,29 +297,21 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
         "/v2/service_instances/m-eu",
         Reply::new(200, r#"{"service_id":"aws-rds","plan_id":"aws-dev"}"#),
     );
-    let response = as_platform(
-        &gateway,
-        "k8s-prod",
-        Method::PUT,
-        "/v2/service_instances/m-eu/service_bindings/b1",
-    )
-    .json(&json!({"service_id": mysql, "plan_id": small}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
+    let response = prod_osb
+        .bind(
+            "m-eu",
+            "b1",
+            Query::none(),
+            &json!({"service_id": mysql, "plan_id": small}),
+        )
+        .await;
+    assert_eq!(response.status, 201);
     let bound: Value = serde_json::from_slice(
         &aws.received("PUT", "/v2/service_instances/m-eu/service_bindings/b1")[0].body,
     )
     .unwrap();
     assert_eq!(bound["plan_id"], "aws-dev");
-    let fetched: Value = as_platform(&gateway, "k8s-prod", Method::GET, "/v2/service_instances/m-eu")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = prod_osb.fetch_instance("m-eu").await.body;
     assert_eq!(
         (fetched["service_id"].as_str(), fetched["plan_id"].as_str()),
         (Some(mysql.as_str()), Some(small.as_str()))
@@ -361,28 +321,15 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
         "/v2/service_instances/m-eu/service_bindings/*",
         Reply::new(200, "{}"),
     );
-    let q = format!("service_id={mysql}&plan_id={small}");
-    let status = as_platform(
-        &gateway,
-        "k8s-prod",
-        Method::DELETE,
-        &format!("/v2/service_instances/m-eu/service_bindings/b1?{q}"),
-    )
-    .send()
-    .await
-    .unwrap()
-    .status();
+    let status = prod_osb
+        .unbind("m-eu", "b1", Query::ids(&mysql, &small))
+        .await
+        .status;
     assert_eq!(status, 200);
-    let status = as_platform(
-        &gateway,
-        "k8s-prod",
-        Method::DELETE,
-        &format!("/v2/service_instances/m-eu?{q}"),
-    )
-    .send()
-    .await
-    .unwrap()
-    .status();
+    let status = prod_osb
+        .deprovision("m-eu", Query::ids(&mysql, &small))
+        .await
+        .status;
     assert_eq!(status, 200);
     let delete = &aws.received("DELETE", "/v2/service_instances/m-eu")[1];
     assert!(
@@ -393,13 +340,15 @@ async fn a_logical_offering_lands_by_namespace_region_and_health_and_stays_there
 
     // A plan change maps through the plan map of the broker it lives on.
     gcp.on("PATCH", "/v2/service_instances/m-a2", Reply::new(200, "{}"));
-    let (_, large) = ids(&prod, "mysql", "large");
-    let response = as_platform(&gateway, "k8s-prod", Method::PATCH, "/v2/service_instances/m-a2")
-        .json(&json!({"service_id": mysql, "plan_id": large, "previous_values": {"plan_id": small}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (_, large) = plan_ids(&prod, "mysql", "large");
+    let response = prod_osb
+        .update(
+            "m-a2",
+            Query::none(),
+            &json!({"service_id": mysql, "plan_id": large, "previous_values": {"plan_id": small}}),
+        )
+        .await;
+    assert_eq!(response.status, 200);
     let patch: Value =
         serde_json::from_slice(&gcp.received("PATCH", "/v2/service_instances/m-a2")[0].body).unwrap();
     assert_eq!(
@@ -438,8 +387,8 @@ async fn denials_never_reach_an_upstream() {
     let gateway = TestGateway::start_with_files(&yaml(&azure, &aws, &gcp), &[("policy.yaml", POLICY)]).await;
     gateway.ready_catalog().await;
     let (_, prod) = catalog_of(&gateway, "k8s-prod").await;
-    let (s3, s3_plan) = ids(&prod, "aws.s3", "standard");
-    let (mysql, small) = ids(&prod, "mysql", "small");
+    let (s3, s3_plan) = plan_ids(&prod, "aws.s3", "standard");
+    let (mysql, small) = plan_ids(&prod, "mysql", "small");
     let before = forwarded(&azure) + forwarded(&aws) + forwarded(&gcp);
     let cases = [
         (
@@ -474,18 +423,11 @@ async fn denials_never_reach_an_upstream() {
         ),
     ];
     for (i, (platform, body, status, says)) in cases.into_iter().enumerate() {
-        let response = as_platform(
-            &gateway,
-            platform,
-            Method::PUT,
-            &format!("/v2/service_instances/d-{i}"),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(response.status(), status, "{says}");
-        let body: Value = response.json().await.unwrap();
+        let response = as_platform(&gateway, platform)
+            .provision(&format!("d-{i}"), Query::none(), &body)
+            .await;
+        assert_eq!(response.status, status, "{says}");
+        let body = response.body;
         assert!(body["description"].as_str().unwrap().contains(says), "{body}");
         assert!(
             !body["description"].as_str().unwrap().contains("1000"),
@@ -495,12 +437,10 @@ async fn denials_never_reach_an_upstream() {
     assert_eq!(forwarded(&azure) + forwarded(&aws) + forwarded(&gcp), before);
     // Within the schema and the rules it goes through.
     let ok = json!({"service_id": s3, "plan_id": s3_plan, "parameters": {"bucket_size": 10}});
-    let response = as_platform(&gateway, "k8s-prod", Method::PUT, "/v2/service_instances/d-ok")
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let response = as_platform(&gateway, "k8s-prod")
+        .provision("d-ok", Query::none(), &ok)
+        .await;
+    assert_eq!(response.status, 201);
 }
 
 #[tokio::test]
@@ -510,7 +450,7 @@ async fn the_policy_reloads_under_load_without_a_failed_call_and_ignores_a_bad_f
         Arc::new(TestGateway::start_with_files(&yaml(&azure, &aws, &gcp), &[("policy.yaml", POLICY)]).await);
     gateway.ready_catalog().await;
     let (_, prod) = catalog_of(&gateway, "k8s-prod").await;
-    let (service, plan) = ids(&prod, "aws.rdsmysql", "dev");
+    let (service, plan) = plan_ids(&prod, "aws.rdsmysql", "dev");
     let status: Value = http()
         .get(gateway.admin_url("/admin/policy"))
         .send()
@@ -533,20 +473,15 @@ async fn the_policy_reloads_under_load_without_a_failed_call_and_ignores_a_bad_f
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
+                // Raw requests: a call that gets no answer counts as failed, it does not panic.
+                let osb = as_platform(&gateway, "k8s-prod");
                 let response = if w % 2 == 0 {
-                    as_platform(&gateway, "k8s-prod", Method::GET, "/v2/catalog")
+                    osb.request(Method::GET, "/v2/catalog").send().await
+                } else {
+                    osb.request(Method::PUT, &instance_path(&format!("load-{w}-{i}")))
+                        .json(&json!({"service_id": service, "plan_id": plan}))
                         .send()
                         .await
-                } else {
-                    as_platform(
-                        &gateway,
-                        "k8s-prod",
-                        Method::PUT,
-                        &format!("/v2/service_instances/load-{w}-{i}"),
-                    )
-                    .json(&json!({"service_id": service, "plan_id": plan}))
-                    .send()
-                    .await
                 };
                 calls.fetch_add(1, Ordering::Relaxed);
                 if !response.is_ok_and(|r| r.status().is_success()) {
@@ -649,7 +584,7 @@ async fn explain_from_the_command_line_shows_failover() {
         gateway.ready_catalog().await;
         catalog_of(&gateway, "k8s-prod").await
     };
-    let (mysql, small) = ids(&prod, "mysql", "small");
+    let (mysql, small) = plan_ids(&prod, "mysql", "small");
     std::fs::write(
         dir.path().join("request.json"),
         serde_json::to_vec(&json!({"operation": "provision", "instance_id": "i-1", "body": {

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::faults::small_catalog;
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{BEARER_TOKEN, TestGateway, platforms_yaml};
+use crate::support::osb::Query;
+use crate::support::ports::on_a_free_port;
+use crate::support::small_catalog::small_catalog;
 use crate::support::{eventually, fixture, http};
 
 /// Every metric the gateway exports, as Prometheus names it (histograms without `_bucket`,
@@ -124,7 +125,8 @@ fn the_rules_carry_for_severity_summary_and_description() {
     }
 }
 
-/// A Prometheus server run for one test, on a free loopback port, with its data in a temp folder.
+/// A Prometheus server run for one test, on a free loopback port (see [`on_a_free_port`]), with its
+/// data in a temp folder.
 /// Killed when dropped.
 struct Prometheus {
     child: tokio::process::Child,
@@ -134,19 +136,34 @@ struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus scraping `target`'s `/metrics` every second, with `deploy/prometheus/rules.yaml`
-    /// loaded (evaluated every second), and waits until it is ready.
+    /// loaded (evaluated every second), and waits until it is ready. Prometheus must be told its
+    /// port: [`on_a_free_port`] starts it again on a fresh port if it exits before it is ready (the
+    /// port taken in the meantime).
     async fn start(target: SocketAddr) -> Prometheus {
         let program = installed("prometheus");
+        let rules = deploy("prometheus/rules.yaml").canonicalize().unwrap();
+        on_a_free_port("prometheus", |port| {
+            Prometheus::start_on(&program, &rules, target, port)
+        })
+        .await
+    }
+
+    /// One attempt at [`Prometheus::start`] on `port`: `Err` with its log when it exits before it is
+    /// ready (dropping the child kills nothing left running).
+    async fn start_on(
+        program: &Path,
+        rules: &Path,
+        target: SocketAddr,
+        port: u16,
+    ) -> Result<Prometheus, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rules:?}\n\
              scrape_configs:\n  - job_name: osb-gateway\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
              metrics_path: /metrics\n    static_configs:\n      - targets: [\"{target}\"]\n",
-            rules = deploy("prometheus/rules.yaml").canonicalize().unwrap(),
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = tokio::process::Command::new(program)
             .arg(format!(
@@ -172,11 +189,11 @@ impl Prometheus {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = prometheus.child.try_wait().unwrap() {
-                panic!("prometheus exited ({status}):\n{}", prometheus.log());
+                return Err(format!("prometheus exited ({status}):\n{}", prometheus.log()));
             }
             let ready = http().get(format!("{}/-/ready", prometheus.url)).send().await;
             if ready.is_ok_and(|r| r.status() == 200) {
-                return prometheus;
+                return Ok(prometheus);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -241,12 +258,6 @@ impl Prometheus {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-/// A port that was free a moment ago (bound to port 0, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A gateway in front of one broker serving the OSB spec's example catalog.
@@ -465,33 +476,28 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_exported_by_the_gateway
     let plan = service["plans"][0]["id"].clone();
     let instance = "metrics-instance-7f3a9c";
     let binding = "metrics-binding-2d4e8b";
-    let provision = gateway
-        .request(Method::PUT, &format!("/v2/service_instances/{instance}"))
-        .json(&json!({"service_id": service["id"], "plan_id": plan, "context": {"platform": "kubernetes"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(provision.status(), 201);
-    let bind = gateway
-        .request(
-            Method::PUT,
-            &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
+    let osb = gateway.osb();
+    let provision = osb
+        .provision(
+            instance,
+            Query::none(),
+            &json!({"service_id": service["id"], "plan_id": plan, "context": {"platform": "kubernetes"}}),
         )
-        .json(&json!({"service_id": service["id"], "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bind.status(), 201);
+        .await;
+    assert_eq!(provision.status, 201);
+    let bind = osb
+        .bind(
+            instance,
+            binding,
+            Query::none(),
+            &json!({"service_id": service["id"], "plan_id": plan}),
+        )
+        .await;
+    assert_eq!(bind.status, 201);
+    let cf = osb.bearer(BEARER_TOKEN);
     let mut limited = false;
     for _ in 0..5 {
-        let response = http()
-            .get(gateway.url("/v2/catalog"))
-            .bearer_auth(BEARER_TOKEN)
-            .header("X-Broker-API-Version", "2.17")
-            .send()
-            .await
-            .unwrap();
-        limited |= response.status() == 429;
+        limited |= cf.catalog().await.status == 429;
     }
     assert!(
         limited,

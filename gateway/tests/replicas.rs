@@ -8,11 +8,12 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::faults::small_catalog;
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::platforms_yaml;
+use crate::support::osb::{OsbResponse, Query, instance_path};
 use crate::support::postgres::{Database, PrivateServer};
 use crate::support::process::GatewayProcess;
+use crate::support::small_catalog::small_catalog;
 use crate::support::{eventually, http};
 
 /// Writes a config for replicas on `store_url` in front of `broker`; returns its path.
@@ -32,15 +33,8 @@ fn config(dir: &std::path::Path, store_url: &str, broker: &FakeBroker, name: &st
 }
 
 async fn catalog_of(replica: &GatewayProcess) -> (String, bytes::Bytes) {
-    eventually("catalog", Duration::from_secs(30), || async {
-        let response = replica.request(Method::GET, "/v2/catalog").send().await.ok()?;
-        if response.status() != 200 {
-            return None;
-        }
-        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        Some((etag, response.bytes().await.unwrap()))
-    })
-    .await
+    let response = replica.osb().ready_catalog().await;
+    (response.header("etag").unwrap().to_owned(), response.bytes)
 }
 
 fn provision_body(catalog: &[u8]) -> Value {
@@ -84,18 +78,14 @@ async fn three_replicas_on_one_database_answer_each_race_once() {
     let mut races = Vec::new();
     for i in 0..20 {
         let id = format!("race-{i}");
-        let (a, b) = (&replicas[i % 3], &replicas[(i + 1) % 3]);
-        let first = a
-            .request(Method::PUT, &format!("/v2/service_instances/{id}"))
-            .json(&body)
-            .send();
-        let second = b
-            .request(Method::PUT, &format!("/v2/service_instances/{id}"))
-            .json(&body)
-            .send();
+        let (a, b) = (replicas[i % 3].osb(), replicas[(i + 1) % 3].osb());
+        let body = body.clone();
         races.push(async move {
-            let (x, y) = tokio::join!(first, second);
-            (id, x.unwrap().status().as_u16(), y.unwrap().status().as_u16())
+            let (x, y) = tokio::join!(
+                a.provision(&id, Query::none(), &body),
+                b.provision(&id, Query::none(), &body)
+            );
+            (id, x.status.as_u16(), y.status.as_u16())
         });
     }
     let results = futures_util::future::join_all(races).await;
@@ -125,27 +115,17 @@ async fn three_replicas_on_one_database_answer_each_race_once() {
     );
     for i in 0..20 {
         let response = replicas[(i + 2) % 3]
-            .request(
-                Method::PUT,
-                &format!("/v2/service_instances/race-{i}/service_bindings/b-{i}"),
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "bind race-{i}");
+            .osb()
+            .bind(&format!("race-{i}"), &format!("b-{i}"), Query::none(), &body)
+            .await;
+        assert_eq!(response.status, 201, "bind race-{i}");
     }
     for replica in &replicas {
         for i in 0..20 {
-            let response = replica
-                .request(Method::GET, &format!("/v2/service_instances/race-{i}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "race-{i} through {}", replica.url);
-            let fetched: Value = response.json().await.unwrap();
+            let response = replica.osb().fetch_instance(&format!("race-{i}")).await;
+            assert_eq!(response.status, 200, "race-{i} through {}", replica.url);
             assert_eq!(
-                fetched["plan_id"], body["plan_id"],
+                response.body["plan_id"], body["plan_id"],
                 "gateway ids through every replica"
             );
         }
@@ -187,7 +167,7 @@ async fn a_killed_replicas_intents_are_recovered_by_the_others() {
     let in_flight: Vec<_> = (0..5)
         .map(|i| {
             doomed
-                .request(Method::PUT, &format!("/v2/service_instances/lost-{i}"))
+                .request(Method::PUT, &instance_path(&format!("lost-{i}")))
                 .json(&body)
                 .send()
         })
@@ -205,13 +185,8 @@ async fn a_killed_replicas_intents_are_recovered_by_the_others() {
 
     // The survivor keeps serving meanwhile ...
     broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
-    let response = survivor
-        .request(Method::PUT, "/v2/service_instances/alive-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let response = survivor.osb().provision("alive-1", Query::none(), &body).await;
+    assert_eq!(response.status, 201);
     // ... and, once the dead replica's heartbeat is stale, resolves its intents: the unacknowledged
     // provisions are deprovisioned upstream and forgotten.
     let admin = survivor.admin.clone().unwrap();
@@ -256,9 +231,10 @@ async fn the_database_restarting_under_load_gives_503s_then_recovers_without_a_r
     let (_, catalog) = catalog_of(&gateway).await;
     let body = provision_body(&catalog);
 
+    // Raw requests: while the database restarts a call may get no answer at all.
     let provision = |i: usize| {
         gateway
-            .request(Method::PUT, &format!("/v2/service_instances/pg-{i}"))
+            .request(Method::PUT, &instance_path(&format!("pg-{i}")))
             .json(&body)
             .send()
     };
@@ -271,10 +247,9 @@ async fn the_database_restarting_under_load_gives_503s_then_recovers_without_a_r
     }
     server.stop();
     for i in 10..20 {
-        let response = provision(i).await.unwrap();
-        assert_eq!(response.status(), 503, "while the database is down");
-        let error: Value = response.json().await.unwrap();
-        assert_eq!(error["error"], "StoreUnavailable");
+        let response = OsbResponse::read(provision(i).await.unwrap()).await;
+        assert_eq!(response.status, 503, "while the database is down");
+        assert_eq!(response.body["error"], "StoreUnavailable");
         unavailable += 1;
     }
     let ready = http()
@@ -296,12 +271,8 @@ async fn the_database_restarting_under_load_gives_503s_then_recovers_without_a_r
     assert_eq!(unavailable, 10);
     // Nothing acknowledged was lost.
     for i in &acknowledged {
-        let response = gateway
-            .request(Method::GET, &format!("/v2/service_instances/pg-{i}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "pg-{i}");
+        let response = gateway.osb().fetch_instance(&format!("pg-{i}")).await;
+        assert_eq!(response.status, 200, "pg-{i}");
     }
     // Nothing was sent upstream for the refused calls.
     for i in 10..20 {

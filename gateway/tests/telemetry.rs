@@ -4,14 +4,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::faults::small_catalog;
 use crate::support::fake_broker::{FakeBroker, Reply};
-use crate::support::gateway::{BEARER_TOKEN, TestGateway};
+use crate::support::gateway::{BEARER_TOKEN, TestGateway, platforms_yaml};
+use crate::support::osb::{OsbClient, OsbResponse, Query, instance_path, service};
 use crate::support::otlp::OtlpReceiver;
+use crate::support::small_catalog::small_catalog;
 use crate::support::{eventually, http};
 
 /// The gateway binary on a config in `dir`, exporting traces to `otlp`; stderr goes to
@@ -66,23 +67,13 @@ async fn spawn_traced(dir: &std::path::Path, yaml: &str, otlp: &OtlpReceiver) ->
 const USER: &str = "k8s";
 const PASSWORD: &str = "plat-pw-ZX81";
 
-fn platform(url: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
-    http()
-        .request(method, format!("{url}{path}"))
-        .basic_auth(USER, Some(PASSWORD))
-        .header("X-Broker-API-Version", "2.17")
+/// An OSB client as the platform of [`yaml`].
+fn platform(url: &str) -> OsbClient {
+    OsbClient::new(url).basic(USER, PASSWORD)
 }
 
 async fn ids(url: &str) -> (String, String) {
-    let catalog: Value = eventually("catalog", Duration::from_secs(30), || async {
-        let r = platform(url, Method::GET, "/v2/catalog").send().await.ok()?;
-        if r.status() == 200 {
-            r.json().await.ok()
-        } else {
-            None
-        }
-    })
-    .await;
+    let catalog = platform(url).ready_catalog().await.body;
     let service = &catalog["services"][0];
     (
         service["id"].as_str().unwrap().to_owned(),
@@ -107,13 +98,14 @@ async fn a_provision_is_one_trace_from_the_platform_through_the_gateway_to_the_u
     let (service, plan) = ids(&url).await;
 
     let (trace_id, platform_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let response = platform(&url, Method::PUT, "/v2/service_instances/traced-1")
-        .header("traceparent", format!("00-{trace_id}-{platform_span}-01"))
-        .json(&json!({"service_id": service, "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let response = OsbResponse::send(
+        platform(&url)
+            .request(Method::PUT, &instance_path("traced-1"))
+            .header("traceparent", format!("00-{trace_id}-{platform_span}-01"))
+            .json(&json!({"service_id": service, "plan_id": plan})),
+    )
+    .await;
+    assert_eq!(response.status, 201);
 
     let (server, client) = eventually(
         "server and client spans exported",
@@ -154,8 +146,8 @@ async fn a_provision_is_one_trace_from_the_platform_through_the_gateway_to_the_u
     assert_eq!(traceparent, format!("00-{trace_id}-{}-01", client.span_id));
 
     // Without a traceparent the gateway starts a trace of its own.
-    let response = platform(&url, Method::GET, "/v2/catalog").send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    let response = platform(&url).catalog().await;
+    assert_eq!(response.status, 200);
     eventually(
         "a fresh trace for the catalog",
         Duration::from_secs(20),
@@ -194,7 +186,7 @@ async fn secrets_appear_in_no_log_span_or_metric() {
     // base64 of {"username":"user-secret-MM99","uid":"1"}
     let identity = "kubernetes eyJ1c2VybmFtZSI6InVzZXItc2VjcmV0LU1NOTkiLCJ1aWQiOiIxIn0=";
 
-    let q = format!("service_id={service}&plan_id={plan}");
+    let q = Query::ids(&service, &plan).render();
     let steps = [
         (
             Method::PUT,
@@ -215,22 +207,23 @@ async fn secrets_appear_in_no_log_span_or_metric() {
         ),
         (
             Method::DELETE,
-            format!("/v2/service_instances/s1/service_bindings/b1?{q}"),
+            format!("/v2/service_instances/s1/service_bindings/b1{q}"),
             None,
         ),
-        (Method::DELETE, format!("/v2/service_instances/s1?{q}"), None),
+        (Method::DELETE, format!("/v2/service_instances/s1{q}"), None),
     ];
     for (method, path, body) in steps {
-        let mut request =
-            platform(&url, method.clone(), &path).header("X-Broker-API-Originating-Identity", identity);
+        let mut request = platform(&url)
+            .request(method.clone(), &path)
+            .header("X-Broker-API-Originating-Identity", identity);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
+        let response = OsbResponse::send(request).await;
         assert!(
-            response.status().is_success(),
+            response.status.is_success(),
             "{method} {path}: {}",
-            response.status()
+            response.status
         );
     }
     // The upstream did get what it needs: its credentials, the parameters, the identity.
@@ -301,7 +294,7 @@ async fn rate_limits_refuse_before_anything_is_forwarded() {
     let policy = "limits:\n  platforms:\n    - {name: k8s-prod, calls_per_sec: 1, calls_burst: 3}\n  brokers:\n    - {name: fb, calls_per_sec: 1, calls_burst: 5}\n";
     let yaml = format!(
         "{}policy_file: policy.yaml\nbrokers:\n  - name: fb\n    url: {}\n",
-        crate::support::gateway::platforms_yaml(),
+        platforms_yaml(),
         limited.url()
     );
     let gateway = TestGateway::start_with_files(&yaml, &[("policy.yaml", policy)]).await;
@@ -312,25 +305,17 @@ async fn rate_limits_refuse_before_anything_is_forwarded() {
     );
 
     // k8s-prod: a burst of 3, then 429 with Retry-After; the upstream sees only the 3.
+    let body = json!({"service_id": service, "plan_id": plan});
+    let osb = gateway.osb();
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let response = gateway
-            .request(Method::PUT, &format!("/v2/service_instances/p-{i}"))
-            .json(&json!({"service_id": service, "plan_id": plan}))
-            .send()
-            .await
-            .unwrap();
-        statuses.push(response.status().as_u16());
-        if response.status() == 429 {
-            let retry_after: u64 = response.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+        let response = osb.provision(&format!("p-{i}"), Query::none(), &body).await;
+        statuses.push(response.status.as_u16());
+        if response.status == 429 {
+            let retry_after: u64 = response.header("retry-after").unwrap().parse().unwrap();
             assert!((1..=2).contains(&retry_after), "{retry_after}");
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(body["error"], "RateLimited");
-            assert!(body["description"].as_str().unwrap().contains("k8s-prod"));
+            assert_eq!(response.body["error"], "RateLimited");
+            assert!(response.description().unwrap().contains("k8s-prod"));
         }
     }
     assert_eq!(statuses, [201, 201, 201, 429, 429, 429]);
@@ -339,17 +324,11 @@ async fn rate_limits_refuse_before_anything_is_forwarded() {
     assert_eq!(gateway.catalog().await.status(), 200);
 
     // cf has no platform limit, but the broker's outbound limit (burst 5, 3 used) protects it.
-    let cf = |i: usize| {
-        http()
-            .put(gateway.url(&format!("/v2/service_instances/c-{i}")))
-            .bearer_auth(BEARER_TOKEN)
-            .header("X-Broker-API-Version", "2.17")
-            .json(&json!({"service_id": service, "plan_id": plan}))
-            .send()
-    };
+    let cf = osb.clone().bearer(BEARER_TOKEN);
     let mut statuses = Vec::new();
     for i in 0..4 {
-        statuses.push(cf(i).await.unwrap().status().as_u16());
+        let response = cf.provision(&format!("c-{i}"), Query::none(), &body).await;
+        statuses.push(response.status.as_u16());
     }
     assert_eq!(statuses, [201, 201, 429, 429]);
     assert_eq!(
@@ -391,33 +370,25 @@ async fn an_outbound_limit_on_one_broker_leaves_the_others_alone() {
     let policy = "limits:\n  brokers:\n    - {name: slow, calls_per_sec: 1, calls_burst: 1}\n";
     let yaml = format!(
         "{}policy_file: policy.yaml\nbrokers:\n  - name: slow\n    url: {}\n  - name: fast\n    url: {}\n",
-        crate::support::gateway::platforms_yaml(),
+        platforms_yaml(),
         slow.url(),
         fast.url()
     );
     let gateway = TestGateway::start_with_files(&yaml, &[("policy.yaml", policy)]).await;
     let catalog = gateway.ready_catalog().await;
     let find = |name: &str| {
-        let s = catalog["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap();
+        let s = service(&catalog, name);
         json!({"service_id": s["id"], "plan_id": s["plans"][0]["id"]})
     };
     let (on_slow, on_fast) = (find("slow.db"), find("fast.db"));
-    let put = |id: String, body: &Value| {
-        gateway
-            .request(Method::PUT, &format!("/v2/service_instances/{id}"))
-            .json(body)
-            .send()
-    };
-    assert_eq!(put("s-0".into(), &on_slow).await.unwrap().status(), 201);
-    assert_eq!(put("s-1".into(), &on_slow).await.unwrap().status(), 429);
+    let osb = gateway.osb();
+    assert_eq!(osb.provision("s-0", Query::none(), &on_slow).await.status, 201);
+    assert_eq!(osb.provision("s-1", Query::none(), &on_slow).await.status, 429);
     for i in 0..5 {
         assert_eq!(
-            put(format!("f-{i}"), &on_fast).await.unwrap().status(),
+            osb.provision(&format!("f-{i}"), Query::none(), &on_fast)
+                .await
+                .status,
             201,
             "fast is unaffected"
         );

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::support::fake_broker::{FakeBroker, Recorded, Reply};
 use crate::support::gateway::{BEARER_TOKEN, TestGateway, platforms_yaml};
+use crate::support::osb::{Query, binding_path, instance_path, plan_ids};
 use crate::support::raw;
 
 /// A catalog: `db` (retrievable, bindable, one plan with a schema requiring `size`) and `queue`
@@ -54,22 +55,7 @@ async fn gateway(
 
 /// Gateway (service id, plan id) of `service`/`plan`.
 fn ids(catalog: &Value, service: &str, plan: &str) -> (String, String) {
-    let service = catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == format!("fb.{service}"))
-        .unwrap();
-    let plan = service["plans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == plan)
-        .unwrap();
-    (
-        service["id"].as_str().unwrap().to_owned(),
-        plan["id"].as_str().unwrap().to_owned(),
-    )
+    plan_ids(catalog, &format!("fb.{service}"), plan)
 }
 
 /// Requests other than catalog fetches.
@@ -120,21 +106,12 @@ async fn a_deny_rule_on_deprovision_holds_against_every_sequence_of_calls() {
     )
     .await;
     let (service, plan) = ids(&catalog, "db", "small");
+    let osb = gateway.osb();
     let body = json!({"service_id": service, "plan_id": plan});
-    let created = gateway
-        .request(Method::PUT, "/v2/service_instances/keep")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let bound = gateway
-        .request(Method::PUT, "/v2/service_instances/keep/service_bindings/b")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bound.status(), 201);
+    let created = osb.provision("keep", Query::none(), &body).await;
+    assert_eq!(created.status, 201);
+    let bound = osb.bind("keep", "b", Query::none(), &body).await;
+    assert_eq!(bound.status, 201);
 
     let q = format!("service_id={service}&plan_id={plan}");
     let body = serde_json::to_vec(&body).unwrap();
@@ -182,24 +159,15 @@ async fn a_deny_rule_on_deprovision_holds_against_every_sequence_of_calls() {
         "the real deprovision is denied by the rule"
     );
     // Another platform cannot reach it either.
-    let other = reqwest::Client::new()
-        .delete(gateway.url(&format!("/v2/service_instances/keep?{q}")))
-        .bearer_auth(BEARER_TOKEN)
-        .header("X-Broker-API-Version", "2.17")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), 410);
+    let other = osb
+        .clone()
+        .bearer(BEARER_TOKEN)
+        .deprovision("keep", Query::ids(&service, &plan))
+        .await;
+    assert_eq!(other.status, 410);
     // Unbinding the real binding is allowed, and is an unbind.
-    let unbound = gateway
-        .request(
-            Method::DELETE,
-            &format!("/v2/service_instances/keep/service_bindings/b?{q}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unbound.status(), 200);
+    let unbound = osb.unbind("keep", "b", Query::ids(&service, &plan)).await;
+    assert_eq!(unbound.status, 200);
 
     let deletes_of_the_instance: Vec<String> = forwarded(&broker)
         .iter()
@@ -240,19 +208,16 @@ async fn the_breaker_opens_on_the_nth_failure_and_ignores_answers_that_say_the_b
     )
     .await;
     let (service, plan) = ids(&catalog, "db", "small");
+    let osb = gateway.osb();
     let provision = json!({"service_id": service, "plan_id": plan});
-    let created = gateway
-        .request(Method::PUT, "/v2/service_instances/i1")
-        .json(&provision)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let created = osb.provision("i1", Query::none(), &provision).await;
+    assert_eq!(created.status, 201);
     let update = |n: u32| {
-        gateway
-            .request(Method::PATCH, "/v2/service_instances/i1")
-            .json(&json!({"service_id": service, "parameters": {"n": n}}))
-            .send()
+        let (osb, body) = (
+            osb.clone(),
+            json!({"service_id": service, "parameters": {"n": n}}),
+        );
+        async move { osb.update("i1", Query::none(), &body).await }
     };
     let patches = |b: &FakeBroker| b.received("PATCH", "/v2/service_instances/i1").len();
 
@@ -269,20 +234,16 @@ async fn the_breaker_opens_on_the_nth_failure_and_ignores_answers_that_say_the_b
         Reply::new(501, r#"{"description":"not implemented"}"#),
     );
     for n in 0..6 {
-        assert_eq!(update(n).await.unwrap().status(), 400);
-        let fetched = gateway
-            .request(Method::GET, "/v2/service_instances/i1")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(fetched.status(), 502);
+        assert_eq!(update(n).await.status, 400);
+        let fetched = osb.fetch_instance("i1").await;
+        assert_eq!(fetched.status, 502);
     }
     assert_eq!(gateway.broker_status("fb").await["breaker"], "closed");
 
     // Failures: three keep it closed, each forwarded; the fourth opens it.
     broker.on("PATCH", "/v2/service_instances/i1", Reply::new(500, "{}"));
     for n in 1..=3 {
-        assert_eq!(update(n).await.unwrap().status(), 502);
+        assert_eq!(update(n).await.status, 502);
         assert_eq!(
             gateway.broker_status("fb").await["breaker"],
             "closed",
@@ -290,15 +251,12 @@ async fn the_breaker_opens_on_the_nth_failure_and_ignores_answers_that_say_the_b
         );
     }
     let before = patches(&broker);
-    assert_eq!(update(4).await.unwrap().status(), 502);
+    assert_eq!(update(4).await.status, 502);
     assert_eq!(patches(&broker), before + 1, "the fourth failure was forwarded");
     assert_eq!(gateway.broker_status("fb").await["breaker"], "open");
-    let refused = update(5).await.unwrap();
-    assert_eq!(refused.status(), 503);
-    assert_eq!(
-        refused.json::<Value>().await.unwrap()["error"],
-        "UpstreamUnavailable"
-    );
+    let refused = update(5).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.body["error"], "UpstreamUnavailable");
     assert_eq!(patches(&broker), before + 1, "nothing is sent while open");
 }
 
@@ -312,42 +270,29 @@ async fn a_fetch_the_service_does_not_offer_is_refused_without_forwarding() {
         Reply::new(200, r#"{"parameters":{}}"#),
     );
     let (gateway, catalog) = gateway(&broker, "", &[], "").await;
+    let osb = gateway.osb();
     for (service_name, plan_name, instance, retrievable) in
         [("queue", "basic", "q1", false), ("db", "small", "d1", true)]
     {
         let (service, plan) = ids(&catalog, service_name, plan_name);
         let body = json!({"service_id": service, "plan_id": plan});
-        for path in [
-            format!("/v2/service_instances/{instance}"),
-            format!("/v2/service_instances/{instance}/service_bindings/{instance}-b"),
-        ] {
-            let created = gateway
-                .request(Method::PUT, &path)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(created.status(), 201);
-        }
+        let binding = format!("{instance}-b");
+        let created = osb.provision(instance, Query::none(), &body).await;
+        assert_eq!(created.status, 201);
+        let created = osb.bind(instance, &binding, Query::none(), &body).await;
+        assert_eq!(created.status, 201);
         for (path, field) in [
-            (
-                format!("/v2/service_instances/{instance}"),
-                "instances_retrievable",
-            ),
-            (
-                format!("/v2/service_instances/{instance}/service_bindings/{instance}-b"),
-                "bindings_retrievable",
-            ),
+            (instance_path(instance), "instances_retrievable"),
+            (binding_path(instance, &binding), "bindings_retrievable"),
         ] {
             let before = broker.received("GET", &path).len();
-            let answer = gateway.request(Method::GET, &path).send().await.unwrap();
+            let answer = osb.send(Method::GET, &path, None).await;
             if retrievable {
-                assert_eq!(answer.status(), 200, "{path}");
+                assert_eq!(answer.status, 200, "{path}");
                 assert_eq!(broker.received("GET", &path).len(), before + 1);
             } else {
-                assert_eq!(answer.status(), 400, "{path}");
-                let error: Value = answer.json().await.unwrap();
-                let description = error["description"].as_str().unwrap();
+                assert_eq!(answer.status, 400, "{path}");
+                let description = answer.description().unwrap();
                 assert!(
                     description.contains(field) && description.contains("fb.queue"),
                     "{description}"
@@ -378,35 +323,28 @@ async fn without_parameters_the_broker_decides() {
     broker.on("PUT", "/v2/service_instances/defaults", Reply::new(201, "{}"));
     let (gateway, catalog) = gateway(&broker, "", &[], "").await;
     let (service, plan) = ids(&catalog, "db", "sized");
+    let osb = gateway.osb();
+    let bare = json!({"service_id": service, "plan_id": plan});
 
     // No parameters: forwarded; the broker's answer comes back.
-    let answer = gateway
-        .request(Method::PUT, "/v2/service_instances/no-params")
-        .json(&json!({"service_id": service, "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 422);
-    assert_eq!(answer.json::<Value>().await.unwrap()["error"], "AsyncRequired");
-    let answer = gateway
-        .request(Method::PUT, "/v2/service_instances/defaults")
-        .json(&json!({"service_id": service, "plan_id": plan}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 201);
+    let answer = osb.provision("no-params", Query::none(), &bare).await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.body["error"], "AsyncRequired");
+    let answer = osb.provision("defaults", Query::none(), &bare).await;
+    assert_eq!(answer.status, 201);
     assert_eq!(broker.received("PUT", "/v2/service_instances/defaults").len(), 1);
 
     // Parameters sent that break the schema: refused by the gateway, nothing forwarded.
     for parameters in [json!({}), json!({"size": "big"})] {
-        let answer = gateway
-            .request(Method::PUT, "/v2/service_instances/bad-params")
-            .json(&json!({"service_id": service, "plan_id": plan, "parameters": parameters}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 400, "{parameters}");
-        let description = answer.json::<Value>().await.unwrap()["description"].clone();
+        let answer = osb
+            .provision(
+                "bad-params",
+                Query::none(),
+                &json!({"service_id": service, "plan_id": plan, "parameters": parameters}),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{parameters}");
+        let description = answer.body["description"].clone();
         assert!(description.as_str().unwrap().contains("schema"), "{description}");
     }
     assert!(

@@ -10,6 +10,8 @@ use reqwest::{Method, RequestBuilder};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::osb::OsbClient;
+
 /// Platform credentials every test config declares.
 pub const PLATFORM_USER: &str = "k8s";
 pub const PLATFORM_PASSWORD: &str = "platform-secret-8d1f";
@@ -137,12 +139,14 @@ impl TestGateway {
         format!("http://{}{path}", self.admin_addr)
     }
 
+    /// An OSB client for this gateway as the `k8s-prod` platform (see [`OsbClient`] for the others).
+    pub fn osb(&self) -> OsbClient {
+        OsbClient::new(format!("http://{}", self.addr))
+    }
+
     /// A request as the `k8s-prod` platform, with `X-Broker-API-Version: 2.17`.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        super::http()
-            .request(method, self.url(path))
-            .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-            .header("X-Broker-API-Version", "2.17")
+        self.osb().request(method, path)
     }
 
     /// `GET /v2/catalog` as `k8s-prod`.
@@ -152,19 +156,7 @@ impl TestGateway {
 
     /// Waits until the catalog answers 200 and returns it.
     pub async fn ready_catalog(&self) -> serde_json::Value {
-        super::eventually(
-            "catalog available",
-            std::time::Duration::from_secs(30),
-            || async {
-                let response = self.catalog().await;
-                if response.status() == 200 {
-                    Some(response.json().await.unwrap())
-                } else {
-                    None
-                }
-            },
-        )
-        .await
+        self.osb().ready_catalog().await.body
     }
 
     /// `GET` an admin path, as JSON.

@@ -8,7 +8,10 @@
 //! - [`logs`]: captures everything the gateway logs, to assert what is (not) in it.
 //! - [`otlp::OtlpReceiver`]: a real OTLP/HTTP trace receiver.
 //! - [`process::GatewayProcess`]: the real binary as a child process; [`postgres`]: databases.
+//! - [`osb::OsbClient`]: the one OSB client (a platform's calls, answers read whole, polling).
+//! - [`small_catalog`]: the scripted brokers' usual catalog and a gateway in front of one of them.
 //! - [`raw`]: bytes on a socket, for requests no HTTP library would send.
+//! - [`ports`]: loopback ports without the bind-then-release race.
 
 #![allow(dead_code)]
 
@@ -16,11 +19,14 @@ pub mod fake_broker;
 pub mod gateway;
 pub mod logs;
 pub mod obapi;
+pub mod osb;
 pub mod otlp;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod reset_broker;
+pub mod small_catalog;
 
 use std::future::Future;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::gateway::{PLATFORM_PASSWORD, PLATFORM_USER};
+use super::osb::OsbClient;
 
 /// A running gateway process.
 pub struct GatewayProcess {
@@ -58,12 +58,14 @@ impl GatewayProcess {
         GatewayProcess { child, url, admin }
     }
 
+    /// An OSB client for this process as the `k8s-prod` platform.
+    pub fn osb(&self) -> OsbClient {
+        OsbClient::new(self.url.clone())
+    }
+
     /// A request as the `k8s-prod` platform.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        super::http()
-            .request(method, format!("{}{path}", self.url))
-            .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
-            .header("X-Broker-API-Version", "2.17")
+        self.osb().request(method, path)
     }
 
     /// SIGKILL.
