@@ -39,7 +39,7 @@ use crate::edge::server;
 pub use crate::error::ApiError;
 use crate::ops::admin::build_admin_app;
 use crate::ops::policy_file::PolicyFile;
-use crate::osb::build_osb_app;
+use crate::osb::app::build_osb_app;
 use crate::osb::decide;
 use crate::state::AppState;
 use crate::telemetry::{audit, metrics};

@@ -11,9 +11,9 @@ use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
 use crate::edge::auth::Platform;
 use crate::edge::middleware::RequestContext;
 use crate::error::ApiError;
-use crate::osb::operation::operation_of;
+use crate::osb::{is_mutating, operation_of};
 use crate::state::AppState;
-use crate::telemetry::audit::{AuditNote, MAX_FIELD, MUTATING, cut, now_ms, originating_user};
+use crate::telemetry::audit::{AuditNote, MAX_FIELD, cut, now_ms, originating_user};
 
 /// The instance and binding ids of a call: from the route's match, else from the raw path.
 fn path_ids(req: &HttpRequest) -> (Option<String>, Option<String>) {
@@ -42,7 +42,7 @@ pub async fn record_calls(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let route = req.match_pattern().unwrap_or_default();
     let operation = operation_of(req.method().as_str(), &route);
-    if !MUTATING.contains(&operation) {
+    if !is_mutating(operation) {
         return next.call(req).await;
     }
     let started = std::time::Instant::now();

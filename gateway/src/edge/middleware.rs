@@ -72,7 +72,7 @@ pub async fn request_identity(
     let echo = HeaderValue::from_str(&request_identity).ok();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
-    let operation = crate::osb::operation::operation_of(&method, &route);
+    let operation = crate::osb::operation_of(&method, &route);
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{method} {route}"),

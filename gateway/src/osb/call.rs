@@ -27,7 +27,7 @@ use crate::edge::parse::{self, Body, BodyKind, Query, RequestBody};
 use crate::error::ApiError;
 use crate::osb::answer::{Endpoint, classify, respond};
 use crate::osb::decide::Decider;
-use crate::osb::operation::operation_of;
+use crate::osb::operation_of;
 use crate::state::AppState;
 use crate::telemetry::audit;
 use crate::telemetry::metrics::Metrics;

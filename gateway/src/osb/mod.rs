@@ -1,73 +1,33 @@
-//! The OSB API a platform calls: the route table, the platform-facing app, and one handler file per
-//! resource. Each handler is a straight chain of named steps returning `Result<_, ApiError>`:
-//! parse → resolve → decide → admit → registry (begin) → send → registry (finish) → answer, the
-//! steps taken through [`call::OsbCall`], the request context.
+//! The OSB API a platform calls: the route table, and one handler file per resource. Each handler
+//! is a straight chain of named steps returning `Result<_, ApiError>`: parse → resolve → decide →
+//! admit → registry (begin) → send → registry (finish) → answer, the steps taken through
+//! [`call::OsbCall`], the request context.
 //!
 //! # Layout
-//! - this file: [`build_osb_app`] (middleware order), [`configure`] (the route table), and the
-//!   check both fetches share ([`require_retrievable`]);
+//! - this file: the route table ([`configure`]) with what each route is called
+//!   ([`operation_of`], [`is_mutating`]), and the check both fetches share
+//!   ([`require_retrievable`]);
 //! - [`catalog`], [`instances`], [`bindings`]: the handlers;
+//! - [`app`]: the platform-facing actix app (middleware order, request-data limits);
 //! - [`call`]: the request context and the kit of steps; [`answer`]: upstream answers classified
-//!   and turned into the platform's; [`decide`]: the policy's verdict on a call;
-//!   [`operation`]: the OSB operation of a request.
+//!   and turned into the platform's; [`decide`]: the policy's verdict on a call.
 //!
-//! Adding an endpoint: a handler taking an [`call::OsbCall`] in the resource's file, one line in
-//! [`configure`].
+//! Adding an endpoint: a handler taking an [`call::OsbCall`] in the resource's file, and in this
+//! file its route in [`configure`] and its name in [`operation_of`] (and [`MUTATING`] if it
+//! changes something upstream).
 
 pub mod answer;
+pub mod app;
 pub mod bindings;
 pub mod call;
 pub mod catalog;
 pub mod decide;
 pub mod instances;
-pub mod operation;
 
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::edge::parse::BodyLimits;
-use crate::edge::{audit_calls, middleware};
-use crate::error::{ApiError, json_error, not_found, path_error, query_error};
+use crate::error::ApiError;
 use crate::state::AppState;
-
-/// The platform-facing OSB application.
-pub fn build_osb_app(
-    state: web::Data<AppState>,
-) -> App<
-    impl ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    let max_body = state.settings.max_body_bytes;
-    let body_limits = BodyLimits {
-        max_bytes: max_body,
-        timeout: state.settings.request_read_timeout,
-    };
-    App::new()
-        .app_data(body_limits)
-        .app_data(state)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(max_body)
-                .error_handler(json_error),
-        )
-        .app_data(web::QueryConfig::default().error_handler(query_error))
-        .app_data(web::PathConfig::default().error_handler(path_error))
-        // As a request meets them: request identity → authenticate → audit → rate limit → API
-        // version → handler. (actix runs `.wrap` layers in reverse order of registration.)
-        .wrap(from_fn(middleware::require_api_version))
-        .wrap(from_fn(middleware::rate_limit))
-        .wrap(from_fn(audit_calls::record_calls))
-        .wrap(from_fn(middleware::authenticate))
-        .wrap(from_fn(middleware::request_identity))
-        .configure(configure)
-        .default_service(web::to(not_found))
-}
 
 /// Registers every OSB route. A known path with another method answers 405 with an OSB body and
 /// an `Allow` header listing the path's methods.
@@ -106,6 +66,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(bindings::last_operation)
             .default_service(web::to(|req: HttpRequest| method_not_allowed(req, "GET"))),
     );
+}
+
+/// The OSB operation of a request, from its method and route template; `other` for anything else.
+pub fn operation_of(method: &str, route: &str) -> &'static str {
+    const INSTANCE: &str = "/v2/service_instances/{instance_id}";
+    const BINDING: &str = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}";
+    match (method, route.strip_prefix(INSTANCE)) {
+        ("GET", _) if route == "/v2/catalog" => "catalog",
+        ("PUT", Some("")) => "provision",
+        ("PATCH", Some("")) => "update",
+        ("DELETE", Some("")) => "deprovision",
+        ("GET", Some("")) => "fetch_instance",
+        ("GET", Some("/last_operation")) => "last_operation",
+        _ => match (method, route.strip_prefix(BINDING)) {
+            ("PUT", Some("")) => "bind",
+            ("DELETE", Some("")) => "unbind",
+            ("GET", Some("")) => "fetch_binding",
+            ("GET", Some("/last_operation")) => "binding_last_operation",
+            _ => "other",
+        },
+    }
+}
+
+/// The operations that change something upstream (recorded in the audit log).
+pub const MUTATING: &[&str] = &["provision", "update", "deprovision", "bind", "unbind"];
+
+/// Whether `operation` (see [`operation_of`]) changes something upstream.
+pub fn is_mutating(operation: &str) -> bool {
+    MUTATING.contains(&operation)
 }
 
 async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> Result<HttpResponse, ApiError> {

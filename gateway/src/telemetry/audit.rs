@@ -38,9 +38,6 @@ pub const MAX_FIELD: usize = 256;
 /// Longest operator reason kept.
 const MAX_REASON: usize = 1024;
 
-/// The platform operations that change something (and are recorded).
-pub const MUTATING: &[&str] = &["provision", "update", "deprovision", "bind", "unbind"];
-
 /// What a handler learned about a call, kept in the request's extensions until it is recorded.
 #[derive(Debug, Clone, Default)]
 pub struct AuditNote {
