@@ -15,7 +15,8 @@
 //! - [`auth`]: platform credentials. [`telemetry`]: logging setup.
 //! - [`audit`]: the audit log (platform calls and operator actions); [`admin_cli`]: the
 //!   `osb-gateway admin …` client of the admin API.
-//! - [`check`]: `check-config`; [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
+//! - [`check`]: `check-config`; `demo` (the `demo` feature, on by default): `osb-gateway demo`, the
+//!   gateway in front of the `osb-demo` brokers.
 
 pub mod admin;
 pub mod admin_cli;
@@ -24,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod decide;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod explain;

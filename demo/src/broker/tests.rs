@@ -739,8 +739,8 @@ async fn concurrent_provisions_on_many_workers() {
 
 #[tokio::test]
 async fn real_catalogs_provision_their_own_plans() {
-    for (name, _, catalog) in crate::demo::DEMO_CATALOGS {
-        let broker = DemoBroker::start_with(name, Bytes::from_static(catalog), crate::demo::demo_behaviour())
+    for (name, _, catalog) in crate::DEMO_CATALOGS {
+        let broker = DemoBroker::start_with(name, Bytes::from_static(catalog), crate::demo_behaviour())
             .await
             .unwrap();
         let platform = Platform::new(&broker);
