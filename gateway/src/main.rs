@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use osb_gateway::telemetry::{self, LogFormat};
 #[cfg(feature = "demo")]
 use osb_gateway::demo;
+use osb_gateway::telemetry::{self, LogFormat};
 use osb_gateway::{Gateway, Listeners, admin_cli, check, shutdown_signal};
 
 /// mimalloc gives freed memory back to the system: a catalog that shrinks, or a burst of calls
