@@ -1,50 +1,74 @@
-//! [`DemoBroker`]: a complete, in-memory OSB 2.17 upstream broker on a loopback port.
+//! [`DemoBroker`]: the workspace's stub OSB 2.17 upstream broker on a loopback port.
 //!
-//! It serves one catalog (`GET /v2/catalog` with ETag/304) and every instance and binding endpoint,
-//! keeping instances, bindings and async operations in memory (see `resources` for the state
-//! machine). The demo runs three of them; the integration tests use it as a stateful upstream that
-//! can be inspected ([`DemoBroker::instances`], [`DemoBroker::bindings`],
-//! [`DemoBroker::requests`]); the benchmarks use it as a fast stub ([`Behaviour::fast`]).
+//! One broker, three ways to answer ([`Answers`]):
+//! - [`Answers::Stateful`]: a complete in-memory broker. It serves one catalog and every instance
+//!   and binding endpoint, keeping instances, bindings and async operations in memory (see
+//!   `stateful` for the checks, `resources` for the state machine). The demo runs three; the
+//!   integration tests use it as an upstream that can be inspected ([`DemoBroker::instances`],
+//!   [`DemoBroker::bindings`], [`DemoBroker::requests`]).
+//! - [`Answers::Fast`]: fixed answers, no body parsed, only counters (see `fast`): the load tests'
+//!   stub (`osb-loadtests stub`).
+//! - [`Answers::Script`]: only the replies scripted with [`DemoBroker::on`]; every request recorded
+//!   ([`DemoBroker::recorded`]): the fault tests' scripted upstream (see `script`).
 //!
-//! Each call is checked here, top to bottom: count it, basic auth (401), `X-Broker-API-Version`
-//! (412), query and body (400, with the service and plan checked against the catalog), then one
-//! short critical section in `resources`, then the configured latency, then the answer. The state
-//! changes *before* the latency, as when a real broker starts work on arrival: a platform that
-//! gives up or dies mid-call leaves the effect behind, which is what orphan-mitigation and crash
-//! tests need to see.
+//! Every request goes through one handler, top to bottom: record it (with [`Behaviour::record`]);
+//! a reply scripted for its method and path answers it as scripted, unchecked; route it to an
+//! [`Endpoint`] (404, or 405 for a known path) and count it; basic auth (401) and
+//! `X-Broker-API-Version` (412); the catalog answers with its ETag (or 304); the
+//! [`Behaviour::error_rate`] share of instance and binding calls other than polls fails (500,
+//! nothing changed); then the call is answered as [`Answers`] says; then the configured latency,
+//! then the answer. The state changes *before* the latency, as when a real broker starts work on
+//! arrival: a platform that gives up or dies mid-call leaves the effect behind, which is what
+//! orphan-mitigation and crash tests need to see.
 //!
-//! Its catalog says every service is `instances_retrievable` and `bindings_retrievable` (it
-//! implements both fetches for all). Deliberately not done: persistence, `bindable`/`plan_updateable` checks,
+//! A stateful broker's catalog says every service is `instances_retrievable` and
+//! `bindings_retrievable` (it implements both fetches for all); a fast one serves its catalog's
+//! bytes as given. Deliberately not done: persistence, `bindable`/`plan_updateable` checks,
 //! `maintenance_info`, failed operations, `Retry-After`. Errors are OSB JSON (`{"description"}`,
 //! plus `"error": "ConcurrencyError"` on 422) built right here: this is an upstream, not the
 //! gateway, so it does not go through `ApiError`.
 
+mod fast;
 mod resources;
+pub mod script;
+mod stateful;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{KeepAlive, Method, StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use osb_routing::cache::strong_etag;
 use osb_routing::headers::{API_VERSION, REQUEST_IDENTITY};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::Value;
 
-use self::resources::{Attributes, Reply, Resources, Update};
+use self::resources::{Reply, Resources};
+use self::script::{Recorded, Script};
+use self::stateful::{PlanIndex, announce_fetching};
 
 // === Behaviour ===
 
+/// What a [`DemoBroker`] does with instance and binding calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// Checks every call and keeps instances, bindings and operations in memory.
+    Stateful,
+    /// Fixed answers without parsing the body; keeps only counters and the polls owed.
+    Fast,
+    /// Only scripted replies ([`DemoBroker::on`]); every other request is a 404 `not scripted`,
+    /// without any check.
+    Script,
+}
+
 /// How a [`DemoBroker`] answers instance and binding calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Behaviour {
     /// Added to every instance and binding call (not to the catalog), after the state changed.
     pub latency: Duration,
@@ -55,25 +79,52 @@ pub struct Behaviour {
     pub async_polls: u32,
     /// actix worker threads.
     pub workers: usize,
+    /// Share (0.0–1.0) of instance and binding calls, polls excepted, answered 500 after the
+    /// request was read, evenly spread (a low-discrepancy sequence), and without effect.
+    pub error_rate: f64,
+    /// What the instance and binding calls do.
+    pub answers: Answers,
+    /// Keep every request received, whole ([`DemoBroker::recorded`]).
+    pub record: bool,
 }
 
 impl Default for Behaviour {
-    /// No latency, synchronous, one poll, one worker.
+    /// Stateful, no latency, synchronous, one poll, one worker, no failures, no record.
     fn default() -> Self {
         Behaviour {
             latency: Duration::ZERO,
             async_operations: false,
             async_polls: 1,
             workers: 1,
+            error_rate: 0.0,
+            answers: Answers::Stateful,
+            record: false,
         }
     }
 }
 
 impl Behaviour {
-    /// A stub for benchmarks: synchronous, no latency, one worker per available core.
+    /// A stateful upstream for benchmarks: synchronous, no latency, one worker per available core.
     pub fn fast() -> Self {
         Behaviour {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
+            ..Behaviour::default()
+        }
+    }
+
+    /// The load tests' stub: [`Answers::Fast`], synchronous, no latency, one worker.
+    pub fn counting() -> Self {
+        Behaviour {
+            answers: Answers::Fast,
+            ..Behaviour::default()
+        }
+    }
+
+    /// The fault tests' upstream: [`Answers::Script`], recording every request.
+    pub fn scripted() -> Self {
+        Behaviour {
+            answers: Answers::Script,
+            record: true,
             ..Behaviour::default()
         }
     }
@@ -98,6 +149,12 @@ impl Behaviour {
     #[must_use]
     pub fn with_workers(self, workers: usize) -> Self {
         Behaviour { workers, ..self }
+    }
+
+    /// The same, failing `error_rate` (0.0–1.0) of the instance and binding calls.
+    #[must_use]
+    pub fn with_error_rate(self, error_rate: f64) -> Self {
+        Behaviour { error_rate, ..self }
     }
 }
 
@@ -148,6 +205,13 @@ impl Endpoint {
             Endpoint::BindingLastOperation => "binding_last_operation",
         }
     }
+
+    fn is_poll(self) -> bool {
+        matches!(
+            self,
+            Endpoint::InstanceLastOperation | Endpoint::BindingLastOperation
+        )
+    }
 }
 
 // === DemoBroker ===
@@ -158,7 +222,8 @@ pub struct DemoBroker {
     pub addr: SocketAddr,
     pub username: String,
     pub password: String,
-    handle: ServerHandle,
+    /// `None` once stopped.
+    handle: Mutex<Option<ServerHandle>>,
     state: web::Data<BrokerState>,
 }
 
@@ -182,22 +247,41 @@ impl DemoBroker {
         Self::start_with(name, catalog, Behaviour::default()).await
     }
 
-    /// Starts a broker serving `catalog` on `127.0.0.1:0` that answers as `behaviour` says.
+    /// Starts a broker serving `catalog` on `127.0.0.1:0` that answers as `behaviour` says, with a
+    /// random password.
     ///
-    /// Provisions and binds must name a service and one of its plans in `catalog`; a catalog that
-    /// does not parse is still served, and then every provision is a 400.
+    /// A stateful broker's provisions and binds must name a service and one of its plans in
+    /// `catalog`; a catalog that does not parse is still served, and then every provision is a 400.
     ///
     /// # Errors
     /// No loopback port could be bound.
     pub async fn start_with(name: &str, catalog: Bytes, behaviour: Behaviour) -> std::io::Result<Self> {
-        let username = format!("{name}-broker");
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let catalog = announce_fetching(catalog);
-        let plans = PlanIndex::from_catalog(&catalog);
-        if plans.is_empty() {
-            tracing::warn!(broker = %name, "Demo broker catalog names no plans; every provision will be rejected.");
-        }
-        let workers = behaviour.workers.max(1);
+        Self::start_as(name, &password, catalog, behaviour).await
+    }
+
+    /// [`DemoBroker::start_with`], with this password (the user is `<name>-broker`).
+    ///
+    /// # Errors
+    /// No loopback port could be bound.
+    pub async fn start_as(
+        name: &str,
+        password: &str,
+        catalog: Bytes,
+        behaviour: Behaviour,
+    ) -> std::io::Result<Self> {
+        let username = format!("{name}-broker");
+        let (catalog, plans) = match behaviour.answers {
+            Answers::Stateful => {
+                let catalog = announce_fetching(catalog);
+                let plans = PlanIndex::from_catalog(&catalog);
+                if plans.is_empty() {
+                    tracing::warn!(broker = %name, "Demo broker catalog names no plans; every provision will be rejected.");
+                }
+                (catalog, plans)
+            }
+            Answers::Fast | Answers::Script => (catalog, PlanIndex::default()),
+        };
         let state = web::Data::new(BrokerState {
             etag: strong_etag(&catalog),
             catalog,
@@ -205,68 +289,68 @@ impl DemoBroker {
             authorization: format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
             bearer: format!("Bearer {password}"),
             resources: Mutex::new(Resources::new(behaviour.async_polls, format!("{name}-user"))),
+            counters: fast::Counters::new(),
+            script: Script::default(),
             behaviour,
             counts: Default::default(),
+            sequence: AtomicU64::new(0),
         });
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .route("/v2/catalog", web::get().to(catalog_handler))
-                .service(
-                    web::resource("/v2/service_instances/{instance_id}")
-                        .route(web::put().to(provision))
-                        .route(web::patch().to(update))
-                        .route(web::delete().to(deprovision))
-                        .route(web::get().to(fetch_instance)),
-                )
-                .route(
-                    "/v2/service_instances/{instance_id}/last_operation",
-                    web::get().to(instance_last_operation),
-                )
-                .service(
-                    web::resource("/v2/service_instances/{instance_id}/service_bindings/{binding_id}")
-                        .route(web::put().to(bind))
-                        .route(web::delete().to(unbind))
-                        .route(web::get().to(fetch_binding)),
-                )
-                .route(
-                    "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
-                    web::get().to(binding_last_operation),
-                )
-                .default_service(web::to(no_such_endpoint))
-        })
-        .workers(workers)
-        .backlog(4096)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("no address bound"))?;
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (addr, handle) = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))?;
         Ok(DemoBroker {
             name: name.to_owned(),
             addr,
             username,
-            password,
-            handle,
+            password: password.to_owned(),
+            handle: Mutex::new(Some(handle)),
             state,
         })
     }
 
-    /// Stops the broker.
+    fn take_handle(&self) -> Option<ServerHandle> {
+        self.handle.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Stops the broker, letting calls in flight finish (at most a second).
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        if let Some(handle) = self.take_handle() {
+            handle.stop(true).await;
+        }
+    }
+
+    /// Stops the broker at once, dropping calls in flight: connections are refused until
+    /// [`DemoBroker::restart`].
+    pub async fn kill(&self) {
+        if let Some(handle) = self.take_handle() {
+            handle.stop(false).await;
+        }
+    }
+
+    /// Tells the broker to stop at once, without waiting (for `Drop`).
+    pub fn kill_now(&self) {
+        if let Some(handle) = self.take_handle() {
+            drop(handle.stop(false));
+        }
+    }
+
+    /// Listens again on the same port, with the same state, script and record.
+    ///
+    /// # Errors
+    /// The port could not be bound again.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.kill().await;
+        let (_, handle) = serve(self.state.clone(), self.addr)?;
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(())
     }
 
     /// Where it listens.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// `http://` and where it listens.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The broker's `brokers[]` entry for a gateway configuration.
@@ -282,6 +366,25 @@ impl DemoBroker {
         &self.state.behaviour
     }
 
+    /// Scripts `reply` for `method` + `path` (exact, or a prefix ending in `*`), replacing an
+    /// earlier script for the same pair. It answers before any check, whatever [`Answers`] says.
+    pub fn on(&self, method: &str, path: &str, reply: script::Reply) {
+        self.state.script.on(method, path, reply);
+    }
+
+    /// Every request received so far, in order (only with [`Behaviour::record`]).
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.state.script.recorded()
+    }
+
+    /// The recorded requests with this method whose path starts with `prefix`.
+    pub fn received(&self, method: &str, prefix: &str) -> Vec<Recorded> {
+        self.recorded()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
+            .collect()
+    }
+
     /// Ids of the instances that exist (provisioned or being provisioned, not yet deleted), sorted.
     pub fn instances(&self) -> Vec<String> {
         self.state.resources().instance_ids()
@@ -292,8 +395,20 @@ impl DemoBroker {
         self.state.resources().binding_ids()
     }
 
+    /// (instances, bindings) the broker holds: those that exist for a stateful broker, created
+    /// minus deleted for a fast one (so a run can check that nothing leaked).
+    pub fn held(&self) -> (i64, i64) {
+        match self.state.behaviour.answers {
+            Answers::Fast => self.state.counters.balance(),
+            Answers::Stateful | Answers::Script => {
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                (count(self.instances().len()), count(self.bindings().len()))
+            }
+        }
+    }
+
     /// Calls received so far per kind ([`Endpoint::as_str`]), every kind present, including calls
-    /// that were then rejected (401, 412, 400, …).
+    /// that were then rejected (401, 412, 400, 500, …).
     pub fn requests(&self) -> BTreeMap<&'static str, u64> {
         Endpoint::ALL
             .into_iter()
@@ -310,60 +425,38 @@ impl DemoBroker {
     }
 }
 
-// === shared state ===
-
-/// Which plans each service of the catalog has.
-#[derive(Debug, Default)]
-struct PlanIndex(HashMap<String, HashSet<String>>);
-
-impl PlanIndex {
-    /// Reads only the ids; everything else in the catalog is ignored.
-    fn from_catalog(catalog: &[u8]) -> Self {
-        #[derive(Deserialize)]
-        struct Catalog {
-            #[serde(default)]
-            services: Vec<Service>,
-        }
-        #[derive(Deserialize)]
-        struct Service {
-            id: String,
-            #[serde(default)]
-            plans: Vec<Plan>,
-        }
-        #[derive(Deserialize)]
-        struct Plan {
-            id: String,
-        }
-        let services = serde_json::from_slice::<Catalog>(catalog).map_or_else(|_| Vec::new(), |c| c.services);
-        PlanIndex(
-            services
-                .into_iter()
-                .map(|s| (s.id, s.plans.into_iter().map(|p| p.id).collect()))
-                .collect(),
-        )
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.values().all(HashSet::is_empty)
-    }
-
-    fn plans(&self, service_id: &str) -> Result<&HashSet<String>, Reply> {
-        self.0
-            .get(service_id)
-            .ok_or_else(|| Reply::bad_request(format!("service_id {service_id} is not in the catalog")))
-    }
-
-    /// `Ok` when `plan_id` is a plan of `service_id`.
-    fn check(&self, service_id: &str, plan_id: &str) -> Result<(), Reply> {
-        if self.plans(service_id)?.contains(plan_id) {
-            Ok(())
-        } else {
-            Err(Reply::bad_request(format!(
-                "plan_id {plan_id} is not a plan of service {service_id}"
-            )))
-        }
-    }
+/// Starts the HTTP server of `state` on `addr`.
+fn serve(state: web::Data<BrokerState>, addr: SocketAddr) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let workers = state.behaviour.workers.max(1);
+    // The load tests' stub keeps idle connections open as long as the client does (as the hyper
+    // stub it replaced did); the others close them after actix's 5 s.
+    let keep_alive = match state.behaviour.answers {
+        Answers::Fast => KeepAlive::Os,
+        Answers::Stateful | Answers::Script => KeepAlive::default(),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .default_service(web::to(handle))
+    })
+    .workers(workers)
+    .keep_alive(keep_alive)
+    .backlog(4096)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((addr, handle))
 }
+
+// === shared state ===
 
 struct BrokerState {
     catalog: Bytes,
@@ -373,8 +466,14 @@ struct BrokerState {
     /// The password as a bearer token, also accepted.
     bearer: String,
     behaviour: Behaviour,
+    /// [`Answers::Stateful`]'s memory.
     resources: Mutex<Resources>,
+    /// [`Answers::Fast`]'s memory.
+    counters: fast::Counters,
+    script: Script,
     counts: [AtomicU64; Endpoint::ALL.len()],
+    /// Numbers the calls that may fail ([`Behaviour::error_rate`]).
+    sequence: AtomicU64,
 }
 
 impl BrokerState {
@@ -412,6 +511,25 @@ impl BrokerState {
         Ok(())
     }
 
+    /// A 500 for the [`Behaviour::error_rate`] share of the calls that may fail (not polls).
+    fn inject_failure(&self, endpoint: Endpoint) -> Result<(), Reply> {
+        let rate = self.behaviour.error_rate;
+        if rate <= 0.0 || endpoint.is_poll() {
+            return Ok(());
+        }
+        // A low-discrepancy sequence: exactly the configured share over any long run.
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        if (n as f64 * 0.618_033_988_749_895).fract() < rate {
+            Err(Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "injected failure (error rate)".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Waits the configured latency, then sends `reply`.
     async fn answer(&self, req: &HttpRequest, reply: Result<Reply, Reply>) -> HttpResponse {
         if !self.behaviour.latency.is_zero() {
@@ -428,120 +546,163 @@ impl BrokerState {
     }
 }
 
-// === requests ===
+// === routing ===
 
-#[derive(Deserialize)]
-struct AsyncQuery {
-    #[serde(default)]
-    accepts_incomplete: bool,
+/// What a request path names, ids percent-decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Catalog,
+    Instance(Cow<'a, str>),
+    InstanceLastOperation(Cow<'a, str>),
+    Binding(Cow<'a, str>, Cow<'a, str>),
+    BindingLastOperation(Cow<'a, str>, Cow<'a, str>),
 }
 
-#[derive(Deserialize)]
-struct DeleteQuery {
-    #[serde(default)]
-    accepts_incomplete: bool,
-    service_id: Option<IgnoredAny>,
-    plan_id: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct LastOperationQuery {
-    operation: Option<String>,
-}
-
-/// A provision or bind body: the fields that matter here; unknown ones are ignored.
-#[derive(Deserialize)]
-struct CreateBody {
-    service_id: String,
-    plan_id: String,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct UpdateBody {
-    service_id: String,
-    #[serde(default)]
-    plan_id: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
-
-fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, Reply> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| Reply::bad_request(format!("bad query: {e}")))
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(bytes).map_err(|e| Reply::bad_request(format!("bad body: {e}")))
-}
-
-/// `true` when the call accepts an async answer and the broker gives them.
-fn asynchronous(state: &BrokerState, accepts_incomplete: bool) -> bool {
-    accepts_incomplete && state.behaviour.async_operations
-}
-
-/// A deprovision or unbind query: `service_id` and `plan_id` are required (their values are not
-/// checked); answers whether the call is asynchronous.
-fn delete_query(state: &BrokerState, req: &HttpRequest) -> Result<bool, Reply> {
-    let DeleteQuery {
-        accepts_incomplete,
-        service_id,
-        plan_id,
-    } = query(req)?;
-    let missing = |name: &str| Reply::bad_request(format!("query parameter {name} is required"));
-    service_id.ok_or_else(|| missing("service_id"))?;
-    plan_id.ok_or_else(|| missing("plan_id"))?;
-    Ok(asynchronous(state, accepts_incomplete))
-}
-
-fn instance_id(req: &HttpRequest) -> &str {
-    req.match_info().get("instance_id").unwrap_or_default()
-}
-
-fn binding_id(req: &HttpRequest) -> &str {
-    req.match_info().get("binding_id").unwrap_or_default()
-}
-
-/// Checks a provision or bind body against the catalog.
-fn attributes(state: &BrokerState, bytes: &[u8]) -> Result<Attributes, Reply> {
-    let CreateBody {
-        service_id,
-        plan_id,
-        parameters,
-    } = body(bytes)?;
-    state.plans.check(&service_id, &plan_id)?;
-    Ok(Attributes {
-        service_id,
-        plan_id,
-        parameters: parameters.unwrap_or_else(|| Value::Object(serde_json::Map::new())),
-    })
-}
-
-/// `catalog` with every service saying what this broker implements for all of them: fetching
-/// instances and bindings (`instances_retrievable`, `bindings_retrievable`, where the catalog does
-/// not set them: OSB asks a platform not to fetch otherwise, and an asynchronous binding's
-/// credentials are fetched). Unchanged if it is not a catalog.
-fn announce_fetching(catalog: Bytes) -> Bytes {
-    let Ok(serde_json::Value::Object(mut document)) = serde_json::from_slice(&catalog) else {
-        return catalog;
+fn route(path: &str) -> Option<Route<'_>> {
+    if path == "/v2/catalog" {
+        return Some(Route::Catalog);
+    }
+    let rest = path.strip_prefix("/v2/service_instances/")?;
+    let mut parts = rest.split('/');
+    let route = match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(i), None, ..) if !i.is_empty() => Route::Instance(decode(i)),
+        (Some(i), Some("last_operation"), None, ..) if !i.is_empty() => {
+            Route::InstanceLastOperation(decode(i))
+        }
+        (Some(i), Some("service_bindings"), Some(b), None, _) if !i.is_empty() && !b.is_empty() => {
+            Route::Binding(decode(i), decode(b))
+        }
+        (Some(i), Some("service_bindings"), Some(b), Some("last_operation"), None)
+            if !i.is_empty() && !b.is_empty() =>
+        {
+            Route::BindingLastOperation(decode(i), decode(b))
+        }
+        _ => return None,
     };
-    if let Some(serde_json::Value::Array(services)) = document.get_mut("services") {
-        for service in services.iter_mut().filter_map(serde_json::Value::as_object_mut) {
-            for flag in ["instances_retrievable", "bindings_retrievable"] {
-                service.entry(flag).or_insert(serde_json::Value::Bool(true));
+    Some(route)
+}
+
+/// A path segment percent-decoded (invalid escapes kept as they are, invalid UTF-8 replaced).
+fn decode(segment: &str) -> Cow<'_, str> {
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escaped = (byte == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escaped {
+            Some((high, low)) => {
+                decoded.push((high << 4) | low);
+                i += 3;
+            }
+            None => {
+                decoded.push(byte);
+                i += 1;
             }
         }
     }
-    serde_json::to_vec(&document).map_or(catalog, Bytes::from)
+    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
 }
 
-// === handlers ===
+/// One instance or binding call: what it is and the ids it names (the binding's empty for
+/// instance calls).
+struct Call<'a> {
+    endpoint: Endpoint,
+    instance_id: Cow<'a, str>,
+    binding_id: Cow<'a, str>,
+}
 
-async fn catalog_handler(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Catalog);
-    if let Err(reply) = state.admit(&req) {
+impl<'a> Call<'a> {
+    /// `None`: the path is known, the method is not allowed there.
+    fn of(route: Route<'a>, method: &Method) -> Option<Call<'a>> {
+        let none = || Cow::Borrowed("");
+        let (endpoint, instance_id, binding_id) = match (route, method) {
+            (Route::Catalog, &Method::GET) => (Endpoint::Catalog, none(), none()),
+            (Route::Instance(i), &Method::PUT) => (Endpoint::Provision, i, none()),
+            (Route::Instance(i), &Method::PATCH) => (Endpoint::Update, i, none()),
+            (Route::Instance(i), &Method::DELETE) => (Endpoint::Deprovision, i, none()),
+            (Route::Instance(i), &Method::GET) => (Endpoint::FetchInstance, i, none()),
+            (Route::InstanceLastOperation(i), &Method::GET) => (Endpoint::InstanceLastOperation, i, none()),
+            (Route::Binding(i, b), &Method::PUT) => (Endpoint::Bind, i, b),
+            (Route::Binding(i, b), &Method::DELETE) => (Endpoint::Unbind, i, b),
+            (Route::Binding(i, b), &Method::GET) => (Endpoint::FetchBinding, i, b),
+            (Route::BindingLastOperation(i, b), &Method::GET) => (Endpoint::BindingLastOperation, i, b),
+            _ => return None,
+        };
+        Some(Call {
+            endpoint,
+            instance_id,
+            binding_id,
+        })
+    }
+
+    /// The resource the call is about: the binding for binding calls, else the instance.
+    fn resource_id(&self) -> &str {
+        if self.binding_id.is_empty() {
+            &self.instance_id
+        } else {
+            &self.binding_id
+        }
+    }
+}
+
+// === the handler ===
+
+async fn handle(req: HttpRequest, body: Bytes, state: web::Data<BrokerState>) -> HttpResponse {
+    if state.behaviour.record {
+        state.script.record(&req, &body);
+    }
+    if let Some(reply) = state.script.reply_for(req.method().as_str(), req.path()) {
+        return reply.respond().await;
+    }
+    if state.behaviour.answers == Answers::Script {
+        return fixed(StatusCode::NOT_FOUND, r#"{"description":"not scripted"}"#);
+    }
+    let Some(route) = route(req.path()) else {
+        return fixed(StatusCode::NOT_FOUND, r#"{"description":"no such endpoint"}"#);
+    };
+    let Some(call) = Call::of(route, req.method()) else {
+        return fixed(StatusCode::METHOD_NOT_ALLOWED, "{}");
+    };
+    state.count(call.endpoint);
+    if call.endpoint == Endpoint::Catalog {
+        return catalog(&req, &state);
+    }
+    let reply = state
+        .admit(&req)
+        .and_then(|()| state.inject_failure(call.endpoint))
+        .and_then(|()| match state.behaviour.answers {
+            Answers::Stateful => stateful::reply(&state, &call, &req, &body),
+            Answers::Fast | Answers::Script => {
+                let deferred = state.behaviour.async_operations
+                    && req
+                        .query_string()
+                        .split('&')
+                        .any(|kv| kv == "accepts_incomplete=true");
+                Ok(state.counters.reply(
+                    call.endpoint,
+                    call.resource_id(),
+                    deferred,
+                    state.behaviour.async_polls,
+                ))
+            }
+        });
+    state.answer(&req, reply).await
+}
+
+fn catalog(req: &HttpRequest, state: &BrokerState) -> HttpResponse {
+    if let Err(reply) = state.admit(req) {
         return HttpResponse::build(reply.status)
             .content_type(header::ContentType::json())
             .body(reply.body);
@@ -561,148 +722,10 @@ async fn catalog_handler(req: HttpRequest, state: web::Data<BrokerState>) -> Htt
         .body(state.catalog.clone())
 }
 
-// Each call: a handler that counts and answers, and a `*_reply` with the steps, where `?` is the
-// only control flow and the lock is taken in the last step.
-
-async fn provision(req: HttpRequest, bytes: Bytes, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Provision);
-    let reply = provision_reply(&state, &req, &bytes);
-    state.answer(&req, reply).await
-}
-
-fn provision_reply(state: &BrokerState, req: &HttpRequest, bytes: &[u8]) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let AsyncQuery { accepts_incomplete } = query(req)?;
-    let attributes = attributes(state, bytes)?;
-    let asynchronous = asynchronous(state, accepts_incomplete);
-    Ok(state
-        .resources()
-        .provision(instance_id(req), attributes, asynchronous))
-}
-
-async fn update(req: HttpRequest, bytes: Bytes, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Update);
-    let reply = update_reply(&state, &req, &bytes);
-    state.answer(&req, reply).await
-}
-
-fn update_reply(state: &BrokerState, req: &HttpRequest, bytes: &[u8]) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let AsyncQuery { accepts_incomplete } = query(req)?;
-    let UpdateBody {
-        service_id,
-        plan_id,
-        parameters,
-    } = body(bytes)?;
-    match &plan_id {
-        Some(plan_id) => state.plans.check(&service_id, plan_id)?,
-        None => state.plans.plans(&service_id).map(|_| ())?,
-    }
-    let update = Update {
-        service_id,
-        plan_id,
-        parameters,
-    };
-    let asynchronous = asynchronous(state, accepts_incomplete);
-    Ok(state.resources().update(instance_id(req), update, asynchronous))
-}
-
-async fn deprovision(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Deprovision);
-    let reply = deprovision_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn deprovision_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let asynchronous = delete_query(state, req)?;
-    Ok(state.resources().deprovision(instance_id(req), asynchronous))
-}
-
-async fn fetch_instance(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::FetchInstance);
-    let reply = fetch_instance_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn fetch_instance_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    Ok(state.resources().fetch_instance(instance_id(req)))
-}
-
-async fn instance_last_operation(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::InstanceLastOperation);
-    let reply = instance_last_operation_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn instance_last_operation_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let LastOperationQuery { operation } = query(req)?;
-    Ok(state
-        .resources()
-        .instance_last_operation(instance_id(req), operation.as_deref()))
-}
-
-async fn bind(req: HttpRequest, bytes: Bytes, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Bind);
-    let reply = bind_reply(&state, &req, &bytes);
-    state.answer(&req, reply).await
-}
-
-fn bind_reply(state: &BrokerState, req: &HttpRequest, bytes: &[u8]) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let AsyncQuery { accepts_incomplete } = query(req)?;
-    let attributes = attributes(state, bytes)?;
-    let asynchronous = asynchronous(state, accepts_incomplete);
-    Ok(state
-        .resources()
-        .bind(instance_id(req), binding_id(req), attributes, asynchronous))
-}
-
-async fn unbind(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::Unbind);
-    let reply = unbind_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn unbind_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let asynchronous = delete_query(state, req)?;
-    Ok(state
-        .resources()
-        .unbind(instance_id(req), binding_id(req), asynchronous))
-}
-
-async fn fetch_binding(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::FetchBinding);
-    let reply = fetch_binding_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn fetch_binding_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    Ok(state.resources().fetch_binding(instance_id(req), binding_id(req)))
-}
-
-async fn binding_last_operation(req: HttpRequest, state: web::Data<BrokerState>) -> HttpResponse {
-    state.count(Endpoint::BindingLastOperation);
-    let reply = binding_last_operation_reply(&state, &req);
-    state.answer(&req, reply).await
-}
-
-fn binding_last_operation_reply(state: &BrokerState, req: &HttpRequest) -> Result<Reply, Reply> {
-    state.admit(req)?;
-    let LastOperationQuery { operation } = query(req)?;
-    Ok(state
-        .resources()
-        .binding_last_operation(instance_id(req), binding_id(req), operation.as_deref()))
-}
-
-async fn no_such_endpoint() -> HttpResponse {
-    HttpResponse::NotFound()
+fn fixed(status: StatusCode, body: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
         .content_type(header::ContentType::json())
-        .body(r#"{"description":"no such endpoint"}"#)
+        .body(body)
 }
 
 #[cfg(test)]
