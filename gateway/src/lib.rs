@@ -14,8 +14,10 @@
 //! - [`ops`]: the admin API, the admin CLI, `check-config`/`explain`, the policy file.
 //! - [`telemetry`]: logs and traces, metrics, the audit log.
 //! - [`error`]: `ApiError`, the one place errors become OSB JSON.
-//! - [`demo`]: `osb-gateway demo` and its built-in upstream brokers.
+//! - `demo` (the `demo` feature, on by default): `osb-gateway demo`, the gateway in front of the
+//!   `osb-demo` brokers.
 
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod edge;
 pub mod error;

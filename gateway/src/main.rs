@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "demo")]
+use osb_gateway::demo;
 use osb_gateway::ops::{check, cli as admin_cli};
 use osb_gateway::telemetry::{self, LogFormat};
-use osb_gateway::{Gateway, Listeners, demo, shutdown_signal};
+use osb_gateway::{Gateway, Listeners, shutdown_signal};
 
 /// mimalloc gives freed memory back to the system: a catalog that shrinks, or a burst of calls
 /// that ends, leaves the process smaller (glibc's allocator kept such memory for good).
@@ -73,7 +75,15 @@ enum Command {
         unhealthy: Vec<String>,
     },
     /// Run the gateway with three built-in demo brokers serving the real OSBA, AWS and GCP catalogs.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// Built without the `demo` feature: says that this build has no demo.
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ignored: Vec<String>,
+    },
     /// Operate a running gateway through its admin API: health, inventory, catalog diff and
     /// guard, adopt, abandon, audit log.
     Admin(Box<admin_cli::AdminArgs>),
@@ -106,6 +116,7 @@ fn main() -> ExitCode {
                 unhealthy,
             } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
             Command::Admin(args) => admin_cli::run(*args, &env).await,
+            #[cfg(feature = "demo")]
             Command::Demo(args) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -113,6 +124,14 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            #[cfg(not(feature = "demo"))]
+            Command::Demo { .. } => {
+                eprintln!(
+                    "osb-gateway demo: this build has no demo (built without the `demo` feature); \
+                     from a clone, `cargo run --release -p osb-gateway -- demo` runs it"
+                );
+                ExitCode::FAILURE
+            }
         }
     })
 }

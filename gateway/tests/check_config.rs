@@ -249,7 +249,7 @@ async fn with_fetch_policy_rules_must_name_services_and_plans_that_exist() {
 /// brokers (the real OSBA, AWS and GCP catalogs), given only the secrets and broker addresses.
 #[tokio::test]
 async fn the_shipped_example_config_and_policy_pass_against_the_demo_catalogs() {
-    use osb_gateway::demo::DemoBroker;
+    use osb_demo::DemoBroker;
     let start = |name: &'static str, file: &'static str| async move {
         DemoBroker::start(name, bytes::Bytes::from(fixture(file)))
             .await

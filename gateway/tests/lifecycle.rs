@@ -299,7 +299,7 @@ async fn a_request_identity_is_forwarded_and_echoed() {
 
 #[tokio::test]
 async fn asynchronous_bindings_through_the_in_repo_broker() {
-    use osb_gateway::demo::{Behaviour, DemoBroker};
+    use osb_demo::{Behaviour, DemoBroker};
 
     let broker = DemoBroker::start_with(
         "demo",

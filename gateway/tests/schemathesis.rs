@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use osb_gateway::demo::{Behaviour, DemoBroker};
+use osb_demo::{Behaviour, DemoBroker};
 
 use crate::support::fixture;
 use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER, TestGateway, platforms_yaml};

@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2016 # backticks in single quotes are Markdown, not expansions
 # summary: provision/bind/unbind/deprovision via the gateway vs direct calls to a fast stub upstream
 #
-# Owns the whole scenario: starts `osb-loadtests stub` (a fast, synchronous in-memory DemoBroker
+# Owns the whole scenario: starts `osb-loadtests stub` (a fast, synchronous DemoBroker answering Answers::Fast
 # serving the AWS catalog, in its own process), loads it directly with `osb-loadtests lifecycle`
 # (closed loop: provision → bind → unbind → deprovision with fresh ids), then starts
 # `osb-gateway serve` with the stub as its only broker and runs the same load through it. Reads the
@@ -20,7 +20,7 @@
 : "${LIFECYCLE_PLAN:=standard}"
 DEFAULT_PARAMETERS='{"DelaySeconds": 0, "MaximumMessageSize": 262144}' # valid for sqs/standard's schema
 : "${LIFECYCLE_PARAMETERS:=$DEFAULT_PARAMETERS}" # provision parameters (a JSON object)
-: "${STUB_WORKERS:=}" # actix workers of the stub; empty: one per core (Behaviour::fast)
+: "${STUB_WORKERS:=}" # actix workers of the stub; empty: the stub's default (1)
 : "${READY_TIMEOUT:=60}"
 
 LIFECYCLE_BROKER=aws # the stub's name, and the broker name in the gateway's config
@@ -182,7 +182,7 @@ Host: $cores cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinf
 Tools: $(rustc -V 2>/dev/null | awk '{ print $1, $2 }'), $(curl -V | head -n1 | awk '{ print $1, $2 }')
 Host CPU busy before the run (2 s sample, all cores): $idle_busy%
 Load: \`osb-loadtests lifecycle -c $LIFECYCLE_CONCURRENCY -d $LIFECYCLE_DURATION --threads $LIFECYCLE_THREADS --timeout $LIFECYCLE_TIMEOUT\`, each after a $LIFECYCLE_WARMUP warm-up run; every worker loops provision (PUT, synchronous) → bind (PUT) → unbind (DELETE) → deprovision (DELETE) with fresh UUIDs, one call in flight; the driver runs on the same host.
-Upstream: \`osb-loadtests stub\` (a DemoBroker with \`Behaviour::fast()\`: synchronous, no latency, $stub_workers actix workers, in-memory) serving the AWS Service Broker catalog; service \`$LIFECYCLE_SERVICE\`, plan \`$LIFECYCLE_PLAN\` (at the gateway: \`$LIFECYCLE_BROKER.$LIFECYCLE_SERVICE\`, rewritten ids), provision parameters \`$LIFECYCLE_PARAMETERS\`.
+Upstream: \`osb-loadtests stub\` (a DemoBroker answering \`Answers::Fast\`: synchronous, no latency, fixed answers, $stub_workers actix workers) serving the AWS Service Broker catalog; service \`$LIFECYCLE_SERVICE\`, plan \`$LIFECYCLE_PLAN\` (at the gateway: \`$LIFECYCLE_BROKER.$LIFECYCLE_SERVICE\`, rewritten ids), provision parameters \`$LIFECYCLE_PARAMETERS\`.
 Gateway: \`osb-gateway serve\`, $workers workers (min(cores, 8)), one platform (basic auth), the stub as its only broker, embedded redb store on $store_fs in the run's temp folder.
 Durability baseline: one 4 KiB write with O_DSYNC on that filesystem takes $dsync_ms ms (dd, 200 writes).
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use osb_gateway::demo::{Behaviour, DemoBroker};
+use osb_demo::{Behaviour, DemoBroker};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

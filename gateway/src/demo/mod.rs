@@ -1,15 +1,13 @@
 //! `osb-gateway demo`: the gateway on the embedded store in front of three built-in demo brokers
 //! serving the real catalogs of OSBA (Azure), the AWS Service Broker and the GCP Service Broker.
 //!
-//! The demo brokers are [`DemoBroker`]s: complete in-memory OSB brokers on loopback ports (see
-//! [`broker`]), here answering asynchronously so that the demo shows polled operations. The catalogs
-//! are compiled in from `fixtures/catalogs` (see `fixtures/catalogs/SOURCES.md` for where they come
-//! from and their licenses).
+//! The brokers and their catalogs are the `osb-demo` crate ([`DemoBroker`], [`DEMO_CATALOGS`]),
+//! here answering asynchronously so that the demo shows polled operations. This module, the
+//! subcommand's runner, is compiled only with the gateway's `demo` feature (on by default); a
+//! build without it (`--no-default-features`, the production image) has neither.
 //!
 //! # Layout
-//! - this file: [`run`], [`DemoArgs`], the built-in catalogs and platform credentials.
-//! - [`broker`]: [`DemoBroker`] and its [`Behaviour`], also used by the integration tests and the
-//!   benchmarks as an upstream.
+//! - this file: [`run`], [`DemoArgs`] and the platform credentials the demo prints.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,36 +15,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use config::FileFormat;
+use osb_demo::{DEMO_CATALOGS, DemoBroker, demo_behaviour};
 
 use crate::{ApiError, Gateway, Listeners, shutdown_signal};
-
-pub mod broker;
-
-pub use self::broker::{Behaviour, DemoBroker, Endpoint};
-
-/// How the demo brokers answer: async when the platform accepts it, done after two polls.
-pub fn demo_behaviour() -> Behaviour {
-    Behaviour::asynchronous(2)
-}
-
-/// The real catalogs the demo brokers serve: (broker name, what it is, catalog).
-pub const DEMO_CATALOGS: [(&str, &str, &[u8]); 3] = [
-    (
-        "azure",
-        "Open Service Broker for Azure",
-        include_bytes!("../../../fixtures/catalogs/azure-osba-catalog.json"),
-    ),
-    (
-        "aws",
-        "AWS Service Broker",
-        include_bytes!("../../../fixtures/catalogs/aws-servicebroker-catalog.json"),
-    ),
-    (
-        "gcp",
-        "GCP Service Broker",
-        include_bytes!("../../../fixtures/catalogs/gcp-service-broker-catalog.json"),
-    ),
-];
 
 /// Platform credentials the demo prints.
 pub const DEMO_USER: &str = "demo";

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Behaviour, DemoBroker, Endpoint};
+use super::script::Reply;
+use super::{Answers, Behaviour, DemoBroker, Endpoint, Route, decode, route};
 
 const SERVICE: &str = "svc-1";
 const PLAN: &str = "plan-small";
@@ -739,8 +740,8 @@ async fn concurrent_provisions_on_many_workers() {
 
 #[tokio::test]
 async fn real_catalogs_provision_their_own_plans() {
-    for (name, _, catalog) in crate::demo::DEMO_CATALOGS {
-        let broker = DemoBroker::start_with(name, Bytes::from_static(catalog), crate::demo::demo_behaviour())
+    for (name, _, catalog) in crate::DEMO_CATALOGS {
+        let broker = DemoBroker::start_with(name, Bytes::from_static(catalog), crate::demo_behaviour())
             .await
             .unwrap();
         let platform = Platform::new(&broker);
@@ -763,7 +764,10 @@ fn behaviour_defaults() {
             latency: Duration::ZERO,
             async_operations: false,
             async_polls: 1,
-            workers: 1
+            workers: 1,
+            error_rate: 0.0,
+            answers: Answers::Stateful,
+            record: false,
         }
     );
     assert!(Behaviour::fast().workers >= 1);
@@ -771,4 +775,154 @@ fn behaviour_defaults() {
     let asynchronous = Behaviour::asynchronous(3);
     assert!(asynchronous.async_operations);
     assert_eq!(asynchronous.async_polls, 3);
+}
+
+#[test]
+fn routes_name_the_calls_with_decoded_ids() {
+    assert_eq!(route("/v2/catalog"), Some(Route::Catalog));
+    assert_eq!(
+        route("/v2/service_instances/i1"),
+        Some(Route::Instance("i1".into()))
+    );
+    assert_eq!(
+        route("/v2/service_instances/i1/last_operation"),
+        Some(Route::InstanceLastOperation("i1".into()))
+    );
+    assert_eq!(
+        route("/v2/service_instances/i%201/service_bindings/b%2F1"),
+        Some(Route::Binding("i 1".into(), "b/1".into()))
+    );
+    assert_eq!(
+        route("/v2/service_instances/i1/service_bindings/b1/last_operation"),
+        Some(Route::BindingLastOperation("i1".into(), "b1".into()))
+    );
+    for unknown in [
+        "/v2/service_instances/",
+        "/v2/service_instances/i1/",
+        "/other",
+        "/v2/service_instances//last_operation",
+    ] {
+        assert_eq!(route(unknown), None, "{unknown}");
+    }
+    assert_eq!(decode("a%zz%4"), "a%zz%4");
+    assert_eq!(decode("%C3%A9"), "é");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let broker = DemoBroker::start("paths", catalog()).await.unwrap();
+    let platform = Platform::new(&broker);
+    let (status, body) = platform.call(Method::GET, "/v2/nothing", &[], None).await;
+    assert_eq!(
+        (status, body["description"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no such endpoint"))
+    );
+    let (status, _) = platform
+        .call(Method::POST, "/v2/service_instances/i1", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn fast_answers_without_parsing_and_counts_what_is_held() {
+    let behaviour = Behaviour {
+        async_operations: true,
+        async_polls: 1,
+        ..Behaviour::counting()
+    };
+    let catalog = Bytes::from_static(b"{\"services\": []}");
+    let broker = DemoBroker::start_as("fast", "secret", catalog.clone(), behaviour)
+        .await
+        .unwrap();
+    let platform = Platform::new(&broker);
+    // The catalog's bytes as given.
+    let response = platform.request(Method::GET, "/v2/catalog").send().await.unwrap();
+    assert_eq!(response.bytes().await.unwrap(), catalog);
+    // No body check: anything is provisioned.
+    let (status, _) = platform.provision("i1", json!({"not": "checked"}), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = platform.provision("i2", json!({}), true).await;
+    assert_eq!(
+        (status, body["operation"].as_str()),
+        (StatusCode::ACCEPTED, Some("provisioning"))
+    );
+    let (_, body) = platform.instance_last_operation("i2", None).await;
+    assert_eq!(body["state"], "in progress");
+    let (_, body) = platform.instance_last_operation("i2", None).await;
+    assert_eq!(body["state"], "succeeded");
+    let (status, body) = platform.bind("i1", "b1", json!({}), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(body["credentials"]["uri"].is_string());
+    assert_eq!(broker.held(), (2, 1));
+    platform.unbind("i1", "b1", false).await;
+    platform.deprovision("i1", false).await;
+    platform.deprovision("i2", false).await;
+    assert_eq!(broker.held(), (0, 0));
+    assert!(broker.instances().is_empty());
+    assert_eq!(broker.request_count(Endpoint::Provision), 2);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn error_rate_fails_that_share_without_effect() {
+    let broker = DemoBroker::start_with("failing", catalog(), Behaviour::default().with_error_rate(0.5))
+        .await
+        .unwrap();
+    let platform = Platform::new(&broker);
+    let mut failed = 0;
+    for n in 0..10 {
+        let (status, body) = platform.provision(&format!("i{n}"), small(), false).await;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            assert!(body["description"].is_string());
+            failed += 1;
+        } else {
+            assert_eq!(status, StatusCode::CREATED);
+        }
+    }
+    assert_eq!(failed, 5);
+    assert_eq!(broker.instances().len(), 5);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn scripted_replies_answer_first_and_requests_are_recorded() {
+    let broker = DemoBroker::start_with("scripted", Bytes::new(), Behaviour::scripted())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = broker.url();
+    // Unscripted: 404, no check at all.
+    let response = http.get(format!("{url}/v2/catalog")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*",
+        Reply::json(201, &json!({"dashboard_url": "d"})).header("x-test", "1"),
+    );
+    let response = http
+        .put(format!("{url}/v2/service_instances/i1?accepts_incomplete=true"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-test"], "1");
+    let recorded = broker.received("PUT", "/v2/service_instances/");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].query, "accepts_incomplete=true");
+    assert_eq!(recorded[0].body, b"{}");
+    assert_eq!(broker.recorded().len(), 2);
+
+    // Killed: refused; restarted on the same port with the same script.
+    broker.kill().await;
+    assert!(http.get(format!("{url}/v2/catalog")).send().await.is_err());
+    broker.restart().await.unwrap();
+    let response = http
+        .put(format!("{url}/v2/service_instances/i2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    broker.stop().await;
 }
