@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use osb_config::{Problem, Settings};
-use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_bounded};
+use osb_routing::catalog::{BrokerCatalog, Merged, Validated, merge, validate_bounded};
 use osb_routing::error::error_chain;
 use osb_routing::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
@@ -195,6 +195,15 @@ pub async fn fetch_all(settings: &Settings) -> (Vec<(usize, Validated)>, Vec<(us
 /// # Errors
 /// The first broker that could not be fetched (a partial catalog would mislead).
 pub async fn fetch_merged(settings: &Settings) -> Result<Vec<u8>, String> {
+    let merged = fetch_and_merge(settings).await?;
+    serde_json::to_vec_pretty(&merged.catalog).map_err(|e| e.to_string())
+}
+
+/// Every broker's catalog fetched now and merged as the gateway would.
+///
+/// # Errors
+/// The first broker that could not be fetched (a partial catalog would mislead).
+async fn fetch_and_merge(settings: &Settings) -> Result<Merged, String> {
     let (fetched, failures) = fetch_all(settings).await;
     if let Some((i, message)) = failures.first() {
         let name = settings.brokers.get(*i).map_or("?", |b| b.name.as_str());
@@ -209,8 +218,7 @@ pub async fn fetch_merged(settings: &Settings) -> Result<Vec<u8>, String> {
             })
         })
         .collect();
-    let merged = merge(&inputs, &settings.catalog.name_separator);
-    serde_json::to_vec_pretty(&merged.catalog).map_err(|e| e.to_string())
+    Ok(merge(&inputs, &settings.catalog.name_separator))
 }
 
 /// `osb-gateway explain`: the policy step for one request against freshly fetched catalogs.
@@ -235,21 +243,7 @@ pub async fn explain_offline(
         })?,
         None => osb_policies::Policy::default(),
     };
-    let (fetched, failures) = fetch_all(settings).await;
-    if let Some((i, message)) = failures.first() {
-        let name = settings.brokers.get(*i).map_or("?", |b| b.name.as_str());
-        return Err(format!("broker {name}: {message}"));
-    }
-    let inputs: Vec<BrokerCatalog<'_>> = fetched
-        .iter()
-        .filter_map(|(i, v)| {
-            settings.brokers.get(*i).map(|broker| BrokerCatalog {
-                broker,
-                services: &v.services,
-            })
-        })
-        .collect();
-    let merged = merge(&inputs, &settings.catalog.name_separator);
+    let merged = fetch_and_merge(settings).await?;
     let snapshot = osb_routing::CatalogSnapshot {
         generation: 1,
         catalog: Arc::new(merged.catalog),
