@@ -1,3 +1,6 @@
+//! The id grammar and upstream paths, tried with generated ids (proptest): every id the grammar
+//! accepts becomes one path segment, and no id made of dots is accepted.
+
 use proptest::prelude::*;
 
 use super::*;
