@@ -23,6 +23,7 @@ pub mod load;
 pub mod raw;
 pub mod secret;
 pub mod settings;
+pub mod tls;
 pub mod validate;
 
 pub use config::FileFormat;

@@ -167,6 +167,17 @@ pub struct RawBroker {
     pub max_catalog_plans: Option<u64>,
     /// Deepest nesting of objects and arrays accepted in this broker's catalog. Default 64.
     pub max_catalog_depth: Option<u64>,
+    /// PEM file of CA certificates trusted for this broker (a private CA), besides the built-in
+    /// web roots; relative to the config file.
+    pub tls_ca_file: Option<String>,
+    /// PEM file of the client certificate (chain) presented to this broker (mTLS); needs
+    /// `tls_client_key_file`.
+    pub tls_client_cert_file: Option<String>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_client_key_file: Option<String>,
+    /// Accept any certificate from this broker: no protection against interception. Labs only;
+    /// logged as a warning at every start. Default false.
+    pub tls_insecure_skip_verify: Option<bool>,
     /// Upstream service name → name to publish (before the namespace is prefixed).
     #[serde(default)]
     pub rename: BTreeMap<String, String>,

@@ -156,6 +156,20 @@ pub struct BrokerSettings {
     pub rename: BTreeMap<String, String>,
     /// What this broker's catalog may be; a bigger one is refused (the last good one stays).
     pub catalog_limits: CatalogLimits,
+    /// How the gateway's client checks this broker's certificate and proves its own.
+    pub tls: UpstreamTls,
+}
+
+/// The TLS of the gateway's client of one upstream broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM certificates trusted besides the built-in web roots (`tls_ca_file`).
+    pub ca_pem: Option<String>,
+    /// The client certificate chain and its private key, PEM, presented to the broker (mTLS).
+    /// A secret: never printed.
+    pub client_identity_pem: Option<Secret>,
+    /// Any certificate is accepted (labs only).
+    pub insecure_skip_verify: bool,
 }
 
 /// The bounds of one broker's catalog. The defaults are far above every real catalog (OSBA's is

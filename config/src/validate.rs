@@ -689,6 +689,7 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
                 4,
             ),
         };
+        let tls = upstream_tls(c, &key, b, url.as_ref());
         // A broker without a usable URL was reported above; the settings are rejected anyway.
         let Some(url) = url else { continue };
         out.push(BrokerSettings {
@@ -705,9 +706,70 @@ fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -> Vec<Broke
             breaker_open,
             rename: b.rename.clone(),
             catalog_limits,
+            tls,
         });
     }
     out
+}
+
+/// The broker's TLS keys: PEM files read and checked, the key with its certificate.
+fn upstream_tls(c: &mut Checker<'_>, key: &str, b: &RawBroker, url: Option<&Url>) -> UpstreamTls {
+    let base_dir = c.context.base_dir.clone();
+    let mut read = |field: &str, file: Option<&String>, reader: fn(&Path) -> Result<String, String>| {
+        let path = resolve(&base_dir, file?);
+        reader(&path)
+            .map_err(|message| c.problem(format!("{key}.{field}"), message))
+            .ok()
+    };
+    let ca_pem = read(
+        "tls_ca_file",
+        b.tls_ca_file.as_ref(),
+        crate::tls::read_certificates,
+    );
+    let cert = read(
+        "tls_client_cert_file",
+        b.tls_client_cert_file.as_ref(),
+        crate::tls::read_certificates,
+    );
+    let private_key = read(
+        "tls_client_key_file",
+        b.tls_client_key_file.as_ref(),
+        crate::tls::read_private_key,
+    );
+    match (&b.tls_client_cert_file, &b.tls_client_key_file) {
+        (Some(_), None) => c.problem(
+            format!("{key}.tls_client_key_file"),
+            "tls_client_cert_file is given without its private key",
+        ),
+        (None, Some(_)) => c.problem(
+            format!("{key}.tls_client_cert_file"),
+            "tls_client_key_file is given without its certificate",
+        ),
+        _ => {}
+    }
+    let insecure_skip_verify = b.tls_insecure_skip_verify.unwrap_or(false);
+    let tls_keys = b.tls_ca_file.is_some() || b.tls_client_cert_file.is_some() || insecure_skip_verify;
+    if tls_keys && url.is_some_and(|u| u.scheme() != "https") {
+        c.warning(
+            format!("{key}.url"),
+            "TLS keys are set but the URL is not https: they are not used",
+        );
+    }
+    if insecure_skip_verify {
+        c.warning(
+            format!("{key}.tls_insecure_skip_verify"),
+            "any certificate is accepted from this broker: no protection against interception (labs only)",
+        );
+    }
+    let client_identity_pem = match (cert, private_key) {
+        (Some(cert), Some(private_key)) => Some(Secret::new(format!("{cert}\n{private_key}"))),
+        _ => None,
+    };
+    UpstreamTls {
+        ca_pem,
+        client_identity_pem,
+        insecure_skip_verify,
+    }
 }
 
 /// Broker, platform and namespace names: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`.

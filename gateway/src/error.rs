@@ -150,7 +150,9 @@ impl From<RoutingError> for ApiError {
             // Upstream failures answer as the upstream failed, whoever met them.
             RoutingError::UpstreamTimeout { broker, .. } => ApiError::UpstreamTimeout { broker },
             RoutingError::CircuitOpen { broker } => ApiError::CircuitOpen { broker },
-            RoutingError::UpstreamUnreachable { broker, .. } => ApiError::UpstreamUnavailable { broker },
+            RoutingError::UpstreamUnreachable { broker, .. } | RoutingError::UpstreamTls { broker, .. } => {
+                ApiError::UpstreamUnavailable { broker }
+            }
             e @ (RoutingError::UpstreamIo { .. }
             | RoutingError::UpstreamStatus { .. }
             | RoutingError::BodyTooLarge { .. }) => ApiError::UpstreamError {

@@ -29,4 +29,5 @@ mod prometheus;
 mod replicas;
 mod schemathesis;
 mod telemetry;
+mod tls;
 mod trust;

@@ -18,6 +18,16 @@ pub enum RoutingError {
         source: reqwest::Error,
     },
 
+    /// The TLS handshake with the broker failed (its certificate, or the gateway's): nothing was
+    /// sent. `problem` says what failed in words an operator can act on.
+    #[error("broker {broker}: TLS handshake failed: {problem}")]
+    UpstreamTls {
+        broker: String,
+        problem: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
     /// The broker did not answer in time.
     #[error("broker {broker}: timed out after {timeout_secs} s")]
     UpstreamTimeout { broker: String, timeout_secs: u64 },
@@ -95,6 +105,7 @@ impl RoutingError {
         match self {
             RoutingError::InvalidCatalog { .. } => "invalid_catalog",
             RoutingError::UpstreamUnreachable { .. } => "unreachable",
+            RoutingError::UpstreamTls { .. } => "tls",
             RoutingError::CircuitOpen { .. } => "circuit_open",
             RoutingError::UpstreamTimeout { .. } => "timeout",
             RoutingError::UpstreamIo { .. } => "io",

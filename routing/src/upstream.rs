@@ -18,7 +18,7 @@ use osb_config::{BrokerSettings, UpstreamAuth};
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use tracing::Instrument;
+use tracing::{Instrument, warn};
 
 use std::sync::Arc;
 
@@ -106,17 +106,35 @@ impl UpstreamBroker {
     /// # Errors
     /// [`RoutingError::Client`] when the TLS backend cannot be initialised.
     pub fn new(settings: &BrokerSettings) -> Result<Self, RoutingError> {
-        let client = reqwest::Client::builder()
+        let client_error = |source| RoutingError::Client {
+            broker: settings.name.clone(),
+            source,
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &settings.tls.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(client_error)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let Some(pem) = &settings.tls.client_identity_pem {
+            builder =
+                builder.identity(reqwest::Identity::from_pem(pem.expose().as_bytes()).map_err(client_error)?);
+        }
+        if settings.tls.insecure_skip_verify {
+            warn!(
+                broker = %settings.name,
+                "tls_insecure_skip_verify: any certificate is accepted from this broker; calls to it can be intercepted (labs only)."
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let client = builder
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .user_agent(concat!("osb-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|source| RoutingError::Client {
-                broker: settings.name.clone(),
-                source,
-            })?;
+            .map_err(client_error)?;
         Ok(UpstreamBroker {
             base: settings.url.clone(),
             host: settings.url.host_str().unwrap_or_default().to_owned(),
@@ -366,7 +384,15 @@ impl UpstreamBroker {
 
     fn classify(&self, error: reqwest::Error) -> RoutingError {
         let broker = self.name().to_owned();
-        if error.is_timeout() {
+        if let Some(problem) = tls_problem(&error) {
+            // A failed handshake (either side's certificate) means the broker's application never
+            // saw the request, even when the failure surfaces while reading the answer.
+            RoutingError::UpstreamTls {
+                broker,
+                problem,
+                source: error.without_url(),
+            }
+        } else if error.is_timeout() {
             RoutingError::UpstreamTimeout {
                 broker,
                 timeout_secs: self.settings.timeout.as_secs(),
@@ -383,6 +409,32 @@ impl UpstreamBroker {
             }
         }
     }
+}
+
+/// What failed in a TLS handshake, in words an operator can act on, if `error` is a TLS failure.
+fn tls_problem(error: &reqwest::Error) -> Option<String> {
+    let chain = crate::error::error_chain(error);
+    let problem = if let Some(at) = chain.find("invalid peer certificate") {
+        let detail = chain.get(at..).unwrap_or_default();
+        if detail.contains("UnknownIssuer") {
+            "unknown CA: the broker's certificate is not signed by a trusted CA (set tls_ca_file)"
+        } else if detail.contains("Expired") {
+            "the broker's certificate has expired"
+        } else if detail.contains("NotValidYet") {
+            "the broker's certificate is not valid yet"
+        } else if detail.contains("NotValidForName") {
+            "name mismatch: the broker's certificate is not valid for the host of its URL"
+        } else {
+            return Some(detail.to_owned());
+        }
+    } else if chain.contains("CertificateRequired") {
+        "the broker requires a client certificate (set tls_client_cert_file and tls_client_key_file)"
+    } else if chain.contains("received fatal alert") {
+        "the broker refused the handshake (is the gateway's client certificate one it trusts?)"
+    } else {
+        return None;
+    };
+    Some(problem.to_owned())
 }
 
 /// Whether an answer with `status` says the broker is working: anything below 500, and 501 (an

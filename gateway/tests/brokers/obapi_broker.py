@@ -27,6 +27,7 @@ The gateway's integration tests spawn it as a real upstream broker:
 """
 
 import argparse
+import ssl
 import copy
 import json
 import logging
@@ -451,10 +452,17 @@ def parse_args(argv):
         help="keep openbrokerapi's check that provision carries organization_guid and space_guid "
         "(off by default: OSB 2.17 platforms such as Kubernetes send neither)",
     )
+    p.add_argument("--tls-cert", help="serve https with this PEM certificate (chain)")
+    p.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", help="require a client certificate signed by a CA in this PEM file")
     p.add_argument("--verbose", "-v", action="store_true", help="log requests and handled errors to stderr")
     args = p.parse_args(argv)
     if args.async_polls < 0:
         p.error("--async-polls must be >= 0")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        p.error("--tls-client-ca needs --tls-cert")
     return args
 
 
@@ -479,7 +487,14 @@ def main(argv=None):
     broker = InMemoryBroker(services, args.async_polls)
     app = create_app(broker, args.username, args.password, verbose=args.verbose)
 
-    server = make_server(args.host, args.port, app, threaded=True)
+    ssl_context = None
+    if args.tls_cert:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            ssl_context.verify_mode = ssl.CERT_REQUIRED
+            ssl_context.load_verify_locations(args.tls_client_ca)
+    server = make_server(args.host, args.port, app, threaded=True, ssl_context=ssl_context)
 
     def _stop(signum, frame):
         raise SystemExit(0)

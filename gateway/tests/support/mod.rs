@@ -15,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fake_broker;
 pub mod gateway;
 pub mod logs;

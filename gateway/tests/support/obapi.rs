@@ -28,28 +28,55 @@ pub struct ObapiBroker {
     pub port: u16,
     catalog: PathBuf,
     async_polls: u32,
+    tls: Option<BrokerTls>,
     child: Option<Child>,
+}
+
+/// How a broker serves https: its certificate and key files, and the CA file its clients'
+/// certificates must be signed by (a client certificate is then required).
+#[derive(Clone, Debug)]
+pub struct BrokerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl ObapiBroker {
     /// Starts a broker serving the catalog file at `catalog` on a free port.
     pub async fn start(catalog: &Path) -> ObapiBroker {
-        Self::start_on(catalog, 0, 1).await
+        Self::start_on(catalog, 0, 1, None).await
     }
 
     /// Starts a broker whose async operations stay "in progress" for `polls` polls.
     pub async fn start_with_polls(catalog: &Path, polls: u32) -> ObapiBroker {
-        Self::start_on(catalog, 0, polls).await
+        Self::start_on(catalog, 0, polls, None).await
     }
 
-    async fn start_on(catalog: &Path, port: u16, async_polls: u32) -> ObapiBroker {
+    /// Starts a broker serving https (see [`BrokerTls`]).
+    pub async fn start_tls(catalog: &Path, tls: BrokerTls) -> ObapiBroker {
+        Self::start_on(catalog, 0, 1, Some(tls)).await
+    }
+
+    async fn start_on(catalog: &Path, port: u16, async_polls: u32, tls: Option<BrokerTls>) -> ObapiBroker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/brokers/obapi_broker.py");
-        let mut child = Command::new(python())
+        let mut command = Command::new(python());
+        command
             .arg(script)
             .args(["--catalog", catalog.to_str().unwrap()])
             .args(["--username", BROKER_USER, "--password", BROKER_PASSWORD])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--async-polls", &async_polls.to_string()])
+            .args(["--async-polls", &async_polls.to_string()]);
+        if let Some(tls) = &tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+            if let Some(client_ca) = &tls.client_ca {
+                command.arg("--tls-client-ca").arg(client_ca);
+            }
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -67,12 +94,14 @@ impl ObapiBroker {
             port,
             catalog: catalog.to_path_buf(),
             async_polls,
+            tls,
             child: Some(child),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The `brokers[]` YAML entry for this broker.
@@ -93,7 +122,7 @@ impl ObapiBroker {
     /// Starts the broker again on the same port.
     pub async fn restart(&mut self) {
         self.kill().await;
-        let again = Self::start_on(&self.catalog, self.port, self.async_polls).await;
+        let again = Self::start_on(&self.catalog, self.port, self.async_polls, self.tls.clone()).await;
         *self = again;
     }
 

@@ -23,6 +23,7 @@ fn broker(name: &str, ids: IdMode) -> BrokerSettings {
         breaker_open: std::time::Duration::from_secs(10),
         rename: BTreeMap::new(),
         catalog_limits: Default::default(),
+        tls: Default::default(),
     }
 }
 

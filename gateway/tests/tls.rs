@@ -1,0 +1,215 @@
+//! TLS toward upstream brokers, against real `openbrokerapi` brokers serving https with a private
+//! CA made by the test: trusted through `tls_ca_file`, a client certificate presented through
+//! `tls_client_cert_file`/`tls_client_key_file` (mTLS), and `tls_insecure_skip_verify` for labs.
+//! Without the CA or the certificate the broker takes no calls and says why.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::certs::TestCa;
+use crate::support::eventually;
+use crate::support::gateway::{TestGateway, platforms_yaml};
+use crate::support::obapi::{BrokerTls, ObapiBroker};
+use crate::support::osb::{Query, Resource, plan_ids};
+
+fn write_catalog(dir: &Path) -> PathBuf {
+    let path = dir.join("catalog.json");
+    let catalog = json!({"services": [{
+        "id": "svc-db", "name": "db", "description": "a database", "bindable": true,
+        "plans": [{"id": "plan-small", "name": "small", "description": "small"}]
+    }]});
+    std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    path
+}
+
+/// A gateway in front of one broker entry named `tlsb` (`extra` holds its TLS keys).
+async fn gateway(broker: &ObapiBroker, extra: &str) -> TestGateway {
+    let entry = format!(
+        "{}    refresh_interval_secs: 3600\n{extra}",
+        broker.config_entry("tlsb")
+    );
+    TestGateway::start(&format!("{}brokers:\n{entry}", platforms_yaml())).await
+}
+
+/// provision → poll → bind → unbind → deprovision → poll, through the gateway.
+async fn lifecycle(gw: &TestGateway) {
+    let catalog = gw.ready_catalog().await;
+    let (service_id, plan_id) = plan_ids(&catalog, "tlsb.db", "small");
+    let osb = gw.osb();
+    let instance = format!("tls-{}", uuid::Uuid::new_v4());
+    let provision = json!({"service_id": service_id, "plan_id": plan_id,
+                           "organization_guid": "org", "space_guid": "space"});
+    let created = osb
+        .provision(&instance, Query::none().incomplete(), &provision)
+        .await;
+    assert!(matches!(created.status.as_u16(), 201 | 202), "{}", created.text());
+    if created.status == 202 {
+        let query = Query::ids(&service_id, &plan_id).operation(&created.operation());
+        let polled = osb.poll(Resource::Instance(&instance), query).await;
+        assert_eq!(polled.last.body["state"], "succeeded", "{}", polled.last.text());
+    }
+    let bound = osb
+        .bind(
+            &instance,
+            "b-1",
+            Query::none(),
+            &json!({"service_id": service_id, "plan_id": plan_id}),
+        )
+        .await;
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let unbound = osb
+        .unbind(&instance, "b-1", Query::ids(&service_id, &plan_id))
+        .await;
+    assert_eq!(unbound.status, 200, "{}", unbound.text());
+    let gone = osb
+        .deprovision(&instance, Query::ids(&service_id, &plan_id).incomplete())
+        .await;
+    assert!(matches!(gone.status.as_u16(), 200 | 202), "{}", gone.text());
+}
+
+/// Waits until broker `tlsb`'s catalog refresh failed, and returns its last error.
+async fn refresh_error(gw: &TestGateway) -> String {
+    eventually("the refresh fails", Duration::from_secs(20), || async {
+        let status: Value = gw.broker_status("tlsb").await;
+        status["last_error"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_broker_behind_a_private_ca_is_trusted_through_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "upstream");
+    let server = ca.server("broker");
+    let tls = BrokerTls {
+        cert: server.cert,
+        key: server.key,
+        client_ca: None,
+    };
+    let broker = ObapiBroker::start_tls(&write_catalog(dir.path()), tls).await;
+    assert!(broker.url().starts_with("https://"));
+
+    let trusting = gateway(&broker, &format!("    tls_ca_file: {}\n", ca.ca_file().display())).await;
+    lifecycle(&trusting).await;
+
+    // Without the CA: no catalog, and the reason names the CA.
+    let unaware = gateway(&broker, "").await;
+    let error = refresh_error(&unaware).await;
+    assert!(
+        error.contains("TLS handshake failed") && error.contains("unknown CA"),
+        "{error}"
+    );
+    assert_eq!(unaware.broker_status("tlsb").await["healthy"], false);
+
+    // A lab's way out: any certificate accepted (and said so at start).
+    let lab = gateway(&broker, "    tls_insecure_skip_verify: true\n").await;
+    lifecycle(&lab).await;
+}
+
+#[tokio::test]
+async fn a_broker_that_requires_a_client_certificate_gets_the_configured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "upstream");
+    let clients = TestCa::new(dir.path(), "platform-team");
+    let server = ca.server("broker");
+    let tls = BrokerTls {
+        cert: server.cert,
+        key: server.key,
+        client_ca: Some(clients.ca_file()),
+    };
+    let broker = ObapiBroker::start_tls(&write_catalog(dir.path()), tls).await;
+    let gateway_cert = clients.client("osb-gateway");
+    let ca_line = format!("    tls_ca_file: {}\n", ca.ca_file().display());
+
+    let with_cert = gateway(
+        &broker,
+        &format!(
+            "{ca_line}    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+            gateway_cert.cert.display(),
+            gateway_cert.key.display()
+        ),
+    )
+    .await;
+    lifecycle(&with_cert).await;
+
+    // Without a certificate: refused, and the reason says what is missing.
+    let without = gateway(&broker, &ca_line).await;
+    let error = refresh_error(&without).await;
+    assert!(
+        error.contains("TLS handshake failed") && error.contains("client certificate"),
+        "{error}"
+    );
+
+    // A certificate from a CA the broker does not trust: refused too.
+    let stranger = TestCa::new(dir.path(), "stranger").client("osb-gateway");
+    let untrusted = gateway(
+        &broker,
+        &format!(
+            "{ca_line}    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+            stranger.cert.display(),
+            stranger.key.display()
+        ),
+    )
+    .await;
+    let error = refresh_error(&untrusted).await;
+    assert!(error.contains("TLS handshake failed"), "{error}");
+}
+
+#[test]
+fn tls_keys_are_checked_with_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "upstream");
+    let client = ca.client("gw");
+    let load = |keys: &str| {
+        let yaml = format!(
+            "{}brokers:\n  - name: b\n    url: https://127.0.0.1:1\n    username: u\n    password: p\n{keys}",
+            platforms_yaml()
+        );
+        osb_config::load_str(
+            &yaml,
+            osb_config::FileFormat::Yaml,
+            "gateway.yaml",
+            dir.path(),
+            &std::collections::HashMap::new(),
+        )
+    };
+    let problems = |keys: &str| match load(keys) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+
+    let ok = load(&format!(
+        "    tls_ca_file: {}\n    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+        ca.ca_file().display(),
+        client.cert.display(),
+        client.key.display()
+    ))
+    .unwrap();
+    let tls = &ok.settings.brokers[0].tls;
+    assert!(tls.ca_pem.is_some() && tls.client_identity_pem.is_some());
+    assert!(
+        !format!("{:?}", ok.settings).contains("PRIVATE KEY"),
+        "the client key never prints"
+    );
+
+    let only_cert = problems(&format!("    tls_client_cert_file: {}\n", client.cert.display()));
+    assert!(
+        only_cert.contains("brokers[0].tls_client_key_file") && only_cert.contains("without its private key"),
+        "{only_cert}"
+    );
+    let missing = problems("    tls_ca_file: nowhere.pem\n");
+    assert!(
+        missing.contains("brokers[0].tls_ca_file") && missing.contains("cannot read"),
+        "{missing}"
+    );
+    let not_a_cert = problems(&format!("    tls_ca_file: {}\n", client.key.display()));
+    assert!(not_a_cert.contains("holds no PEM certificate"), "{not_a_cert}");
+    let not_a_key = problems(&format!(
+        "    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+        client.cert.display(),
+        client.cert.display()
+    ));
+    assert!(not_a_key.contains("holds no PEM private key"), "{not_a_key}");
+}
