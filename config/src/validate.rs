@@ -346,6 +346,11 @@ fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
                     format!("expected a postgres:// or postgresql:// URL, got {got}"),
                 );
             }
+            if !url.is_empty() {
+                if let Err(message) = crate::tls::postgres_tls(&url) {
+                    c.problem("store.url", message);
+                }
+            }
             StoreSettings::Postgres {
                 url: Secret::new(url),
             }

@@ -1,7 +1,8 @@
 //! TLS toward upstream brokers, against real `openbrokerapi` brokers serving https with a private
 //! CA made by the test: trusted through `tls_ca_file`, a client certificate presented through
 //! `tls_client_cert_file`/`tls_client_key_file` (mTLS), and `tls_insecure_skip_verify` for labs.
-//! Without the CA or the certificate the broker takes no calls and says why.
+//! Without the CA or the certificate the broker takes no calls and says why. The PostgreSQL store
+//! over TLS as libpq's `sslmode` says, against a private PostgreSQL server that takes TLS only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::support::eventually;
 use crate::support::gateway::{TestGateway, platforms_yaml};
 use crate::support::obapi::{BrokerTls, ObapiBroker};
 use crate::support::osb::{Query, Resource, plan_ids};
+use crate::support::postgres::PrivateServer;
 
 fn write_catalog(dir: &Path) -> PathBuf {
     let path = dir.join("catalog.json");
@@ -212,4 +214,126 @@ fn tls_keys_are_checked_with_the_configuration() {
         client.cert.display()
     ));
     assert!(not_a_key.contains("holds no PEM private key"), "{not_a_key}");
+}
+
+/// Opens the PostgreSQL store at `url` as `serve` does; the error text if it fails.
+async fn open_store(url: &str) -> Result<std::sync::Arc<dyn osb_routing::Store>, String> {
+    let settings = osb_config::StoreSettings::Postgres {
+        url: osb_config::Secret::new(url),
+    };
+    osb_routing::store::open(&settings)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn the_postgresql_store_speaks_tls_as_libpq_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "db");
+    let cert = ca.server("postgres");
+    let server = PrivateServer::start_tls(&cert.cert, &cert.key);
+    let url = |query: &str| format!("{}?{query}", server.url());
+    let ca_file = ca.ca_file().display().to_string();
+
+    // The server takes TLS only: plain TCP is refused; every TLS mode gets in.
+    let plain = open_store(&url("sslmode=disable"))
+        .await
+        .err()
+        .unwrap_or_default();
+    assert!(
+        plain.contains("no encryption") || plain.contains("pg_hba"),
+        "{plain}"
+    );
+    for mode in ["sslmode=prefer", "sslmode=require"] {
+        open_store(&url(mode)).await.unwrap();
+    }
+    open_store(&url(&format!("sslmode=verify-ca&sslrootcert={ca_file}")))
+        .await
+        .unwrap();
+    let store = open_store(&url(&format!("sslmode=verify-full&sslrootcert={ca_file}")))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+
+    // Another CA: refused, saying why.
+    let other = TestCa::new(dir.path(), "other");
+    let wrong = open_store(&url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other.ca_file().display()
+    )))
+    .await
+    .err()
+    .unwrap_or_default();
+    assert!(
+        wrong.contains("TLS: the server's certificate is not signed by a CA in sslrootcert"),
+        "{wrong}"
+    );
+    drop(store);
+
+    // The gateway on that store over verify-full: a whole lifecycle is recorded in it.
+    let broker = ObapiBroker::start(&write_catalog(dir.path())).await;
+    let store_url = url(&format!("sslmode=verify-full&sslrootcert={ca_file}"));
+    let gw = TestGateway::start_with_env(
+        &format!("{}brokers:\n{}", platforms_yaml(), broker.config_entry("tlsb")),
+        &[],
+        &[
+            ("OSB_GATEWAY__STORE__KIND", "postgres"),
+            ("OSB_GATEWAY__STORE__URL", &store_url),
+        ],
+    )
+    .await;
+    lifecycle(&gw).await;
+}
+
+#[test]
+fn check_config_and_the_store_agree_on_every_sslmode() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "db");
+    let problems = |query: &str| {
+        let yaml = format!(
+            "store:\n  kind: postgres\n  url: \"postgres://u:secret-pw@127.0.0.1:1/db?{query}\"\n{}brokers:\n  - name: b\n    url: http://127.0.0.1:1\n    username: u\n    password: p\n",
+            platforms_yaml()
+        );
+        match osb_config::load_str(
+            &yaml,
+            osb_config::FileFormat::Yaml,
+            "gateway.yaml",
+            dir.path(),
+            &std::collections::HashMap::new(),
+        ) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let ca_file = ca.ca_file().display().to_string();
+    for ok in [
+        String::new(),
+        "sslmode=disable".to_owned(),
+        "sslmode=allow".to_owned(),
+        "sslmode=prefer".to_owned(),
+        "sslmode=require".to_owned(),
+        format!("sslmode=verify-ca&sslrootcert={ca_file}"),
+        format!("sslmode=verify-full&sslrootcert={ca_file}"),
+    ] {
+        assert_eq!(problems(&ok), "", "{ok}");
+    }
+    for (bad, says) in [
+        ("sslmode=verify-full", "need sslrootcert"),
+        ("sslmode=sometimes", "is not one of disable"),
+        (
+            "sslmode=require&sslcert=/nowhere.pem",
+            "sslcert is given without sslkey",
+        ),
+        (
+            "sslmode=verify-ca&sslrootcert=/nowhere.pem",
+            "sslrootcert: cannot read",
+        ),
+    ] {
+        let found = problems(bad);
+        assert!(
+            found.contains("store.url") && found.contains(says),
+            "{bad}: {found}"
+        );
+        assert!(!found.contains("secret-pw"), "never the password: {found}");
+    }
 }

@@ -62,13 +62,34 @@ fn bin(name: &str) -> PathBuf {
 pub struct PrivateServer {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// Serves TLS only (plain TCP connections are refused).
+    tls: bool,
 }
 
 impl PrivateServer {
     pub fn start() -> PrivateServer {
+        Self::start_with(None)
+    }
+
+    /// A server that takes TLS connections only, with this certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PrivateServer {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> PrivateServer {
         let dir = tempfile::Builder::new().prefix("osb-pg-").tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
+        if let Some((cert, key)) = tls {
+            std::fs::copy(cert, dir.path().join("server.crt")).unwrap();
+            std::fs::copy(key, dir.path().join("server.key")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                dir.path().join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
         let status = Command::new("chown")
             .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
             .status()
@@ -96,7 +117,18 @@ impl PrivateServer {
             "initdb: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let server = PrivateServer { dir, port };
+        if tls.is_some() {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
+        let server = PrivateServer {
+            dir,
+            port,
+            tls: tls.is_some(),
+        };
         server.pg_ctl(&["start", "-w"]);
         psql(&format!("{}/postgres", server.base_url()), "CREATE DATABASE osb").unwrap();
         server
@@ -114,11 +146,19 @@ impl PrivateServer {
     fn pg_ctl(&self, args: &[&str]) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("server.log");
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                file("server.crt"),
+                file("server.key")
+            ));
+        }
         let output = Command::new("runuser")
             .args([
                 "-u",

@@ -32,10 +32,10 @@
 //! the database is back; no restart needed. A call that gets no answer within [`CALL_TIMEOUT`]
 //! fails and its connection is closed, never handed to the next caller.
 //!
-//! Connections are plain TCP (`NoTls`). TLS would come through a `MakeTlsConnect` connector (for
-//! example `tokio-postgres-rustls`) given to the pool's manager instead of `NoTls`; a URL asking
-//! for `sslmode=require` fails to connect until then. Error messages name the server as user, host,
-//! port and database, never the password.
+//! TLS follows libpq's URL parameters `sslmode` (disable, allow/prefer: the default, require,
+//! verify-ca, verify-full), `sslrootcert`, `sslcert` and `sslkey` (see `postgres/tls.rs`); a
+//! failed handshake says what failed (unknown CA, name mismatch, no TLS on the server). Error
+//! messages name the server as user, host, port and database, never the password.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,14 +45,16 @@ use bytes::Bytes;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use osb_config::tls::SslMode;
 use tokio::time::error::Elapsed;
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{Config, NoTls, Row};
+use tokio_postgres::{Config, Row};
 use tracing::{info, warn};
 
 mod records;
 mod sql;
+mod tls;
 
 use self::sql::{
     APPEND_AUDIT, BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES,
@@ -164,6 +166,8 @@ impl PostgresStore {
     /// [`RoutingError::Store`] when the URL is not a PostgreSQL URL, the database cannot be reached
     /// within [`CONNECT_TIMEOUT`], or the migrations fail.
     pub async fn open(url: &str) -> Result<Self, RoutingError> {
+        let (url, tls) =
+            osb_config::tls::postgres_tls(url).map_err(|e| RoutingError::Store(format!("postgres: {e}")))?;
         // The parser's messages may quote the URL (and so the password): say only what is wrong.
         let mut config: Config = url.parse().map_err(|_| {
             RoutingError::Store("postgres: store.url is not a valid PostgreSQL connection URL".to_owned())
@@ -174,13 +178,22 @@ impl PostgresStore {
             .keepalives_idle(KEEPALIVE_IDLE)
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES);
+        config.ssl_mode(match tls.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
         if config.get_application_name().is_none() {
             config.application_name("osb-gateway");
         }
         let server: Arc<str> = Arc::from(describe(&config));
+        let connector =
+            tls::connector(&tls).map_err(|e| RoutingError::Store(format!("postgres {server}: {e}")))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 // A connection whose server went away is noticed by its connection task (the
                 // socket closes), so checking `is_closed` before reuse is enough.
@@ -201,7 +214,14 @@ impl PostgresStore {
     }
 
     fn error(&self, context: &str, e: &(dyn std::error::Error + 'static)) -> RoutingError {
-        RoutingError::Store(format!("postgres {}: {context}: {}", self.server, error_chain(e)))
+        let chain = error_chain(e);
+        match tls::hint(&chain) {
+            Some(hint) => RoutingError::Store(format!(
+                "postgres {}: {context}: TLS: {hint} ({chain})",
+                self.server
+            )),
+            None => RoutingError::Store(format!("postgres {}: {context}: {chain}", self.server)),
+        }
     }
 
     /// A connection from the pool (a new one if none is idle).
