@@ -87,6 +87,25 @@ pub struct RawAdmin {
     pub password_env: Option<String>,
     /// File holding the password (trailing newline trimmed); relative to the config file.
     pub password_file: Option<String>,
+    /// Named operators, each with a role: `viewer` reads, `operator` also acts (refresh, reload,
+    /// confirm, adopt, abandon). Besides or instead of `username` (who is an operator).
+    #[serde(default)]
+    pub users: Vec<RawAdminUser>,
+}
+
+/// `admin.users[]`: one named operator of the admin API.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdminUser {
+    /// The user name (HTTP Basic), recorded as the actor of every audit record they cause.
+    pub name: Option<String>,
+    /// `viewer` (read) or `operator` (read and act). Default `viewer`.
+    pub role: Option<String>,
+    /// The password itself (prefer `password_env` or `password_file`).
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed); relative to the config file.
+    pub password_file: Option<String>,
 }
 
 /// `store:` the ownership registry's backend.
@@ -230,6 +249,9 @@ macro_rules! secret_keys {
 // `serde(flatten)` would hide unknown keys from the loader, so the secret keys are written out in
 // each struct and grouped back here.
 secret_keys!(RawAdmin {
+    password_keys => "password", password, password_env, password_file;
+});
+secret_keys!(RawAdminUser {
     password_keys => "password", password, password_env, password_file;
 });
 secret_keys!(RawPlatform {

@@ -86,8 +86,38 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
-    /// Basic-auth credentials; `None` leaves the admin API open (bind it to loopback then).
+    /// Basic-auth credentials of the operator named by `admin.username`; with no `users` either,
+    /// `None` leaves the admin API open (bind it to loopback then).
     pub credentials: Option<BasicCredentials>,
+    /// Named operators with their roles (`admin.users`).
+    pub users: Vec<AdminUser>,
+}
+
+/// One named operator of the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub name: String,
+    pub password: Secret,
+    pub role: AdminRole,
+}
+
+/// What an operator may do on the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRole {
+    /// Read: health, inventory, audit, catalog and its diff, policy status, explain, metrics.
+    Viewer,
+    /// Read and act: refresh, policy reload, confirm catalog removals, adopt, abandon.
+    Operator,
+}
+
+impl AdminRole {
+    /// `viewer` or `operator`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Viewer => "viewer",
+            AdminRole::Operator => "operator",
+        }
+    }
 }
 
 /// A user name and its password.

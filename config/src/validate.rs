@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::raw::{RawBroker, RawPlatform, RawSettings, SecretKeys};
+use crate::raw::{RawAdmin, RawBroker, RawPlatform, RawSettings, SecretKeys};
 use crate::settings::*;
 use crate::{Problem, Secret};
 
@@ -204,15 +204,20 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
                 c.problem("admin.username", "is required with a password");
                 None
             }
-            (None, Given::Absent) => {
-                c.warning(
-                    "admin",
-                    "no username/password: the admin API is open to anyone who can reach it",
-                );
-                None
-            }
+            (None, Given::Absent) => None,
         };
-        Some(AdminSettings { listen, credentials })
+        let users = admin_users(&mut c, admin, credentials.as_ref());
+        if credentials.is_none() && users.is_empty() && admin.username.is_none() {
+            c.warning(
+                "admin",
+                "no username/password and no users: the admin API is open to anyone who can reach it",
+            );
+        }
+        Some(AdminSettings {
+            listen,
+            credentials,
+            users,
+        })
     });
     if let (Some(a), Some(l)) = (admin.as_ref(), listen) {
         if a.listen == l && l.port() != 0 {
@@ -314,6 +319,50 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         )),
         _ => Err(c.problems),
     }
+}
+
+/// `admin.users`: each named, with a password and a role; no name twice (with `admin.username`).
+fn admin_users(c: &mut Checker<'_>, admin: &RawAdmin, legacy: Option<&BasicCredentials>) -> Vec<AdminUser> {
+    let mut seen: HashSet<String> = legacy.map(|l| l.username.clone()).into_iter().collect();
+    let mut users = Vec::new();
+    for (i, user) in admin.users.iter().enumerate() {
+        let key = format!("admin.users[{i}]");
+        let Some(name) = user.name.as_deref().filter(|n| !n.is_empty()) else {
+            c.problem(format!("{key}.name"), "is required");
+            continue;
+        };
+        basic_username(c, &format!("{key}.name"), name);
+        if !seen.insert(name.to_owned()) {
+            c.problem(
+                format!("{key}.name"),
+                format!("{name:?} is already an admin user"),
+            );
+        }
+        let role = match user.role.as_deref().unwrap_or("viewer") {
+            "viewer" => AdminRole::Viewer,
+            "operator" => AdminRole::Operator,
+            other => {
+                c.problem(
+                    format!("{key}.role"),
+                    format!("expected viewer or operator, got {other:?}"),
+                );
+                continue;
+            }
+        };
+        match c.secret(&key, user.password_keys()) {
+            Given::Secret(password) => users.push(AdminUser {
+                name: name.to_owned(),
+                password,
+                role,
+            }),
+            Given::Absent => c.problem(
+                format!("{key}.password"),
+                "is required (password, password_env or password_file)",
+            ),
+            Given::Broken => {}
+        }
+    }
+    users
 }
 
 fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {

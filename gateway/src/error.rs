@@ -12,6 +12,7 @@
 //! | unsupported API version      | 412    | —                      |
 //! | authentication failed        | 401    | — (+ `WWW-Authenticate`) |
 //! | admin credentials missing (admin API) | 401 | — (+ `WWW-Authenticate`, admin realm) |
+//! | admin user without the operator role acting | 403 | — |
 //! | id exists with other attributes / owner | 409 | —                 |
 //! | operation in flight          | 422    | `ConcurrencyError`     |
 //! | no such instance/binding (read, update, bind) | 404 | —           |
@@ -59,6 +60,10 @@ pub enum ApiError {
     /// The admin API's credentials are missing or wrong.
     #[error("admin credentials required")]
     AdminUnauthorized,
+
+    /// An admin user whose role does not allow the action (a viewer acting).
+    #[error("admin user {user} is a {role}; this action needs the operator role")]
+    AdminForbidden { user: String, role: &'static str },
 
     /// A broker's first catalog is not in yet (start-up).
     #[error("{0}; retry shortly")]
@@ -218,6 +223,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => "BodyTimeout",
             ApiError::UnsupportedVersion(_) => "UnsupportedVersion",
             ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => "Unauthorized",
+            ApiError::AdminForbidden { .. } => "Forbidden",
             ApiError::NoRoute { .. } => "NoRoute",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::Conflict(_) => "Conflict",
@@ -244,7 +250,7 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            ApiError::PolicyDenied { .. } | ApiError::AdminForbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,

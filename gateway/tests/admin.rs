@@ -1510,3 +1510,110 @@ async fn hostile_user_names_are_escaped_in_tables_and_exact_in_json() {
         .collect();
     assert_eq!(users, vec![hostile], "--json is the exact value");
 }
+
+// === named operators ===
+
+/// An admin API call as `user` (no `--as`): status and JSON body.
+async fn admin_as(
+    gw: &TestGateway,
+    user: (&str, &str),
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = http()
+        .request(method, gw.admin_url(path))
+        .basic_auth(user.0, Some(user.1))
+        .header("X-OSB-Gateway-Operator", "bob")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn a_viewer_reads_an_operator_acts_and_the_audit_names_who_did() {
+    let broker = fake_broker().await;
+    let users = "  users:\n    - name: vera\n      role: viewer\n      password: viewer-pw-1\n    \
+                 - name: otto\n      role: operator\n      password_env: OTTO_PW\n";
+    let gw = TestGateway::start_with_admin(
+        users,
+        &format!("{}brokers:\n{}", platforms_yaml(), fake_entry(&broker)),
+        &[("OTTO_PW", "operator-pw-2")],
+    )
+    .await;
+    let ids = ids(&gw).await;
+    assert_eq!(
+        gw.osb()
+            .provision("kept-1", Query::none(), &on_kubernetes(&ids.service, &ids.small))
+            .await
+            .status,
+        201
+    );
+    let viewer = ("vera", "viewer-pw-1");
+    let operator = ("otto", "operator-pw-2");
+
+    // Both read.
+    for user in [viewer, operator] {
+        let (status, record) = admin_as(&gw, user, Method::GET, "/admin/instances/kept-1", Value::Null).await;
+        assert_eq!(status, 200, "{record}");
+    }
+    // A wrong password reads nothing.
+    let (status, _) = admin_as(
+        &gw,
+        ("vera", "guess"),
+        Method::GET,
+        "/admin/instances/kept-1",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // The viewer cannot act: 403, and nothing changes.
+    let abandon = json!({"reason": "cleanup"});
+    for (method, path) in [
+        (Method::POST, "/admin/instances/kept-1/abandon"),
+        (Method::POST, "/admin/brokers/refresh"),
+        (Method::POST, "/admin/policy/reload"),
+    ] {
+        let (status, body) = admin_as(&gw, viewer, method, path, abandon.clone()).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body["description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("operator role"),
+            "{body}"
+        );
+    }
+    let (status, _) = admin_as(&gw, viewer, Method::GET, "/admin/instances/kept-1", Value::Null).await;
+    assert_eq!(status, 200, "still there");
+
+    // The operator can; the audit record names the authenticated operator, `--as` as a note.
+    let (status, body) = admin_as(
+        &gw,
+        operator,
+        Method::POST,
+        "/admin/instances/kept-1/abandon",
+        abandon,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = admin_as(&gw, viewer, Method::GET, "/admin/audit?kind=admin", Value::Null).await;
+    let record = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["operation"] == "admin.abandon")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (record["actor"].as_str(), record["user"].as_str()),
+        (Some("otto"), Some("bob")),
+        "{record}"
+    );
+    assert_eq!(record["status"], 200);
+}

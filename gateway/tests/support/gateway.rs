@@ -51,6 +51,22 @@ impl TestGateway {
 
     /// As [`TestGateway::start_with_files`], loading the config with `env` (for example
     /// `OSB_GATEWAY__ADMIN__USERNAME`, to add admin credentials to the `admin:` the harness writes).
+    /// Starts a gateway whose admin section ends with `admin_extra` (lines indented under `admin:`,
+    /// such as `  users:` …), on `yaml` as [`TestGateway::start_with_env`].
+    pub async fn start_with_admin(admin_extra: &str, yaml: &str, env: &[(&str, &str)]) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.yaml");
+        let full = format!(
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n{admin_extra}store:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
+        );
+        std::fs::write(&config_path, full).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::start_in(dir, config_path, env).await
+    }
+
     pub async fn start_with_env(yaml: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> TestGateway {
         let env: HashMap<String, String> = env
             .iter()

@@ -112,7 +112,7 @@ pub async fn confirm(
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     let request: ConfirmRequest = json_body(&body)?;
     let reason = request
         .reason

@@ -25,6 +25,7 @@ use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use osb_config::AdminRole;
 use osb_routing::Availability;
 use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
 use serde_json::json;
@@ -97,25 +98,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// person the client names in [`crate::telemetry::audit::OPERATOR_HEADER`] (`osb-gateway admin --as`).
 #[derive(Debug, Clone)]
 pub struct Operator {
+    /// The authenticated admin user (`anonymous` when the API is open).
     pub actor: String,
+    /// The person the client acts on behalf of (`--as`), as the client says: a note, not an identity.
     pub user: Option<String>,
+    pub role: AdminRole,
 }
 
 impl Operator {
-    /// The operator of `req`, once the admin credentials are checked.
+    /// The operator of `req`, once the admin credentials are checked (any role: reading).
     ///
     /// # Errors
-    /// [`ApiError::AdminUnauthorized`] without the admin credentials.
+    /// [`ApiError::AdminUnauthorized`] without valid admin credentials.
     pub fn of(req: &HttpRequest, state: &AppState) -> Result<Operator, ApiError> {
-        if check_admin(req, state).is_some() {
-            return Err(ApiError::AdminUnauthorized);
-        }
-        let actor = state
-            .settings
-            .admin
-            .as_ref()
-            .and_then(|a| a.credentials.as_ref())
-            .map_or_else(|| "anonymous".to_owned(), |c| c.username.clone());
+        let (actor, role) = authenticate(req, state).ok_or(ApiError::AdminUnauthorized)?;
         let user = req
             .headers()
             .get(crate::telemetry::audit::OPERATOR_HEADER)
@@ -123,7 +119,22 @@ impl Operator {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| crate::telemetry::audit::cut(v, 256));
-        Ok(Operator { actor, user })
+        Ok(Operator { actor, user, role })
+    }
+
+    /// The operator of `req` for an action that changes something: the `operator` role.
+    ///
+    /// # Errors
+    /// As [`Operator::of`]; [`ApiError::AdminForbidden`] for a viewer.
+    pub fn acting(req: &HttpRequest, state: &AppState) -> Result<Operator, ApiError> {
+        let operator = Self::of(req, state)?;
+        if operator.role != AdminRole::Operator {
+            return Err(ApiError::AdminForbidden {
+                user: operator.actor,
+                role: operator.role.as_str(),
+            });
+        }
+        Ok(operator)
     }
 
     /// An audit record of an admin action by this operator (the caller fills in the rest).
@@ -273,7 +284,7 @@ async fn policy_status(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 /// (the policy in force stays).
 async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     let (response, status) = match state.policy_file.reload(true) {
         Ok(generation) => (HttpResponse::Ok().json(json!({"generation": generation})), 200),
         Err(problems) => (
@@ -323,7 +334,7 @@ async fn explain(
 
 async fn refresh_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     state.catalog.request_refresh(None);
     state.audit.record(operator.record("refresh", 202, started)).await;
     Ok(HttpResponse::Accepted().json(json!({"refreshing": "all"})))
@@ -335,7 +346,7 @@ async fn refresh_one(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     if !state.catalog.request_refresh(Some(&name)) {
         return Err(ApiError::NotFound(format!("no broker named {:?}", name.as_str())));
     }
@@ -345,19 +356,39 @@ async fn refresh_one(
     Ok(HttpResponse::Accepted().json(json!({"refreshing": name.as_str()})))
 }
 
-/// `Some(401)` unless the request carries the admin credentials (or none are configured).
-pub fn check_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
-    let credentials = state.settings.admin.as_ref()?.credentials.as_ref()?;
-    let ok = req
+/// Who the request's admin credentials name, with their role: the `admin.username` user (an
+/// operator) or one of `admin.users`. With no admin credentials configured at all, everyone is an
+/// anonymous operator (the API is open, as `check-config` warns). `None`: not authenticated.
+fn authenticate(req: &HttpRequest, state: &AppState) -> Option<(String, AdminRole)> {
+    let Some(admin) = state.settings.admin.as_ref() else {
+        return Some(("anonymous".to_owned(), AdminRole::Operator));
+    };
+    if admin.credentials.is_none() && admin.users.is_empty() {
+        return Some(("anonymous".to_owned(), AdminRole::Operator));
+    }
+    let (username, password) = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-        .is_some_and(|(u, p)| u == credentials.username && credentials.password.matches(&p));
-    if ok {
+        .and_then(|pair| pair.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))?;
+    if let Some(c) = &admin.credentials {
+        if username == c.username && c.password.matches(&password) {
+            return Some((username, AdminRole::Operator));
+        }
+    }
+    admin
+        .users
+        .iter()
+        .find(|u| u.name == username && u.password.matches(&password))
+        .map(|u| (u.name.clone(), u.role))
+}
+
+/// `Some(401)` unless the request carries valid admin credentials (or none are configured).
+pub fn check_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    if authenticate(req, state).is_some() {
         None
     } else {
         Some(

@@ -209,7 +209,7 @@ pub async fn adopt(
     state: web::Data<AppState>,
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     let request: AdoptRequest = json_body(&body)?;
     if request.instances.is_empty() {
         return Err(ApiError::BadRequest("no instances to adopt".to_owned()));
@@ -410,7 +410,7 @@ pub async fn abandon_instance(
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     let request: AbandonRequest = json_body(&body)?;
     let reason = required_reason(&request)?;
     let record = state
@@ -477,7 +477,7 @@ pub async fn abandon_binding(
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let operator = Operator::of(&req, &state)?;
+    let operator = Operator::acting(&req, &state)?;
     let request: AbandonRequest = json_body(&body)?;
     let reason = required_reason(&request)?;
     let record = state
