@@ -16,6 +16,8 @@ use serde::Deserialize;
 pub struct RawSettings {
     /// Platform-facing OSB listener, `host:port`. Default `127.0.0.1:8080`.
     pub listen: Option<String>,
+    /// HTTPS on the OSB listener. Optional (plain HTTP without it).
+    pub tls: Option<RawListenerTls>,
     /// The admin listener (/healthz, /readyz, /metrics, /admin/*). Optional.
     pub admin: Option<RawAdmin>,
     /// Where the gateway keeps its durable state.
@@ -87,10 +89,24 @@ pub struct RawAdmin {
     pub password_env: Option<String>,
     /// File holding the password (trailing newline trimmed); relative to the config file.
     pub password_file: Option<String>,
+    /// HTTPS on the admin listener. Optional.
+    pub tls: Option<RawListenerTls>,
     /// Named operators, each with a role: `viewer` reads, `operator` also acts (refresh, reload,
     /// confirm, adopt, abandon). Besides or instead of `username` (who is an operator).
     #[serde(default)]
     pub users: Vec<RawAdminUser>,
+}
+
+/// `tls:` / `admin.tls:` HTTPS on a listener. The files are re-read when they change (certificate
+/// rotation): new connections get the new certificate, open ones keep theirs.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListenerTls {
+    /// PEM certificate chain of the listener; relative to the config file.
+    pub cert_file: Option<String>,
+    /// PEM private key of the certificate.
+    pub key_file: Option<String>,
+    /// PEM CA certificates: clients must present a certificate signed by one of them. Optional.
+    pub client_ca_file: Option<String>,
 }
 
 /// `admin.users[]`: one named operator of the admin API.

@@ -38,6 +38,8 @@ pub struct Settings {
     pub origin: String,
     /// Platform-facing OSB listener.
     pub listen: SocketAddr,
+    /// HTTPS on the OSB listener.
+    pub tls: Option<ListenerTls>,
     /// Operators' listener, if configured.
     pub admin: Option<AdminSettings>,
     /// Durable state backend.
@@ -91,6 +93,17 @@ pub struct AdminSettings {
     pub credentials: Option<BasicCredentials>,
     /// Named operators with their roles (`admin.users`).
     pub users: Vec<AdminUser>,
+    /// HTTPS on the admin listener.
+    pub tls: Option<ListenerTls>,
+}
+
+/// HTTPS on one listener: files read at start and again whenever they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Clients must present a certificate signed by a CA in this file.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// One named operator of the admin API.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::raw::{RawAdmin, RawBroker, RawPlatform, RawSettings, SecretKeys};
+use crate::raw::{RawAdmin, RawBroker, RawListenerTls, RawPlatform, RawSettings, SecretKeys};
 use crate::settings::*;
 use crate::{Problem, Secret};
 
@@ -213,10 +213,15 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
                 "no username/password and no users: the admin API is open to anyone who can reach it",
             );
         }
+        let tls = admin
+            .tls
+            .as_ref()
+            .and_then(|tls| listener_tls(&mut c, "admin.tls", tls));
         Some(AdminSettings {
             listen,
             credentials,
             users,
+            tls,
         })
     });
     if let (Some(a), Some(l)) = (admin.as_ref(), listen) {
@@ -225,6 +230,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         }
     }
 
+    let tls = raw.tls.as_ref().and_then(|tls| listener_tls(&mut c, "tls", tls));
     let store = store(&mut c, raw);
     let platforms = platforms(&mut c, &raw.platforms);
     let catalog = catalog(&mut c, raw);
@@ -303,6 +309,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
             Settings {
                 origin: context.source.clone(),
                 listen,
+                tls,
                 admin,
                 store,
                 platforms,
@@ -319,6 +326,41 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         )),
         _ => Err(c.problems),
     }
+}
+
+/// `tls` / `admin.tls`: certificate and key (read and checked now; the gateway reads them again
+/// when they change), and the optional client CA.
+fn listener_tls(c: &mut Checker<'_>, key: &str, tls: &RawListenerTls) -> Option<ListenerTls> {
+    let base_dir = c.context.base_dir.clone();
+    let mut file = |field: &str, given: Option<&String>, reader: fn(&Path) -> Result<String, String>| {
+        let Some(given) = given else {
+            c.problem(format!("{key}.{field}"), "is required");
+            return None;
+        };
+        let path = resolve(&base_dir, given);
+        match reader(&path) {
+            Ok(_) => Some(path),
+            Err(message) => {
+                c.problem(format!("{key}.{field}"), message);
+                None
+            }
+        }
+    };
+    let cert_file = file("cert_file", tls.cert_file.as_ref(), crate::tls::read_certificates);
+    let key_file = file("key_file", tls.key_file.as_ref(), crate::tls::read_private_key);
+    let client_ca_file = match tls.client_ca_file.as_ref() {
+        Some(given) => Some(file(
+            "client_ca_file",
+            Some(given),
+            crate::tls::read_certificates,
+        )?),
+        None => None,
+    };
+    Some(ListenerTls {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file,
+    })
 }
 
 /// `admin.users`: each named, with a password and a role; no name twice (with `admin.username`).

@@ -38,6 +38,7 @@ use tracing::{info, warn};
 use crate::edge::auth::Platforms;
 use crate::edge::limits::Limiters;
 use crate::edge::server;
+use crate::edge::tls::ListenerCert;
 pub use crate::error::ApiError;
 use crate::ops::admin::build_admin_app;
 use crate::ops::policy_file::PolicyFile;
@@ -100,6 +101,9 @@ pub struct Gateway {
     store: Arc<dyn osb_routing::Store>,
     catalog: Arc<CatalogCache>,
     state: web::Data<AppState>,
+    /// The listeners' certificates (HTTPS), loaded before any port is bound.
+    osb_tls: Option<ListenerCert>,
+    admin_tls: Option<ListenerCert>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -117,6 +121,15 @@ impl Gateway {
     pub async fn start(settings: Settings) -> Result<Gateway, ApiError> {
         let settings = Arc::new(settings);
         let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
+
+        // The listeners' certificates: a gateway that cannot serve HTTPS as configured does not start.
+        let load = |tls: Option<&osb_config::ListenerTls>, what: &str| {
+            tls.map(ListenerCert::load)
+                .transpose()
+                .map_err(|e| startup(what, &e))
+        };
+        let osb_tls = load(settings.tls.as_ref(), "tls")?;
+        let admin_tls = load(settings.admin.as_ref().and_then(|a| a.tls.as_ref()), "admin.tls")?;
 
         // Durable state first: the last good catalogs it holds are served while brokers are down.
         let store = osb_routing::store::open(&settings.store)
@@ -169,6 +182,8 @@ impl Gateway {
             store,
             catalog,
             state,
+            osb_tls,
+            admin_tls,
         })
     }
 
@@ -188,15 +203,25 @@ impl Gateway {
             store,
             catalog,
             state,
+            osb_tls,
+            admin_tls,
         } = self;
         let startup = |what: &str, e: &dyn std::fmt::Display| ApiError::Startup(format!("{what}: {e}"));
+        let server_config = |cert: &Option<ListenerCert>, what: &str| {
+            cert.as_ref()
+                .map(ListenerCert::server_config)
+                .transpose()
+                .map_err(|e| startup(what, &e))
+        };
+        let osb_tls_config = server_config(&osb_tls, "tls")?;
+        let admin_tls_config = server_config(&admin_tls, "admin.tls")?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let grace = settings.shutdown_grace.as_secs();
         let osb_addr = listeners.osb.local_addr().map_err(|e| startup("listener", &e))?;
         let osb_state = state.clone();
         let osb_server = server::serve(
             listeners.osb,
-            &listener_settings("osb", workers, &settings),
+            &listener_settings("osb", workers, &settings, osb_tls_config),
             move || build_osb_app(osb_state.clone()),
         )
         .map_err(|e| startup("listen", &e))?;
@@ -206,10 +231,11 @@ impl Gateway {
             Some(listener) => {
                 let addr = listener.local_addr().ok();
                 let admin_state = state.clone();
-                let admin_server =
-                    server::serve(listener, &listener_settings("admin", 1, &settings), move || {
-                        build_admin_app(admin_state.clone())
-                    });
+                let admin_server = server::serve(
+                    listener,
+                    &listener_settings("admin", 1, &settings, admin_tls_config),
+                    move || build_admin_app(admin_state.clone()),
+                );
                 let admin_server = match admin_server {
                     Ok(server) => server,
                     Err(e) => {
@@ -231,6 +257,12 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.push(state.policy_file.spawn_watcher());
+        if let Some(cert) = &osb_tls {
+            background.push(cert.spawn_reloader("osb"));
+        }
+        if let Some(cert) = &admin_tls {
+            background.push(cert.spawn_reloader("admin"));
+        }
         info!(
             osb = %osb_addr,
             admin = %admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
@@ -284,12 +316,18 @@ pub async fn serve(
 }
 
 /// How a listener is served: `workers` threads, the settings' shutdown grace and read timeout.
-fn listener_settings(name: &'static str, workers: usize, settings: &Settings) -> server::ListenerSettings {
+fn listener_settings(
+    name: &'static str,
+    workers: usize,
+    settings: &Settings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> server::ListenerSettings {
     server::ListenerSettings {
         name,
         workers,
         shutdown_grace: settings.shutdown_grace,
         head_timeout: settings.request_read_timeout,
+        tls,
     }
 }
 

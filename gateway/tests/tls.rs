@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use crate::support::certs::TestCa;
 use crate::support::eventually;
+use crate::support::gateway::{PLATFORM_PASSWORD, PLATFORM_USER};
 use crate::support::gateway::{TestGateway, platforms_yaml};
 use crate::support::obapi::{BrokerTls, ObapiBroker};
-use crate::support::osb::{Query, Resource, plan_ids};
+use crate::support::osb::{OsbClient, Query, Resource, plan_ids};
 use crate::support::postgres::PrivateServer;
 
 fn write_catalog(dir: &Path) -> PathBuf {
@@ -37,9 +38,13 @@ async fn gateway(broker: &ObapiBroker, extra: &str) -> TestGateway {
 
 /// provision → poll → bind → unbind → deprovision → poll, through the gateway.
 async fn lifecycle(gw: &TestGateway) {
-    let catalog = gw.ready_catalog().await;
+    lifecycle_through(&gw.osb()).await;
+}
+
+/// [`lifecycle`] through `osb` (any client of the gateway).
+async fn lifecycle_through(osb: &OsbClient) {
+    let catalog = osb.ready_catalog().await.body;
     let (service_id, plan_id) = plan_ids(&catalog, "tlsb.db", "small");
-    let osb = gw.osb();
     let instance = format!("tls-{}", uuid::Uuid::new_v4());
     let provision = json!({"service_id": service_id, "plan_id": plan_id,
                            "organization_guid": "org", "space_guid": "space"});
@@ -336,4 +341,181 @@ fn check_config_and_the_store_agree_on_every_sslmode() {
         );
         assert!(!found.contains("secret-pw"), "never the password: {found}");
     }
+}
+
+/// The DER bytes of the first certificate in a PEM file.
+fn der_of(pem_file: &Path) -> Vec<u8> {
+    use base64::Engine;
+    let pem = std::fs::read_to_string(pem_file).unwrap();
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+}
+
+/// A client of the gateway's HTTPS listener trusting only `ca_file`, a new connection per call.
+fn https_client(ca_file: &Path) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_file).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .tls_info(true)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_osb_listener_serves_https_and_rotates_its_certificate_without_failing_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "gateway");
+    let first = ca.server("first");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(&first.cert, &cert_file).unwrap();
+    std::fs::copy(&first.key, &key_file).unwrap();
+    let broker = ObapiBroker::start(&write_catalog(dir.path())).await;
+    let gw = TestGateway::start(&format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n{}brokers:\n{}",
+        cert_file.display(),
+        key_file.display(),
+        platforms_yaml(),
+        broker.config_entry("tlsb")
+    ))
+    .await;
+    let base = format!("https://127.0.0.1:{}", gw.addr.port());
+    let client = https_client(&ca.ca_file());
+    let osb = OsbClient::new(base.clone())
+        .basic(PLATFORM_USER, PLATFORM_PASSWORD)
+        .with_http(client.clone());
+
+    // A whole lifecycle over HTTPS, the client trusting only the test CA.
+    lifecycle_through(&osb).await;
+
+    // Plain HTTP to the HTTPS port gets no answer.
+    let plain = crate::support::http().get(gw.url("/v2/catalog")).send().await;
+    assert!(!matches!(&plain, Ok(r) if r.status() == 200), "{plain:?}");
+
+    // The certificate replaced on disk under load: every call answers, new handshakes get the new one.
+    let peer = |response: &reqwest::Response| {
+        response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate().map(<[u8]>::to_vec))
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop) = (client.clone(), format!("{base}/v2/catalog"), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = client
+                    .get(&url)
+                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                    .header("X-Broker-API-Version", "2.17")
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    Ok(response) => failed.push(response.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = ca.server("second");
+    std::fs::copy(&second.cert, &cert_file).unwrap();
+    std::fs::copy(&second.key, &key_file).unwrap();
+    let wanted = der_of(&second.cert);
+    eventually(
+        "new handshakes get the new certificate",
+        Duration::from_secs(10),
+        || {
+            // A new client each time: a client resuming its TLS session is not shown the
+            // certificate again.
+            let (client, url, wanted) = (
+                https_client(&ca.ca_file()),
+                format!("{base}/v2/catalog"),
+                wanted.clone(),
+            );
+            async move {
+                let response = client
+                    .get(&url)
+                    .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+                    .header("X-Broker-API-Version", "2.17")
+                    .send()
+                    .await
+                    .ok()?;
+                (peer(&response) == Some(wanted)).then_some(())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut calls, mut failures) = (0, Vec::new());
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        calls += ok;
+        failures.extend(failed);
+    }
+    assert!(calls > 20, "the load ran: {calls} calls");
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failures.len(),
+        calls,
+        failures.first()
+    );
+}
+
+#[tokio::test]
+async fn the_osb_listener_can_require_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "gateway");
+    let server = ca.server("osb");
+    let platforms = TestCa::new(dir.path(), "platforms");
+    let broker = ObapiBroker::start(&write_catalog(dir.path())).await;
+    let gw = TestGateway::start(&format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {}\n{}brokers:\n{}",
+        server.cert.display(),
+        server.key.display(),
+        platforms.ca_file().display(),
+        platforms_yaml(),
+        broker.config_entry("tlsb")
+    ))
+    .await;
+    let base = format!("https://127.0.0.1:{}", gw.addr.port());
+    let ca_cert = reqwest::Certificate::from_pem(&std::fs::read(ca.ca_file()).unwrap()).unwrap();
+    let platform = platforms.client("k8s-prod");
+    let mut identity = std::fs::read(&platform.cert).unwrap();
+    identity.extend(std::fs::read(&platform.key).unwrap());
+    let with_cert = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca_cert.clone())
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap();
+    let osb = OsbClient::new(base.clone())
+        .basic(PLATFORM_USER, PLATFORM_PASSWORD)
+        .with_http(with_cert);
+    lifecycle_through(&osb).await;
+
+    let without_cert = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca_cert)
+        .build()
+        .unwrap();
+    let refused = without_cert
+        .get(format!("{base}/v2/catalog"))
+        .basic_auth(PLATFORM_USER, Some(PLATFORM_PASSWORD))
+        .header("X-Broker-API-Version", "2.17")
+        .send()
+        .await;
+    assert!(refused.is_err(), "no client certificate, no answer: {refused:?}");
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: everything between a platform's (or operator's) bytes and a handler.
 //!
-//! - [`server`]: the listeners' HTTP servers; every answer, even the HTTP layer's, is OSB JSON.
+//! - [`server`]: the listeners' HTTP servers; every answer, even the HTTP layer's, is OSB JSON;
+//!   [`tls`]: HTTPS on a listener, its certificate re-read when it changes.
 //! - [`middleware`]: request identity, authentication, rate limits, the API version check;
 //!   [`audit_calls`]: the audit log's record of each mutating call.
 //! - [`auth`]: platform credentials; [`limits`]: the rate limiters (per platform, per broker).
@@ -12,3 +13,4 @@ pub mod limits;
 pub mod middleware;
 pub mod parse;
 pub mod server;
+pub mod tls;

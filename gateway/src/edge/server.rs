@@ -22,6 +22,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -46,8 +47,10 @@ pub struct ListenerSettings {
     pub workers: usize,
     /// In-flight requests' grace on stop.
     pub shutdown_grace: Duration,
-    /// Time a request head may take to arrive (408 after).
+    /// Time a request head may take to arrive (408 after); also the TLS handshake's limit.
     pub head_timeout: Duration,
+    /// HTTPS (see [`super::tls`]); plain HTTP without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves the app `factory` makes (once per worker) on `listener`.
@@ -68,6 +71,7 @@ where
 {
     let addr = listener.local_addr()?;
     let head_timeout = settings.head_timeout;
+    let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     Server::build()
         .workers(settings.workers)
         .disable_signals()
@@ -81,15 +85,72 @@ where
                 .client_request_timeout(head_timeout)
                 .local_addr(addr)
                 .finish(map_config(app, |()| AppConfig::default()));
-            fn_service(|io: TcpStream| async move {
-                // Answers are written whole: no reason to wait for more.
-                let _ = io.set_nodelay(true);
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((OsbAnswers::new(io), Protocol::Http1, peer))
+            let tls = tls.clone();
+            fn_service(move |io: TcpStream| {
+                let tls = tls.clone();
+                async move {
+                    // Answers are written whole: no reason to wait for more.
+                    let _ = io.set_nodelay(true);
+                    let peer = io.peer_addr().ok();
+                    let io = match tls {
+                        Some(acceptor) => match tokio::time::timeout(head_timeout, acceptor.accept(io)).await
+                        {
+                            Ok(Ok(stream)) => Connection::Tls(Box::new(stream)),
+                            Ok(Err(e)) => return Err(actix_http::error::DispatchError::Io(e)),
+                            Err(_) => {
+                                return Err(actix_http::error::DispatchError::Io(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "TLS handshake timed out",
+                                )));
+                            }
+                        },
+                        None => Connection::Plain(io),
+                    };
+                    Ok::<_, actix_http::error::DispatchError>((OsbAnswers::new(io), Protocol::Http1, peer))
+                }
             })
             .and_then(http)
         })
         .map(actix_server::ServerBuilder::run)
+}
+
+/// An accepted connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Connection::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Connection::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(io) => Pin::new(io).poll_flush(cx),
+            Connection::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Connection::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A connection whose HTTP-layer error answers get an OSB error body (see the module docs).
