@@ -28,6 +28,21 @@ impl Secret {
     pub fn matches(&self, candidate: &str) -> bool {
         constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
     }
+
+    /// Whether `candidate` is one of the secret's lines (a credential set: several values valid at
+    /// once, one per line, for a rotation). Every line is compared, in constant time each.
+    pub fn matches_any_line(&self, candidate: &str) -> bool {
+        let mut found = false;
+        for line in self
+            .0
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+        {
+            found |= constant_time_eq(line.as_bytes(), candidate.as_bytes());
+        }
+        found
+    }
 }
 
 impl fmt::Debug for Secret {

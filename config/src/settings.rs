@@ -154,8 +154,14 @@ pub enum StoreSettings {
 #[derive(Debug, Clone)]
 pub struct PlatformSettings {
     pub name: String,
+    /// The password may hold several lines: each is valid (a rotation's old and new).
     pub basic: Option<BasicCredentials>,
+    /// Several lines: each token is valid.
     pub bearer_token: Option<Secret>,
+    /// Where the password came from, when a file: the gateway reads it again when it changes.
+    pub password_file: Option<PathBuf>,
+    /// Where the bearer token came from, when a file.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 /// How the gateway authenticates to an upstream broker.

@@ -538,8 +538,11 @@ fn platforms(c: &mut Checker<'_>, raw: &[RawPlatform]) -> Vec<PlatformSettings> 
                 "needs credentials: username + password*, or bearer_token*",
             );
         }
+        let file = |given: Option<&String>| given.map(|f| resolve(&c.context.base_dir, f));
         out.push(PlatformSettings {
             name,
+            password_file: basic.as_ref().and(file(p.password_file.as_ref())),
+            bearer_token_file: bearer_token.as_ref().and(file(p.bearer_token_file.as_ref())),
             basic,
             bearer_token,
         });

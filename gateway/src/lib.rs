@@ -166,7 +166,7 @@ impl Gateway {
             .map_err(|e| startup("audit.jsonl_path", &e))?;
         let state = web::Data::new(AppState {
             settings: settings.clone(),
-            platforms: Platforms::new(&settings.platforms),
+            platforms: Arc::new(Platforms::new(&settings.platforms)),
             catalog: catalog.clone(),
             brokers,
             policies,
@@ -257,6 +257,7 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.push(state.policy_file.spawn_watcher());
+        background.extend(state.platforms.spawn_reloader());
         if let Some(cert) = &osb_tls {
             background.push(cert.spawn_reloader("osb"));
         }

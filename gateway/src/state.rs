@@ -19,7 +19,8 @@ use crate::telemetry::metrics::Metrics;
 #[derive(Debug)]
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub platforms: Platforms,
+    /// Platform credentials (secret files re-read when they change).
+    pub platforms: std::sync::Arc<Platforms>,
     /// The merged catalog and each platform's view of it (only a cache).
     pub catalog: Arc<CatalogCache>,
     /// The upstream brokers' clients and health.

@@ -27,6 +27,7 @@ mod ownership;
 mod policies;
 mod prometheus;
 mod replicas;
+mod rotation;
 mod schemathesis;
 mod telemetry;
 mod tls;

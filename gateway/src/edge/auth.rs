@@ -1,9 +1,17 @@
 //! Which platform is calling: HTTP Basic or bearer token against the configured platforms.
 //!
 //! Secrets are compared in constant time and never logged; a failure says nothing about which part
-//! was wrong.
+//! was wrong. A password or token may hold several lines, each valid: a credential set, so that a
+//! rotation has a moment when the old and the new both work. Secrets given as files are read again
+//! when the files change ([`Platforms::spawn_reloader`], once a second): add the new line, let the
+//! platform switch, remove the old line; no restart and no failed call.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use actix_web::http::header::HeaderValue;
 use base64::Engine;
@@ -19,18 +27,82 @@ pub struct Platform {
 }
 
 /// The configured platforms and their credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Platforms {
-    platforms: Vec<PlatformSettings>,
+    platforms: ArcSwap<Vec<PlatformSettings>>,
     accepts_bearer: bool,
 }
+
+/// How often secret files are looked at.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 impl Platforms {
     pub fn new(platforms: &[PlatformSettings]) -> Self {
         Platforms {
             accepts_bearer: platforms.iter().any(|p| p.bearer_token.is_some()),
-            platforms: platforms.to_vec(),
+            platforms: ArcSwap::from_pointee(platforms.to_vec()),
         }
+    }
+
+    /// Reads the platforms' secret files again; changed ones replace what is in force. A file
+    /// that cannot be read, or is empty, changes nothing (logged).
+    pub fn reload_secret_files(&self) {
+        let current = self.platforms.load();
+        let mut next: Vec<PlatformSettings> = current.as_ref().clone();
+        let mut changed = Vec::new();
+        for platform in &mut next {
+            let read = |path: &std::path::Path| match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    Some(osb_config::Secret::new(text.trim_end_matches(['\n', '\r'])))
+                }
+                Ok(_) => {
+                    warn!(platform = %platform.name, file = %path.display(), "Secret file is empty; keeping the credentials in force.");
+                    None
+                }
+                Err(e) => {
+                    warn!(platform = %platform.name, file = %path.display(), error = %e, "Cannot read the secret file; keeping the credentials in force.");
+                    None
+                }
+            };
+            if let (Some(path), Some(basic)) = (platform.password_file.clone(), platform.basic.as_mut()) {
+                if let Some(secret) = read(&path).filter(|s| *s != basic.password) {
+                    basic.password = secret;
+                    changed.push(platform.name.clone());
+                }
+            }
+            if let (Some(path), Some(token)) =
+                (platform.bearer_token_file.clone(), platform.bearer_token.as_mut())
+            {
+                if let Some(secret) = read(&path).filter(|s| s != token) {
+                    *token = secret;
+                    changed.push(platform.name.clone());
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.platforms.store(Arc::new(next));
+            info!(platforms = %changed.join(","), "Platform credentials reloaded from their files.");
+        }
+    }
+
+    /// Watches the platforms' secret files (see the module docs). Abort the handle to stop.
+    pub fn spawn_reloader(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let any_file = self
+            .platforms
+            .load()
+            .iter()
+            .any(|p| p.password_file.is_some() || p.bearer_token_file.is_some());
+        if !any_file {
+            return None;
+        }
+        let platforms = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RELOAD_EVERY).await;
+                let reload = Arc::clone(&platforms);
+                let _ = tokio::task::spawn_blocking(move || reload.reload_secret_files()).await;
+            }
+        }))
     }
 
     /// The platform whose credentials `authorization` carries.
@@ -50,17 +122,25 @@ impl Platforms {
             let decoded = STANDARD.decode(credentials).map_err(|_| unauthorized())?;
             let decoded = String::from_utf8(decoded).map_err(|_| unauthorized())?;
             let (username, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
-            self.platforms.iter().find(|p| {
-                p.basic
-                    .as_ref()
-                    .is_some_and(|b| b.username == username && b.password.matches(password))
-            })
+            let platforms = self.platforms.load();
+            platforms
+                .iter()
+                .find(|p| {
+                    p.basic
+                        .as_ref()
+                        .is_some_and(|b| b.username == username && b.password.matches_any_line(password))
+                })
+                .map(|p| p.name.clone())
         } else if scheme.eq_ignore_ascii_case("bearer") {
             // Check every token so the time taken does not tell which platform came close.
             let mut found = None;
-            for p in &self.platforms {
-                if p.bearer_token.as_ref().is_some_and(|t| t.matches(credentials)) && found.is_none() {
-                    found = Some(p);
+            for p in self.platforms.load().iter() {
+                if p.bearer_token
+                    .as_ref()
+                    .is_some_and(|t| t.matches_any_line(credentials))
+                    && found.is_none()
+                {
+                    found = Some(p.name.clone());
                 }
             }
             found
@@ -68,8 +148,8 @@ impl Platforms {
             None
         };
         found
-            .map(|p| Platform {
-                name: Arc::from(p.name.as_str()),
+            .map(|name| Platform {
+                name: Arc::from(name.as_str()),
             })
             .ok_or_else(unauthorized)
     }
@@ -90,11 +170,15 @@ mod tests {
                     password: Secret::new("pw"),
                 }),
                 bearer_token: None,
+                password_file: None,
+                bearer_token_file: None,
             },
             PlatformSettings {
                 name: "cf".into(),
                 basic: None,
-                bearer_token: Some(Secret::new("tok")),
+                bearer_token: Some(Secret::new("tok\nnew-tok")),
+                password_file: None,
+                bearer_token_file: None,
             },
         ])
     }
@@ -109,6 +193,11 @@ mod tests {
         let basic = format!("Basic {}", STANDARD.encode("k:pw"));
         assert_eq!(&*p.authenticate(Some(&header(&basic))).unwrap().name, "k8s");
         assert_eq!(&*p.authenticate(Some(&header("Bearer tok"))).unwrap().name, "cf");
+        assert_eq!(
+            &*p.authenticate(Some(&header("Bearer new-tok"))).unwrap().name,
+            "cf",
+            "every line of a credential set is valid"
+        );
         for bad in [
             format!("Basic {}", STANDARD.encode("k:wrong")),
             format!("Basic {}", STANDARD.encode("nobody:pw")),
