@@ -916,7 +916,12 @@ async fn scripted_replies_answer_first_and_requests_are_recorded() {
 
     // Killed: refused; restarted on the same port with the same script.
     broker.kill().await;
-    assert!(http.get(format!("{url}/v2/catalog")).send().await.is_err());
+    // A new connection (a pooled one may still be closing): refused.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    assert!(fresh.get(format!("{url}/v2/catalog")).send().await.is_err());
     broker.restart().await.unwrap();
     let response = http
         .put(format!("{url}/v2/service_instances/i2"))
