@@ -40,7 +40,9 @@ impl ListenerCert {
     /// The files cannot be read or do not hold a usable certificate and key, named.
     pub fn load(settings: &ListenerTls) -> Result<ListenerCert, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let (key, seen) = certified_key(settings, &provider)?;
+        let files = read_both(settings).map_err(|e| format!("TLS files: {e}"))?;
+        let key = certified_key(settings, &provider, &files)?;
+        let seen = joined(&files);
         Ok(ListenerCert {
             settings: settings.clone(),
             provider,
@@ -94,14 +96,15 @@ impl ListenerCert {
 
     async fn reload_if_changed(&self, listener: &'static str) {
         let files = self.settings.clone();
-        let Ok(Ok(seen)) = tokio::task::spawn_blocking(move || read_both(&files)).await else {
+        let Ok(Ok(files)) = tokio::task::spawn_blocking(move || read_both(&files)).await else {
             return;
         };
+        let seen = joined(&files);
         if seen == **self.loaded.load() {
             return;
         }
-        match certified_key(&self.settings, &self.provider) {
-            Ok((key, seen)) => {
+        match certified_key(&self.settings, &self.provider, &files) {
+            Ok(key) => {
                 self.current.store(Arc::new(key));
                 self.loaded.store(Arc::new(seen));
                 info!(listener, cert_file = %self.settings.cert_file.display(), "TLS certificate reloaded.");
@@ -125,28 +128,34 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// The certificate file's bytes followed by the key file's.
-fn read_both(settings: &ListenerTls) -> std::io::Result<Vec<u8>> {
-    let mut both = std::fs::read(&settings.cert_file)?;
-    both.extend(std::fs::read(&settings.key_file)?);
-    Ok(both)
+/// The certificate file's bytes and the key file's.
+fn read_both(settings: &ListenerTls) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    Ok((
+        std::fs::read(&settings.cert_file)?,
+        std::fs::read(&settings.key_file)?,
+    ))
 }
 
+/// The files' bytes as one, to notice a change.
+fn joined((cert, key): &(Vec<u8>, Vec<u8>)) -> Vec<u8> {
+    [cert.as_slice(), key.as_slice()].concat()
+}
+
+/// The certified key the files hold, parsed from the bytes already read.
 fn certified_key(
     settings: &ListenerTls,
     provider: &CryptoProvider,
-) -> Result<(CertifiedKey, Vec<u8>), String> {
-    let seen = read_both(settings).map_err(|e| format!("TLS files: {e}"))?;
+    (cert, key): &(Vec<u8>, Vec<u8>),
+) -> Result<CertifiedKey, String> {
     let cert_path = &settings.cert_file;
-    let chain = CertificateDer::pem_file_iter(cert_path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
     if chain.is_empty() {
         return Err(format!("{}: no certificate", cert_path.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&settings.key_file)
-        .map_err(|e| format!("{}: {e}", settings.key_file.display()))?;
-    let key = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| format!("{} and {}: {e}", cert_path.display(), settings.key_file.display()))?;
-    Ok((key, seen))
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("{}: {e}", settings.key_file.display()))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| format!("{} and {}: {e}", cert_path.display(), settings.key_file.display()))
 }
