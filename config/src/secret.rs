@@ -33,15 +33,18 @@ impl Secret {
     /// once, one per line, for a rotation). Every line is compared, in constant time each.
     pub fn matches_any_line(&self, candidate: &str) -> bool {
         let mut found = false;
-        for line in self
-            .0
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .filter(|l| !l.is_empty())
-        {
+        for line in self.lines() {
             found |= constant_time_eq(line.as_bytes(), candidate.as_bytes());
         }
         found
+    }
+
+    /// The secret's non-empty lines: the values of a credential set, in the order given.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
     }
 }
 

@@ -187,7 +187,12 @@ pub struct BrokerSettings {
     pub name: String,
     /// Base URL, without a trailing slash.
     pub url: Url,
+    /// The password or bearer token may hold several lines: the first is presented, the others
+    /// when the broker answers 401 (a rotation's old and new).
     pub auth: UpstreamAuth,
+    /// Where the password or bearer token came from, when a file: the gateway reads it again
+    /// when it changes (or on SIGHUP).
+    pub auth_file: Option<PathBuf>,
     /// Prefix of this broker's service names.
     pub namespace: String,
     pub ids: IdMode,

@@ -28,20 +28,20 @@
 //! plus `"error": "ConcurrencyError"` on 422) built right here: this is an upstream, not the
 //! gateway, so it does not go through `ApiError`.
 
+mod behaviour;
 mod fast;
 mod resources;
+mod route;
 pub mod script;
 mod stateful;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use actix_web::dev::ServerHandle;
-use actix_web::http::{KeepAlive, Method, StatusCode, header};
+use actix_web::http::{KeepAlive, StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -49,170 +49,11 @@ use bytes::Bytes;
 use osb_routing::cache::strong_etag;
 use osb_routing::headers::{API_VERSION, REQUEST_IDENTITY};
 
+pub use self::behaviour::{Answers, Behaviour, Endpoint};
 use self::resources::{Reply, Resources};
+use self::route::{Call, route};
 use self::script::{Recorded, Script};
 use self::stateful::{PlanIndex, announce_fetching};
-
-// === Behaviour ===
-
-/// What a [`DemoBroker`] does with instance and binding calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answers {
-    /// Checks every call and keeps instances, bindings and operations in memory.
-    Stateful,
-    /// Fixed answers without parsing the body; keeps only counters and the polls owed.
-    Fast,
-    /// Only scripted replies ([`DemoBroker::on`]); every other request is a 404 `not scripted`,
-    /// without any check.
-    Script,
-}
-
-/// How a [`DemoBroker`] answers instance and binding calls.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Behaviour {
-    /// Added to every instance and binding call (not to the catalog), after the state changed.
-    pub latency: Duration,
-    /// Answer 202 with an `operation` when the call has `accepts_incomplete=true` (provision,
-    /// update, deprovision, bind, unbind). Without `accepts_incomplete` calls stay synchronous.
-    pub async_operations: bool,
-    /// `last_operation` answers "in progress" this many times, then "succeeded".
-    pub async_polls: u32,
-    /// actix worker threads.
-    pub workers: usize,
-    /// Share (0.0–1.0) of instance and binding calls, polls excepted, answered 500 after the
-    /// request was read, evenly spread (a low-discrepancy sequence), and without effect.
-    pub error_rate: f64,
-    /// What the instance and binding calls do.
-    pub answers: Answers,
-    /// Keep every request received, whole ([`DemoBroker::recorded`]).
-    pub record: bool,
-}
-
-impl Default for Behaviour {
-    /// Stateful, no latency, synchronous, one poll, one worker, no failures, no record.
-    fn default() -> Self {
-        Behaviour {
-            latency: Duration::ZERO,
-            async_operations: false,
-            async_polls: 1,
-            workers: 1,
-            error_rate: 0.0,
-            answers: Answers::Stateful,
-            record: false,
-        }
-    }
-}
-
-impl Behaviour {
-    /// A stateful upstream for benchmarks: synchronous, no latency, one worker per available core.
-    pub fn fast() -> Self {
-        Behaviour {
-            workers: std::thread::available_parallelism().map_or(1, usize::from),
-            ..Behaviour::default()
-        }
-    }
-
-    /// The load tests' stub: [`Answers::Fast`], synchronous, no latency, one worker.
-    pub fn counting() -> Self {
-        Behaviour {
-            answers: Answers::Fast,
-            ..Behaviour::default()
-        }
-    }
-
-    /// The fault tests' upstream: [`Answers::Script`], recording every request.
-    pub fn scripted() -> Self {
-        Behaviour {
-            answers: Answers::Script,
-            record: true,
-            ..Behaviour::default()
-        }
-    }
-
-    /// Async operations (when the platform accepts them) that finish after `polls` "in progress"
-    /// answers.
-    pub fn asynchronous(polls: u32) -> Self {
-        Behaviour {
-            async_operations: true,
-            async_polls: polls,
-            ..Behaviour::default()
-        }
-    }
-
-    /// The same, with `latency` added to every instance and binding call.
-    #[must_use]
-    pub fn with_latency(self, latency: Duration) -> Self {
-        Behaviour { latency, ..self }
-    }
-
-    /// The same, on `workers` worker threads (at least one).
-    #[must_use]
-    pub fn with_workers(self, workers: usize) -> Self {
-        Behaviour { workers, ..self }
-    }
-
-    /// The same, failing `error_rate` (0.0–1.0) of the instance and binding calls.
-    #[must_use]
-    pub fn with_error_rate(self, error_rate: f64) -> Self {
-        Behaviour { error_rate, ..self }
-    }
-}
-
-// === Endpoint ===
-
-/// The kinds of call a [`DemoBroker`] counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Endpoint {
-    Catalog,
-    Provision,
-    Update,
-    Deprovision,
-    FetchInstance,
-    InstanceLastOperation,
-    Bind,
-    Unbind,
-    FetchBinding,
-    BindingLastOperation,
-}
-
-impl Endpoint {
-    /// Every kind, in declaration order.
-    pub const ALL: [Endpoint; 10] = [
-        Endpoint::Catalog,
-        Endpoint::Provision,
-        Endpoint::Update,
-        Endpoint::Deprovision,
-        Endpoint::FetchInstance,
-        Endpoint::InstanceLastOperation,
-        Endpoint::Bind,
-        Endpoint::Unbind,
-        Endpoint::FetchBinding,
-        Endpoint::BindingLastOperation,
-    ];
-
-    /// The OSB name of the call: `provision`, `instance_last_operation`, …
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Catalog => "catalog",
-            Endpoint::Provision => "provision",
-            Endpoint::Update => "update",
-            Endpoint::Deprovision => "deprovision",
-            Endpoint::FetchInstance => "fetch_instance",
-            Endpoint::InstanceLastOperation => "instance_last_operation",
-            Endpoint::Bind => "bind",
-            Endpoint::Unbind => "unbind",
-            Endpoint::FetchBinding => "fetch_binding",
-            Endpoint::BindingLastOperation => "binding_last_operation",
-        }
-    }
-
-    fn is_poll(self) -> bool {
-        matches!(
-            self,
-            Endpoint::InstanceLastOperation | Endpoint::BindingLastOperation
-        )
-    }
-}
 
 // === DemoBroker ===
 
@@ -286,8 +127,7 @@ impl DemoBroker {
             etag: strong_etag(&catalog),
             catalog,
             plans,
-            authorization: format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
-            bearer: format!("Bearer {password}"),
+            accepted: RwLock::new(accepted_headers(&username, &[password])),
             resources: Mutex::new(Resources::new(behaviour.async_polls, format!("{name}-user"))),
             counters: fast::Counters::new(),
             script: Script::default(),
@@ -364,6 +204,16 @@ impl DemoBroker {
     /// How the broker answers.
     pub fn behaviour(&self) -> &Behaviour {
         &self.state.behaviour
+    }
+
+    /// From now on, accepts exactly these passwords (with the broker's user name, or as bearer
+    /// tokens): a credential rotation on the broker's side.
+    pub fn accept_passwords(&self, passwords: &[&str]) {
+        *self
+            .state
+            .accepted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = accepted_headers(&self.username, passwords);
     }
 
     /// Scripts `reply` for `method` + `path` (exact, or a prefix ending in `*`), replacing an
@@ -458,13 +308,26 @@ fn serve(state: web::Data<BrokerState>, addr: SocketAddr) -> std::io::Result<(So
 
 // === shared state ===
 
+/// The `Authorization` values that `username` with any of `passwords` sends.
+fn accepted_headers(username: &str, passwords: &[&str]) -> Vec<String> {
+    passwords
+        .iter()
+        .flat_map(|password| {
+            [
+                format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))),
+                format!("Bearer {password}"),
+            ]
+        })
+        .collect()
+}
+
 struct BrokerState {
     catalog: Bytes,
     etag: String,
     plans: PlanIndex,
-    authorization: String,
-    /// The password as a bearer token, also accepted.
-    bearer: String,
+    /// The `Authorization` values accepted: Basic with each password, and each password as a
+    /// bearer token.
+    accepted: RwLock<Vec<String>>,
     behaviour: Behaviour,
     /// [`Answers::Stateful`]'s memory.
     resources: Mutex<Resources>,
@@ -492,7 +355,11 @@ impl BrokerState {
     /// Basic auth, or the password as a bearer token (401), and `X-Broker-API-Version` (412).
     fn admit(&self, req: &HttpRequest) -> Result<(), Reply> {
         let authorized = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
-            v.as_bytes() == self.authorization.as_bytes() || v.as_bytes() == self.bearer.as_bytes()
+            self.accepted
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|accepted| accepted.as_bytes() == v.as_bytes())
         });
         if !authorized {
             return Err(Reply::error(
@@ -543,117 +410,6 @@ impl BrokerState {
         response
             .content_type(header::ContentType::json())
             .body(reply.body)
-    }
-}
-
-// === routing ===
-
-/// What a request path names, ids percent-decoded.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Catalog,
-    Instance(Cow<'a, str>),
-    InstanceLastOperation(Cow<'a, str>),
-    Binding(Cow<'a, str>, Cow<'a, str>),
-    BindingLastOperation(Cow<'a, str>, Cow<'a, str>),
-}
-
-fn route(path: &str) -> Option<Route<'_>> {
-    if path == "/v2/catalog" {
-        return Some(Route::Catalog);
-    }
-    let rest = path.strip_prefix("/v2/service_instances/")?;
-    let mut parts = rest.split('/');
-    let route = match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(i), None, ..) if !i.is_empty() => Route::Instance(decode(i)),
-        (Some(i), Some("last_operation"), None, ..) if !i.is_empty() => {
-            Route::InstanceLastOperation(decode(i))
-        }
-        (Some(i), Some("service_bindings"), Some(b), None, _) if !i.is_empty() && !b.is_empty() => {
-            Route::Binding(decode(i), decode(b))
-        }
-        (Some(i), Some("service_bindings"), Some(b), Some("last_operation"), None)
-            if !i.is_empty() && !b.is_empty() =>
-        {
-            Route::BindingLastOperation(decode(i), decode(b))
-        }
-        _ => return None,
-    };
-    Some(route)
-}
-
-/// A path segment percent-decoded (invalid escapes kept as they are, invalid UTF-8 replaced).
-fn decode(segment: &str) -> Cow<'_, str> {
-    if !segment.contains('%') {
-        return Cow::Borrowed(segment);
-    }
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let bytes = segment.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        let escaped = (byte == b'%')
-            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
-            .flatten();
-        match escaped {
-            Some((high, low)) => {
-                decoded.push((high << 4) | low);
-                i += 3;
-            }
-            None => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
-}
-
-/// One instance or binding call: what it is and the ids it names (the binding's empty for
-/// instance calls).
-struct Call<'a> {
-    endpoint: Endpoint,
-    instance_id: Cow<'a, str>,
-    binding_id: Cow<'a, str>,
-}
-
-impl<'a> Call<'a> {
-    /// `None`: the path is known, the method is not allowed there.
-    fn of(route: Route<'a>, method: &Method) -> Option<Call<'a>> {
-        let none = || Cow::Borrowed("");
-        let (endpoint, instance_id, binding_id) = match (route, method) {
-            (Route::Catalog, &Method::GET) => (Endpoint::Catalog, none(), none()),
-            (Route::Instance(i), &Method::PUT) => (Endpoint::Provision, i, none()),
-            (Route::Instance(i), &Method::PATCH) => (Endpoint::Update, i, none()),
-            (Route::Instance(i), &Method::DELETE) => (Endpoint::Deprovision, i, none()),
-            (Route::Instance(i), &Method::GET) => (Endpoint::FetchInstance, i, none()),
-            (Route::InstanceLastOperation(i), &Method::GET) => (Endpoint::InstanceLastOperation, i, none()),
-            (Route::Binding(i, b), &Method::PUT) => (Endpoint::Bind, i, b),
-            (Route::Binding(i, b), &Method::DELETE) => (Endpoint::Unbind, i, b),
-            (Route::Binding(i, b), &Method::GET) => (Endpoint::FetchBinding, i, b),
-            (Route::BindingLastOperation(i, b), &Method::GET) => (Endpoint::BindingLastOperation, i, b),
-            _ => return None,
-        };
-        Some(Call {
-            endpoint,
-            instance_id,
-            binding_id,
-        })
-    }
-
-    /// The resource the call is about: the binding for binding calls, else the instance.
-    fn resource_id(&self) -> &str {
-        if self.binding_id.is_empty() {
-            &self.instance_id
-        } else {
-            &self.binding_id
-        }
     }
 }
 

@@ -257,7 +257,10 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.push(state.policy_file.spawn_watcher());
-        background.extend(state.platforms.spawn_reloader());
+        background.extend(edge::secret_files::spawn_watcher(
+            state.platforms.clone(),
+            state.brokers.clone(),
+        ));
         if let Some(cert) = &osb_tls {
             background.push(cert.spawn_reloader("osb"));
         }

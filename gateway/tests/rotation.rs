@@ -1,14 +1,23 @@
-//! Credential rotation without an outage: a platform's password file holds the old and the new
-//! password at once (one per line), then only the new one. The gateway reads the file again when it
-//! changes; under load no call fails, and the removed password gets 401.
+//! Credential rotation without an outage, on both sides of the gateway.
+//!
+//! - A platform's password file holds the old and the new password at once (one per line), then
+//!   only the new one. The gateway reads the file again when it changes; under load no call fails,
+//!   and the removed password gets 401.
+//! - An upstream broker's password rotates: the broker accepts old and new, the gateway's file gets
+//!   the new one, the broker drops the old. Then the other order: the broker moves first, and the
+//!   gateway's file holds both lines (it falls back to the second on the broker's 401). Under a
+//!   provision load no call fails; the broker refuses the removed password.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use osb_demo::{Behaviour, DemoBroker, Endpoint};
+use serde_json::Value;
+
 use crate::support::fake_broker::FakeBroker;
-use crate::support::gateway::TestGateway;
-use crate::support::small_catalog::small_catalog;
+use crate::support::gateway::{TestGateway, platforms_yaml};
+use crate::support::small_catalog::{Ids, small_catalog};
 use crate::support::{eventually, http};
 
 /// `GET /v2/catalog` as user `rot` with `password`: the status.
@@ -95,4 +104,126 @@ async fn a_platform_password_rotates_under_load_without_a_failed_call() {
     );
     assert_eq!(catalog_as(&gw, "old-pw-1").await, Ok(401));
     assert_eq!(catalog_as(&gw, "new-pw-2").await, Ok(200));
+}
+
+/// Provisions (then deprovisions) fresh instances until `stop`; returns the calls that went
+/// through and the failures.
+async fn provision_load(
+    gw: Arc<TestGateway>,
+    ids: Arc<Ids>,
+    task: usize,
+    stop: Arc<AtomicBool>,
+) -> (u32, Vec<String>) {
+    let osb = gw.osb();
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let instance = format!("rot-{task}-{n}");
+        let provisioned = osb
+            .provision(&instance, crate::support::osb::Query::none(), &ids.small_body())
+            .await;
+        if provisioned.status != 201 {
+            failed.push(format!(
+                "provision {instance}: {} {}",
+                provisioned.status,
+                provisioned.text()
+            ));
+            continue;
+        }
+        let gone = osb.deprovision(&instance, ids.query()).await;
+        if gone.status == 200 {
+            ok += 1;
+        } else {
+            failed.push(format!("deprovision {instance}: {} {}", gone.status, gone.text()));
+        }
+    }
+    (ok, failed)
+}
+
+/// `GET /v2/catalog` straight at the broker as its user with `password`: the status.
+async fn broker_catalog_as(broker: &DemoBroker, password: &str) -> u16 {
+    http()
+        .get(format!("{}/v2/catalog", broker.url()))
+        .basic_auth(&broker.username, Some(password))
+        .header("X-Broker-API-Version", "2.17")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn an_upstream_password_rotates_under_load_without_a_failed_call() {
+    let broker = DemoBroker::start_as("up", "up-old", small_catalog().into(), Behaviour::default())
+        .await
+        .unwrap();
+    let gw = TestGateway::start_with_files(
+        &format!(
+            "{}brokers:\n  - name: up\n    url: {}\n    username: {}\n    password_file: up.pw\n",
+            platforms_yaml(),
+            broker.url(),
+            broker.username
+        ),
+        &[("up.pw", "up-old\n")],
+    )
+    .await;
+    let catalog = gw.ready_catalog().await;
+    let ids = Arc::new(Ids::of(&catalog, "up.db"));
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|task| tokio::spawn(provision_load(gw.clone(), ids.clone(), task, stop.clone())))
+        .collect();
+    let upstream = &broker;
+    let provisions = || upstream.request_count(Endpoint::Provision);
+    let settle = |after: u64| async move {
+        eventually("provisions go on", Duration::from_secs(10), || async {
+            (upstream.request_count(Endpoint::Provision) > after + 20).then_some(())
+        })
+        .await;
+    };
+    settle(0).await;
+
+    // The gateway's side first: the broker accepts both, the file gets the new one, the broker
+    // drops the old.
+    broker.accept_passwords(&["up-old", "up-new"]);
+    settle(provisions()).await;
+    gw.write_file("up.pw", "up-new\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    settle(provisions()).await;
+    broker.accept_passwords(&["up-new"]);
+    settle(provisions()).await;
+
+    // The broker's side first: the file holds both (new first, the next one second), the broker
+    // moves, the gateway falls back to the second line on the broker's 401 and keeps it.
+    gw.write_file("up.pw", "up-new\nup-next\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.accept_passwords(&["up-next"]);
+    settle(provisions()).await;
+    gw.write_file("up.pw", "up-next\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    settle(provisions()).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut calls, mut failures) = (0, Vec::new());
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        calls += ok;
+        failures.extend(failed);
+    }
+    assert!(calls > 100, "the load ran: {calls} provision + deprovision pairs");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(broker_catalog_as(&broker, "up-old").await, 401);
+    assert_eq!(broker_catalog_as(&broker, "up-new").await, 401);
+    assert_eq!(broker_catalog_as(&broker, "up-next").await, 200);
+    // The catalog refresh goes on with the new credential: the broker is healthy.
+    let status: Value = gw.broker_status("up").await;
+    assert_eq!(status["healthy"], true, "{status}");
 }

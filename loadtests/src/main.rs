@@ -232,6 +232,7 @@ fn broker_settings(name: &str) -> Result<BrokerSettings> {
         name: name.to_owned(),
         url: Url::parse(&format!("http://{name}.invalid"))?,
         auth: UpstreamAuth::None,
+        auth_file: None,
         namespace: name.to_owned(),
         ids: IdMode::Rewrite,
         api_version: osb_config::DEFAULT_API_VERSION.to_owned(),

@@ -10,18 +10,22 @@
 //! only when it says something about the broker's health: no connection, a timeout, a broken
 //! exchange or a 5xx count as failures; a 4xx, and a 501 (the broker does not implement an optional
 //! endpoint), count as the broker working.
+//!
+//! The credential presented may be one of a set, and is read again from its file when that changes
+//! (see `credentials`): rotations need no restart.
 
+mod credentials;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use osb_config::{BrokerSettings, UpstreamAuth};
+use osb_config::BrokerSettings;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-
 use tracing::{Instrument, warn};
 
-use std::sync::Arc;
-
+use self::credentials::Credentials;
 use crate::RoutingError;
 use crate::breaker::{Breaker, BreakerState, RetryBudget};
 use crate::headers;
@@ -76,6 +80,7 @@ pub struct UpstreamBroker {
     host: String,
     port: u16,
     client: reqwest::Client,
+    credentials: Arc<Credentials>,
     breaker: Arc<Breaker>,
     budget: Arc<RetryBudget>,
 }
@@ -141,6 +146,7 @@ impl UpstreamBroker {
             port: settings.url.port_or_known_default().unwrap_or(80),
             settings: settings.clone(),
             client,
+            credentials: Arc::new(Credentials::new(&settings.auth, settings.auth_file.clone())),
             breaker: Arc::new(Breaker::new(settings.breaker_failures, settings.breaker_open)),
             budget: Arc::new(RetryBudget::default()),
         })
@@ -332,7 +338,8 @@ impl UpstreamBroker {
         path.url(&self.base)
     }
 
-    /// A request to `url` (see [`UpstreamBroker::url`]) with auth and OSB headers attached.
+    /// A request to `url` (see [`UpstreamBroker::url`]) with the OSB headers attached; the
+    /// credential is attached by [`UpstreamBroker::send`].
     pub fn request(&self, method: Method, url: url::Url, call: &CallHeaders) -> RequestBuilder {
         let mut request = self
             .client
@@ -342,22 +349,50 @@ impl UpstreamBroker {
         if let Some(identity) = &call.originating_identity {
             request = request.header(headers::ORIGINATING_IDENTITY, identity);
         }
-        match &self.settings.auth {
-            UpstreamAuth::None => request,
-            UpstreamAuth::Basic(credentials) => {
-                request.basic_auth(&credentials.username, Some(credentials.password.expose()))
-            }
-            UpstreamAuth::Bearer(token) => request.bearer_auth(token.expose()),
-        }
+        request
     }
 
-    /// Sends `request`, classifying failures by whether the broker may have seen it.
+    /// Sends `request` with the broker's credential, classifying failures by whether the broker
+    /// may have seen it. A 401 with a credential set of several lines tries the others in the
+    /// same call (see `credentials`).
     ///
     /// # Errors
     /// [`RoutingError::UpstreamUnreachable`] (nothing sent), [`RoutingError::UpstreamTimeout`],
     /// [`RoutingError::UpstreamIo`].
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, RoutingError> {
-        request.send().await.map_err(|e| self.classify(e))
+        let credentials = &self.credentials;
+        let count = credentials.count();
+        let first = credentials.preferred() % count;
+        // A body of bytes can be sent again; a streamed one (none today) goes once.
+        let mut spare = if count > 1 { request.try_clone() } else { None };
+        let mut response = credentials
+            .apply(request, first)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        for offset in 1..count {
+            if response.status() != StatusCode::UNAUTHORIZED {
+                break;
+            }
+            let Some(next) = spare.take() else { break };
+            spare = next.try_clone();
+            let index = (first + offset) % count;
+            response = credentials
+                .apply(next, index)
+                .send()
+                .await
+                .map_err(|e| self.classify(e))?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                credentials.prefer(self.name(), index);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Reads the broker's secret file again (`password_file` or `bearer_token_file`); returns
+    /// whether the credential changed. Nothing happens without a file.
+    pub fn reload_secret_file(&self) -> bool {
+        self.credentials.reload_file(self.name())
     }
 
     /// Reads a response body, refusing more than `limit` bytes.

@@ -208,10 +208,17 @@ pub(super) fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -
         let tls = upstream_tls(c, &key, b, url.as_ref());
         // A broker without a usable URL was reported above; the settings are rejected anyway.
         let Some(url) = url else { continue };
+        let auth_file = match &auth {
+            UpstreamAuth::Basic(_) => b.password_file.as_ref(),
+            UpstreamAuth::Bearer(_) => b.bearer_token_file.as_ref(),
+            UpstreamAuth::None => None,
+        }
+        .map(|f| resolve(&c.context.base_dir, f));
         out.push(BrokerSettings {
             name,
             url,
             auth,
+            auth_file,
             namespace,
             ids,
             api_version,

@@ -3,14 +3,12 @@
 //! Secrets are compared in constant time and never logged; a failure says nothing about which part
 //! was wrong. A password or token may hold several lines, each valid: a credential set, so that a
 //! rotation has a moment when the old and the new both work. Secrets given as files are read again
-//! when the files change ([`Platforms::spawn_reloader`], once a second): add the new line, let the
-//! platform switch, remove the old line; no restart and no failed call.
+//! when the files change (see `secret_files`): add the new line, let the platform switch, remove
+//! the old line; no restart and no failed call.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use actix_web::http::header::HeaderValue;
@@ -32,9 +30,6 @@ pub struct Platforms {
     platforms: ArcSwap<Vec<PlatformSettings>>,
     accepts_bearer: bool,
 }
-
-/// How often secret files are looked at.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 impl Platforms {
     pub fn new(platforms: &[PlatformSettings]) -> Self {
@@ -85,24 +80,12 @@ impl Platforms {
         }
     }
 
-    /// Watches the platforms' secret files (see the module docs). Abort the handle to stop.
-    pub fn spawn_reloader(self: &Arc<Self>) -> Option<JoinHandle<()>> {
-        let any_file = self
-            .platforms
+    /// Whether any platform's password or token is given as a file.
+    pub fn has_secret_files(&self) -> bool {
+        self.platforms
             .load()
             .iter()
-            .any(|p| p.password_file.is_some() || p.bearer_token_file.is_some());
-        if !any_file {
-            return None;
-        }
-        let platforms = Arc::clone(self);
-        Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RELOAD_EVERY).await;
-                let reload = Arc::clone(&platforms);
-                let _ = tokio::task::spawn_blocking(move || reload.reload_secret_files()).await;
-            }
-        }))
+            .any(|p| p.password_file.is_some() || p.bearer_token_file.is_some())
     }
 
     /// The platform whose credentials `authorization` carries.

@@ -4,7 +4,8 @@
 //!   [`tls`]: HTTPS on a listener, its certificate re-read when it changes.
 //! - [`middleware`]: request identity, authentication, rate limits, the API version check;
 //!   [`audit_calls`]: the audit log's record of each mutating call.
-//! - [`auth`]: platform credentials; [`limits`]: the rate limiters (per platform, per broker).
+//! - [`auth`]: platform credentials; [`secret_files`]: platform and broker secrets re-read when
+//!   their files change; [`limits`]: the rate limiters (per platform, per broker).
 //! - [`parse`]: ids, queries and bodies checked before anything is decided.
 
 pub mod audit_calls;
@@ -12,5 +13,6 @@ pub mod auth;
 pub mod limits;
 pub mod middleware;
 pub mod parse;
+pub mod secret_files;
 pub mod server;
 pub mod tls;

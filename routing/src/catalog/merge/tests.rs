@@ -13,6 +13,7 @@ fn broker(name: &str, ids: IdMode) -> BrokerSettings {
         name: name.to_owned(),
         url: url::Url::parse("http://127.0.0.1:1").unwrap(),
         auth: UpstreamAuth::None,
+        auth_file: None,
         namespace: name.to_owned(),
         ids,
         api_version: "2.17".to_owned(),

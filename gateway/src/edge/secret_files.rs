@@ -1,0 +1,64 @@
+//! Secrets given as files, read again without a restart: every second, and at once on SIGHUP.
+//!
+//! What is watched: each platform's `password_file` / `bearer_token_file` ([`Platforms`]) and each
+//! upstream broker's ([`UpstreamBroker::reload_secret_file`]). A changed file replaces the
+//! credential in force for the next call; one that cannot be read, or is empty, changes nothing
+//! (logged). Kubernetes updates a mounted Secret in place, so a rotation is a Secret edit.
+//!
+//! Secrets given by environment variable are fixed for the life of the process: its environment
+//! is copied when it starts, and nothing outside can change it, so SIGHUP has nothing to re-read
+//! there. Give a secret as a file to rotate it without a restart.
+//!
+//! [`UpstreamBroker::reload_secret_file`]: osb_routing::upstream::UpstreamBroker::reload_secret_file
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use osb_routing::Brokers;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::edge::auth::Platforms;
+
+/// How often secret files are looked at.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads every secret file again (see the module docs).
+pub fn reload(platforms: &Platforms, brokers: &Brokers) {
+    platforms.reload_secret_files();
+    for broker in brokers.clients() {
+        broker.reload_secret_file();
+    }
+}
+
+/// Watches the secret files, if any are configured. Abort the handle to stop.
+pub fn spawn_watcher(platforms: Arc<Platforms>, brokers: Arc<Brokers>) -> Option<JoinHandle<()>> {
+    let any_file =
+        platforms.has_secret_files() || brokers.clients().iter().any(|b| b.settings().auth_file.is_some());
+    if !any_file {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signal = async {
+                match hangup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signal = std::future::pending::<()>();
+            tokio::select! {
+                () = tokio::time::sleep(RELOAD_EVERY) => {}
+                () = signal => info!("SIGHUP: reading the secret files again."),
+            }
+            let (platforms, brokers) = (Arc::clone(&platforms), Arc::clone(&brokers));
+            let _ = tokio::task::spawn_blocking(move || reload(&platforms, &brokers)).await;
+        }
+    }))
+}
