@@ -48,7 +48,7 @@ pub(super) fn route(path: &str) -> Option<Route<'_>> {
 }
 
 /// A path segment percent-decoded (invalid escapes kept as they are, invalid UTF-8 replaced).
-fn decode(segment: &str) -> Cow<'_, str> {
+pub(super) fn decode(segment: &str) -> Cow<'_, str> {
     if !segment.contains('%') {
         return Cow::Borrowed(segment);
     }

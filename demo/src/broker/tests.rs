@@ -6,8 +6,9 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::route::{Route, decode, route};
 use super::script::Reply;
-use super::{Answers, Behaviour, DemoBroker, Endpoint, Route, decode, route};
+use super::{Answers, Behaviour, DemoBroker, Endpoint};
 
 const SERVICE: &str = "svc-1";
 const PLAN: &str = "plan-small";
