@@ -74,6 +74,14 @@ pub struct RawTelemetry {
     /// Per-call metrics (request, upstream, registry and policy histograms and counters).
     /// Default true; false leaves only the values read at scrape time (catalog, registry, health).
     pub metrics: Option<bool>,
+    /// PEM file of CA certificates trusted for an https endpoint (a private CA), besides the
+    /// built-in web roots; relative to the config file. `OTEL_EXPORTER_OTLP_CERTIFICATE` wins.
+    pub tls_ca_file: Option<String>,
+    /// PEM file of the client certificate presented to the receiver (mTLS); needs
+    /// `tls_client_key_file`. `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` wins.
+    pub tls_client_cert_file: Option<String>,
+    /// PEM file of the client certificate's private key. `OTEL_EXPORTER_OTLP_CLIENT_KEY` wins.
+    pub tls_client_key_file: Option<String>,
 }
 
 /// `admin:` the separate operators' listener.

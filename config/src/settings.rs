@@ -82,6 +82,9 @@ pub struct TelemetrySettings {
     pub sampling_ratio: f64,
     /// Per-call metrics recorded (`telemetry.metrics`, default true).
     pub metrics: bool,
+    /// How the exporter checks the receiver's certificate and proves its own (`telemetry.tls_*`,
+    /// or `OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`, which win).
+    pub tls: ClientTls,
 }
 
 /// The admin listener.
@@ -211,15 +214,15 @@ pub struct BrokerSettings {
     /// What this broker's catalog may be; a bigger one is refused (the last good one stays).
     pub catalog_limits: CatalogLimits,
     /// How the gateway's client checks this broker's certificate and proves its own.
-    pub tls: UpstreamTls,
+    pub tls: ClientTls,
 }
 
-/// The TLS of the gateway's client of one upstream broker.
+/// The TLS of one of the gateway's HTTP clients: of an upstream broker, of the OTLP exporter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamTls {
+pub struct ClientTls {
     /// PEM certificates trusted besides the built-in web roots (`tls_ca_file`).
     pub ca_pem: Option<String>,
-    /// The client certificate chain and its private key, PEM, presented to the broker (mTLS).
+    /// The client certificate chain and its private key, PEM, presented to the server (mTLS).
     /// A secret: never printed.
     pub client_identity_pem: Option<Secret>,
     /// Any certificate is accepted (labs only).

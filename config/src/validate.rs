@@ -15,9 +15,11 @@ use url::Url;
 
 mod admin;
 mod brokers;
+mod client_tls;
 
 use self::admin::{admin_users, listener_tls};
 use self::brokers::brokers;
+use self::client_tls::{ClientTlsFiles, Given as GivenFile, client_tls};
 use crate::raw::{RawAdmin, RawBroker, RawListenerTls, RawPlatform, RawSettings, SecretKeys};
 use crate::settings::*;
 use crate::{Problem, Secret};
@@ -268,6 +270,34 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
         None => Duration::from_secs(DEFAULT_REQUEST_READ_TIMEOUT_SECS),
     };
 
+    // The OpenTelemetry variables win over the file, as the endpoint's do (signal-specific first).
+    let otel_file = |c: &Checker<'_>, signal: &str, field: &str, given: &Option<String>| -> GivenFile {
+        for variable in [
+            format!("OTEL_EXPORTER_OTLP_TRACES_{signal}"),
+            format!("OTEL_EXPORTER_OTLP_{signal}"),
+        ] {
+            if let Some(file) = c.context.env.get(&variable).filter(|v| !v.is_empty()) {
+                return (variable, Some(file.clone()));
+            }
+        }
+        (format!("telemetry.{field}"), given.clone())
+    };
+    let telemetry_files = ClientTlsFiles {
+        ca: otel_file(&c, "CERTIFICATE", "tls_ca_file", &raw.telemetry.tls_ca_file),
+        cert: otel_file(
+            &c,
+            "CLIENT_CERTIFICATE",
+            "tls_client_cert_file",
+            &raw.telemetry.tls_client_cert_file,
+        ),
+        key: otel_file(
+            &c,
+            "CLIENT_KEY",
+            "tls_client_key_file",
+            &raw.telemetry.tls_client_key_file,
+        ),
+    };
+    let telemetry_tls = client_tls(&mut c, telemetry_files);
     let telemetry = TelemetrySettings {
         service_name: raw
             .telemetry
@@ -296,6 +326,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
             None => 1.0,
         },
         metrics: raw.telemetry.metrics.unwrap_or(true),
+        tls: telemetry_tls,
     };
 
     let audit = AuditSettings {

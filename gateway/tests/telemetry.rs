@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::support::certs::TestCa;
 use crate::support::fake_broker::{FakeBroker, Reply};
 use crate::support::gateway::{BEARER_TOKEN, TestGateway, platforms_yaml};
 use crate::support::osb::{OsbClient, OsbResponse, Query, instance_path, service};
@@ -18,6 +19,11 @@ use crate::support::{eventually, http};
 /// The gateway binary on a config in `dir`, exporting traces to `otlp`; stderr goes to
 /// `dir/stderr.log`. Returns the process and its (OSB, admin) base URLs.
 async fn spawn_traced(dir: &std::path::Path, yaml: &str, otlp: &OtlpReceiver) -> (Child, String, String) {
+    spawn_exporting(dir, yaml, &otlp.endpoint()).await
+}
+
+/// [`spawn_traced`] to the OTLP endpoint `endpoint`.
+async fn spawn_exporting(dir: &std::path::Path, yaml: &str, endpoint: &str) -> (Child, String, String) {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
@@ -36,7 +42,7 @@ async fn spawn_traced(dir: &std::path::Path, yaml: &str, otlp: &OtlpReceiver) ->
             config.to_str().unwrap(),
         ])
         .env("RUST_LOG", "debug")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .env("OTEL_SERVICE_NAME", "osb-gateway-under-test")
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
         .stdout(Stdio::piped())
@@ -395,4 +401,116 @@ async fn an_outbound_limit_on_one_broker_leaves_the_others_alone() {
     }
     assert_eq!(slow.received("PUT", "/v2/service_instances/").len(), 1);
     assert_eq!(fast.received("PUT", "/v2/service_instances/").len(), 5);
+}
+
+/// A few platform calls that make spans: catalog reads and a provision.
+async fn make_spans(url: &str) {
+    let (service, plan) = ids(url).await;
+    for n in 0..5 {
+        let instance = format!("tls-{n}");
+        let response = platform(url)
+            .provision(
+                &instance,
+                Query::none(),
+                &json!({"service_id": service, "plan_id": plan}),
+            )
+            .await;
+        assert!(response.status.is_success(), "{}", response.text());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+}
+
+#[tokio::test]
+async fn traces_go_over_https_to_a_receiver_behind_a_private_ca_and_failures_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "otel");
+    let receiver_cert = ca.server("collector");
+    let client = ca.client("gateway");
+    let otlp = OtlpReceiver::start().await;
+    // The collector asks for a client certificate signed by its CA.
+    let https = otlp.start_tls(&receiver_cert, Some(&ca.ca_file()));
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+
+    // Trusting the private CA and presenting the client certificate: spans arrive.
+    let tls_keys = format!(
+        "telemetry:\n  tls_ca_file: {}\n  tls_client_cert_file: {}\n  tls_client_key_file: {}\n",
+        ca.ca_file().display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let good = dir.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    let yaml_with_keys = format!("{}{tls_keys}", yaml(&broker));
+    let (mut child, url, admin) = spawn_exporting(&good, &yaml_with_keys, &https).await;
+    make_spans(&url).await;
+    eventually("spans arrive over https", Duration::from_secs(20), || async {
+        otlp.spans()
+            .iter()
+            .any(|s| s.name == "PUT /v2/service_instances/{instance_id}")
+            .then_some(())
+    })
+    .await;
+    let metrics = http()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("osb_gateway_trace_export_failures_total 0"),
+        "no failure counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("trace_export"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    child.kill().await.unwrap();
+
+    // Without the CA the receiver is broken for the gateway: failures are counted and logged,
+    // at a bounded rate.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let spans_before = otlp.spans().len();
+    let (mut child, url, admin) = spawn_exporting(&bad, &yaml(&broker), &https).await;
+    make_spans(&url).await;
+    let failures = eventually("export failures counted", Duration::from_secs(20), || async {
+        let metrics = http()
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let failures: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("osb_gateway_trace_export_failures_total "))?
+            .trim()
+            .parse()
+            .ok()?;
+        (failures >= 3).then_some(failures)
+    })
+    .await;
+    child.kill().await.unwrap();
+    let log = std::fs::read_to_string(bad.join("stderr.log")).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Trace export failed"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{failures} failures, logged once a minute at most: {lines:?}"
+    );
+    assert!(
+        lines[0].contains("certificate") || lines[0].contains("UnknownIssuer"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(otlp.spans().len(), spans_before, "nothing arrived without the CA");
+    otlp.stop().await;
 }

@@ -243,7 +243,7 @@ fn broker_settings(name: &str) -> Result<BrokerSettings> {
         breaker_open: Duration::from_secs(10),
         rename: Default::default(),
         catalog_limits: Default::default(),
-        tls: osb_config::UpstreamTls::default(),
+        tls: osb_config::ClientTls::default(),
     })
 }
 

@@ -85,6 +85,28 @@ pub struct UpstreamBroker {
     budget: Arc<RetryBudget>,
 }
 
+/// A client builder with `tls` applied: its CA bundle trusted besides the built-in web roots, its
+/// client certificate presented, and (labs only) any certificate accepted. The one way the gateway
+/// builds an HTTP client (upstream brokers, the OTLP exporter): one reqwest over one rustls.
+///
+/// # Errors
+/// A PEM that the TLS backend does not take.
+pub fn client_builder(tls: &osb_config::ClientTls) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = &tls.ca_pem {
+        for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let Some(pem) = &tls.client_identity_pem {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.expose().as_bytes())?);
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder)
+}
+
 /// Adds the W3C trace context of `span` (`traceparent`, `tracestate`) to `request`, through the
 /// global propagator the gateway installs (nothing without one).
 fn inject_trace_context(mut request: RequestBuilder, span: &tracing::Span) -> RequestBuilder {
@@ -115,22 +137,12 @@ impl UpstreamBroker {
             broker: settings.name.clone(),
             source,
         };
-        let mut builder = reqwest::Client::builder();
-        if let Some(pem) = &settings.tls.ca_pem {
-            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(client_error)? {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        if let Some(pem) = &settings.tls.client_identity_pem {
-            builder =
-                builder.identity(reqwest::Identity::from_pem(pem.expose().as_bytes()).map_err(client_error)?);
-        }
+        let builder = client_builder(&settings.tls).map_err(client_error)?;
         if settings.tls.insecure_skip_verify {
             warn!(
                 broker = %settings.name,
                 "tls_insecure_skip_verify: any certificate is accepted from this broker; calls to it can be intercepted (labs only)."
             );
-            builder = builder.danger_accept_invalid_certs(true);
         }
         let client = builder
             .timeout(settings.timeout)

@@ -367,3 +367,28 @@ fn audit_export_path_is_relative_to_the_config_file() {
         ]
     );
 }
+
+#[test]
+fn the_exporters_tls_files_are_checked_and_the_otel_variables_win() {
+    let text = format!("{GOOD}telemetry:\n  tls_client_cert_file: /nonexistent/cert.pem\n");
+    let p = problems(&text, &env(&[("AZURE_PW", "pw")]));
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("gw.yaml: telemetry.tls_client_cert_file: ")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p == "gw.yaml: telemetry.tls_client_key_file: tls_client_cert_file is given without its private key"),
+        "{p:?}"
+    );
+    let p = problems(
+        GOOD,
+        &env(&[
+            ("AZURE_PW", "pw"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        ]),
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "{p:?}");
+}

@@ -236,40 +236,7 @@ pub(super) fn brokers(c: &mut Checker<'_>, raw: &[RawBroker], separator: &str) -
 }
 
 /// The broker's TLS keys: PEM files read and checked, the key with its certificate.
-fn upstream_tls(c: &mut Checker<'_>, key: &str, b: &RawBroker, url: Option<&Url>) -> UpstreamTls {
-    let base_dir = c.context.base_dir.clone();
-    let mut read = |field: &str, file: Option<&String>, reader: fn(&Path) -> Result<String, String>| {
-        let path = resolve(&base_dir, file?);
-        reader(&path)
-            .map_err(|message| c.problem(format!("{key}.{field}"), message))
-            .ok()
-    };
-    let ca_pem = read(
-        "tls_ca_file",
-        b.tls_ca_file.as_ref(),
-        crate::tls::read_certificates,
-    );
-    let cert = read(
-        "tls_client_cert_file",
-        b.tls_client_cert_file.as_ref(),
-        crate::tls::read_certificates,
-    );
-    let private_key = read(
-        "tls_client_key_file",
-        b.tls_client_key_file.as_ref(),
-        crate::tls::read_private_key,
-    );
-    match (&b.tls_client_cert_file, &b.tls_client_key_file) {
-        (Some(_), None) => c.problem(
-            format!("{key}.tls_client_key_file"),
-            "tls_client_cert_file is given without its private key",
-        ),
-        (None, Some(_)) => c.problem(
-            format!("{key}.tls_client_cert_file"),
-            "tls_client_key_file is given without its certificate",
-        ),
-        _ => {}
-    }
+fn upstream_tls(c: &mut Checker<'_>, key: &str, b: &RawBroker, url: Option<&Url>) -> ClientTls {
     let insecure_skip_verify = b.tls_insecure_skip_verify.unwrap_or(false);
     let tls_keys = b.tls_ca_file.is_some() || b.tls_client_cert_file.is_some() || insecure_skip_verify;
     if tls_keys && url.is_some_and(|u| u.scheme() != "https") {
@@ -284,13 +251,19 @@ fn upstream_tls(c: &mut Checker<'_>, key: &str, b: &RawBroker, url: Option<&Url>
             "any certificate is accepted from this broker: no protection against interception (labs only)",
         );
     }
-    let client_identity_pem = match (cert, private_key) {
-        (Some(cert), Some(private_key)) => Some(Secret::new(format!("{cert}\n{private_key}"))),
-        _ => None,
+    let files = ClientTlsFiles {
+        ca: (format!("{key}.tls_ca_file"), b.tls_ca_file.clone()),
+        cert: (
+            format!("{key}.tls_client_cert_file"),
+            b.tls_client_cert_file.clone(),
+        ),
+        key: (
+            format!("{key}.tls_client_key_file"),
+            b.tls_client_key_file.clone(),
+        ),
     };
-    UpstreamTls {
-        ca_pem,
-        client_identity_pem,
+    ClientTls {
         insecure_skip_verify,
+        ..client_tls(c, files)
     }
 }

@@ -144,6 +144,11 @@ impl Metrics {
             Unit::Seconds,
             server.clone(),
         );
+        registry.register(
+            "osb_gateway_trace_export_failures",
+            "Trace exports that failed (no connection, TLS, a status other than 2xx); their spans are dropped",
+            super::export::EXPORT_FAILURES.clone(),
+        );
         let active = Gauge::default();
         registry.register(
             "http_server_active_requests",

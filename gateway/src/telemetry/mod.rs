@@ -2,7 +2,8 @@
 //! OpenTelemetry spans exported over OTLP/HTTP when an endpoint is configured.
 //!
 //! The standard variables win over the config file: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_SERVICE_NAME`. The W3C trace-context propagator is
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_SERVICE_NAME`, and the TLS files
+//! (`OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`, read with the config). The W3C trace-context propagator is
 //! installed globally: the request middleware continues a platform's `traceparent`, the upstream
 //! client injects its own. Sampling is parent-based with the configured ratio for new traces.
 //!
@@ -13,13 +14,15 @@
 //! # Layout
 //! - this file: logging and trace export setup ([`init`]);
 //! - [`metrics`]: the Prometheus metrics (`/metrics`);
-//! - [`audit`]: the audit log (platform calls and operator actions).
+//! - [`audit`]: the audit log (platform calls and operator actions);
+//! - [`export`]: the exporter's HTTP client (the gateway's reqwest and rustls), failures counted.
 
 pub mod audit;
+pub mod export;
 pub mod metrics;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -88,7 +91,23 @@ fn tracer_provider(settings: &TelemetrySettings) -> Option<SdkTracerProvider> {
     if from_env.is_none() && settings.otlp_endpoint.is_none() {
         return None;
     }
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("osb-gateway: traces are not exported: no runtime to export on ({e})");
+            return None;
+        }
+    };
+    let client = match export::ExportClient::new(&settings.tls, runtime) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("osb-gateway: traces are not exported: the exporter's TLS keys: {e}");
+            return None;
+        }
+    };
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client);
     if let (None, Some(endpoint)) = (&from_env, &settings.otlp_endpoint) {
         exporter = exporter.with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')));
     }

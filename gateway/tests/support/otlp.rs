@@ -1,8 +1,11 @@
 //! [`OtlpReceiver`]: a real OTLP/HTTP trace receiver for tests. It accepts
 //! `POST /v1/traces` (protobuf), decodes the `ExportTraceServiceRequest` with the OpenTelemetry
-//! protocol types, and keeps every span with its service name.
+//! protocol types, and keeps every span with its service name. [`OtlpReceiver::start_tls`] puts
+//! an https front before it (rustls; a private CA's certificate, optionally a client certificate
+//! required), as a collector behind TLS is.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
@@ -11,6 +14,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::certs::CertFiles;
 
 /// A received span, flattened.
 #[derive(Debug, Clone)]
@@ -128,6 +135,58 @@ impl OtlpReceiver {
             raw,
             handle,
         }
+    }
+
+    /// An https front for the receiver on a port of its own: TLS with `server`'s certificate,
+    /// requiring a client certificate signed by `client_ca` when given; the bytes inside go to
+    /// the receiver. Returns the front's `https://` endpoint.
+    pub fn start_tls(&self, server: &CertFiles, client_ca: Option<&Path>) -> String {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let chain = CertificateDer::pem_file_iter(&server.cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&server.key).unwrap();
+        let config = builder.with_single_cert(chain, key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let front = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let receiver = self.addr;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A refused handshake (untrusted client) just ends the connection.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut inner) = tokio::net::TcpStream::connect(receiver).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut inner).await;
+                });
+            }
+        });
+        format!("https://{front}")
     }
 
     pub fn endpoint(&self) -> String {
