@@ -16,6 +16,7 @@ mod support;
 
 mod admin;
 mod catalog;
+mod catalog_gzip;
 mod check_config;
 mod corpus;
 mod crash;

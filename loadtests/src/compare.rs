@@ -59,7 +59,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 0.5)]
     pub open_share: f64,
     /// Scenarios, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["catalog", "lifecycle", "mixed"])]
+    #[arg(long, value_delimiter = ',', default_values = ["catalog", "catalog-gzip", "lifecycle", "mixed"])]
     pub scenarios: Vec<Scenario>,
     /// Registry sizes of the scale runs, comma-separated (empty: none).
     #[arg(long, value_delimiter = ',', default_values = ["10000", "100000", "1000000"])]
@@ -453,6 +453,28 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
     log(format!("gateway-bare ready (pid {})", bare_gateway.pid()));
     let catalog_file = tmp.join("catalog.json");
     std::fs::write(&catalog_file, &merged)?;
+    // The gateway's gzip bytes, for nginx's `gzip_static` (the same pre-compressed bytes).
+    let gzipped = runtime.block_on(async {
+        let response = http
+            .get(format!("http://127.0.0.1:{osb_port}/v2/catalog"))
+            .header("Authorization", &platform_auth)
+            .header("X-Broker-API-Version", "2.17")
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await?;
+        let gzip = response
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes() == b"gzip");
+        Ok::<_, reqwest::Error>(if gzip { Some(response.bytes().await?) } else { None })
+    })?;
+    match &gzipped {
+        Some(bytes) => {
+            std::fs::write(tmp.join("catalog.json.gz"), bytes)?;
+            log(format!("gzip catalog {} bytes", bytes.len()));
+        }
+        None => notes.push("the gateway did not answer gzip to Accept-Encoding: gzip.".to_owned()),
+    }
 
     // 4. The direct catalog stub and nginx.
     let mut catalog_cmd = Command::new(&exe);
@@ -642,6 +664,14 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
             Scenario::Catalog => targets
                 .catalog
                 .iter()
+                .map(|(n, a, h)| (n.clone(), *a, h.clone(), empty_calls.clone()))
+                .collect(),
+            // The stub serves no gzip: nginx `gzip_static` (the gateway's compressed bytes) is
+            // the baseline.
+            Scenario::CatalogGzip => targets
+                .catalog
+                .iter()
+                .filter(|(n, ..)| n != "direct")
                 .map(|(n, a, h)| (n.clone(), *a, h.clone(), empty_calls.clone()))
                 .collect(),
             _ => targets.lifecycle.clone(),

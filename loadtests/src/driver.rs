@@ -52,6 +52,8 @@ const MAX_POLLS: u32 = 50;
 pub enum Scenario {
     /// `GET /v2/catalog`.
     Catalog,
+    /// `GET /v2/catalog` with `Accept-Encoding: gzip` (what Kubernetes Service Catalog sends).
+    CatalogGzip,
     /// Synchronous provision → bind → unbind → deprovision.
     Lifecycle,
     /// Asynchronous provision and deprovision with `last_operation` polling, bind and unbind.
@@ -62,7 +64,7 @@ impl Scenario {
     /// Operation names, in the order a unit runs them.
     pub fn ops(self) -> &'static [&'static str] {
         match self {
-            Scenario::Catalog => &["catalog"],
+            Scenario::Catalog | Scenario::CatalogGzip => &["catalog"],
             Scenario::Lifecycle => &["provision", "bind", "unbind", "deprovision"],
             Scenario::Mixed => &["provision", "poll", "bind", "unbind", "deprovision"],
         }
@@ -71,6 +73,7 @@ impl Scenario {
     pub fn as_str(self) -> &'static str {
         match self {
             Scenario::Catalog => "catalog",
+            Scenario::CatalogGzip => "catalog-gzip",
             Scenario::Lifecycle => "lifecycle",
             Scenario::Mixed => "mixed",
         }
@@ -224,6 +227,8 @@ struct Connection {
     host: HeaderValue,
     sender: Option<SendRequest<Full<Bytes>>>,
     timeout: Duration,
+    /// Send `Accept-Encoding: gzip`.
+    gzip: bool,
 }
 
 impl Connection {
@@ -234,6 +239,7 @@ impl Connection {
             host,
             sender: None,
             timeout,
+            gzip: false,
         })
     }
 
@@ -292,6 +298,9 @@ impl Connection {
             .header("x-broker-api-version", HeaderValue::from_static("2.17"));
         if let Some(authorization) = &self.target.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        if self.gzip {
+            request = request.header("accept-encoding", HeaderValue::from_static("gzip"));
         }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -465,7 +474,7 @@ async fn run_unit(
         started,
     };
     let ok = match scenario {
-        Scenario::Catalog => unit
+        Scenario::Catalog | Scenario::CatalogGzip => unit
             .step(connection, 0, Method::GET, "/v2/catalog", None, &[StatusCode::OK])
             .await
             .is_some(),
@@ -622,6 +631,7 @@ pub async fn run(target: Target, calls: Calls, load: &Load) -> Result<RunStats> 
     let mut tasks = Vec::with_capacity(load.connections);
     for _ in 0..load.connections {
         let mut connection = Connection::new(target.clone(), load.timeout)?;
+        connection.gzip = load.scenario == Scenario::CatalogGzip;
         let calls = calls.clone();
         let next = next.clone();
         let scenario = load.scenario;

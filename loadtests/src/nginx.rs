@@ -123,6 +123,7 @@ http {{
             auth_basic_user_file {dir}/htpasswd;
             types {{ }}
             default_type application/json;
+            gzip_static on;
             alias {catalog};
         }}
     }}

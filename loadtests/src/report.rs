@@ -164,6 +164,7 @@ pub fn markdown(report: &Report) -> String {
     for (scenario, label) in [
         ("lifecycle", "Lifecycle throughput ≥ 1.0 × nginx proxy"),
         ("catalog", "Cached catalog GET ≥ 1.0 × nginx static file"),
+        ("catalog-gzip", "Gzip catalog GET ≥ 1.0 × nginx gzip_static"),
     ] {
         let (gw, ng) = (tput(scenario, "gateway"), tput(scenario, "nginx"));
         if gw > 0.0 && ng > 0.0 {

@@ -124,7 +124,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// How often the registry is scanned for instance and binding counts.
+/// How often the registry's instance and binding counts are read (PostgreSQL counts on each read).
 const REGISTRY_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for Metrics {
@@ -389,7 +389,7 @@ impl Metrics {
         ownership: &OwnershipRegistry,
     ) -> String {
         self.collect_catalog(catalog, brokers);
-        self.collect_registry(ownership).await;
+        self.collect_registry(ownership, brokers).await;
         let mut text = String::new();
         if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -458,7 +458,7 @@ impl Metrics {
         }
     }
 
-    async fn collect_registry(&self, ownership: &OwnershipRegistry) {
+    async fn collect_registry(&self, ownership: &OwnershipRegistry, brokers: &Brokers) {
         let store = ownership.store();
         if let Ok(orphans) = store.orphans().await {
             self.mitigation_queue
@@ -474,25 +474,28 @@ impl Metrics {
             }
             *counted = Some(Instant::now());
         }
-        let mut instances: HashMap<String, i64> = HashMap::new();
-        if let Ok(records) = store.instances().await {
-            for record in records {
-                *instances.entry(record.broker).or_default() += 1;
+        // The embedded store keeps these counts as records change; PostgreSQL counts them itself.
+        let Ok(counts) = store.counts().await else { return };
+        for (family, counted) in [
+            (&self.instances, &counts.instances),
+            (&self.bindings, &counts.bindings),
+        ] {
+            family.clear();
+            // Every configured broker has a series from the start, zero included.
+            for broker in brokers.clients() {
+                family
+                    .get_or_create(&BrokerLabel {
+                        broker: broker.name().to_owned(),
+                    })
+                    .set(0);
             }
-        }
-        let mut bindings: HashMap<String, i64> = HashMap::new();
-        if let Ok(records) = store.bindings().await {
-            for record in records {
-                *bindings.entry(record.broker).or_default() += 1;
+            for (broker, n) in counted {
+                family
+                    .get_or_create(&BrokerLabel {
+                        broker: broker.clone(),
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
             }
-        }
-        self.instances.clear();
-        for (broker, n) in instances {
-            self.instances.get_or_create(&BrokerLabel { broker }).set(n);
-        }
-        self.bindings.clear();
-        for (broker, n) in bindings {
-            self.bindings.get_or_create(&BrokerLabel { broker }).set(n);
         }
     }
 }

@@ -1,5 +1,9 @@
 //! What one platform is served by `GET /v2/catalog`: the merged catalog filtered by the policy's
-//! visibility rules, plus the logical offerings, rendered once per catalog and policy generation.
+//! visibility rules, plus the logical offerings, rendered once per catalog and policy generation,
+//! and compressed with gzip at most once (on the first platform call that accepts it).
+
+use std::io::Write;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use osb_policies::PlanFacts;
@@ -16,6 +20,29 @@ pub struct CatalogView {
     pub(super) policy_generation: u64,
     pub body: Bytes,
     pub etag: String,
+    /// `body` gzip-compressed, made on first use.
+    gzip: OnceLock<Bytes>,
+}
+
+impl CatalogView {
+    /// The body compressed with gzip (compressed on the first call, then kept).
+    pub fn gzip(&self) -> &Bytes {
+        self.gzip.get_or_init(|| {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.body.len() / 8),
+                flate2::Compression::default(),
+            );
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(&self.body);
+            Bytes::from(encoder.finish().unwrap_or_default())
+        })
+    }
+
+    /// The ETag of the gzip-compressed body: the body's, marked (a different representation of
+    /// the same catalog gets a different strong ETag, RFC 9110 §8.8.3).
+    pub fn gzip_etag(&self) -> String {
+        format!("{}-gzip\"", self.etag.trim_end_matches('"'))
+    }
 }
 
 /// What `platform` sees: each plan the policy shows it (a service with no visible plan is left out),
@@ -68,6 +95,7 @@ pub(super) fn render(platform: &str, snapshot: &CatalogSnapshot, policy: &Policy
             policy_generation: policy.generation,
             body: snapshot.body.clone(),
             etag: snapshot.etag.clone(),
+            gzip: OnceLock::new(),
         };
     }
     let catalog = Catalog {
@@ -80,6 +108,7 @@ pub(super) fn render(platform: &str, snapshot: &CatalogSnapshot, policy: &Policy
         policy_generation: policy.generation,
         etag: strong_etag(&body),
         body,
+        gzip: OnceLock::new(),
     }
 }
 

@@ -35,7 +35,7 @@ mod mirror;
 use self::batch::{Job, Output, Tables, set_flag, spawn_writer, swap_in};
 use self::mirror::{BINDING, Change, Mirror};
 use super::indexed::Indexed;
-use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordRef, Store, StoredCatalog, Swap};
+use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordCounts, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::record::{BindingRecord, InstanceRecord};
@@ -319,6 +319,10 @@ impl Store for EmbeddedStore {
 
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
         Ok(self.read(|m| m.bindings.values().cloned().collect()))
+    }
+
+    async fn counts(&self) -> Result<RecordCounts, RoutingError> {
+        Ok(self.read(|m| m.counts.clone()))
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {

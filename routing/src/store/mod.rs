@@ -37,6 +37,15 @@ pub use embedded::EmbeddedStore;
 pub use inventory::{MAX_PAGE, RecordFilter};
 pub use postgres::PostgresStore;
 
+/// Records per broker name ([`Store::counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub instances: BTreeMap<String, u64>,
+    pub bindings: BTreeMap<String, u64>,
+}
+
+use std::collections::BTreeMap;
+
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::record::{BindingRecord, InstanceRecord};
@@ -116,6 +125,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every binding record (admin, tests).
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError>;
+
+    /// How many instance and binding records each broker has (the `/metrics` gauges). The
+    /// embedded store keeps the counts as records change; this default counts every record.
+    async fn counts(&self) -> Result<RecordCounts, RoutingError> {
+        let mut counts = RecordCounts::default();
+        for record in self.instances().await? {
+            *counts.instances.entry(record.broker).or_default() += 1;
+        }
+        for record in self.bindings().await? {
+            *counts.bindings.entry(record.broker).or_default() += 1;
+        }
+        Ok(counts)
+    }
 
     /// A page of instance records: those `filter` selects, in id order, after the id `after`, at
     /// most `limit` (at most [`MAX_PAGE`]).

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::testing::{Backend, TestDatabase, TestStore, admin, both_backends};
-use super::{Expect, PostgresStore, RecordFilter, RecordRef, Store, StoredCatalog, Swap};
+use super::{Expect, PostgresStore, RecordCounts, RecordFilter, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
 use crate::audit::{AuditKind, AuditOutcome, AuditQuery, AuditRecord};
 use crate::registry::{
@@ -32,6 +32,7 @@ both_backends!(
     audit_records_are_numbered_and_read_newest_first,
     audit_records_are_pruned_oldest_first,
     inventory_pages_filter_in_id_order,
+    counts_follow_the_records_and_survive_a_reopen,
 );
 
 // === records ===
@@ -389,6 +390,56 @@ async fn deleting_an_instance_deletes_its_bindings(backend: Backend) {
         vec![bind("b2")],
         "b4 is r1's until 100; the new b2 is nobody's"
     );
+}
+
+/// `(broker, n)` pairs as the counts' maps.
+fn counted(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(b, n)| ((*b).to_owned(), *n)).collect()
+}
+
+async fn counts_follow_the_records_and_survive_a_reopen(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    assert_eq!(store.counts().await.unwrap(), RecordCounts::default());
+    let on = |mut record: InstanceRecord, broker: &str| {
+        record.broker = broker.into();
+        record
+    };
+    let i1 = put_instance(&*store, instance("i1", ResourceState::Ready, None)).await;
+    put_instance(
+        &*store,
+        on(instance("i2", ResourceState::Creating, None), "azure"),
+    )
+    .await;
+    put_instance(&*store, on(instance("i3", orphaned("x"), None), "azure")).await;
+    put_binding(&*store, binding("b1", "i1", ResourceState::Ready, None)).await;
+    put_binding(&*store, binding("b2", "i1", ResourceState::Ready, None)).await;
+    // An update is not a new record.
+    let mut changed = i1.clone();
+    changed.plan_id = "other".into();
+    store
+        .swap_instance("i1", Expect::Version(i1.version), Some(changed))
+        .await
+        .unwrap();
+    let expected = RecordCounts {
+        instances: counted(&[("aws", 1), ("azure", 2)]),
+        bindings: counted(&[("aws", 2)]),
+    };
+    assert_eq!(store.counts().await.unwrap(), expected);
+    drop(store);
+    let store = place.open().await;
+    assert_eq!(store.counts().await.unwrap(), expected, "after a reopen");
+
+    // Deleting an instance takes its bindings with it.
+    let i1 = store.instance("i1").await.unwrap().unwrap();
+    store
+        .swap_instance("i1", Expect::Version(i1.version), None)
+        .await
+        .unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.instances.get("aws").copied().unwrap_or(0), 0);
+    assert_eq!(counts.instances.get("azure"), Some(&2));
+    assert_eq!(counts.bindings.get("aws").copied().unwrap_or(0), 0);
 }
 
 async fn indexes_follow_the_records(backend: Backend) {

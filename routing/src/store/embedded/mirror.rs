@@ -1,11 +1,11 @@
 //! The embedded store's mirror: every record in memory with the indexes the store answers from
 //! (registry reads never touch redb). It changes only after a commit succeeded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::record::{BindingRecord, InstanceRecord};
-use crate::store::RecordRef;
 use crate::store::indexed::Indexed;
+use crate::store::{RecordCounts, RecordRef};
 
 /// A committed change of one record, applied to the mirror.
 pub(super) enum Change {
@@ -29,6 +29,22 @@ pub(super) struct Mirror {
     pub(super) claims: HashMap<(u8, String), (String, u64)>,
     /// replica id → last heartbeat (ms).
     pub(super) replicas: HashMap<String, u64>,
+    /// Records per broker, kept as records change (`/metrics` reads them without a scan).
+    pub(super) counts: RecordCounts,
+}
+
+/// Counts one more (`up`) or one fewer record of `broker` in `counts`.
+fn count(counts: &mut BTreeMap<String, u64>, broker: &str, up: bool) {
+    if up {
+        match counts.get_mut(broker) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(broker.to_owned(), 1);
+            }
+        }
+    } else if let Some(n) = counts.get_mut(broker) {
+        *n = n.saturating_sub(1);
+    }
 }
 
 pub(super) const INSTANCE: u8 = b'i';
@@ -57,12 +73,16 @@ impl Mirror {
             .entry(record.instance_id.clone())
             .or_default()
             .insert(id.clone());
-        self.bindings.insert(id, record);
+        count(&mut self.counts.bindings, &record.broker, true);
+        if let Some(old) = self.bindings.insert(id, record) {
+            count(&mut self.counts.bindings, &old.broker, false);
+        }
     }
 
     pub(super) fn delete_binding(&mut self, id: &str) {
         self.flags::<BindingRecord>(BINDING, id, None);
         if let Some(old) = self.bindings.remove(id) {
+            count(&mut self.counts.bindings, &old.broker, false);
             if let Some(set) = self.by_instance.get_mut(&old.instance_id) {
                 set.remove(id);
             }
@@ -74,11 +94,16 @@ impl Mirror {
             Change::PutInstance(record) => {
                 let id = record.instance_id.clone();
                 self.flags(INSTANCE, &id, Some(&record));
-                self.instances.insert(id, record);
+                count(&mut self.counts.instances, &record.broker, true);
+                if let Some(old) = self.instances.insert(id, record) {
+                    count(&mut self.counts.instances, &old.broker, false);
+                }
             }
             Change::DeleteInstance(id) => {
                 self.flags::<InstanceRecord>(INSTANCE, &id, None);
-                self.instances.remove(&id);
+                if let Some(old) = self.instances.remove(&id) {
+                    count(&mut self.counts.instances, &old.broker, false);
+                }
                 for binding in self.by_instance.remove(&id).unwrap_or_default() {
                     self.delete_binding(&binding);
                 }

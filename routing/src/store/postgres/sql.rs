@@ -71,6 +71,10 @@ pub(super) const BINDINGS: Table = Table {
 
 pub(super) const BINDINGS_OF: &str = "SELECT record FROM osb_bindings WHERE instance_id = $1 ORDER BY id";
 
+/// Records per broker: (is a binding, broker, count).
+pub(super) const COUNTS: &str = "SELECT true, record->>'broker', count(*) FROM osb_bindings GROUP BY 2
+                       UNION ALL SELECT false, record->>'broker', count(*) FROM osb_instances GROUP BY 2";
+
 /// Bindings first, then instances (as the embedded store's index sorts them).
 pub(super) const ORPHANS: &str = "SELECT true, id FROM osb_bindings WHERE orphaned
                        UNION ALL SELECT false, id FROM osb_instances WHERE orphaned
