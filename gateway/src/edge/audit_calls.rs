@@ -11,7 +11,7 @@ use osb_routing::audit::{AuditKind, AuditOutcome, AuditRecord};
 use crate::edge::auth::Platform;
 use crate::edge::middleware::RequestContext;
 use crate::error::ApiError;
-use crate::osb::{is_mutating, operation_of};
+use crate::osb::{MatchedRoute, is_mutating, operation_of};
 use crate::state::AppState;
 use crate::telemetry::audit::{AuditNote, MAX_FIELD, cut, now_ms, originating_user};
 
@@ -40,8 +40,8 @@ pub async fn record_calls(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let route = req.match_pattern().unwrap_or_default();
-    let operation = operation_of(req.method().as_str(), &route);
+    let route = MatchedRoute::of(req.request());
+    let operation = operation_of(req.method().as_str(), route.as_str());
     if !is_mutating(operation) {
         return next.call(req).await;
     }

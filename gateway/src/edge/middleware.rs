@@ -70,9 +70,11 @@ pub async fn request_identity(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let echo = HeaderValue::from_str(&request_identity).ok();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let matched = crate::osb::MatchedRoute(crate::osb::route_of(req.path()));
+    req.extensions_mut().insert(matched);
+    let route = matched.0.unwrap_or("unmatched");
     let method = req.method().to_string();
-    let operation = crate::osb::operation_of(&method, &route);
+    let operation = crate::osb::operation_of(&method, route);
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{method} {route}"),

@@ -27,7 +27,7 @@ use crate::edge::parse::{self, Body, BodyKind, Query, RequestBody};
 use crate::error::ApiError;
 use crate::osb::answer::{Endpoint, classify, respond};
 use crate::osb::decide::Decider;
-use crate::osb::operation_of;
+use crate::osb::{MatchedRoute, operation_of};
 use crate::state::AppState;
 use crate::telemetry::audit;
 use crate::telemetry::metrics::Metrics;
@@ -101,10 +101,7 @@ impl OsbCall {
                 |c| c.request_identity.clone(),
             ),
             originating_identity: context.and_then(|c| c.originating_identity.clone()),
-            operation: operation_of(
-                req.method().as_str(),
-                req.match_pattern().as_deref().unwrap_or_default(),
-            ),
+            operation: operation_of(req.method().as_str(), MatchedRoute::of(req).as_str()),
         };
         Ok(OsbCall {
             platform: platform.name.to_string(),

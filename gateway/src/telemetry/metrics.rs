@@ -22,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerLabels {
     pub method: String,
-    pub route: String,
+    pub route: &'static str,
     pub status_class: &'static str,
     pub platform: String,
     pub operation: &'static str,
