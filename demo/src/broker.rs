@@ -30,6 +30,7 @@
 
 mod behaviour;
 mod fast;
+mod reply;
 mod resources;
 mod route;
 pub mod script;

@@ -228,7 +228,17 @@ mod tests {
             routes::BINDING_LAST_OPERATION,
         ];
         let defs: Vec<ResourceDef> = templates.iter().map(|t| ResourceDef::new(*t)).collect();
-        let segments = ["", "a", "i-1", "%2F", "last_operation", "service_bindings", "..", "a b", "é"];
+        let segments = [
+            "",
+            "a",
+            "i-1",
+            "%2F",
+            "last_operation",
+            "service_bindings",
+            "..",
+            "a b",
+            "é",
+        ];
         let mut paths = vec![
             "/".to_owned(),
             "/v2".to_owned(),

@@ -57,7 +57,7 @@ mod sql;
 mod tls;
 
 use self::sql::{
-    APPEND_AUDIT, BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, COUNTS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES,
+    APPEND_AUDIT, BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES,
     LIST_BINDINGS, LIST_INSTANCES, LOAD_CATALOG, MIGRATION_LOCK, MIGRATIONS, ORPHANS, PENDING, PRUNE_AUDIT,
     SAVE_CATALOG, SELECT_AUDIT,
 };
@@ -358,26 +358,7 @@ impl Store for PostgresStore {
     }
 
     async fn counts(&self) -> Result<RecordCounts, RoutingError> {
-        // Counted by the database: no record crosses the wire.
-        let context = "count records";
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut counts = RecordCounts::default();
-            for row in query(&client, COUNTS, &[]).await? {
-                let bindings: bool = row.try_get(0)?;
-                let broker: Option<String> = row.try_get(1)?;
-                let n: i64 = row.try_get(2)?;
-                let table = if bindings {
-                    &mut counts.bindings
-                } else {
-                    &mut counts.instances
-                };
-                table.insert(broker.unwrap_or_default(), u64::try_from(n).unwrap_or_default());
-            }
-            Ok(counts)
-        })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.count_records().await
     }
 
     async fn list_instances(

@@ -1,13 +1,13 @@
-//! Reading and compare-and-swapping registry records: one statement each (see the store's docs
-//! for how a swap expecting a version, or no record, is enforced by the database).
+//! Reading, counting and compare-and-swapping registry records: one statement each (see the
+//! store's docs for how a swap expecting a version, or no record, is enforced by the database).
 
 use tokio_postgres::types::{Json, ToSql};
 
-use super::sql::Table;
+use super::sql::{COUNTS, Table};
 use super::{CALL_TIMEOUT, Params, PostgresStore, execute, int, query, record, record_ref};
 use crate::RoutingError;
 use crate::store::indexed::Indexed;
-use crate::store::{Expect, RecordRef, Swap};
+use crate::store::{Expect, RecordCounts, RecordRef, Swap};
 
 impl PostgresStore {
     pub(super) async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
@@ -31,6 +31,29 @@ impl PostgresStore {
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, sql, params).await?;
             rows.iter().map(record::<R>).collect::<Result<Vec<R>, _>>()
+        })
+        .await;
+        self.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    /// Records per broker, counted by the database: no record crosses the wire.
+    pub(super) async fn count_records(&self) -> Result<RecordCounts, RoutingError> {
+        let context = "count records";
+        let client = self.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut counts = RecordCounts::default();
+            for row in query(&client, COUNTS, &[]).await? {
+                let bindings: bool = row.try_get(0)?;
+                let broker: Option<String> = row.try_get(1)?;
+                let n: i64 = row.try_get(2)?;
+                let table = if bindings {
+                    &mut counts.bindings
+                } else {
+                    &mut counts.instances
+                };
+                table.insert(broker.unwrap_or_default(), u64::try_from(n).unwrap_or_default());
+            }
+            Ok(counts)
         })
         .await;
         self.settle(context, client, answer, CALL_TIMEOUT)
