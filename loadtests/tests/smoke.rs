@@ -60,8 +60,14 @@ fn compare_writes_a_complete_report() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     let closed = report["closed"].as_array().unwrap();
-    // 3 scenarios × (direct, nginx, gateway, gateway-bare).
-    assert_eq!(closed.len(), 12, "{report:#}");
+    // 3 scenarios × (direct, nginx, gateway, gateway-bare), and catalog-gzip without direct.
+    assert_eq!(closed.len(), 15, "{report:#}");
+    assert!(
+        closed
+            .iter()
+            .any(|run| run["stats"]["scenario"] == "catalog-gzip" && run["target"] == "nginx"),
+        "{report:#}"
+    );
     for run in closed.iter().chain(report["open"].as_array().unwrap()) {
         let calls = &run["stats"]["calls"];
         assert!(calls["count"].as_u64().unwrap() > 0, "no call succeeded: {run:#}");
