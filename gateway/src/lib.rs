@@ -151,6 +151,18 @@ impl Gateway {
 
         // The policy file (validated whole; the gateway does not start on a policy it cannot read).
         let metrics = std::sync::Arc::new(metrics::Metrics::new().with_per_call(settings.telemetry.metrics));
+        metrics.declare(
+            &settings
+                .platforms
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>(),
+            &settings
+                .brokers
+                .iter()
+                .map(|b| b.name.clone())
+                .collect::<Vec<_>>(),
+        );
         let policies = Arc::new(Policies::default());
         let policy_file =
             PolicyFile::start(settings.clone(), policies.clone(), metrics.clone()).map_err(|problems| {

@@ -27,7 +27,7 @@ const EX_CONFIG: u8 = 64;
 #[derive(Debug, Parser)]
 #[command(
     name = "osb-gateway",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OSB_GATEWAY_COMMIT"), ")"),
     about = "One Open Service Broker endpoint in front of many clouds."
 )]
 struct Cli {

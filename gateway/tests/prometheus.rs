@@ -41,10 +41,16 @@ const METRICS: &[&str] = &[
     "osb_gateway_catalog_held_entries",
     "osb_gateway_audit_records_total",
     "osb_gateway_audit_write_failures_total",
+    "osb_gateway_upstream_breaker_state",
+    "osb_gateway_store_up",
+    "osb_gateway_trace_export_failures_total",
+    "osb_gateway_build_info",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
 ];
 
 /// Prefixes of the gateway's metric names (anything else in the queries is Prometheus's, like `up`).
-const PREFIXES: &[&str] = &["http_server_", "http_client_", "osb_gateway_"];
+const PREFIXES: &[&str] = &["http_server_", "http_client_", "osb_gateway_", "process_"];
 
 fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(path)
@@ -529,4 +535,99 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_exported_by_the_gateway
     for id in [instance, binding] {
         assert!(!exposition.contains(id), "/metrics carries the id {id}");
     }
+}
+
+/// The value of the series `series` (name and labels exactly as exposed) in `exposition`.
+fn value_of(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_fresh_gateway_exposes_every_per_broker_series_and_its_own_at_the_first_scrape() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    let yaml = format!(
+        "{}brokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    // No platform call yet: the series are there, at zero.
+    let exposition = http()
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (series, expected) in [
+        (r#"osb_gateway_instances{broker="fb"}"#, 0.0),
+        (r#"osb_gateway_bindings{broker="fb"}"#, 0.0),
+        (r#"osb_gateway_catalog_held_entries{broker="fb"}"#, 0.0),
+        (
+            r#"osb_gateway_rate_limit_rejections_total{scope="platform",name="k8s-prod",class="catalog"}"#,
+            0.0,
+        ),
+        (
+            r#"osb_gateway_rate_limit_rejections_total{scope="platform",name="cf",class="calls"}"#,
+            0.0,
+        ),
+        (
+            r#"osb_gateway_rate_limit_rejections_total{scope="broker",name="fb",class="calls"}"#,
+            0.0,
+        ),
+        (r#"osb_gateway_upstream_breaker_state{broker="fb"}"#, 0.0),
+        ("osb_gateway_store_up", 1.0),
+        ("osb_gateway_trace_export_failures_total", 0.0),
+    ] {
+        assert_eq!(
+            value_of(&exposition, series),
+            Some(expected),
+            "{series} in:\n{exposition}"
+        );
+    }
+    let build = exposition
+        .lines()
+        .find(|l| l.starts_with("osb_gateway_build_info{"))
+        .unwrap_or_else(|| panic!("no build info in:\n{exposition}"));
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(build.contains("commit=\"") && build.ends_with(" 1"), "{build}");
+    for series in [
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            value_of(&exposition, series).is_some_and(|v| v > 0.0),
+            "{series} in:\n{exposition}"
+        );
+    }
+    assert!(
+        value_of(&exposition, "process_cpu_seconds_total").is_some(),
+        "{exposition}"
+    );
+
+    // `--version` names the commit as the build info does.
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    let commit = build
+        .split("commit=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert_eq!(
+        version.trim(),
+        format!("osb-gateway {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -109,6 +109,9 @@ pub struct Metrics {
     held: Family<BrokerLabel, Gauge>,
     audit_records: Family<AuditLabels, Counter>,
     audit_failures: Counter,
+    breaker: Family<BrokerLabel, Gauge>,
+    store_up: Gauge,
+    process: super::process::ProcessMetrics,
     /// Running totals already added, per (broker, outcome) (and the catalog views): the catalog
     /// keeps cumulative counts, Prometheus counters take increments.
     refreshes_seen: Mutex<HashMap<(String, &'static str), u64>>,
@@ -260,6 +263,19 @@ impl Metrics {
             "Audit records the store or the export file refused",
             audit_failures.clone(),
         );
+        let breaker = Family::default();
+        registry.register(
+            "osb_gateway_upstream_breaker_state",
+            "Circuit breaker of each upstream broker: 0 closed, 1 half-open (probing), 2 open",
+            breaker.clone(),
+        );
+        let store_up = Gauge::default();
+        registry.register(
+            "osb_gateway_store_up",
+            "1 when the registry's store answered the last scrape's reads, else 0",
+            store_up.clone(),
+        );
+        let process = super::process::ProcessMetrics::register(&mut registry);
         Metrics {
             registry,
             server,
@@ -280,9 +296,38 @@ impl Metrics {
             held,
             audit_records,
             audit_failures,
+            breaker,
+            store_up,
+            process,
             refreshes_seen: Mutex::new(HashMap::new()),
             registry_counted: Mutex::new(None),
             per_call: true,
+        }
+    }
+
+    /// Creates, at zero, the series of every configured platform and broker that would otherwise
+    /// appear only with their first event (dashboards show 0, not "No data").
+    pub fn declare(&self, platforms: &[String], brokers: &[String]) {
+        for platform in platforms {
+            for class in ["catalog", "calls"] {
+                let _ = self.rejections.get_or_create(&RejectionLabels {
+                    scope: "platform",
+                    name: platform.clone(),
+                    class,
+                });
+            }
+        }
+        for broker in brokers {
+            let _ = self.rejections.get_or_create(&RejectionLabels {
+                scope: "broker",
+                name: broker.clone(),
+                class: "calls",
+            });
+            for family in [&self.instances, &self.bindings, &self.held] {
+                let _ = family.get_or_create(&BrokerLabel {
+                    broker: broker.clone(),
+                });
+            }
         }
     }
 
@@ -390,6 +435,19 @@ impl Metrics {
     ) -> String {
         self.collect_catalog(catalog, brokers);
         self.collect_registry(ownership, brokers).await;
+        self.process.update();
+        for broker in brokers.clients() {
+            let state = match broker.breaker_state() {
+                osb_routing::breaker::BreakerState::Closed => 0,
+                osb_routing::breaker::BreakerState::HalfOpen => 1,
+                osb_routing::breaker::BreakerState::Open => 2,
+            };
+            self.breaker
+                .get_or_create(&BrokerLabel {
+                    broker: broker.name().to_owned(),
+                })
+                .set(state);
+        }
         let mut text = String::new();
         if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -460,9 +518,15 @@ impl Metrics {
 
     async fn collect_registry(&self, ownership: &OwnershipRegistry, brokers: &Brokers) {
         let store = ownership.store();
-        if let Ok(orphans) = store.orphans().await {
-            self.mitigation_queue
-                .set(i64::try_from(orphans.len()).unwrap_or(i64::MAX));
+        match store.orphans().await {
+            Ok(orphans) => {
+                self.store_up.set(1);
+                self.mitigation_queue
+                    .set(i64::try_from(orphans.len()).unwrap_or(i64::MAX));
+            }
+            Err(_) => {
+                self.store_up.set(0);
+            }
         }
         {
             let mut counted = self

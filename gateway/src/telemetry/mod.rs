@@ -15,11 +15,13 @@
 //! - this file: logging and trace export setup ([`init`]);
 //! - [`metrics`]: the Prometheus metrics (`/metrics`);
 //! - [`audit`]: the audit log (platform calls and operator actions);
-//! - [`export`]: the exporter's HTTP client (the gateway's reqwest and rustls), failures counted.
+//! - [`export`]: the exporter's HTTP client (the gateway's reqwest and rustls), failures counted;
+//! - [`process`]: the process's own series and the build info.
 
 pub mod audit;
 pub mod export;
 pub mod metrics;
+pub mod process;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
