@@ -514,3 +514,38 @@ async fn traces_go_over_https_to_a_receiver_behind_a_private_ca_and_failures_are
     assert_eq!(otlp.spans().len(), spans_before, "nothing arrived without the CA");
     otlp.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_call_logs_its_ids_without_colours() {
+    let otlp = OtlpReceiver::start().await;
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/*", Reply::new(500, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _) = spawn_traced(dir.path(), &yaml(&broker), &otlp).await;
+    let (service, plan) = ids(&url).await;
+    let failed = platform(&url)
+        .provision(
+            "failing-instance-5c1e",
+            Query::none(),
+            &json!({"service_id": service, "plan_id": plan}),
+        )
+        .await;
+    assert_eq!(failed.status, 502, "{}", failed.text());
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    let line = eventually("the failure is logged", Duration::from_secs(10), || async {
+        std::fs::read_to_string(dir.path().join("stderr.log"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("Request failed."))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("\"level\":\"ERROR\""), "{line}");
+    assert!(
+        line.contains("failing-instance-5c1e"),
+        "the ERROR line names the instance: {line}"
+    );
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+    child.kill().await.unwrap();
+    otlp.stop().await;
+}

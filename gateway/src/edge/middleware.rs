@@ -33,6 +33,29 @@ pub struct RequestContext {
 /// Longest request identity accepted from a platform; longer ones are replaced.
 const MAX_REQUEST_IDENTITY: usize = 256;
 
+/// The instance and binding ids of an OSB path, as sent (still percent-encoded: safe to log), for
+/// the request's span and so for every log line of the call. Ids are not secrets; they never
+/// become metric labels.
+fn path_ids(path: &str) -> (Option<&str>, Option<&str>) {
+    let Some(rest) = path.strip_prefix("/v2/service_instances/") else {
+        return (None, None);
+    };
+    let mut segments = rest.split('/');
+    let instance = logged_id(segments.next());
+    let binding = match segments.next() {
+        Some("service_bindings") => logged_id(segments.next()),
+        _ => None,
+    };
+    (instance, binding)
+}
+
+/// A path segment as a logged id: none when empty, at most 255 bytes.
+fn logged_id(segment: Option<&str>) -> Option<&str> {
+    segment
+        .filter(|s| !s.is_empty())
+        .map(|s| s.get(..255).unwrap_or(s))
+}
+
 /// Reads W3C trace context from the platform's headers.
 struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
 
@@ -75,6 +98,7 @@ pub async fn request_identity(
     let route = matched.0.unwrap_or("unmatched");
     let method = req.method().to_string();
     let operation = crate::osb::operation_of(&method, route);
+    let (instance_id, binding_id) = path_ids(req.path());
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{method} {route}"),
@@ -84,6 +108,8 @@ pub async fn request_identity(
         url.scheme = "http",
         osb.operation = operation,
         osb.request_identity = %request_identity,
+        osb.instance_id = instance_id,
+        osb.binding_id = binding_id,
         osb.platform = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         error.r#type = tracing::field::Empty,
