@@ -74,6 +74,9 @@ pub struct RawTelemetry {
     /// Per-call metrics (request, upstream, registry and policy histograms and counters).
     /// Default true; false leaves only the values read at scrape time (catalog, registry, health).
     pub metrics: Option<bool>,
+    /// One `info` line per platform request (target `osb_gateway::access`): method, route
+    /// template, status, duration, platform, ids and request identity. Default false.
+    pub access_log: Option<bool>,
     /// PEM file of CA certificates trusted for an https endpoint (a private CA), besides the
     /// built-in web roots; relative to the config file. `OTEL_EXPORTER_OTLP_CERTIFICATE` wins.
     pub tls_ca_file: Option<String>,

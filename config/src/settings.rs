@@ -82,6 +82,8 @@ pub struct TelemetrySettings {
     pub sampling_ratio: f64,
     /// Per-call metrics recorded (`telemetry.metrics`, default true).
     pub metrics: bool,
+    /// One log line per platform request (`telemetry.access_log`, default false).
+    pub access_log: bool,
     /// How the exporter checks the receiver's certificate and proves its own (`telemetry.tls_*`,
     /// or `OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`, which win).
     pub tls: ClientTls,

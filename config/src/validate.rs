@@ -326,6 +326,7 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
             None => 1.0,
         },
         metrics: raw.telemetry.metrics.unwrap_or(true),
+        access_log: raw.telemetry.access_log.unwrap_or(false),
         tls: telemetry_tls,
     };
 

@@ -516,12 +516,13 @@ async fn traces_go_over_https_to_a_receiver_behind_a_private_ca_and_failures_are
 }
 
 #[tokio::test]
-async fn a_failed_call_logs_its_ids_without_colours() {
+async fn a_failed_call_logs_its_ids_without_colours_and_the_access_log_has_every_call() {
     let otlp = OtlpReceiver::start().await;
     let broker = FakeBroker::with_catalog(small_catalog()).await;
     broker.on("PUT", "/v2/service_instances/*", Reply::new(500, "{}"));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, _) = spawn_traced(dir.path(), &yaml(&broker), &otlp).await;
+    let with_access_log = format!("{}telemetry:\n  access_log: true\n", yaml(&broker));
+    let (mut child, url, _) = spawn_traced(dir.path(), &with_access_log, &otlp).await;
     let (service, plan) = ids(&url).await;
     let failed = platform(&url)
         .provision(
@@ -546,6 +547,22 @@ async fn a_failed_call_logs_its_ids_without_colours() {
         "the ERROR line names the instance: {line}"
     );
     assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+    let access = eventually("the access log has the call", Duration::from_secs(10), || async {
+        std::fs::read_to_string(dir.path().join("stderr.log"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("\"target\":\"osb_gateway::access\"") && l.contains("\"status\":502"))
+            .map(str::to_owned)
+    })
+    .await;
+    for part in [
+        "\"route\":\"/v2/service_instances/{instance_id}\"",
+        "\"method\":\"PUT\"",
+        "\"platform\":\"k8s-prod\"",
+        "failing-instance-5c1e",
+    ] {
+        assert!(access.contains(part), "{part} in {access}");
+    }
     child.kill().await.unwrap();
     otlp.stop().await;
 }

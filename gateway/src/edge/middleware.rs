@@ -15,7 +15,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 use osb_routing::headers;
-use tracing::Instrument;
+use tracing::{Instrument, info};
 
 use crate::edge::limits::Class;
 use crate::error::ApiError;
@@ -131,6 +131,9 @@ pub async fn request_identity(
         originating_identity,
     });
     let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let access_log = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.settings.telemetry.access_log);
     let _active = metrics.as_ref().map(|m| m.request_started());
 
     // The stages below answer refusals as responses (never `Err`), so every answer gets the echo.
@@ -140,12 +143,26 @@ pub async fn request_identity(
     if status >= 500 {
         span.record("error.type", status);
     }
+    let platform = response
+        .request()
+        .extensions()
+        .get::<crate::edge::auth::Platform>()
+        .map_or_else(|| "unknown".to_owned(), |p| p.name.to_string());
+    if access_log {
+        // Within the request's span: its ids and request identity go with the line.
+        span.in_scope(|| {
+            info!(
+                target: "osb_gateway::access",
+                method = %method,
+                route,
+                status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                platform = %platform,
+                "access"
+            );
+        });
+    }
     if let Some(metrics) = &metrics {
-        let platform = response
-            .request()
-            .extensions()
-            .get::<crate::edge::auth::Platform>()
-            .map_or_else(|| "unknown".to_owned(), |p| p.name.to_string());
         let labels = crate::telemetry::metrics::ServerLabels {
             method,
             route,
