@@ -20,6 +20,7 @@ mod catalog_gzip;
 mod check_config;
 mod corpus;
 mod crash;
+mod demo;
 mod faults;
 mod fuzz;
 mod lifecycle;
