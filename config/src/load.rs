@@ -87,6 +87,32 @@ pub fn load_str(
         return Err(ConfigError::Invalid(oversized));
     }
 
+    // An index beyond the file's list would make the `config` crate add empty entries before it
+    // ("invalid type: unit value, expected struct RawBroker"): say what happened instead.
+    if let Ok(file_only) = Config::builder().add_source(File::from_str(text, format)).build() {
+        let beyond: Vec<Problem> = overrides
+            .iter()
+            .filter_map(|(key, (var, _))| {
+                let (list, rest) = key.split_once('[')?;
+                let index: usize = rest.split_once(']')?.0.parse().ok()?;
+                let len = file_only.get_array(list).map_or(0, |entries| entries.len());
+                (index >= len).then(|| Problem {
+                    origin: format!("${var}"),
+                    key: format!("{list}[{index}]"),
+                    message: format!(
+                        "the file's {list} has {len} entr{} (indexes 0 to {}): environment variables \
+                         change entries, they do not add them",
+                        if len == 1 { "y" } else { "ies" },
+                        len.saturating_sub(1)
+                    ),
+                })
+            })
+            .collect();
+        if !beyond.is_empty() {
+            return Err(ConfigError::Invalid(beyond));
+        }
+    }
+
     let mut builder = Config::builder().add_source(File::from_str(text, format));
     for (key, (_, value)) in &overrides {
         builder = match builder.set_override(key.as_str(), value.as_str()) {
@@ -146,32 +172,111 @@ pub fn parse_document<T: DeserializeOwned>(
     }
 }
 
-/// Deserializes `config` into `T`: unknown keys become problems (the value is still returned), a
-/// type error ends it. `serde_ignored` sees every key no field claims; `serde_path_to_error` says
+/// Most type errors reported from one document (each costs one more pass).
+const MAX_TYPE_ERRORS: usize = 64;
+
+/// Deserializes `config` into `T`: unknown keys become problems (the value is still returned); a
+/// type error is reported, the value in error set aside (a key removed, a list entry emptied) and
+/// the document read again, so that one run names every type error, not the first only (at most
+/// [`MAX_TYPE_ERRORS`]). `serde_ignored` sees every key no field claims; `serde_path_to_error` says
 /// where a type error is.
 fn deserialize_collecting<T: DeserializeOwned>(
-    config: Config,
+    mut config: Config,
     problem: &dyn Fn(&str, String) -> Problem,
 ) -> Result<(T, Vec<Problem>), Vec<Problem>> {
-    let mut unknown: Vec<String> = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let parsed: Result<T, _> = serde_ignored::deserialize(
-        serde_path_to_error::Deserializer::new(config, &mut track),
-        |path| unknown.push(key_path_of_ignored(&path.to_string())),
-    );
-    unknown.sort();
-    let mut problems: Vec<Problem> = unknown
-        .iter()
-        .map(|key| problem(key, "unknown key".to_owned()))
-        .collect();
-    match parsed {
-        Ok(value) => Ok((value, problems)),
-        Err(e) => {
-            let key = track.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            problems.push(problem(&key, strip_config_key_suffix(&e.to_string())));
-            Err(problems)
+    let mut type_errors: Vec<Problem> = Vec::new();
+    loop {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let parsed: Result<T, _> = serde_ignored::deserialize(
+            serde_path_to_error::Deserializer::new(config.clone(), &mut track),
+            |path| unknown.push(key_path_of_ignored(&path.to_string())),
+        );
+        let error = match parsed {
+            Ok(value) if type_errors.is_empty() => {
+                unknown.sort();
+                let problems = unknown
+                    .iter()
+                    .map(|key| problem(key, "unknown key".to_owned()))
+                    .collect();
+                return Ok((value, problems));
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        let Some(error) = error else {
+            // Every type error is known: report them with the unknown keys.
+            unknown.sort();
+            let mut problems: Vec<Problem> = unknown
+                .iter()
+                .map(|key| problem(key, "unknown key".to_owned()))
+                .collect();
+            problems.extend(type_errors);
+            return Err(problems);
+        };
+        let key = track.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        type_errors.push(problem(&key, strip_config_key_suffix(&error.to_string())));
+        if key.is_empty() || type_errors.len() >= MAX_TYPE_ERRORS || !set_aside(&mut config.cache, &key) {
+            unknown.sort();
+            let mut problems: Vec<Problem> = unknown
+                .iter()
+                .map(|key| problem(key, "unknown key".to_owned()))
+                .collect();
+            problems.extend(type_errors);
+            return Err(problems);
         }
+    }
+}
+
+/// Sets aside the value at `path` (`brokers[1].timeout_secs`) in `root`: a key is removed from its
+/// table (its default applies), a list entry becomes an empty table (the indexes of the others
+/// stay). Returns whether something was set aside.
+fn set_aside(root: &mut config::Value, path: &str) -> bool {
+    use config::ValueKind;
+    // `a.b[1].c` → [Key(a), Key(b), Index(1), Key(c)].
+    enum Step<'p> {
+        Key(&'p str),
+        Index(usize),
+    }
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+        if !name.is_empty() {
+            steps.push(Step::Key(name));
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            match index.trim_end_matches(']').parse() {
+                Ok(i) => steps.push(Step::Index(i)),
+                Err(_) => return false,
+            }
+        }
+    }
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut node = root;
+    for step in parents {
+        let next = match (step, &mut node.kind) {
+            (Step::Key(key), ValueKind::Table(table)) => table.get_mut(*key),
+            (Step::Index(i), ValueKind::Array(array)) => array.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    match (last, &mut node.kind) {
+        (Step::Key(key), ValueKind::Table(table)) => table.remove(*key).is_some(),
+        (Step::Index(i), ValueKind::Array(array)) => match array.get_mut(*i) {
+            Some(entry) if !matches!(entry.kind, ValueKind::Table(ref t) if t.is_empty()) => {
+                entry.kind = ValueKind::Table(config::Map::new());
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

@@ -392,3 +392,36 @@ fn the_exporters_tls_files_are_checked_and_the_otel_variables_win() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "{p:?}");
 }
+
+#[test]
+fn every_type_error_of_a_file_is_reported_in_one_run() {
+    let text = GOOD.replace("refresh_interval_secs: 60", "refresh_interval_secs: soon")
+        + "max_body_bytes: lots\ntelemetry:\n  metrics: sometimes\n";
+    let p = problems(&text, &env(&[("AZURE_PW", "pw")]));
+    for key in [
+        "brokers[1].refresh_interval_secs",
+        "max_body_bytes",
+        "telemetry.metrics",
+    ] {
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with(&format!("gw.yaml: {key}: invalid type"))),
+            "{key} in {p:?}"
+        );
+    }
+}
+
+#[test]
+fn an_environment_index_beyond_the_files_list_says_so() {
+    let p = problems(
+        GOOD,
+        &env(&[("AZURE_PW", "pw"), ("OSB_GATEWAY__BROKERS__5__URL", "http://x")]),
+    );
+    assert_eq!(
+        p,
+        vec![
+            "$OSB_GATEWAY__BROKERS__5__URL: brokers[5]: the file's brokers has 2 entries (indexes 0 to 1): \
+             environment variables change entries, they do not add them"
+        ]
+    );
+}
