@@ -1037,6 +1037,12 @@ async fn abandoning_an_instance_whose_upstream_always_fails_to_deprovision() {
         "{table}"
     );
     assert!(table.contains("admin (alice)"), "{table}");
+    // Times for people: UTC, not epoch milliseconds; `--since` takes an age.
+    assert!(table.contains("AT (UTC)") && table.contains("Z "), "{table}");
+    let recent = cli_ok(&gw, &["audit", "--instance", "stuck-1", "--since", "1h"]).await;
+    assert!(recent.contains("admin.abandon"), "{recent}");
+    let future = cli_ok(&gw, &["audit", "--instance", "stuck-1", "--since", "2999-01-01"]).await;
+    assert!(!future.contains("admin.abandon"), "{future}");
     // The platform's own failed deprovisions are there too, with the upstream's 500.
     let history = admin_get(&gw, "/admin/audit?instance_id=stuck-1&operation=deprovision").await;
     let statuses: Vec<(u64, u64)> = history["items"]

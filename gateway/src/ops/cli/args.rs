@@ -204,9 +204,10 @@ pub struct AuditArgs {
     /// succeeded, accepted, refused or failed.
     #[arg(long)]
     pub outcome: Option<String>,
-    /// Only records at or after this time (ms since the Unix epoch).
-    #[arg(long)]
-    pub since_ms: Option<u64>,
+    /// Only records at or after this time: an age (90s, 15m, 6h, 2d), a UTC time
+    /// (2026-12-06T10:00:00Z, 2026-12-06) or ms since the Unix epoch.
+    #[arg(long, alias = "since-ms")]
+    pub since: Option<String>,
     #[arg(long)]
     pub limit: Option<usize>,
     /// Records older than this `seq` (the `next` of the previous page).

@@ -22,6 +22,7 @@
 mod args;
 mod client;
 mod output;
+mod time;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -243,7 +244,13 @@ async fn execute(args: &AdminArgs, env: &HashMap<String, String>) -> Result<Exit
             push(&mut query, "actor", audit.actor.as_ref());
             push(&mut query, "kind", audit.kind.as_ref());
             push(&mut query, "outcome", audit.outcome.as_ref());
-            push(&mut query, "since_ms", audit.since_ms);
+            let since_ms = audit
+                .since
+                .as_deref()
+                .map(|since| time::parse_since(since, osb_routing::clock::now_ms()))
+                .transpose()
+                .map_err(Failure::usage)?;
+            push(&mut query, "since_ms", since_ms);
             push(&mut query, "limit", audit.limit);
             push(&mut query, "cursor", audit.cursor);
             let (records, next) = client.pages("/admin/audit", query, audit.all).await?;

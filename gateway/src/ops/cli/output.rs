@@ -18,6 +18,11 @@ pub(super) fn text(value: &Value) -> String {
     }
 }
 
+/// A time the API gives in ms since the Unix epoch, as UTC (`-` when absent).
+pub(super) fn when(value: &Value) -> String {
+    value.as_u64().map_or_else(|| text(value), super::time::utc)
+}
+
 /// A string value as a table cell, escaped; empty when absent.
 pub(super) fn text_or_empty(value: &Value) -> String {
     value.as_str().map(escape).unwrap_or_default()
@@ -209,8 +214,12 @@ pub(super) fn fields(record: &Value, keys: &[&str]) -> String {
     for key in keys {
         let value = &record[*key];
         if !value.is_null() {
-            // (Objects print as JSON, escaped like any other text.)
-            let shown = text(value);
+            // (Objects print as JSON, escaped like any other text; times as UTC.)
+            let shown = if key.ends_with("_ms") {
+                when(value)
+            } else {
+                text(value)
+            };
             let _ = writeln!(out, "{key:<20} {shown}");
         }
     }
@@ -223,7 +232,7 @@ pub(super) fn history_table(history: &Value) -> String {
         .map(|r| {
             vec![
                 text(&r["seq"]),
-                text(&r["at_ms"]),
+                when(&r["at_ms"]),
                 text(&r["operation"]),
                 format!(
                     "{}{}",
@@ -243,7 +252,7 @@ pub(super) fn history_table(history: &Value) -> String {
     table(
         &[
             "SEQ",
-            "AT (ms)",
+            "AT (UTC)",
             "OPERATION",
             "ACTOR",
             "STATUS",
@@ -319,12 +328,12 @@ pub(super) fn catalog_table(v: &Value) -> String {
                     text(&h["plan_name"]),
                     text(&h["plan_id"]),
                     text(&h["instances"]),
-                    text(&h["since_ms"]),
+                    when(&h["since_ms"]),
                 ]
             })
             .collect();
         out.push_str(&table(
-            &["BROKER", "SERVICE", "PLAN", "PLAN ID", "INSTANCES", "SINCE (ms)"],
+            &["BROKER", "SERVICE", "PLAN", "PLAN ID", "INSTANCES", "SINCE (UTC)"],
             rows,
         ));
     }
@@ -410,7 +419,7 @@ pub(super) fn audit_table(v: &Value) -> String {
             };
             vec![
                 text(&r["seq"]),
-                text(&r["at_ms"]),
+                when(&r["at_ms"]),
                 format!(
                     "{}{}",
                     text(&r["actor"]),
@@ -441,7 +450,7 @@ pub(super) fn audit_table(v: &Value) -> String {
     let mut out = table(
         &[
             "SEQ",
-            "AT (ms)",
+            "AT (UTC)",
             "ACTOR",
             "OPERATION",
             "IDS",
