@@ -74,6 +74,11 @@ enum Command {
         #[arg(long)]
         unhealthy: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout, e.g.
+    /// `osb-gateway completions bash > /etc/bash_completion.d/osb-gateway`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to stdout, e.g. `osb-gateway man | man -l -`.
+    Man,
     /// Run the gateway with three built-in demo brokers serving the real OSBA, AWS and GCP catalogs.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -116,6 +121,21 @@ fn main() -> ExitCode {
                 unhealthy,
             } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
             Command::Admin(args) => admin_cli::run(*args, &env).await,
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "osb-gateway", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Command::Man => {
+                let command = <Cli as clap::CommandFactory>::command();
+                match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("osb-gateway man: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             #[cfg(feature = "demo")]
             Command::Demo(args) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,

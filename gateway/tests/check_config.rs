@@ -289,3 +289,31 @@ async fn the_shipped_example_config_and_policy_pass_against_the_demo_catalogs() 
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn completions_and_the_manual_page_are_generated_from_the_command_line() {
+    let exe = env!("CARGO_BIN_EXE_osb-gateway");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(exe)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && script.contains("check-config"),
+            "{shell}: {script}"
+        );
+    }
+    let out = std::process::Command::new(exe).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{page}");
+    assert!(
+        page.contains(".TH osb-gateway 1") && page.contains("check\\-config"),
+        "{page}"
+    );
+    let out = std::process::Command::new(exe)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+}
