@@ -74,6 +74,12 @@ enum Command {
         #[arg(long)]
         unhealthy: Vec<String>,
     },
+    /// Back up, restore or move the registry: the configured store as a file of JSON lines
+    /// (instances, bindings, stored catalogs, the audit log). An embedded store must not be in use.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout, e.g.
     /// `osb-gateway completions bash > /etc/bash_completion.d/osb-gateway`.
     Completions { shell: clap_complete::Shell },
@@ -92,6 +98,24 @@ enum Command {
     /// Operate a running gateway through its admin API: health, inventory, catalog diff and
     /// guard, adopt, abandon, audit log.
     Admin(Box<admin_cli::AdminArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Write every record of the configured store to a file (stdout without --out).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read an export into the configured store, which must hold no instance or binding yet.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +145,7 @@ fn main() -> ExitCode {
                 unhealthy,
             } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
             Command::Admin(args) => admin_cli::run(*args, &env).await,
+            Command::Store { command } => run_store(command, &env).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut command, "osb-gateway", &mut std::io::stdout());
@@ -214,6 +239,67 @@ async fn run_serve(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osb-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_store(command: StoreCommand, env: &HashMap<String, String>) -> ExitCode {
+    use osb_gateway::ops::store_file;
+    let config = match &command {
+        StoreCommand::Export { config, .. } | StoreCommand::Import { config, .. } => config.clone(),
+    };
+    let settings = match osb_config::load_file(&config, env) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let store = match osb_routing::store::open(&settings.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("osb-gateway store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        StoreCommand::Export { out, .. } => {
+            let kind = match &settings.store {
+                osb_config::StoreSettings::Embedded { .. } => "embedded",
+                osb_config::StoreSettings::Postgres { .. } => "postgres",
+            };
+            let source = format!("{} ({kind})", config.display());
+            match out {
+                Some(path) => match std::fs::File::create(&path) {
+                    Ok(file) => {
+                        let mut out = std::io::BufWriter::new(file);
+                        store_file::export(store.as_ref(), &settings, &source, &mut out).await
+                    }
+                    Err(e) => Err(format!("{}: {e}", path.display())),
+                },
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    store_file::export(store.as_ref(), &settings, &source, &mut out).await
+                }
+            }
+            .map(|counts| format!("exported {counts}"))
+        }
+        StoreCommand::Import { input, .. } => match std::fs::File::open(&input) {
+            Ok(file) => store_file::import(store.as_ref(), &mut std::io::BufReader::new(file))
+                .await
+                .map(|counts| format!("imported {counts}")),
+            Err(e) => Err(format!("{}: {e}", input.display())),
+        },
+    };
+    store.quiesce().await;
+    match result {
+        Ok(summary) => {
+            eprintln!("osb-gateway store: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("osb-gateway store: {e}");
             ExitCode::FAILURE
         }
     }

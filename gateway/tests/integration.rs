@@ -31,6 +31,7 @@ mod prometheus;
 mod replicas;
 mod rotation;
 mod schemathesis;
+mod store_file;
 mod telemetry;
 mod tls;
 mod trust;

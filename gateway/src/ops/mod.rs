@@ -6,10 +6,12 @@
 //! - [`cli`]: `osb-gateway admin …`, the client of the admin API;
 //! - [`check`]: `check-config`, `catalog` and `explain` without a running gateway;
 //! - [`explain`]: why a call would be allowed or refused;
-//! - [`policy_file`]: the policy file in force, watched and reloaded.
+//! - [`policy_file`]: the policy file in force, watched and reloaded;
+//! - [`store_file`]: `store export` and `store import` (backup, restore, moving a registry).
 
 pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod explain;
 pub mod policy_file;
+pub mod store_file;

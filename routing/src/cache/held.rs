@@ -20,7 +20,7 @@ use crate::upstream::Validators;
 /// Store key of the catalog last served (what the guard compares the next merge with).
 pub(super) const SERVED_KEY: &str = "@served";
 /// Store key of the removals operators confirmed (JSON list of plan or service ids).
-const CONFIRMED_KEY: &str = "@confirmed";
+pub(super) const CONFIRMED_KEY: &str = "@confirmed";
 /// How often held plans are re-checked without being told that instances changed.
 const HELD_RECHECK_EVERY: Duration = Duration::from_secs(10);
 

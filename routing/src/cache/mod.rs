@@ -32,6 +32,11 @@
 //! - `view`: what one platform is served, rendered once per catalog and policy generation.
 
 mod held;
+
+/// The store keys of the catalogs the guard keeps besides each broker's (the catalog last served,
+/// the removals confirmed): a backup of the store takes them too.
+pub const GUARD_CATALOG_KEYS: [&str; 2] = [held::SERVED_KEY, held::CONFIRMED_KEY];
+
 mod publish;
 mod refresh;
 mod view;
