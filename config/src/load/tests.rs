@@ -301,6 +301,22 @@ fn the_shipped_example_is_valid() {
 }
 
 #[test]
+fn the_shipped_example_with_secret_files_needs_no_environment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-files.yaml");
+    let loaded = load_file(&path, &env(&[])).unwrap();
+    assert_eq!(loaded.settings.brokers.len(), 3);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert!(
+        loaded
+            .settings
+            .platforms
+            .iter()
+            .all(|p| p.password_file.is_some() || p.bearer_token_file.is_some())
+    );
+    assert!(loaded.settings.brokers.iter().all(|b| b.auth_file.is_some()));
+}
+
+#[test]
 fn postgres_store_takes_a_postgres_url_and_never_prints_it() {
     let with_store = |store: &str| format!("{GOOD}store:\n{store}");
     let e = env(&[("AZURE_PW", "pw")]);
