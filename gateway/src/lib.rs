@@ -269,6 +269,11 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.push(state.policy_file.spawn_watcher());
+        background.extend(ops::config_file::spawn_watcher(
+            &settings.origin,
+            state.platforms.clone(),
+            state.metrics.clone(),
+        ));
         background.extend(edge::secret_files::spawn_watcher(
             state.platforms.clone(),
             state.brokers.clone(),

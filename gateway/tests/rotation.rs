@@ -227,3 +227,56 @@ async fn an_upstream_password_rotates_under_load_without_a_failed_call() {
     let status: Value = gw.broker_status("up").await;
     assert_eq!(status["healthy"], true, "{status}");
 }
+
+#[tokio::test]
+async fn a_platform_added_to_the_configuration_file_is_served_without_a_restart() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    let gw = TestGateway::start(&format!(
+        "{}brokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    ))
+    .await;
+    gw.ready_catalog().await;
+    let as_new = || async {
+        http()
+            .get(gw.url("/v2/catalog"))
+            .basic_auth("newcomer", Some("newcomer-pw-41"))
+            .header("X-Broker-API-Version", "2.17")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(as_new().await, 401);
+    let original = std::fs::read_to_string(&gw.config_path).unwrap();
+    let added = original.replacen(
+        "platforms:\n",
+        "platforms:\n  - name: newcomer\n    username: newcomer\n    password: newcomer-pw-41\n",
+        1,
+    );
+    // A broker setting changed at the same time waits for a restart; the platform does not.
+    let added = added.replace("refresh_interval_secs: 3600", "refresh_interval_secs: 1800");
+    std::fs::write(&gw.config_path, &added).unwrap();
+    eventually("the new platform is served", Duration::from_secs(10), || async {
+        (as_new().await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(gw.osb().catalog().await.status, 200, "the others still are");
+    // A file that does not validate changes nothing.
+    std::fs::write(
+        &gw.config_path,
+        added.replace("username: newcomer", "username: \"new:comer\""),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(as_new().await, 200);
+    // Removed: refused.
+    std::fs::write(&gw.config_path, &original).unwrap();
+    eventually(
+        "the removed platform is refused",
+        Duration::from_secs(10),
+        || async { (as_new().await == 401).then_some(()) },
+    )
+    .await;
+}

@@ -28,15 +28,24 @@ pub struct Platform {
 #[derive(Debug)]
 pub struct Platforms {
     platforms: ArcSwap<Vec<PlatformSettings>>,
-    accepts_bearer: bool,
 }
 
 impl Platforms {
     pub fn new(platforms: &[PlatformSettings]) -> Self {
         Platforms {
-            accepts_bearer: platforms.iter().any(|p| p.bearer_token.is_some()),
             platforms: ArcSwap::from_pointee(platforms.to_vec()),
         }
+    }
+
+    /// Puts `platforms` in force (the configuration file changed): the next request is checked
+    /// against them; requests already authenticated go on.
+    pub fn replace(&self, platforms: &[PlatformSettings]) {
+        self.platforms.store(std::sync::Arc::new(platforms.to_vec()));
+    }
+
+    /// The platforms in force.
+    pub fn current(&self) -> std::sync::Arc<Vec<PlatformSettings>> {
+        self.platforms.load_full()
     }
 
     /// Reads the platforms' secret files again; changed ones replace what is in force. A file
@@ -94,7 +103,7 @@ impl Platforms {
     /// [`ApiError::Unauthorized`] for a missing, malformed or unknown credential.
     pub fn authenticate(&self, authorization: Option<&HeaderValue>) -> Result<Platform, ApiError> {
         let unauthorized = || ApiError::Unauthorized {
-            bearer: self.accepts_bearer,
+            bearer: self.platforms.load().iter().any(|p| p.bearer_token.is_some()),
         };
         let value = authorization
             .and_then(|v| v.to_str().ok())

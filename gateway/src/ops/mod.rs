@@ -5,6 +5,7 @@
 //!   operations, audit, policy, explain);
 //! - [`cli`]: `osb-gateway admin …`, the client of the admin API;
 //! - [`check`]: `check-config`, `catalog` and `explain` without a running gateway;
+//! - [`config_file`]: the configuration file watched, its platforms reloaded in place;
 //! - [`explain`]: why a call would be allowed or refused;
 //! - [`policy_file`]: the policy file in force, watched and reloaded;
 //! - [`store_file`]: `store export` and `store import` (backup, restore, moving a registry).
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod check;
 pub mod cli;
+pub mod config_file;
 pub mod explain;
 pub mod policy_file;
 pub mod store_file;
