@@ -924,7 +924,8 @@ async fn scripted_replies_answer_first_and_requests_are_recorded() {
         .unwrap();
     assert!(fresh.get(format!("{url}/v2/catalog")).send().await.is_err());
     broker.restart().await.unwrap();
-    let response = http
+    // Again a new connection: a pooled one died with the killed server.
+    let response = fresh
         .put(format!("{url}/v2/service_instances/i2"))
         .send()
         .await

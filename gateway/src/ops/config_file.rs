@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -25,39 +26,77 @@ const LIVE_KEYS: &[&str] = &["platforms", "policy_file"];
 
 /// Watches `path` (see the module docs). Nothing to watch for a configuration without a file
 /// (the demo's). Abort the handle to stop.
+///
+/// The file is polled from a thread of its own, not from a task on the runtime: a runtime worker
+/// woken every second keeps the allocator from giving freed memory back to the system (a large
+/// catalog, once shrunk, would stay in RSS). The task only waits for SIGHUP, and stops the thread
+/// when aborted.
 pub fn spawn_watcher(path: &str, platforms: Arc<Platforms>, metrics: Arc<Metrics>) -> Option<JoinHandle<()>> {
     let path = PathBuf::from(path);
     let applied = std::fs::read_to_string(&path).ok()?;
-    Some(tokio::spawn(async move {
-        let mut applied = applied;
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            #[cfg(unix)]
-            let signal = async {
-                match hangup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
+    let control = Arc::new(Control::default());
+    let poller = Arc::clone(&control);
+    let spawned = std::thread::Builder::new()
+        .name("osb-config-watch".to_owned())
+        .spawn(move || {
+            let mut applied = applied;
+            let mut seen = stamp(&path);
+            while !poller.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL);
+                let forced = poller.hangup.swap(false, Ordering::Relaxed);
+                let now = stamp(&path);
+                if now == seen && !forced {
+                    continue;
                 }
-            };
-            #[cfg(not(unix))]
-            let signal = std::future::pending::<()>();
-            let forced = tokio::select! {
-                () = tokio::time::sleep(POLL) => false,
-                () = signal => true,
-            };
-            let Ok(text) = tokio::fs::read_to_string(&path).await else {
-                continue;
-            };
-            if text == applied && !forced {
-                continue;
+                seen = now;
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                if text == applied && !forced {
+                    continue;
+                }
+                reload(&path, &applied, &text, &platforms, &metrics);
+                applied = text;
             }
-            reload(&path, &applied, &text, &platforms, &metrics);
-            applied = text;
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Cannot watch the configuration file: its platforms reload at the next start only.");
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        // Stops the thread when this task is aborted (or ends).
+        let _stop = StopOnDrop(Arc::clone(&control));
+        #[cfg(unix)]
+        if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            while hangup.recv().await.is_some() {
+                info!("SIGHUP: reading the configuration file again.");
+                control.hangup.store(true, Ordering::Relaxed);
+            }
         }
+        std::future::pending::<()>().await;
     }))
+}
+
+/// Between the SIGHUP task and the polling thread.
+#[derive(Debug, Default)]
+struct Control {
+    stop: AtomicBool,
+    hangup: AtomicBool,
+}
+
+struct StopOnDrop(Arc<Control>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What tells that the file changed: its modification time and length (a Kubernetes ConfigMap
+/// update swaps a symlink: the metadata followed through it changes too).
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 /// Validates `text` (the file now) and applies what can be applied.
