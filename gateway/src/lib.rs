@@ -268,7 +268,7 @@ impl Gateway {
             state.registry.clone(),
             state.brokers.clone(),
         ));
-        background.push(state.policy_file.spawn_watcher());
+        background.extend(state.policy_file.spawn_watcher());
         background.extend(ops::config_file::spawn_watcher(
             &settings.origin,
             state.platforms.clone(),

@@ -761,13 +761,15 @@ async fn a_large_catalog_costs_memory_in_proportion_and_gives_it_back_when_it_sh
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: {}\n{}brokers:\n  - name: big\n    url: {}\n    refresh_interval_secs: 3600\n",
+            // With a policy file: its watcher polls too, and must not keep the memory either.
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: {}\npolicy_file: policy.yaml\n{}brokers:\n  - name: big\n    url: {}\n    refresh_interval_secs: 3600\n",
             dir.path().join("store.redb").display(),
             platforms_yaml(),
             broker.url()
         ),
     )
     .unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), "deny: []\n").unwrap();
     let gateway = GatewayProcess::spawn(&config, &[], None).await;
     let admin = gateway.admin.clone().unwrap();
     let pid = gateway.child.id().unwrap();

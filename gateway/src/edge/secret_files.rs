@@ -12,16 +12,11 @@
 //! [`UpstreamBroker::reload_secret_file`]: osb_routing::upstream::UpstreamBroker::reload_secret_file
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use osb_routing::Brokers;
 use tokio::task::JoinHandle;
-use tracing::info;
 
 use crate::edge::auth::Platforms;
-
-/// How often secret files are looked at.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Reads every secret file again (see the module docs).
 pub fn reload(platforms: &Platforms, brokers: &Brokers) {
@@ -31,34 +26,15 @@ pub fn reload(platforms: &Platforms, brokers: &Brokers) {
     }
 }
 
-/// Watches the secret files, if any are configured. Abort the handle to stop.
+/// Watches the secret files, if any are configured (polling, see `ops::watch`). Abort the
+/// handle to stop.
 pub fn spawn_watcher(platforms: Arc<Platforms>, brokers: Arc<Brokers>) -> Option<JoinHandle<()>> {
     let any_file =
         platforms.has_secret_files() || brokers.clients().iter().any(|b| b.settings().auth_file.is_some());
     if !any_file {
         return None;
     }
-    Some(tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            #[cfg(unix)]
-            let signal = async {
-                match hangup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signal = std::future::pending::<()>();
-            tokio::select! {
-                () = tokio::time::sleep(RELOAD_EVERY) => {}
-                () = signal => info!("SIGHUP: reading the secret files again."),
-            }
-            let (platforms, brokers) = (Arc::clone(&platforms), Arc::clone(&brokers));
-            let _ = tokio::task::spawn_blocking(move || reload(&platforms, &brokers)).await;
-        }
-    }))
+    crate::ops::watch::poll("osb-secret-watch", "secret files", move |_| {
+        reload(&platforms, &brokers)
+    })
 }

@@ -1,5 +1,5 @@
 //! The configuration file, watched: what can change without a restart is applied when the file
-//! changes (looked at once a second) or on SIGHUP, after the whole file is validated again.
+//! changes (looked at once a second, see `watch`) or on SIGHUP, after the whole file is validated again.
 //!
 //! Applied in place: the platforms (added, removed, their credentials). Everything else the file
 //! holds (brokers, listeners, store, catalog and telemetry settings) is read at start only: a change
@@ -9,87 +9,38 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::watch;
 use crate::edge::auth::Platforms;
 use crate::telemetry::metrics::Metrics;
-
-/// How often the file is looked at.
-const POLL: Duration = Duration::from_secs(1);
 
 /// Top-level keys applied without a restart.
 const LIVE_KEYS: &[&str] = &["platforms", "policy_file"];
 
-/// Watches `path` (see the module docs). Nothing to watch for a configuration without a file
-/// (the demo's). Abort the handle to stop.
-///
-/// The file is polled from a thread of its own, not from a task on the runtime: a runtime worker
-/// woken every second keeps the allocator from giving freed memory back to the system (a large
-/// catalog, once shrunk, would stay in RSS). The task only waits for SIGHUP, and stops the thread
-/// when aborted.
+/// Watches `path` (see the module docs) with [`watch::poll`]. Nothing to watch for a
+/// configuration without a file (the demo's). Abort the handle to stop.
 pub fn spawn_watcher(path: &str, platforms: Arc<Platforms>, metrics: Arc<Metrics>) -> Option<JoinHandle<()>> {
     let path = PathBuf::from(path);
-    let applied = std::fs::read_to_string(&path).ok()?;
-    let control = Arc::new(Control::default());
-    let poller = Arc::clone(&control);
-    let spawned = std::thread::Builder::new()
-        .name("osb-config-watch".to_owned())
-        .spawn(move || {
-            let mut applied = applied;
-            let mut seen = stamp(&path);
-            while !poller.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(POLL);
-                let forced = poller.hangup.swap(false, Ordering::Relaxed);
-                let now = stamp(&path);
-                if now == seen && !forced {
-                    continue;
-                }
-                seen = now;
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                if text == applied && !forced {
-                    continue;
-                }
-                reload(&path, &applied, &text, &platforms, &metrics);
-                applied = text;
-            }
-        });
-    if let Err(e) = spawned {
-        warn!(error = %e, "Cannot watch the configuration file: its platforms reload at the next start only.");
-        return None;
-    }
-    Some(tokio::spawn(async move {
-        // Stops the thread when this task is aborted (or ends).
-        let _stop = StopOnDrop(Arc::clone(&control));
-        #[cfg(unix)]
-        if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            while hangup.recv().await.is_some() {
-                info!("SIGHUP: reading the configuration file again.");
-                control.hangup.store(true, Ordering::Relaxed);
-            }
+    let mut applied = std::fs::read_to_string(&path).ok()?;
+    let mut seen = stamp(&path);
+    watch::poll("osb-config-watch", "configuration file", move |forced| {
+        let now = stamp(&path);
+        if now == seen && !forced {
+            return;
         }
-        std::future::pending::<()>().await;
-    }))
-}
-
-/// Between the SIGHUP task and the polling thread.
-#[derive(Debug, Default)]
-struct Control {
-    stop: AtomicBool,
-    hangup: AtomicBool,
-}
-
-struct StopOnDrop(Arc<Control>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop.store(true, Ordering::Relaxed);
-    }
+        seen = now;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        if text == applied && !forced {
+            return;
+        }
+        reload(&path, &applied, &text, &platforms, &metrics);
+        applied = text;
+    })
 }
 
 /// What tells that the file changed: its modification time and length (a Kubernetes ConfigMap

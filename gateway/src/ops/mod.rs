@@ -8,7 +8,8 @@
 //! - [`config_file`]: the configuration file watched, its platforms reloaded in place;
 //! - [`explain`]: why a call would be allowed or refused;
 //! - [`policy_file`]: the policy file in force, watched and reloaded;
-//! - [`store_file`]: `store export` and `store import` (backup, restore, moving a registry).
+//! - [`store_file`]: `store export` and `store import` (backup, restore, moving a registry);
+//! - [`watch`]: files polled from a thread of their own, and SIGHUP.
 
 pub mod admin;
 pub mod check;
@@ -17,3 +18,4 @@ pub mod config_file;
 pub mod explain;
 pub mod policy_file;
 pub mod store_file;
+pub mod watch;

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use osb_config::{FileFormat, Problem, Settings};
@@ -22,9 +21,6 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::telemetry::metrics::Metrics;
-
-/// How often the file is looked at.
-const POLL: Duration = Duration::from_secs(1);
 
 /// Reads and checks the policy file at `path` against the configured platforms and brokers.
 ///
@@ -213,37 +209,14 @@ impl PolicyFile {
         self.status.store(Arc::new(status));
     }
 
-    /// Watches the file (polling) and SIGHUP; reloads on either. Abort the handle to stop.
-    pub fn spawn_watcher(self: &Arc<Self>) -> JoinHandle<()> {
+    /// Watches the file (polling, see `watch`) and SIGHUP; reloads on either. Abort the handle
+    /// to stop; `None` without a policy file.
+    pub fn spawn_watcher(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        self.path.as_ref()?;
         let file = Arc::clone(self);
-        tokio::spawn(async move {
-            if file.path.is_none() {
-                return;
-            }
-            #[cfg(unix)]
-            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                #[cfg(unix)]
-                let signal = async {
-                    match hangup.as_mut() {
-                        Some(s) => {
-                            s.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                #[cfg(not(unix))]
-                let signal = std::future::pending::<()>();
-                let force = tokio::select! {
-                    () = tokio::time::sleep(POLL) => false,
-                    () = signal => {
-                        info!("SIGHUP: reloading the policy file.");
-                        true
-                    }
-                };
-                // Problems are logged and kept in the status by `reload`.
-                let _ = file.reload(force);
-            }
+        super::watch::poll("osb-policy-watch", "policy file", move |forced| {
+            // Problems are logged and kept in the status by `reload`.
+            let _ = file.reload(forced);
         })
     }
 }
