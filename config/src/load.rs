@@ -192,40 +192,31 @@ fn deserialize_collecting<T: DeserializeOwned>(
             serde_path_to_error::Deserializer::new(config.clone(), &mut track),
             |path| unknown.push(key_path_of_ignored(&path.to_string())),
         );
-        let error = match parsed {
-            Ok(value) if type_errors.is_empty() => {
-                unknown.sort();
-                let problems = unknown
-                    .iter()
-                    .map(|key| problem(key, "unknown key".to_owned()))
-                    .collect();
-                return Ok((value, problems));
+        // Another pass after a type error set its value aside; else this pass's answer is final.
+        let again = match &parsed {
+            Ok(_) => false,
+            Err(error) => {
+                let key = track.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                type_errors.push(problem(&key, strip_config_key_suffix(&error.to_string())));
+                !key.is_empty() && type_errors.len() < MAX_TYPE_ERRORS && set_aside(&mut config.cache, &key)
             }
-            Ok(_) => None,
-            Err(e) => Some(e),
         };
-        let Some(error) = error else {
-            // Every type error is known: report them with the unknown keys.
-            unknown.sort();
-            let mut problems: Vec<Problem> = unknown
-                .iter()
-                .map(|key| problem(key, "unknown key".to_owned()))
-                .collect();
-            problems.extend(type_errors);
-            return Err(problems);
-        };
-        let key = track.path().to_string();
-        let key = if key == "." { String::new() } else { key };
-        type_errors.push(problem(&key, strip_config_key_suffix(&error.to_string())));
-        if key.is_empty() || type_errors.len() >= MAX_TYPE_ERRORS || !set_aside(&mut config.cache, &key) {
-            unknown.sort();
-            let mut problems: Vec<Problem> = unknown
-                .iter()
-                .map(|key| problem(key, "unknown key".to_owned()))
-                .collect();
-            problems.extend(type_errors);
-            return Err(problems);
+        if again {
+            continue;
         }
+        unknown.sort();
+        let mut problems: Vec<Problem> = unknown
+            .iter()
+            .map(|key| problem(key, "unknown key".to_owned()))
+            .collect();
+        return match parsed {
+            Ok(value) if type_errors.is_empty() => Ok((value, problems)),
+            _ => {
+                problems.extend(type_errors);
+                Err(problems)
+            }
+        };
     }
 }
 
