@@ -139,7 +139,7 @@ impl AdminRole {
 }
 
 /// A user name and its password.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
     pub username: String,
     pub password: Secret,
@@ -170,7 +170,7 @@ pub struct PlatformSettings {
 }
 
 /// How the gateway authenticates to an upstream broker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamAuth {
     None,
     Basic(BasicCredentials),
@@ -186,8 +186,9 @@ pub enum IdMode {
     Keep,
 }
 
-/// One upstream OSB broker.
-#[derive(Debug, Clone)]
+/// One upstream OSB broker. Equal settings keep the broker's client across a configuration reload
+/// (its connections, circuit breaker and credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
     pub name: String,
     /// Base URL, without a trailing slash.

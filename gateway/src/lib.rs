@@ -176,17 +176,32 @@ impl Gateway {
             })?;
         let audit = audit::AuditLog::open(&settings.audit, store.clone(), metrics.clone())
             .map_err(|e| startup("audit.jsonl_path", &e))?;
+        let platforms = Arc::new(Platforms::new(&settings.platforms));
+        let limiters = Arc::new(Limiters::new(&settings));
+        let config_file = ops::config_file::ConfigFile::new(
+            &settings,
+            ops::config_file::Parts {
+                platforms: platforms.clone(),
+                brokers: brokers.clone(),
+                catalog: catalog.clone(),
+                limiters: limiters.clone(),
+                policy_file: policy_file.clone(),
+                metrics: metrics.clone(),
+                store: store.clone(),
+            },
+        );
         let state = web::Data::new(AppState {
             settings: settings.clone(),
-            platforms: Arc::new(Platforms::new(&settings.platforms)),
+            platforms,
             catalog: catalog.clone(),
             brokers,
             policies,
             registry,
             policy_file,
+            config_file,
             schemas: decide::schema_cache(),
             metrics,
-            limiters: Limiters::new(&settings),
+            limiters,
             audit,
         });
         Ok(Gateway {
@@ -269,11 +284,7 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.extend(state.policy_file.spawn_watcher());
-        background.extend(ops::config_file::spawn_watcher(
-            &settings.origin,
-            state.platforms.clone(),
-            state.metrics.clone(),
-        ));
+        background.extend(state.config_file.spawn_watcher());
         background.extend(edge::secret_files::spawn_watcher(
             state.platforms.clone(),
             state.brokers.clone(),
@@ -304,6 +315,7 @@ impl Gateway {
                 Err(e) => warn!(error = %e, "Listener task failed."),
             }
         }
+        catalog.stop();
         for task in background {
             task.abort();
             // An aborted task reports a cancellation error; nothing else can come back.

@@ -10,6 +10,7 @@ use osb_routing::{Brokers, CatalogCache, Policies, Registry};
 
 use crate::edge::auth::Platforms;
 use crate::edge::limits::Limiters;
+use crate::ops::config_file::ConfigFile;
 use crate::ops::policy_file::PolicyFile;
 use crate::osb::decide::{Decider, SchemaCache};
 use crate::telemetry::audit::AuditLog;
@@ -30,10 +31,12 @@ pub struct AppState {
     pub registry: Registry,
     /// The policy file and its reloads.
     pub policy_file: Arc<PolicyFile>,
+    /// The configuration file and its reloads (brokers, platforms).
+    pub config_file: Arc<ConfigFile>,
     /// Compiled plan schemas.
     pub schemas: SchemaCache,
     pub metrics: Arc<Metrics>,
-    pub limiters: Limiters,
+    pub limiters: Arc<Limiters>,
     /// The audit log (platform calls, operator actions).
     pub audit: AuditLog,
 }

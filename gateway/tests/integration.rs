@@ -28,6 +28,7 @@ mod manifests;
 mod ownership;
 mod policies;
 mod prometheus;
+mod reload;
 mod replicas;
 mod rotation;
 mod schemathesis;

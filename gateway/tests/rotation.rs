@@ -108,7 +108,7 @@ async fn a_platform_password_rotates_under_load_without_a_failed_call() {
 
 /// Provisions (then deprovisions) fresh instances until `stop`; returns the calls that went
 /// through and the failures.
-async fn provision_load(
+pub(crate) async fn provision_load(
     gw: Arc<TestGateway>,
     ids: Arc<Ids>,
     task: usize,

@@ -105,7 +105,7 @@ async fn mitigate(
         schedule(&mut next);
         return registry.reschedule_orphan(record, next).await;
     };
-    match attempt(broker, &target).await {
+    match attempt(&broker, &target).await {
         Step::Gone if now_ms() < target.mitigation.settle_until_ms => {
             // Too soon to believe: the failed request may still arrive. Delete once more later.
             info!(broker = %target.broker, what = %target.what, "Orphan gone upstream; confirming after the settle time.");

@@ -47,10 +47,17 @@ struct Set {
 
 /// The limiters of the configured platforms and brokers.
 pub struct Limiters {
+    clock: DefaultClock,
+    inner: Mutex<Inner>,
+}
+
+/// The names limiters are kept for, and the limiters of the policy generation last asked for.
+struct Inner {
     platforms: Vec<String>,
     brokers: Vec<String>,
-    clock: DefaultClock,
-    set: Mutex<Arc<Set>>,
+    set: Arc<Set>,
+    /// The names changed: rebuild at the next call whatever the generation.
+    stale: bool,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -80,24 +87,43 @@ fn build(rate: Rate, old: Option<&Arc<Limiter>>) -> Option<Arc<Limiter>> {
 impl Limiters {
     pub fn new(settings: &Settings) -> Self {
         Limiters {
-            platforms: settings.platforms.iter().map(|p| p.name.clone()).collect(),
-            brokers: settings.brokers.iter().map(|b| b.name.clone()).collect(),
             clock: DefaultClock::default(),
-            set: Mutex::new(Arc::new(Set::default())),
+            inner: Mutex::new(Inner {
+                platforms: settings.platforms.iter().map(|p| p.name.clone()).collect(),
+                brokers: settings.brokers.iter().map(|b| b.name.clone()).collect(),
+                set: Arc::new(Set::default()),
+                stale: true,
+            }),
         }
+    }
+
+    /// Keeps limiters for these platforms and brokers from now on (a configuration reload);
+    /// those whose quota is unchanged keep their state.
+    pub fn set_names(&self, platforms: Vec<String>, brokers: Vec<String>) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.platforms = platforms;
+        inner.brokers = brokers;
+        inner.stale = true;
     }
 
     /// The limiters for policy generation `generation` (rebuilt from `limits` on a change).
     fn current(&self, generation: u64, limits: &Limits) -> Arc<Set> {
-        let mut guard = self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.generation == generation {
-            return guard.clone();
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.set.generation == generation && !inner.stale {
+            return inner.set.clone();
         }
+        let guard = &inner.set;
         let mut next = Set {
             generation,
             ..Set::default()
         };
-        for platform in &self.platforms {
+        for platform in &inner.platforms {
             let limit = limits.platform(platform);
             for (class, rate) in [(Class::Catalog, limit.catalog), (Class::Calls, limit.calls)] {
                 let key = (platform.clone(), class);
@@ -106,7 +132,7 @@ impl Limiters {
                 }
             }
         }
-        for broker in &self.brokers {
+        for broker in &inner.brokers {
             if let Some(limiter) = limits
                 .broker(broker)
                 .and_then(|r| build(r, guard.brokers.get(broker)))
@@ -114,8 +140,9 @@ impl Limiters {
                 next.brokers.insert(broker.clone(), limiter);
             }
         }
-        *guard = Arc::new(next);
-        guard.clone()
+        inner.set = Arc::new(next);
+        inner.stale = false;
+        inner.set.clone()
     }
 
     fn check(

@@ -26,14 +26,9 @@ pub fn reload(platforms: &Platforms, brokers: &Brokers) {
     }
 }
 
-/// Watches the secret files, if any are configured (polling, see `ops::watch`). Abort the
-/// handle to stop.
+/// Watches the secret files (polling, see `ops::watch`). Abort the handle to stop.
 pub fn spawn_watcher(platforms: Arc<Platforms>, brokers: Arc<Brokers>) -> Option<JoinHandle<()>> {
-    let any_file =
-        platforms.has_secret_files() || brokers.clients().iter().any(|b| b.settings().auth_file.is_some());
-    if !any_file {
-        return None;
-    }
+    // Always watched: a configuration reload may add a platform or broker with a secret file.
     crate::ops::watch::poll("osb-secret-watch", "secret files", move |_| {
         reload(&platforms, &brokers)
     })

@@ -35,10 +35,26 @@ pub fn load(path: &Path, settings: &Settings) -> Result<Policy, Vec<Problem>> {
             message: format!("cannot read the policy file: {e}"),
         }]
     })?;
-    parse(&text, path, settings)
+    parse(&text, path, &Names::of(settings))
 }
 
-fn parse(text: &str, path: &Path, settings: &Settings) -> Result<Policy, Vec<Problem>> {
+/// The platforms and brokers configured: the names a policy may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub platforms: Vec<String>,
+    pub brokers: Vec<String>,
+}
+
+impl Names {
+    pub fn of(settings: &Settings) -> Self {
+        Names {
+            platforms: settings.platforms.iter().map(|p| p.name.clone()).collect(),
+            brokers: settings.brokers.iter().map(|b| b.name.clone()).collect(),
+        }
+    }
+}
+
+fn parse(text: &str, path: &Path, names: &Names) -> Result<Policy, Vec<Problem>> {
     let origin = path.display().to_string();
     let format = if path.extension().is_some_and(|e| e == "toml") {
         FileFormat::Toml
@@ -46,8 +62,8 @@ fn parse(text: &str, path: &Path, settings: &Settings) -> Result<Policy, Vec<Pro
         FileFormat::Yaml
     };
     let policy = Policy::parse(text, format, &origin).map_err(|PolicyError::Invalid(problems)| problems)?;
-    let brokers: Vec<&str> = settings.brokers.iter().map(|b| b.name.as_str()).collect();
-    let platforms: Vec<&str> = settings.platforms.iter().map(|p| p.name.as_str()).collect();
+    let brokers: Vec<&str> = names.brokers.iter().map(String::as_str).collect();
+    let platforms: Vec<&str> = names.platforms.iter().map(String::as_str).collect();
     let problems = policy.check_names(&platforms, &brokers, &origin);
     if problems.is_empty() {
         Ok(policy)
@@ -73,7 +89,8 @@ pub struct PolicyStatus {
 /// Owns the policy file and its reloads.
 pub struct PolicyFile {
     path: Option<PathBuf>,
-    settings: Arc<Settings>,
+    /// What the policy may name (a configuration reload changes it).
+    names: ArcSwap<Names>,
     policies: Arc<Policies>,
     metrics: Arc<Metrics>,
     digest: ArcSwap<Option<[u8; 32]>>,
@@ -109,7 +126,7 @@ impl PolicyFile {
     ) -> Result<Arc<Self>, Vec<Problem>> {
         let file = Arc::new(PolicyFile {
             path: settings.policy_file.clone(),
-            settings,
+            names: ArcSwap::from_pointee(Names::of(&settings)),
             policies,
             metrics,
             digest: ArcSwap::from_pointee(None),
@@ -128,6 +145,39 @@ impl PolicyFile {
             file.apply(&path, &text)?;
         }
         Ok(file)
+    }
+
+    /// Whether the policy file, as it is now, would be valid with `names` configured (a
+    /// configuration reload asks before it changes the platforms or brokers).
+    ///
+    /// # Errors
+    /// The problems the file would have.
+    pub fn check_names(&self, names: &Names) -> Result<(), Vec<Problem>> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let origin = path.display().to_string();
+        let problem = |message: String| {
+            vec![Problem {
+                origin: origin.clone(),
+                key: String::new(),
+                message,
+            }]
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| problem(format!("cannot read the policy file: {e}")))?;
+        parse(&text, path, names).map(|_| ())
+    }
+
+    /// Puts `names` in force and reads the policy file again against them (a policy that named a
+    /// platform or broker just added now applies).
+    pub fn set_names(&self, names: Names) {
+        if **self.names.load() == names {
+            return;
+        }
+        self.names.store(Arc::new(names));
+        // An invalid file is logged and kept in the status by the reload itself.
+        let _ = self.reload(true);
     }
 
     /// The status shown by the admin API.
@@ -170,7 +220,7 @@ impl PolicyFile {
                     message: e.to_string(),
                 }]
             })
-            .and_then(|text| parse(text, path, &self.settings));
+            .and_then(|text| parse(text, path, &self.names.load()));
         // Remember the digest either way: an invalid file is reported once, not every second.
         self.digest.store(Arc::new(Some(digest)));
         match parsed {

@@ -176,7 +176,6 @@ impl OsbCall {
         let upstream = state
             .brokers
             .get(broker)
-            .cloned()
             .ok_or_else(|| ApiError::UpstreamUnavailable {
                 broker: broker.to_owned(),
             })?;

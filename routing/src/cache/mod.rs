@@ -41,7 +41,7 @@ mod publish;
 mod refresh;
 mod view;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,7 +58,7 @@ use crate::brokers::Brokers;
 use crate::catalog::{Catalog, HeldPlan, RouteTable, Validated};
 use crate::policy::PolicyState;
 use crate::store::Store;
-use crate::upstream::Validators;
+use crate::upstream::{UpstreamBroker, Validators};
 
 pub use self::view::{CatalogView, strong_etag};
 
@@ -159,9 +159,50 @@ struct HeldCatalog {
 
 #[derive(Debug)]
 struct BrokerState {
+    /// The client this state's catalog is fetched with (a reload may replace it).
+    client: Arc<UpstreamBroker>,
     catalog: Option<Arc<HeldCatalog>>,
     status: BrokerStatus,
 }
+
+impl BrokerState {
+    /// A broker's state at start or when a reload adds it: its persisted catalog, if usable.
+    async fn load(client: Arc<UpstreamBroker>, store: &dyn Store) -> Self {
+        let mut status = BrokerStatus {
+            name: client.name().to_owned(),
+            freshness: Freshness::Pending,
+            source: None,
+            fetched_at_ms: None,
+            last_attempt_ms: None,
+            last_error: None,
+            consecutive_failures: 0,
+            refreshes_ok: 0,
+            refreshes_not_modified: 0,
+            refreshes_failed: 0,
+            services: 0,
+            plans: 0,
+            dropped: 0,
+        };
+        let catalog = match refresh::load_persisted(store, client.settings()).await {
+            Some((held, fetched_at_ms)) => {
+                status.freshness = Freshness::Stale;
+                status.source = Some(CatalogSource::Store);
+                status.fetched_at_ms = Some(fetched_at_ms);
+                count_into(&mut status, &held.validated);
+                Some(Arc::new(held))
+            }
+            None => None,
+        };
+        BrokerState {
+            client,
+            catalog,
+            status,
+        }
+    }
+}
+
+/// Each broker's refresher by broker name: what wakes it, and its task once started.
+type Refreshers = HashMap<String, (Arc<Notify>, Option<JoinHandle<()>>)>;
 
 /// See the module docs.
 pub struct CatalogCache {
@@ -169,11 +210,13 @@ pub struct CatalogCache {
     separator: String,
     store: Arc<dyn Store>,
     grace_deadline: Instant,
-    /// Index-aligned with `brokers`. Held across a merge so merges never interleave.
+    /// One per broker, in the configuration's order. Held across a merge so merges never
+    /// interleave.
     states: Mutex<Vec<BrokerState>>,
     snapshot: ArcSwap<CatalogSnapshot>,
     views: moka::sync::Cache<String, Arc<CatalogView>>,
-    wake: Vec<Notify>,
+    /// Each broker's refresher: what wakes it, and its task.
+    refreshers: std::sync::Mutex<Refreshers>,
     generation: AtomicU64,
     /// Views served from the cache, and rendered.
     view_hits: AtomicU64,
@@ -200,36 +243,14 @@ impl CatalogCache {
     /// Builds the cache of `brokers`' catalogs, loading every broker's persisted catalog. A
     /// persisted catalog that fails to load is logged and skipped.
     pub async fn new(settings: &Settings, store: Arc<dyn Store>, brokers: Arc<Brokers>) -> Arc<Self> {
-        let mut states = Vec::with_capacity(brokers.clients().len());
-        for broker in brokers.clients() {
-            let mut status = BrokerStatus {
-                name: broker.name().to_owned(),
-                freshness: Freshness::Pending,
-                source: None,
-                fetched_at_ms: None,
-                last_attempt_ms: None,
-                last_error: None,
-                consecutive_failures: 0,
-                refreshes_ok: 0,
-                refreshes_not_modified: 0,
-                refreshes_failed: 0,
-                services: 0,
-                plans: 0,
-                dropped: 0,
-            };
-            let catalog = match refresh::load_persisted(store.as_ref(), broker.settings()).await {
-                Some((held, fetched_at_ms)) => {
-                    status.freshness = Freshness::Stale;
-                    status.source = Some(CatalogSource::Store);
-                    status.fetched_at_ms = Some(fetched_at_ms);
-                    count_into(&mut status, &held.validated);
-                    Some(Arc::new(held))
-                }
-                None => None,
-            };
-            states.push(BrokerState { catalog, status });
+        let mut states = Vec::new();
+        for client in brokers.clients() {
+            states.push(BrokerState::load(client, store.as_ref()).await);
         }
-        let wake = brokers.clients().iter().map(|_| Notify::new()).collect();
+        let refreshers = states
+            .iter()
+            .map(|s| (s.status.name.clone(), (Arc::new(Notify::new()), None)))
+            .collect();
         let served_before = match store.load_catalog(held::SERVED_KEY).await {
             Ok(Some(stored)) => serde_json::from_slice::<Catalog>(&stored.body).ok(),
             Ok(None) => None,
@@ -246,7 +267,7 @@ impl CatalogCache {
             states: Mutex::new(Vec::new()),
             snapshot: ArcSwap::from_pointee(empty_snapshot()),
             views: moka::sync::Cache::new(10_000),
-            wake,
+            refreshers: std::sync::Mutex::new(refreshers),
             generation: AtomicU64::new(0),
             view_hits: AtomicU64::new(0),
             view_misses: AtomicU64::new(0),
@@ -256,7 +277,7 @@ impl CatalogCache {
             recheck: Notify::new(),
         };
         cache.load_confirmed().await;
-        cache.publish(&states, None).await;
+        cache.publish(&states, false).await;
         *cache.states.lock().await = states;
         Arc::new(cache)
     }
@@ -302,8 +323,8 @@ impl CatalogCache {
     /// Returns `false` for an unknown broker.
     pub fn request_refresh(&self, name: Option<&str>) -> bool {
         let mut found = false;
-        for (broker, wake) in self.brokers.clients().iter().zip(&self.wake) {
-            if name.is_none_or(|n| n == broker.name()) {
+        for (broker, (wake, _)) in self.refreshers().iter() {
+            if name.is_none_or(|n| n == broker) {
                 wake.notify_one();
                 found = true;
             }
@@ -311,26 +332,92 @@ impl CatalogCache {
         found
     }
 
-    /// Starts one refresher per broker and the start-up grace timer. Abort the handles to stop.
+    fn refreshers(&self) -> std::sync::MutexGuard<'_, Refreshers> {
+        self.refreshers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts the refresher of `broker` (replacing one running).
+    fn start_refresher(self: &Arc<Self>, broker: &str) {
+        let wake = Arc::new(Notify::new());
+        let cache = Arc::clone(self);
+        let (name, woken) = (broker.to_owned(), wake.clone());
+        let task = tokio::spawn(async move { cache.refresh_loop(&name, &woken).await });
+        if let Some((_, Some(old))) = self.refreshers().insert(broker.to_owned(), (wake, Some(task))) {
+            old.abort();
+        }
+    }
+
+    /// Starts one refresher per broker, the start-up grace timer and the re-check of held plans.
+    /// [`CatalogCache::stop`] stops the refreshers (also those a reload started); abort the handles
+    /// returned to stop the rest.
     pub fn spawn_refreshers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        let mut handles: Vec<JoinHandle<()>> = (0..self.brokers.clients().len())
-            .map(|index| {
-                let cache = Arc::clone(self);
-                tokio::spawn(async move { cache.refresh_loop(index).await })
-            })
-            .collect();
+        let names: Vec<String> = self.refreshers().keys().cloned().collect();
+        for name in names {
+            self.start_refresher(&name);
+        }
+        let mut handles = Vec::new();
         let cache = Arc::clone(self);
         handles.push(tokio::spawn(async move { cache.recheck_loop().await }));
         let cache = Arc::clone(self);
         handles.push(tokio::spawn(async move {
             tokio::time::sleep_until(cache.grace_deadline).await;
             let states = cache.states.lock().await;
-            cache.publish(&states, None).await;
+            cache.publish(&states, false).await;
             if let Availability::Partial { missing } = &cache.snapshot().availability {
                 warn!(missing = %missing.join(","), "Start-up grace ran out; serving the catalog without these brokers.");
             }
         }));
         handles
+    }
+
+    /// Stops every broker's refresher.
+    pub fn stop(&self) {
+        for (_, (_, task)) in self.refreshers().iter_mut() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Follows a reload of the brokers (see [`Brokers::reconfigure`]): a broker added gets its
+    /// persisted catalog (if the store has one) and a refresher that fetches at once; a broker
+    /// removed leaves the merge (the catalog guard holds its plans that have live instances); a
+    /// broker changed keeps serving its catalog until its new client's first refresh. The
+    /// catalog is merged again once; the new brokers' services appear when their catalogs arrive.
+    pub async fn reconfigure(self: &Arc<Self>) {
+        let clients = self.brokers.clients();
+        let mut states = self.states.lock().await;
+        let mut old: HashMap<String, BrokerState> =
+            states.drain(..).map(|s| (s.status.name.clone(), s)).collect();
+        let mut restart = Vec::new();
+        for client in clients {
+            let name = client.name().to_owned();
+            let state = match old.remove(&name) {
+                Some(state) if Arc::ptr_eq(&state.client, &client) => state,
+                Some(mut state) => {
+                    state.client = client;
+                    restart.push(name);
+                    state
+                }
+                None => {
+                    restart.push(name);
+                    BrokerState::load(client, self.store.as_ref()).await
+                }
+            };
+            states.push(state);
+        }
+        for name in old.keys() {
+            if let Some((_, Some(task))) = self.refreshers().remove(name) {
+                task.abort();
+            }
+        }
+        self.publish(&states, true).await;
+        drop(states);
+        for name in &restart {
+            self.start_refresher(name);
+        }
     }
 }
 

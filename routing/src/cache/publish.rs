@@ -31,14 +31,11 @@ pub(super) enum Publish {
 }
 
 impl CatalogCache {
-    /// Publishes a new snapshot. `changed` names a broker whose catalog changed (re-merge);
-    /// `None` keeps the merged catalog and updates statuses only. The first call always merges.
-    pub(super) async fn publish(&self, states: &[BrokerState], changed: Option<usize>) {
-        let mode = if changed.is_some() {
-            Publish::Merge
-        } else {
-            Publish::Status
-        };
+    /// Publishes a new snapshot. `changed`: a broker's catalog changed, or the brokers did (merge
+    /// again); otherwise the merged catalog stays and statuses are updated. The first call always
+    /// merges.
+    pub(super) async fn publish(&self, states: &[BrokerState], changed: bool) {
+        let mode = if changed { Publish::Merge } else { Publish::Status };
         self.publish_as(states, mode).await;
     }
 
@@ -51,7 +48,10 @@ impl CatalogCache {
             .collect();
         let availability = if missing.is_empty() {
             Availability::Complete
-        } else if Instant::now() >= self.grace_deadline {
+        } else if Instant::now() >= self.grace_deadline
+            || !matches!(previous.availability, Availability::Starting { .. })
+        {
+            // Once served, the catalog is not withheld again (a broker a reload added is missing).
             Availability::Partial { missing }
         } else {
             Availability::Starting { missing }
@@ -127,10 +127,10 @@ impl CatalogCache {
         } else {
             self.generation.fetch_add(1, Ordering::SeqCst) + 1
         };
-        for (index, state) in states.iter().enumerate() {
+        for state in states {
             let current =
                 state.status.consecutive_failures == 0 && state.status.freshness != Freshness::Pending;
-            self.brokers.set_catalog_current(index, current);
+            self.brokers.set_catalog_current(&state.status.name, current);
         }
         self.snapshot.store(Arc::new(CatalogSnapshot {
             generation,
@@ -146,12 +146,9 @@ impl CatalogCache {
 
     /// Merges the brokers' catalogs (on the blocking pool: a megabyte of OSBA takes a while).
     pub(super) async fn merge(&self, states: &[BrokerState]) -> Option<(Arc<Catalog>, Arc<RouteTable>)> {
-        let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = self
-            .brokers
-            .clients()
+        let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = states
             .iter()
-            .cloned()
-            .zip(states.iter().map(|s| s.catalog.clone()))
+            .map(|s| (s.client.clone(), s.catalog.clone()))
             .collect();
         let separator = self.separator.clone();
         match tokio::task::spawn_blocking(move || build_merged(&held, &separator)).await {

@@ -19,35 +19,32 @@ use crate::store::{Store, StoredCatalog};
 use crate::upstream::{CallHeaders, CatalogFetch, UpstreamBroker, Validators};
 
 impl CatalogCache {
-    pub(super) async fn refresh_loop(&self, index: usize) {
-        let Some(broker) = self.brokers.clients().get(index) else {
-            return;
-        };
-        let interval = broker.settings().refresh_interval;
+    /// Refreshes `broker` every 0.8 × its refresh interval (sooner after a failure, with backoff,
+    /// or when woken), until it leaves the configuration.
+    pub(super) async fn refresh_loop(&self, broker: &str, wake: &tokio::sync::Notify) {
         loop {
-            let delay = match self.refresh(index).await {
+            let Some(interval) = self.brokers.get(broker).map(|b| b.settings().refresh_interval) else {
+                return;
+            };
+            let delay = match self.refresh(broker).await {
                 Ok(()) => interval.mul_f64(0.8),
                 Err(failures) => backoff(failures, interval),
             };
-            if let Some(wake) = self.wake.get(index) {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = wake.notified() => {}
-                }
-            } else {
-                tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = wake.notified() => {}
             }
         }
     }
 
-    /// Refreshes broker `index` once. `Err` carries the number of consecutive failures.
-    pub(super) async fn refresh(&self, index: usize) -> Result<(), u32> {
-        let Some(broker) = self.brokers.clients().get(index) else {
-            return Ok(());
-        };
-        let held = {
+    /// Refreshes `name` once. `Err` carries the number of consecutive failures.
+    pub(super) async fn refresh(&self, name: &str) -> Result<(), u32> {
+        let (broker, held) = {
             let states = self.states.lock().await;
-            states.get(index).and_then(|s| s.catalog.clone())
+            match states.iter().find(|s| s.status.name == name) {
+                Some(state) => (state.client.clone(), state.catalog.clone()),
+                None => return Ok(()),
+            }
         };
         let validators = held.as_ref().map(|h| h.validators.clone()).unwrap_or_default();
         let call = CallHeaders {
@@ -67,31 +64,32 @@ impl CatalogCache {
                 if held.as_ref().is_some_and(|h| h.digest == digest) {
                     None
                 } else {
-                    let name = broker.name().to_owned();
+                    let owned_name = broker.name().to_owned();
                     let parse_body = body.clone();
                     let limits = broker.settings().catalog_limits;
-                    let validated =
-                        tokio::task::spawn_blocking(move || validate_bounded(&name, &parse_body, &limits))
-                            .await;
+                    let validated = tokio::task::spawn_blocking(move || {
+                        validate_bounded(&owned_name, &parse_body, &limits)
+                    })
+                    .await;
                     match validated {
                         Ok(Ok(validated)) => Some((validated, validators, digest, body)),
-                        Ok(Err(e)) => return Err(self.record_failure(index, &e).await),
+                        Ok(Err(e)) => return Err(self.record_failure(name, &e).await),
                         Err(join) => {
                             let e = RoutingError::InvalidCatalog {
                                 broker: broker.name().to_owned(),
                                 reason: format!("validation task failed: {join}"),
                             };
-                            return Err(self.record_failure(index, &e).await);
+                            return Err(self.record_failure(name, &e).await);
                         }
                     }
                 }
             }
-            Err(e) => return Err(self.record_failure(index, &e).await),
+            Err(e) => return Err(self.record_failure(name, &e).await),
         };
 
         let now = now_ms();
         let mut states = self.states.lock().await;
-        let Some(state) = states.get_mut(index) else {
+        let Some(state) = states.iter_mut().find(|s| s.status.name == name) else {
             return Ok(());
         };
         let recovered = state.status.freshness != Freshness::Fresh;
@@ -111,7 +109,7 @@ impl CatalogCache {
                 if recovered {
                     info!(broker = broker.name(), "Catalog is current again.");
                 }
-                None
+                false
             }
             Some((validated, validators, digest, body)) => {
                 for dropped in &validated.dropped {
@@ -138,16 +136,16 @@ impl CatalogCache {
                     validators,
                     digest,
                 }));
-                Some(index)
+                true
             }
         };
         self.publish(&states, changed).await;
         Ok(())
     }
 
-    pub(super) async fn record_failure(&self, index: usize, error: &RoutingError) -> u32 {
+    pub(super) async fn record_failure(&self, name: &str, error: &RoutingError) -> u32 {
         let mut states = self.states.lock().await;
-        let Some(state) = states.get_mut(index) else {
+        let Some(state) = states.iter_mut().find(|s| s.status.name == name) else {
             return 1;
         };
         let status = &mut state.status;
@@ -170,7 +168,7 @@ impl CatalogCache {
                 "Catalog refresh failed."
             );
         }
-        self.publish(&states, None).await;
+        self.publish(&states, false).await;
         failures
     }
 
@@ -178,13 +176,16 @@ impl CatalogCache {
     /// would: what a refresh would change (the operators' dry run). A broker that cannot be
     /// fetched contributes the catalog in use; its error is returned beside the merge.
     pub async fn candidate(&self) -> (Catalog, Vec<(String, String)>) {
-        let held: Vec<Option<Arc<HeldCatalog>>> = {
+        let held: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = {
             let states = self.states.lock().await;
-            states.iter().map(|s| s.catalog.clone()).collect()
+            states
+                .iter()
+                .map(|s| (s.client.clone(), s.catalog.clone()))
+                .collect()
         };
         let mut errors = Vec::new();
         let mut fetched: Vec<(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)> = Vec::new();
-        for (broker, held) in self.brokers.clients().iter().zip(held) {
+        for (broker, held) in held {
             let call = CallHeaders {
                 request_identity: uuid::Uuid::new_v4().to_string(),
                 operation: "catalog",

@@ -71,6 +71,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/registry", web::get().to(registry))
         .route("/admin/policy", web::get().to(policy_status))
         .route("/admin/policy/reload", web::post().to(policy_reload))
+        .route("/admin/reload", web::get().to(reload_status))
+        .route("/admin/reload", web::post().to(reload))
         .route("/admin/explain", web::post().to(explain))
         .route("/admin/brokers/refresh", web::post().to(refresh_all))
         .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one))
@@ -301,6 +303,53 @@ async fn policy_reload(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     }
     state.audit.record(record).await;
     Ok(response)
+}
+
+/// The last configuration reload's report (`null` before the first).
+async fn reload_status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Operator::of(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.config_file.last()))
+}
+
+/// What `POST /admin/reload` takes (an empty body is fine).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    /// Brokers removed from the file to remove although they have live records.
+    #[serde(default)]
+    confirm_removal: Vec<String>,
+}
+
+/// Reads the configuration file again and applies it (see `ops::config_file`): 200 with what
+/// changed, 422 with the problems when it was rejected.
+async fn reload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    RequestBody(body): RequestBody,
+) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let operator = Operator::acting(&req, &state)?;
+    let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid reload request: {e}")))?
+    };
+    let report = state.config_file.reload(true, &request.confirm_removal).await;
+    let status: u16 = if report.applied { 200 } else { 422 };
+    let mut record = operator.record("reload", status, started);
+    if !report.applied {
+        record.error = Some("InvalidConfiguration".to_owned());
+    }
+    if !request.confirm_removal.is_empty() {
+        record.reason = Some(format!(
+            "removal confirmed: {}",
+            request.confirm_removal.join(", ")
+        ));
+    }
+    state.audit.record(record).await;
+    let code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
+    Ok(HttpResponse::build(code).json(report))
 }
 
 /// Dry-runs a request through the policy step (nothing is forwarded).

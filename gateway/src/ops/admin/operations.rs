@@ -175,7 +175,7 @@ async fn verify(state: &AppState, new: &NewInstance) -> Result<bool, ApiError> {
     let path = OsbId::parse("instance_id", &new.instance_id)
         .map(|id| UpstreamPath::instance(&id))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let reply = call_upstream(&state.metrics, upstream, Method::GET, &path, None, &call)
+    let reply = call_upstream(&state.metrics, &upstream, Method::GET, &path, None, &call)
         .await
         .map_err(|e| ApiError::UpstreamError {
             broker: new.broker.clone(),
@@ -338,7 +338,7 @@ impl Attempt {
         let reply = match (state.brokers.get(broker), path) {
             (Some(upstream), Ok(path)) => {
                 let call = operator_call(operation);
-                call_upstream(&state.metrics, upstream, Method::DELETE, &path, None, &call).await
+                call_upstream(&state.metrics, &upstream, Method::DELETE, &path, None, &call).await
             }
             (_, Err(e)) => Err(e),
             (None, _) => Err(RoutingError::Gone(format!("broker {broker} is not configured"))),

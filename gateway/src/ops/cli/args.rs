@@ -74,6 +74,13 @@ pub enum AdminCommand {
     Policy,
     /// Reloads the policy file now.
     PolicyReload,
+    /// Reads the configuration file again and applies it (brokers, platforms); shows what changed.
+    Reload {
+        /// A broker the file removes that still has live instances: remove it anyway
+        /// (repeatable). Its instances are no longer reachable through the gateway.
+        #[arg(long = "confirm-removal", value_name = "BROKER")]
+        confirm_removal: Vec<String>,
+    },
     /// Dry-runs a request through the live policy (exit 3 when it would be refused).
     Explain {
         /// The calling platform.

@@ -275,6 +275,11 @@ async fn execute(args: &AdminArgs, env: &HashMap<String, String>) -> Result<Exit
                 format!("policy generation {} in force\n", text(&v["generation"]))
             });
         }
+        AdminCommand::Reload { confirm_removal } => {
+            let body = json!({"confirm_removal": confirm_removal});
+            let answer = client.call(Method::POST, "/admin/reload", Some(&body)).await?;
+            show(&answer, &output::reload_summary);
+        }
         AdminCommand::Explain { platform, request } => {
             let mut body: Value = std::fs::read(request)
                 .map_err(|e| e.to_string())

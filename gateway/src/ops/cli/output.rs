@@ -469,3 +469,35 @@ pub(super) fn audit_table(v: &Value) -> String {
     }
     out
 }
+
+/// `admin reload`: what the configuration reload changed, one line per kind.
+pub(super) fn reload_summary(report: &Value) -> String {
+    let names = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let mut out = String::from("configuration reloaded\n");
+    for kind in ["brokers", "platforms"] {
+        for change in ["added", "removed", "changed"] {
+            out.push_str(&format!("{kind} {change}: {}\n", names(&report[kind][change])));
+        }
+    }
+    for held in report["removals_held"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "broker {} kept: {} instances, {} bindings live (--confirm-removal {} to remove it anyway)\n",
+            text(&held["broker"]),
+            text(&held["instances"]),
+            text(&held["bindings"]),
+            text(&held["broker"]),
+        ));
+    }
+    if report["restart_needed"].as_array().is_some_and(|a| !a.is_empty()) {
+        out.push_str(&format!(
+            "waiting for a restart: {}\n",
+            names(&report["restart_needed"])
+        ));
+    }
+    out
+}
