@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Validates deploy/: the Dockerfile and the Kubernetes manifests, offline.
+"""Validates deploy/: the Dockerfile, the Kubernetes manifests and the Helm chart, offline.
 
     deploy/validate.py                    everything below; exit 1 on any problem
-    deploy/validate.py render OVERLAY     print an overlay as kustomize renders it
-    deploy/validate.py pod OVERLAY DIR    lay out under DIR what the overlay's container sees (its
+    deploy/validate.py render TARGET      print TARGET as it renders: an overlay (embedded, postgres)
+                                          by kustomize, or the chart (helm-embedded, helm-postgres)
+                                          by `helm template` with its ci/ values
+    deploy/validate.py pod TARGET DIR     lay out under DIR what TARGET's container sees (its
                                           ConfigMap and Secret files, dummy secret values) and print
                                           {"args", "env", "config"} as JSON, paths moved under DIR
 
@@ -11,16 +13,26 @@ What "everything" checks:
   - hadolint accepts deploy/Dockerfile; its EXPOSE, USER, ENTRYPOINT and CMD agree with the
     Deployment (ports, uid, the config path);
   - kustomize renders the base and each overlay;
-  - kubernetes-validate --strict accepts every rendered object, for the oldest and the newest
-    Kubernetes version checked (K8S_VERSIONS); the two custom resources it has no schema for
-    (ServiceMonitor, ClusterServiceBroker) are checked against deploy/kubernetes/schemas/; an object
-    of any other kind without a schema is a problem;
-  - the objects agree with each other and with the gateway's configuration: Service selectors and
-    target ports, probes on the admin listener's port, listen addresses, every *_file secret mounted
-    and every *_env variable provided, the ServiceMonitor's job name and the alert rules', the
-    ClusterServiceBroker's URL and Secret, the security context, the overlay's store, replicas,
-    rollout, volume, PodDisruptionBudget and anti-affinity;
-  - deploy/README.md names every Secret and key the manifests expect.
+  - the Helm chart deploy/helm/osb-gateway: its copies files/rules.yaml and files/osb-gateway.json
+    are byte-identical to deploy/prometheus/rules.yaml and deploy/grafana/osb-gateway.json;
+    `helm lint --strict` passes with the default values and with each mode's ci/<mode>-values.yaml;
+    `helm template` renders each mode (release osb-gateway, namespace osb-gateway);
+  - kubernetes-validate --strict accepts every rendered object (kustomize's and helm's), for the
+    oldest and the newest Kubernetes version checked (K8S_VERSIONS); the custom resources it has no
+    schema for (ServiceMonitor, ClusterServiceBroker, PrometheusRule) are checked against
+    deploy/kubernetes/schemas/; an object of any other kind without a schema is a problem;
+  - the objects of each overlay and of each chart mode agree with each other and with the gateway's
+    configuration: Service selectors and target ports, probes on the admin listener's port, listen
+    addresses, every *_file secret mounted and every *_env variable provided, the ServiceMonitor's
+    job name and the alert rules', the ClusterServiceBroker's URL (https when the OSB listener has
+    TLS) and Secret, the NetworkPolicy's pods and ports, the grace period, the security context, the
+    store, replicas, rollout, volume, PodDisruptionBudget and anti-affinity of the mode;
+  - the chart does not drift from the kustomize manifests: each mode's gateway.yaml and policy.yaml
+    equal (as parsed YAML) the overlay's, and every other object of the overlay is in the chart with
+    the same content (spec, data; not metadata), apart from the differences CHART_DIFFERENCES lists;
+    the PrometheusRule's spec is deploy/prometheus/rules.yaml and the dashboard ConfigMap (label
+    grafana_dashboard: "1") holds deploy/grafana/osb-gateway.json;
+  - deploy/README.md names every Secret and key the manifests and the chart expect.
 
 gateway/tests/manifests.rs runs this, then runs `osb-gateway check-config` (and `serve`) on what
 `pod` lays out. Tools: deploy/setup-tools installs them (.ci/run calls it).
@@ -29,11 +41,14 @@ gateway/tests/manifests.rs runs this, then runs `osb-gateway check-config` (and 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 try:
@@ -53,11 +68,43 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("servicecatalog.k8s.io/v1beta1", "ClusterServiceBroker"): "clusterservicebroker-servicecatalog-v1beta1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
 CLUSTER_SCOPED = {"Namespace", "ClusterServiceBroker", "ClusterRole", "ClusterRoleBinding"}
 APP = "osb-gateway"
 # Secret values for `pod`: obviously fake, of the right shape.
 DUMMY_VALUES = {("osb-gateway-postgres", "url"): "postgres://osb_gateway:dummy@postgres.invalid:5432/osb_gateway"}
+
+# The Helm chart: each mode is rendered with its ci/ values, as release APP in namespace APP (the
+# names the kustomize manifests use, so that the two compare object by object).
+CHART = DEPLOY / "helm" / APP
+CHART_MODES = {mode: CHART / "ci" / f"{mode}-values.yaml" for mode in OVERLAYS}
+CHART_RELEASE = APP
+CHART_NAMESPACE = APP
+# The chart reads these with .Files.Get; helm does not reliably follow symlinks out of a chart, so
+# they are copies, and must stay byte-identical to the originals.
+CHART_COPIES = {
+    CHART / "files" / "rules.yaml": DEPLOY / "prometheus" / "rules.yaml",
+    CHART / "files" / "osb-gateway.json": DEPLOY / "grafana" / "osb-gateway.json",
+}
+# What may differ between a chart mode and the overlay of the same store (deploy/README.md, "Helm",
+# says the same to operators). Everything else of the overlay must be in the chart, the same.
+CHART_DIFFERENCES = (
+    "metadata: the chart adds Helm's labels (helm.sh/chart, app.kubernetes.io/managed-by, "
+    "app.kubernetes.io/version); only spec/data/other top-level fields are compared",
+    "no Namespace: Helm installs into the release's namespace (create it, with the "
+    "pod-security.kubernetes.io/enforce: restricted label, yourself)",
+    "the Deployment's pod template carries a checksum/config annotation (a gateway.yaml change "
+    "rolls the pods)",
+    "tls.enabled: gateway.yaml gains tls.cert_file/key_file (and client_ca_file with tls.clientCA), "
+    "the secrets volume the files listener-tls.crt, listener-tls.key, listener-client-ca.crt, and "
+    "the ClusterServiceBroker an https URL with caBundle or insecureSkipTLSVerify",
+    "store.postgres.ca.enabled: the secrets volume gains postgres-ca.crt",
+    "clusterServiceBroker.enabled is false by default (the ci/ values turn it on, as the kustomize "
+    "base always has it)",
+    "chart only: the PrometheusRule <fullname> (deploy/prometheus/rules.yaml) and the ConfigMap "
+    "<fullname>-dashboard (Grafana sidecar), both on by default",
+)
 
 
 class Problems:
@@ -101,12 +148,78 @@ def render(directory: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def hadolint() -> Path | None:
-    beside = Path(sys.executable).parent / "hadolint"
+def venv_tool(name: str) -> Path | None:
+    """A tool installed beside this Python (deploy/setup-tools puts them in .venv/bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
     if beside.exists():
         return beside
-    found = shutil.which("hadolint")
+    found = shutil.which(name)
     return Path(found) if found else None
+
+
+def hadolint() -> Path | None:
+    return venv_tool("hadolint")
+
+
+_HELM_HOME: tempfile.TemporaryDirectory | None = None
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    """Runs helm with its cache, config and data under a temp folder (nothing of the user's is read
+    or written: no repositories, no plugins, offline)."""
+    global _HELM_HOME
+    binary = venv_tool("helm")
+    if binary is None:
+        raise RuntimeError("helm is not installed (deploy/setup-tools installs it from deploy/requirements.txt)")
+    if _HELM_HOME is None:
+        _HELM_HOME = tempfile.TemporaryDirectory(prefix="validate-helm-")
+    home = Path(_HELM_HOME.name)
+    env = {**os.environ, **{f"HELM_{d}_HOME": str(home / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, env=env)
+
+
+def helm_version() -> str:
+    return helm("version", "--short").stdout.strip()
+
+
+def helm_lint(values: Path | None) -> subprocess.CompletedProcess:
+    return helm("lint", "--strict", str(CHART), "--namespace", CHART_NAMESPACE, *(["--values", str(values)] if values else []))
+
+
+def helm_template(mode: str) -> list[dict]:
+    result = helm(
+        "template", CHART_RELEASE, str(CHART), "--namespace", CHART_NAMESPACE, "--values", str(CHART_MODES[mode])
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"helm template failed for {CHART_MODES[mode].relative_to(ROOT)}:\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def chart_values(mode: str) -> dict:
+    """The chart's values.yaml with the mode's ci/ values over it, merged as helm merges them."""
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            if value is None:
+                out.pop(key, None)
+            elif isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    return merge(yaml.safe_load((CHART / "values.yaml").read_text()), yaml.safe_load(CHART_MODES[mode].read_text()) or {})
+
+
+def render_target(target: str) -> list[dict]:
+    """An overlay (kustomize) or a chart mode (helm-<mode>)."""
+    if target.startswith("helm-"):
+        return helm_template(target.removeprefix("helm-"))
+    return render(K8S / "overlays" / target)
+
+
+TARGETS = (*OVERLAYS, *(f"helm-{mode}" for mode in CHART_MODES))
 
 
 # ----------------------------------------------------------------------------------- small helpers
@@ -232,16 +345,22 @@ def validate_schemas(label: str, objs: list[dict], problems: Problems) -> int:
 # --------------------------------------------------------------------------------- cross-checks
 
 
-def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
-    """Cross-checks of one rendered overlay; returns facts for the Dockerfile and README checks."""
+def check_overlay(overlay: str, objs: list[dict], problems: Problems, label: str | None = None, namespace: str | None = None) -> dict:
+    """Cross-checks of one rendered overlay (or chart mode: `overlay` is then the store kind, and
+    `namespace` the release's, where the objects must be, with no Namespace object among them);
+    returns facts for the Dockerfile and README checks."""
     p = problems
-    w = f"overlays/{overlay}"
+    w = label or f"overlays/{overlay}"
     facts: dict = {"secrets": {}, "config_path": None, "ports": set(), "uid": None}
 
     namespaces = find(objs, "Namespace")
-    if not p.check(len(namespaces) == 1, w, "expected exactly one Namespace"):
-        return facts
-    ns = namespaces[0]["metadata"]["name"]
+    if namespace is None:
+        if not p.check(len(namespaces) == 1, w, "expected exactly one Namespace"):
+            return facts
+        ns = namespaces[0]["metadata"]["name"]
+    else:
+        p.check(not namespaces, w, "a chart must not create its release's Namespace")
+        ns = namespace
     for obj in objs:
         if obj["kind"] in CLUSTER_SCOPED:
             p.check("namespace" not in obj["metadata"], f"{w}: {name_of(obj)}", "cluster-scoped, must have no namespace")
@@ -301,6 +420,10 @@ def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
     config_path = args[args.index("--config") + 1] if "--config" in args[:-1] else None
     facts["config_path"] = config_path
     files = mounted_files(pod, container, objs)
+    facts["files"] = files
+    for kind, source, key in files.values():  # mounted whether gateway.yaml names them or not
+        if kind == "secret":
+            facts["secrets"].setdefault(source, set()).add(key)
     if not p.check(config_path in files and files[config_path][0] == "configMap", dw, f"{config_path} is not mounted from a ConfigMap"):
         return facts
     _, cm_name, cm_key = files[config_path]
@@ -320,6 +443,12 @@ def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
         policy_path = policy if policy.startswith("/") else f"{config_path.rsplit('/', 1)[0]}/{policy}"
         p.check(policy_path in files, cw, f"policy_file {policy_path} is not mounted")
     p.check("store" not in config, cw, "the store is the overlay's (OSB_GATEWAY__STORE__* variables), not the base's")
+    grace = config.get("shutdown_grace_secs", 30)
+    p.check(
+        pod.get("terminationGracePeriodSeconds", 30) > grace,
+        dw,
+        f"terminationGracePeriodSeconds must exceed shutdown_grace_secs ({grace}): in-flight requests finish on SIGTERM",
+    )
 
     # Secrets: *_file mounted, *_env provided.
     env = env_map(container)
@@ -375,8 +504,16 @@ def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
         svc = services.get(APP)
         if svc:
             port = svc["spec"]["ports"][0]["port"]
-            urls = {f"http://{APP}.{ns}.svc.cluster.local:{port}", f"http://{APP}.{ns}.svc:{port}"}
+            # https exactly when the OSB listener has TLS; then Service Catalog needs the CA.
+            scheme = "https" if config.get("tls", {}).get("cert_file") else "http"
+            urls = {f"{scheme}://{APP}.{ns}.svc.cluster.local:{port}", f"{scheme}://{APP}.{ns}.svc:{port}"}
             p.check(csb["spec"]["url"] in urls, bw, f"url must be one of {sorted(urls)}")
+            if scheme == "https":
+                p.check(
+                    csb["spec"].get("caBundle") or csb["spec"].get("insecureSkipTLSVerify"),
+                    bw,
+                    "an https URL needs caBundle (the CA of the gateway's certificate)",
+                )
         ref = csb["spec"].get("authInfo", {}).get("basic", {}).get("secretRef", {})
         p.check(ref.get("namespace") == ns, bw, f"secretRef.namespace must be {ns}")
         # The platform whose password comes from that Secret's `password` key.
@@ -388,6 +525,21 @@ def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
         if platform:
             p.check(platform.get("username"), bw, f"platform {platform['name']} needs a username (the Secret's `username`)")
             facts["secrets"].setdefault(ref["name"], set()).update({"username", "password"})
+
+    # NetworkPolicy: it selects the gateway's pods and admits the OSB port (and the admin port, if
+    # at all) by the container's port names or numbers.
+    for netpol in find(objs, "NetworkPolicy"):
+        nw = f"{w}: NetworkPolicy/{netpol['metadata']['name']}"
+        p.check(selects(netpol["spec"]["podSelector"], pod_labels), nw, "podSelector does not select the gateway's pods")
+        admitted = set()
+        for rule in netpol["spec"].get("ingress", []):
+            if not rule.get("ports"):
+                admitted |= {"osb", "admin"}  # a rule without ports admits every port
+            for port in rule.get("ports", []):
+                name = port.get("port")
+                p.check(name in ports or name in ports.values(), nw, f"port {name!r} is not a port of the gateway's container")
+                admitted.add(name if name in ports else next((k for k, v in ports.items() if v == name), name))
+        p.check("osb" in admitted, nw, "the OSB port must be admitted (the platforms call it)")
 
     # Volumes: every ConfigMap and PersistentVolumeClaim referenced exists.
     for volume in pod.get("volumes", []):
@@ -446,6 +598,168 @@ def check_overlay(overlay: str, objs: list[dict], problems: Problems) -> dict:
     return facts
 
 
+# ------------------------------------------------------------------------------------ the chart
+
+
+def check_chart_copies(problems: Problems) -> None:
+    """files/rules.yaml and files/osb-gateway.json are the originals, byte for byte."""
+    for chart_copy, original in CHART_COPIES.items():
+        where = str(chart_copy.relative_to(ROOT))
+        fix = f"cp {original.relative_to(ROOT)} {chart_copy.relative_to(ROOT)}"
+        if problems.check(chart_copy.is_file(), where, f"missing: the chart reads it with .Files.Get ({fix})"):
+            problems.check(
+                chart_copy.read_bytes() == original.read_bytes(),
+                where,
+                f"differs from {original.relative_to(ROOT)}: the chart's copy must be byte-identical to it; "
+                f"change the original and copy it ({fix})",
+            )
+
+
+def sort_named(node: object) -> object:
+    """Lists of named items (env, volumes, ports, containers) in name order: their order means nothing."""
+    if isinstance(node, dict):
+        return {k: sort_named(v) for k, v in node.items()}
+    if isinstance(node, list):
+        items = [sort_named(v) for v in node]
+        if items and all(isinstance(i, dict) and "name" in i for i in items):
+            items.sort(key=lambda i: str(i["name"]))
+        return items
+    return node
+
+
+def differences(overlay: object, chart: object, path: str = "") -> list[str]:
+    """Where two parsed documents differ, one line each."""
+    if isinstance(overlay, dict) and isinstance(chart, dict):
+        out = []
+        for key in sorted(set(overlay) | set(chart), key=str):
+            at = f"{path}.{key}" if path else str(key)
+            if key not in overlay:
+                out.append(f"{at}: only in the chart")
+            elif key not in chart:
+                out.append(f"{at}: missing from the chart")
+            else:
+                out += differences(overlay[key], chart[key], at)
+        return out
+    if isinstance(overlay, list) and isinstance(chart, list) and len(overlay) == len(chart):
+        return [d for i, (a, b) in enumerate(zip(overlay, chart)) for d in differences(a, b, f"{path}[{i}]")]
+    if overlay == chart:
+        return []
+    return [f"{path}: {json.dumps(overlay)} in the overlay, {json.dumps(chart)} in the chart"]
+
+
+def check_chart(mode: str, objs: list[dict], values: dict, overlay_objs: list[dict] | None, facts: dict, problems: Problems) -> None:
+    """What only the chart has (the rules, the dashboard, TLS files), and no drift from the overlay."""
+    p = problems
+    w = f"helm/{mode}"
+    tls = values["tls"]
+    pg_ca = values["store"]["postgres"]["ca"]
+    files = facts.get("files", {})
+    secrets_dir = f"/var/run/secrets/{APP}"
+    chart_files = set()  # the chart-only files of the secrets volume, with these values
+    if tls["enabled"]:
+        chart_files |= {"listener-tls.crt", "listener-tls.key"}
+        expected = {f"{secrets_dir}/listener-tls.crt": (tls["secretName"], tls["certKey"]), f"{secrets_dir}/listener-tls.key": (tls["secretName"], tls["keyKey"])}
+        if tls["clientCA"]["enabled"]:
+            chart_files.add("listener-client-ca.crt")
+            expected[f"{secrets_dir}/listener-client-ca.crt"] = (tls["clientCA"]["secretName"] or tls["secretName"], tls["clientCA"]["key"])
+        for path, (secret, key) in expected.items():
+            p.check(files.get(path) == ("secret", secret, key), w, f"tls.enabled: {path} must be key {key} of Secret {secret}, is {files.get(path)}")
+    if mode == "postgres" and pg_ca["enabled"]:
+        chart_files.add("postgres-ca.crt")
+        path = f"{secrets_dir}/postgres-ca.crt"
+        p.check(files.get(path) == ("secret", pg_ca["secretName"], pg_ca["key"]), w, f"store.postgres.ca: {path} must be key {pg_ca['key']} of Secret {pg_ca['secretName']}")
+
+    # The PrometheusRule is deploy/prometheus/rules.yaml.
+    rules = find(objs, "PrometheusRule")
+    if values["prometheusRule"]["enabled"]:
+        if p.check(len(rules) == 1, w, "prometheusRule.enabled: expected one PrometheusRule"):
+            original = yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())
+            diffs = differences(original, rules[0]["spec"])
+            p.check(not diffs, f"{w}: {name_of(rules[0])}", "spec is not deploy/prometheus/rules.yaml: " + "; ".join(diffs[:5]))
+    else:
+        p.check(not rules, w, "prometheusRule.enabled is false, yet there is a PrometheusRule")
+
+    # The dashboard ConfigMap holds deploy/grafana/osb-gateway.json, for Grafana's sidecar.
+    dashboards = find(objs, "ConfigMap", f"{APP}-dashboard")
+    if values["dashboard"]["enabled"]:
+        if p.check(len(dashboards) == 1, w, f"dashboard.enabled: expected ConfigMap {APP}-dashboard"):
+            cm = dashboards[0]
+            dw = f"{w}: {name_of(cm)}"
+            p.check(cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1", dw, 'must be labelled grafana_dashboard: "1" (the sidecar looks for it)')
+            data = cm.get("data", {})
+            if p.check(list(data) == [f"{APP}.json"], dw, f"data must be the one key {APP}.json, is {sorted(data)}"):
+                text = (DEPLOY / "grafana" / "osb-gateway.json").read_text()
+                uid = values["dashboard"].get("datasourceUid")
+                if uid:
+                    text = text.replace("${DS_PROMETHEUS}", uid)
+                try:
+                    rendered = json.loads(data[f"{APP}.json"])
+                    p.check(rendered == json.loads(text), dw, "is not deploy/grafana/osb-gateway.json" + (f" with ${{DS_PROMETHEUS}} = {uid}" if uid else ""))
+                except json.JSONDecodeError as e:
+                    p.add(dw, f"{APP}.json is not JSON: {e}")
+    else:
+        p.check(not dashboards, w, "dashboard.enabled is false, yet there is a dashboard ConfigMap")
+
+    if overlay_objs is None:
+        return
+    # No drift from the overlay of the same store: its objects are in the chart, the same, apart
+    # from CHART_DIFFERENCES.
+    ow = f"overlays/{mode}"
+    chart_index = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    overlay_index = {(o["kind"], o["metadata"]["name"]): o for o in overlay_objs}
+    chart_only = {("PrometheusRule", APP), ("ConfigMap", f"{APP}-dashboard")}
+    for key, kobj in sorted(overlay_index.items()):
+        kind, name = key
+        if kind == "Namespace":
+            continue
+        hobj = chart_index.get(key)
+        where = f"{w}: {kind}/{name}"
+        if not p.check(hobj, w, f"{kind}/{name} of {ow} is not in the chart"):
+            continue
+        p.check(hobj.get("apiVersion") == kobj.get("apiVersion"), where, f"apiVersion {hobj.get('apiVersion')} but {kobj.get('apiVersion')} in {ow}")
+        if key == ("ConfigMap", f"{APP}-config"):
+            kdata, hdata = kobj.get("data", {}), hobj.get("data", {})
+            p.check(set(kdata) == set(hdata), where, f"keys {sorted(hdata)} but {sorted(kdata)} in {ow}")
+            for data_key in sorted(set(kdata) & set(hdata)):
+                kparsed, hparsed = yaml.safe_load(kdata[data_key]), yaml.safe_load(hdata[data_key])
+                if data_key == "gateway.yaml" and tls["enabled"] and isinstance(hparsed, dict):
+                    keys = {"cert_file", "key_file"} | ({"client_ca_file"} if tls["clientCA"]["enabled"] else set())
+                    got = hparsed.pop("tls", {})
+                    p.check(set(got) == keys, where, f"tls.enabled: gateway.yaml's tls must have {sorted(keys)}, has {sorted(got)}")
+                diffs = differences(kparsed, hparsed)
+                p.check(not diffs, where, f"{data_key} differs from {ow}'s: " + "; ".join(diffs[:6]))
+            continue
+        a = sort_named({k: v for k, v in kobj.items() if k != "metadata"})
+        b = sort_named(copy.deepcopy({k: v for k, v in hobj.items() if k != "metadata"}))
+        if kind == "Deployment":
+            template = b["spec"]["template"]
+            annotations = template["metadata"].get("annotations", {})
+            p.check(annotations.pop("checksum/config", None), where, "the pod template needs the checksum/config annotation")
+            if not annotations:
+                template["metadata"].pop("annotations", None)
+            for volume in template["spec"].get("volumes", []):
+                sources = volume.get("projected", {}).get("sources")
+                if sources is None:
+                    continue
+                seen = set()
+                for source in sources:
+                    items = source.get("secret", {}).get("items", [])
+                    seen |= {i["path"] for i in items if i["path"] in chart_files}
+                    items[:] = [i for i in items if i["path"] not in chart_files]
+                sources[:] = [s for s in sources if "secret" not in s or s["secret"].get("items") != []]
+                p.check(seen == chart_files or not seen, where, f"volume {volume['name']}: expected {sorted(chart_files)}, has {sorted(seen)}")
+        if kind == "ClusterServiceBroker" and tls["enabled"]:
+            spec = b["spec"]
+            spec["url"] = re.sub(r"^https://", "http://", spec["url"])
+            spec.pop("caBundle", None)
+            spec.pop("insecureSkipTLSVerify", None)
+        diffs = differences(a, b)
+        p.check(not diffs, where, f"differs from {ow} (beyond CHART_DIFFERENCES): " + "; ".join(diffs[:6]))
+    for key in sorted(chart_index):
+        if key not in overlay_index and key not in chart_only:
+            p.add(w, f"{key[0]}/{key[1]} is neither in {ow} nor a chart-only object of CHART_DIFFERENCES")
+
+
 def check_dockerfile(facts: dict, problems: Problems) -> str:
     """hadolint, then the final stage against the Deployment; returns hadolint's version."""
     where = "deploy/Dockerfile"
@@ -493,6 +807,7 @@ def validate_all() -> int:
     print(f"kubernetes-validate {kubernetes_validate.version.__version__}, Kubernetes {', '.join(K8S_VERSIONS)} (strict)")
     secrets: dict[str, set] = {}
     facts = None
+    overlay_objs: dict[str, list[dict]] = {}
     for label, directory in [("base", K8S / "base")] + [(f"overlays/{o}", K8S / "overlays" / o) for o in OVERLAYS]:
         try:
             objs = render(directory)
@@ -504,13 +819,44 @@ def validate_all() -> int:
         print(f"{label}: {count} objects rendered and checked ({', '.join(kinds)})")
         if label.startswith("overlays/"):
             overlay = label.split("/", 1)[1]
+            overlay_objs[overlay] = objs
             facts = check_overlay(overlay, objs, problems)
             for secret, keys in facts["secrets"].items():
                 secrets.setdefault(secret, set()).update(k for k in keys if k)
     if facts:
         print(f"Dockerfile: {check_dockerfile(facts, problems)}")
+
+    # The Helm chart: its copies, lint, each mode rendered, checked as the overlays are, and
+    # compared with the overlay of the same store.
+    check_chart_copies(problems)
+    try:
+        print(f"helm: {helm_version()}")
+        linted = []
+        for name, values in [("defaults", None)] + [(mode, path) for mode, path in CHART_MODES.items()]:
+            result = helm_lint(values)
+            if problems.check(result.returncode == 0, f"helm lint --strict ({name})", f"\n{result.stdout}{result.stderr}"):
+                linted.append(name)
+        print(f"helm lint --strict {CHART.relative_to(ROOT)}: ok with {', '.join(linted)} values")
+        for mode in CHART_MODES:
+            label = f"helm/{mode}"
+            try:
+                objs = helm_template(mode)
+            except RuntimeError as e:
+                problems.add(label, str(e))
+                continue
+            count = validate_schemas(label, objs, problems)
+            kinds = sorted({o["kind"] for o in objs})
+            print(f"{label}: {count} objects rendered ({CHART_MODES[mode].relative_to(CHART)}) and checked ({', '.join(kinds)})")
+            chart_facts = check_overlay(mode, objs, problems, label=label, namespace=CHART_NAMESPACE)
+            check_chart(mode, objs, chart_values(mode), overlay_objs.get(mode), chart_facts, problems)
+            for secret, keys in chart_facts["secrets"].items():
+                secrets.setdefault(secret, set()).update(k for k in keys if k)
+        print(f"helm: each mode compared with its overlay; allowed differences: {len(CHART_DIFFERENCES)} (CHART_DIFFERENCES)")
+    except RuntimeError as e:  # helm missing
+        problems.add("deploy/helm", str(e))
+
     check_readme(secrets, problems)
-    print("Secrets the manifests expect: " + "; ".join(f"{s} ({', '.join(sorted(k))})" for s, k in sorted(secrets.items())))
+    print("Secrets the manifests and the chart expect: " + "; ".join(f"{s} ({', '.join(sorted(k))})" for s, k in sorted(secrets.items())))
     if problems.items:
         print(f"\n{len(problems.items)} problem(s):")
         for item in problems.items:
@@ -523,9 +869,10 @@ def validate_all() -> int:
 # ------------------------------------------------------------------------------------------ pod
 
 
-def lay_out_pod(overlay: str, root: Path) -> dict:
-    """The overlay's container as seen from inside, under `root`; paths in the config and env moved."""
-    objs = render(K8S / "overlays" / overlay)
+def lay_out_pod(target: str, root: Path) -> dict:
+    """The target's container (an overlay's, or a chart mode's: helm-<mode>) as seen from inside,
+    under `root`; paths in the config and env moved."""
+    objs = render_target(target)
     deployment = find(objs, "Deployment", APP)[0]
     pod = deployment["spec"]["template"]["spec"]
     container = gateway_container(deployment)
@@ -568,14 +915,14 @@ def lay_out_pod(overlay: str, root: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    r = sub.add_parser("render", help="print an overlay as kustomize renders it")
-    r.add_argument("overlay", choices=OVERLAYS)
-    q = sub.add_parser("pod", help="lay out an overlay's container files under DIR; print args, env, config")
-    q.add_argument("overlay", choices=OVERLAYS)
+    r = sub.add_parser("render", help="print an overlay as kustomize renders it, or a chart mode (helm-<mode>) as helm does")
+    r.add_argument("overlay", choices=TARGETS)
+    q = sub.add_parser("pod", help="lay out an overlay's (or chart mode's) container files under DIR; print args, env, config")
+    q.add_argument("overlay", choices=TARGETS)
     q.add_argument("dir", type=Path)
     args = parser.parse_args()
     if args.command == "render":
-        print(yaml.safe_dump_all(render(K8S / "overlays" / args.overlay), sort_keys=False), end="")
+        print(yaml.safe_dump_all(render_target(args.overlay), sort_keys=False), end="")
         return 0
     if args.command == "pod":
         args.dir.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,26 @@ fn validate_py_accepts_the_dockerfile_and_every_rendered_manifest() {
             "validate.py did not render {overlay}:\n{report}"
         );
     }
+    for mode in ["embedded", "postgres"] {
+        assert!(
+            report.contains(&format!("helm/{mode}: ")),
+            "validate.py did not render the Helm chart's {mode} mode:\n{report}"
+        );
+    }
+    assert!(report.contains("helm lint --strict"), "{report}");
     assert!(report.contains("deploy/: ok"), "{report}");
+}
+
+#[test]
+fn helm_chart_embedded_config_and_policy_pass_check_config() {
+    let pod = pod("helm-embedded");
+    let output = check_config(&pod);
+    let report = text(&output);
+    assert!(
+        output.status.success(),
+        "check-config rejected the chart's embedded mode:\n{report}"
+    );
+    assert!(report.contains(": ok"), "{report}");
 }
 
 #[test]
