@@ -80,6 +80,10 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Move the registry from one store kind to the other (embedded → PostgreSQL, or back): every
+    /// instance, binding, catalog and audit record, counts compared after. Stop the gateway first
+    /// (the embedded file is locked while it runs); the target must be empty.
+    Migrate(MigrateArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout, e.g.
     /// `osb-gateway completions bash > /etc/bash_completion.d/osb-gateway`.
     Completions { shell: clap_complete::Shell },
@@ -118,6 +122,31 @@ enum StoreCommand {
     },
 }
 
+/// The two store kinds, for `migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Postgres,
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The gateway's configuration: its brokers (whose catalogs move), and the store of one side.
+    #[arg(long, short)]
+    config: PathBuf,
+    #[arg(long, value_enum)]
+    from: StoreKind,
+    #[arg(long, value_enum)]
+    to: StoreKind,
+    /// The embedded store file (default: the configuration's, when its store is embedded).
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The PostgreSQL URL (default: $OSB_GATEWAY_MIGRATE_URL, else the configuration's, when its
+    /// store is postgres). Prefer the variable: a command line is visible to other users.
+    #[arg(long)]
+    url: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` sets up logging once its configuration (trace export) is read.
@@ -146,6 +175,7 @@ fn main() -> ExitCode {
             } => run_explain(&config, &platform, &request, &unhealthy, &env).await,
             Command::Admin(args) => admin_cli::run(*args, &env).await,
             Command::Store { command } => run_store(command, &env).await,
+            Command::Migrate(args) => run_migrate(&args, &env).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut command, "osb-gateway", &mut std::io::stdout());
@@ -270,17 +300,18 @@ async fn run_store(command: StoreCommand, env: &HashMap<String, String>) -> Exit
                 osb_config::StoreSettings::Postgres { .. } => "postgres",
             };
             let source = format!("{} ({kind})", config.display());
+            let broker_names: Vec<String> = settings.brokers.iter().map(|b| b.name.clone()).collect();
             match out {
                 Some(path) => match std::fs::File::create(&path) {
                     Ok(file) => {
                         let mut out = std::io::BufWriter::new(file);
-                        store_file::export(store.as_ref(), &settings, &source, &mut out).await
+                        store_file::export(store.as_ref(), &broker_names, &source, &mut out).await
                     }
                     Err(e) => Err(format!("{}: {e}", path.display())),
                 },
                 None => {
                     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                    store_file::export(store.as_ref(), &settings, &source, &mut out).await
+                    store_file::export(store.as_ref(), &broker_names, &source, &mut out).await
                 }
             }
             .map(|counts| format!("exported {counts}"))
@@ -300,6 +331,81 @@ async fn run_store(command: StoreCommand, env: &HashMap<String, String>) -> Exit
         }
         Err(e) => {
             eprintln!("osb-gateway store: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_migrate(args: &MigrateArgs, env: &HashMap<String, String>) -> ExitCode {
+    use osb_config::StoreSettings;
+    let settings = match osb_config::load_file(&args.config, env) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if args.from == args.to {
+        eprintln!("osb-gateway migrate: --from and --to name the same kind of store");
+        return ExitCode::from(EX_CONFIG);
+    }
+    let side = |kind: StoreKind| -> Result<StoreSettings, String> {
+        match (kind, &settings.store) {
+            (StoreKind::Embedded, configured) => args
+                .path
+                .clone()
+                .or(match configured {
+                    StoreSettings::Embedded { path } => Some(path.clone()),
+                    StoreSettings::Postgres { .. } => None,
+                })
+                .map(|path| StoreSettings::Embedded { path })
+                .ok_or_else(|| "give the embedded store file with --path".to_owned()),
+            (StoreKind::Postgres, configured) => args
+                .url
+                .clone()
+                .or_else(|| env.get("OSB_GATEWAY_MIGRATE_URL").cloned())
+                .or(match configured {
+                    StoreSettings::Postgres { url } => Some(url.expose().to_owned()),
+                    StoreSettings::Embedded { .. } => None,
+                })
+                .map(|url| StoreSettings::Postgres {
+                    url: osb_config::Secret::new(url),
+                })
+                .ok_or_else(|| "give the PostgreSQL URL with $OSB_GATEWAY_MIGRATE_URL or --url".to_owned()),
+        }
+    };
+    let (from, to) = match (side(args.from), side(args.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("osb-gateway migrate: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let open = |settings: StoreSettings, what: &'static str| async move {
+        osb_routing::store::open(&settings)
+            .await
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    let result = async {
+        let source = open(from, "the source store").await?;
+        let target = open(to, "the target store").await?;
+        let brokers: Vec<String> = settings.brokers.iter().map(|b| b.name.clone()).collect();
+        let described = format!("{} ({:?})", args.config.display(), args.from).to_lowercase();
+        let moved =
+            osb_gateway::ops::store_file::migrate(source.as_ref(), target.as_ref(), &brokers, &described)
+                .await;
+        source.quiesce().await;
+        target.quiesce().await;
+        moved
+    }
+    .await;
+    match result {
+        Ok(counts) => {
+            eprintln!("osb-gateway migrate: moved {counts}; counts match");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("osb-gateway migrate: {e}");
             ExitCode::FAILURE
         }
     }

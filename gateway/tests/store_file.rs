@@ -150,3 +150,187 @@ async fn an_embedded_registry_moves_to_postgresql_with_everything_in_it() {
     );
     replica.kill().await;
 }
+
+async fn gateway_command(args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_and_migrate_moves_the_registry_both_ways() {
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+    broker.on("DELETE", "/v2/service_instances/*", Reply::new(200, "{}"));
+    let brokers = format!(
+        "{}brokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    );
+    let mut gw = TestGateway::start(&brokers).await;
+    let ids = std::sync::Arc::new(Ids::of(&gw.ready_catalog().await, "fb.db"));
+    let osb = gw.osb();
+    for instance in ["kept-1", "kept-2"] {
+        let created = osb.provision(instance, Query::none(), &ids.small_body()).await;
+        assert_eq!(created.status, 201);
+    }
+    assert_eq!(
+        osb.bind("kept-1", "kept-b1", Query::none(), &ids.small_body())
+            .await
+            .status,
+        201
+    );
+
+    // Taken while provisions and bindings go on: every binding in the file has its instance.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (osb, ids, stop) = (gw.osb(), ids.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let instance = format!("load-{n}");
+                assert_eq!(
+                    osb.provision(&instance, Query::none(), &ids.small_body())
+                        .await
+                        .status,
+                    201
+                );
+                let binding = format!("load-b{n}");
+                let bound = osb
+                    .bind(&instance, &binding, Query::none(), &ids.small_body())
+                    .await;
+                assert_eq!(bound.status, 201);
+            }
+            n
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let backup = gw.dir.path().join("live.jsonl");
+    let saved = gateway_command(
+        &[
+            "admin",
+            "--url",
+            &gw.admin_url(""),
+            "backup",
+            "--out",
+            backup.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let provisioned = load.await.unwrap();
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    assert!(provisioned > 2, "the load ran: {provisioned}");
+    let file = std::fs::read_to_string(&backup).unwrap();
+    let lines: Vec<serde_json::Value> = file.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let instances: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "instance")
+        .map(|l| l["record"]["instance_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        instances.contains("kept-1") && instances.contains("kept-2"),
+        "{instances:?}"
+    );
+    for binding in lines.iter().filter(|l| l["kind"] == "binding") {
+        let instance = binding["record"]["instance_id"].as_str().unwrap();
+        assert!(
+            instances.contains(instance),
+            "binding without its instance: {binding}"
+        );
+    }
+    let saved_line = stderr(&saved);
+    assert!(
+        saved_line.contains(&format!("saved {} instances", instances.len())),
+        "{saved_line}"
+    );
+    let audit: serde_json::Value = reqwest::get(gw.admin_url("/admin/audit?operation=admin.backup"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["operation"], "admin.backup", "{audit}");
+    gw.stop().await;
+
+    // The backup restores into PostgreSQL.
+    let database = Database::create();
+    let pg_config = gw.dir.path().join("pg.yaml");
+    std::fs::write(
+        &pg_config,
+        format!("store:\n  kind: postgres\n  url: {}\n{brokers}", database.url),
+    )
+    .unwrap();
+    let pg = pg_config.to_str().unwrap();
+    let restored = store_command(&["import", "--config", pg, "--in", backup.to_str().unwrap()]).await;
+    assert!(restored.status.success(), "{}", stderr(&restored));
+
+    // migrate: PostgreSQL → a new embedded file, and that file → another database; counts checked.
+    let moved_file = gw.dir.path().join("moved.redb");
+    let to_embedded = gateway_command(
+        &[
+            "migrate",
+            "--config",
+            pg,
+            "--from",
+            "postgres",
+            "--to",
+            "embedded",
+            "--path",
+            moved_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(to_embedded.status.success(), "{}", stderr(&to_embedded));
+    let moved = stderr(&to_embedded);
+    assert!(
+        moved.contains(&format!("moved {} instances", instances.len())) && moved.contains("counts match"),
+        "{moved}"
+    );
+    let second = Database::create();
+    let back = gateway_command(
+        &[
+            "migrate",
+            "--config",
+            pg,
+            "--from",
+            "embedded",
+            "--to",
+            "postgres",
+            "--path",
+            moved_file.to_str().unwrap(),
+        ],
+        &[("OSB_GATEWAY_MIGRATE_URL", &second.url)],
+    )
+    .await;
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert!(stderr(&back).contains("counts match"), "{}", stderr(&back));
+    // Into a store that holds records: refused, nothing merged.
+    let again = gateway_command(
+        &[
+            "migrate",
+            "--config",
+            pg,
+            "--from",
+            "embedded",
+            "--to",
+            "postgres",
+            "--path",
+            moved_file.to_str().unwrap(),
+        ],
+        &[("OSB_GATEWAY_MIGRATE_URL", &second.url)],
+    )
+    .await;
+    assert!(
+        !again.status.success() && stderr(&again).contains("already holds"),
+        "{}",
+        stderr(&again)
+    );
+}

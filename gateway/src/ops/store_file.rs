@@ -9,15 +9,17 @@
 //! in the file. Record versions start again in the target (they only order writes within a store);
 //! audit records get the target's sequence numbers, in the same order.
 //!
-//! An embedded store is locked by the gateway using it: stop the gateway (or export from the
-//! replicas' PostgreSQL, which allows it live). `import` refuses a target that already holds
-//! instances or bindings: it restores or moves a registry, it does not merge two.
+//! An embedded store is locked by the gateway using it: stop the gateway, or ask the running
+//! gateway for the same file (`GET /admin/backup`, `osb-gateway admin backup`). Read while serving,
+//! every record is as it was when read and every binding comes with its instance (a binding
+//! created after the instances were read is left for the next backup). `import` refuses a target
+//! that already holds instances or bindings: it restores or moves a registry, it does not merge
+//! two. [`migrate`] is an export and an import in one step, with the counts compared after.
 
 use std::io::{BufRead, Write};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use osb_config::Settings;
 use osb_routing::audit::{AuditQuery, AuditRecord, MAX_AUDIT_LIMIT};
 use osb_routing::cache::GUARD_CATALOG_KEYS;
 use osb_routing::record::{BindingRecord, InstanceRecord};
@@ -86,7 +88,7 @@ impl std::fmt::Display for Counts {
 /// A store read or a write to `out` failed.
 pub async fn export(
     store: &dyn Store,
-    settings: &Settings,
+    brokers: &[String],
     source: &str,
     out: &mut dyn Write,
 ) -> Result<Counts, String> {
@@ -102,19 +104,21 @@ pub async fn export(
     };
     line(out, &header)?;
     let store_error = |e: osb_routing::RoutingError| format!("store: {e}");
+    let mut exported = std::collections::HashSet::new();
     for record in store.instances().await.map_err(store_error)? {
+        exported.insert(record.instance_id.clone());
         line(out, &Line::Instance { record })?;
         counts.instances += 1;
     }
     for record in store.bindings().await.map_err(store_error)? {
+        // Read after the instances: one created since has no instance in this file.
+        if !exported.contains(&record.instance_id) {
+            continue;
+        }
         line(out, &Line::Binding { record })?;
         counts.bindings += 1;
     }
-    let keys = settings
-        .brokers
-        .iter()
-        .map(|b| b.name.as_str())
-        .chain(GUARD_CATALOG_KEYS);
+    let keys = brokers.iter().map(String::as_str).chain(GUARD_CATALOG_KEYS);
     for key in keys {
         if let Some(catalog) = store.load_catalog(key).await.map_err(store_error)? {
             line(
@@ -250,4 +254,36 @@ mod erased {
             out.write_all(b"\n")
         }
     }
+}
+
+/// Moves every record of `from` into `to` (empty): an export to a temporary file, an import from
+/// it, then the two stores' counts compared (instances and bindings per broker, audit records).
+///
+/// # Errors
+/// As [`export`] and [`import`]; the counts differ after the import.
+pub async fn migrate(
+    from: &dyn Store,
+    to: &dyn Store,
+    brokers: &[String],
+    source: &str,
+) -> Result<Counts, String> {
+    let mut file = tempfile::tempfile().map_err(|e| format!("temporary file: {e}"))?;
+    let exported = {
+        let mut out = std::io::BufWriter::new(&mut file);
+        export(from, brokers, source, &mut out).await?
+    };
+    std::io::Seek::rewind(&mut file).map_err(|e| format!("temporary file: {e}"))?;
+    let imported = import(to, &mut std::io::BufReader::new(file)).await?;
+    let store_error = |e: osb_routing::RoutingError| format!("store: {e}");
+    let (before, after) = (
+        from.counts().await.map_err(store_error)?,
+        to.counts().await.map_err(store_error)?,
+    );
+    if imported != exported || before != after {
+        return Err(format!(
+            "counts differ after the import: exported {exported}, imported {imported}; \
+             source {before:?}, target {after:?}"
+        ));
+    }
+    Ok(imported)
 }

@@ -7,7 +7,9 @@
 //!
 //! # Layout
 //! - here: [`build_admin_app`], probes, metrics, `/admin/brokers` (health), `/admin/registry` (counts), policy, explain,
-//!   refresh; [`Operator`], who is acting (admin user, and the person named by the client).
+//!   refresh, configuration reload (`/admin/reload`, see `ops::config_file`); [`Operator`], who is
+//!   acting (admin user, and the person named by the client).
+//! - `backup`: a copy of the registry taken while serving.
 //! - [`inventory`]: instances and bindings, paged and filtered; one record with its history.
 //! - [`catalog`]: the served catalog and what the guard holds, the dry-run diff, confirmations.
 //! - [`operations`]: adopt instances created before the gateway; abandon what is stuck.
@@ -16,6 +18,7 @@
 //! Every operator action is recorded in the audit log with who did it and why.
 
 pub mod audit;
+mod backup;
 pub mod catalog;
 pub mod inventory;
 pub mod operations;
@@ -71,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/registry", web::get().to(registry))
         .route("/admin/policy", web::get().to(policy_status))
         .route("/admin/policy/reload", web::post().to(policy_reload))
+        .route("/admin/backup", web::get().to(backup::backup))
         .route("/admin/reload", web::get().to(reload_status))
         .route("/admin/reload", web::post().to(reload))
         .route("/admin/explain", web::post().to(explain))

@@ -74,6 +74,13 @@ pub enum AdminCommand {
     Policy,
     /// Reloads the policy file now.
     PolicyReload,
+    /// Saves a copy of the registry taken while the gateway serves (the `store export` format;
+    /// `osb-gateway store import` restores it).
+    Backup {
+        /// Where to write it.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Reads the configuration file again and applies it (brokers, platforms); shows what changed.
     Reload {
         /// A broker the file removes that still has live instances: remove it anyway

@@ -150,6 +150,39 @@ impl Client {
         Ok((status, text))
     }
 
+    /// `GET path` written to `out` as it arrives (a backup can be large); the response's status
+    /// and headers.
+    pub(super) async fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<reqwest::header::HeaderMap, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(&url);
+        if let Some((username, password)) = &self.credentials {
+            request = request.basic_auth(username, Some(password));
+        }
+        if let Some(operator) = &self.operator {
+            request = request.header(OPERATOR_HEADER, operator);
+        }
+        let failed = |e: &dyn std::fmt::Display| Failure::failed(format!("{url}: {e}"));
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| failed(&osb_routing::error::error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(Failure::failed(format!("{}: {text}", status.as_u16())));
+        }
+        let headers = response.headers().clone();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e))? {
+            out.write_all(&chunk).map_err(|e| failed(&e))?;
+        }
+        out.flush().map_err(|e| failed(&e))?;
+        Ok(headers)
+    }
+
     /// Pages of a list: the items of every page (`all`) or of the first, and the next cursor.
     pub(super) async fn pages(
         &self,

@@ -275,6 +275,18 @@ async fn execute(args: &AdminArgs, env: &HashMap<String, String>) -> Result<Exit
                 format!("policy generation {} in force\n", text(&v["generation"]))
             });
         }
+        AdminCommand::Backup { out } => {
+            let file =
+                std::fs::File::create(out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+            let headers = client
+                .download("/admin/backup", &mut std::io::BufWriter::new(file))
+                .await?;
+            let counts = headers
+                .get("x-osb-gateway-backup")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("the registry");
+            eprintln!("saved {counts} to {}", out.display());
+        }
         AdminCommand::Reload { confirm_removal } => {
             let body = json!({"confirm_removal": confirm_removal});
             let answer = client.call(Method::POST, "/admin/reload", Some(&body)).await?;
