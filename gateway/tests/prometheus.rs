@@ -34,6 +34,7 @@ const METRICS: &[&str] = &[
     "osb_gateway_rate_limit_rejections_total",
     "osb_gateway_policy_decisions_total",
     "osb_gateway_policy_reloads_total",
+    "osb_gateway_config_reloads_total",
     "osb_gateway_registry_operation_duration_seconds",
     "osb_gateway_instances",
     "osb_gateway_bindings",

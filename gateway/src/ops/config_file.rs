@@ -309,8 +309,9 @@ impl ConfigFile {
         brokers
     }
 
-    /// Logs `report` and keeps it for the admin API.
+    /// Logs and counts `report` and keeps it for the admin API.
     fn finish(&self, mut report: ReloadReport) -> ReloadReport {
+        self.metrics.config_reload(report.applied);
         if report.applied {
             info!(
                 brokers_added = %report.brokers.added.join(","),

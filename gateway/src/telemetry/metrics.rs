@@ -102,6 +102,7 @@ pub struct Metrics {
     rejections: Family<RejectionLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     reloads: Family<OutcomeLabel, Counter>,
+    config_reloads: Family<OutcomeLabel, Counter>,
     registry_latency: Family<OperationLabel, Histogram>,
     instances: Family<BrokerLabel, Gauge>,
     bindings: Family<BrokerLabel, Gauge>,
@@ -215,9 +216,16 @@ impl Metrics {
             "Policy file reloads by outcome",
             reloads.clone(),
         );
+        let config_reloads: Family<OutcomeLabel, Counter> = Family::default();
+        registry.register(
+            "osb_gateway_config_reloads",
+            "Configuration file reloads that changed the file, by outcome",
+            config_reloads.clone(),
+        );
         // Both series exist from the start at 0, so `increase()` sees the first failed reload.
         for outcome in ["ok", "error"] {
             drop(reloads.get_or_create(&OutcomeLabel { outcome }));
+            drop(config_reloads.get_or_create(&OutcomeLabel { outcome }));
         }
         let registry_latency =
             Family::<OperationLabel, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
@@ -289,6 +297,7 @@ impl Metrics {
             rejections,
             decisions,
             reloads,
+            config_reloads,
             registry_latency,
             instances,
             bindings,
@@ -398,6 +407,15 @@ impl Metrics {
     /// The policy file was reloaded (or rejected).
     pub fn policy_reload(&self, ok: bool) {
         self.reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// The configuration file was reloaded (or rejected).
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
             .get_or_create(&OutcomeLabel {
                 outcome: if ok { "ok" } else { "error" },
             })
