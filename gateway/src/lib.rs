@@ -316,6 +316,7 @@ impl Gateway {
             }
         }
         catalog.stop();
+        state.audit.settle().await;
         for task in background {
             task.abort();
             // An aborted task reports a cancellation error; nothing else can come back.

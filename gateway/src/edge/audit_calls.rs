@@ -1,6 +1,8 @@
 //! The middleware that records every mutating call of an authenticated platform in the audit log
 //! once it is answered, with what the handler noted (`telemetry::audit::note_target`,
-//! `note_upstream`) and how the call ended.
+//! `note_upstream`) and how the call ended. The answer does not wait for the record's commit
+//! (`AuditLog::record_in_background`): that wait was a third group commit on every mutating call,
+//! after the intent's and the outcome's.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -95,6 +97,6 @@ pub async fn record_calls(
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     };
-    state.audit.record(record).await;
+    state.audit.record_in_background(record).await;
     Ok(response)
 }

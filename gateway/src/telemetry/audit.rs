@@ -135,14 +135,27 @@ pub fn now_ms() -> u64 {
     osb_routing::clock::now_ms()
 }
 
-/// Appends audit records to the store and the export file.
+/// Appends audit records to the store and the export file. Cheap to clone (shared parts).
+#[derive(Clone)]
 pub struct AuditLog {
     store: Arc<dyn Store>,
-    export: Option<(PathBuf, Mutex<std::fs::File>)>,
+    export: Option<Arc<(PathBuf, Mutex<std::fs::File>)>>,
     metrics: Arc<Metrics>,
     /// Records kept in the store (`audit.retain_records`; 0: all).
     retain: u64,
+    /// Appends started by [`AuditLog::record_in_background`] and not finished.
+    in_flight: Arc<InFlight>,
 }
+
+#[derive(Debug, Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Background appends beyond this many wait for their own (backpressure: memory stays bounded
+/// when the store is slow).
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// The store is pruned when a record's `seq` is a multiple of this.
 const PRUNE_EVERY: u64 = 1000;
@@ -150,7 +163,7 @@ const PRUNE_EVERY: u64 = 1000;
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("export", &self.export.as_ref().map(|(path, _)| path))
+            .field("export", &self.export.as_ref().map(|export| &export.0))
             .finish_non_exhaustive()
     }
 }
@@ -175,7 +188,7 @@ impl AuditLog {
                     .append(true)
                     .open(path)
                     .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                Some((path.clone(), Mutex::new(file)))
+                Some(Arc::new((path.clone(), Mutex::new(file))))
             }
             None => None,
         };
@@ -184,7 +197,49 @@ impl AuditLog {
             export,
             metrics,
             retain: settings.retain_records,
+            in_flight: Arc::default(),
         })
+    }
+
+    /// Appends `record` without holding up the caller: a platform's answer does not wait for its
+    /// audit record's commit, which joins the store's next group commit instead. Reads of the log
+    /// ([`AuditLog::settle`]) and shutdown wait for what is in flight. Past [`MAX_IN_FLIGHT`]
+    /// pending appends, the caller waits for its own.
+    pub async fn record_in_background(&self, record: AuditRecord) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.count.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            self.record(record).await;
+            self.finished_one();
+            return;
+        }
+        let log = self.clone();
+        tokio::spawn(async move {
+            log.record(record).await;
+            log.finished_one();
+        });
+    }
+
+    fn finished_one(&self) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.in_flight.idle.notify_waiters();
+        }
+    }
+
+    /// Waits (at most a few seconds) until every background append has landed: what this process
+    /// acknowledged is then in the log.
+    pub async fn settle(&self) {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let idle = self.in_flight.idle.notified();
+            if self.in_flight.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Appends `record`; returns its `seq`, or `None` when the store refused it (logged, counted).
@@ -213,7 +268,8 @@ impl AuditLog {
                 }
             });
         }
-        if let Some((path, file)) = &self.export {
+        if let Some(export) = &self.export {
+            let (path, file) = export.as_ref();
             let record = AuditRecord { seq, ..record };
             let mut line = serde_json::to_vec(&record).unwrap_or_default();
             line.push(b'\n');

@@ -36,6 +36,8 @@ struct ReadQuery {
 pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Operator::of(&req, &state)?;
     let q: ReadQuery = query(&req)?;
+    // What this process answered is in the log before it is read.
+    state.audit.settle().await;
     let audit = AuditQuery {
         before: q.cursor,
         limit: q.limit,

@@ -31,6 +31,7 @@ pub async fn backup(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .map(|b| b.name().to_owned())
         .collect();
     let source = format!("{} (backup while serving)", state.settings.origin);
+    state.audit.settle().await;
     let internal = |e: std::io::Error| ApiError::Internal(format!("backup file: {e}"));
     let mut file = tempfile::tempfile().map_err(internal)?;
     let exported = {

@@ -194,6 +194,7 @@ pub async fn instance(
 ) -> Result<HttpResponse, ApiError> {
     Operator::of(&req, &state)?;
     let q: DetailQuery = query(&req)?;
+    state.audit.settle().await;
     let store = state.registry.store();
     let record = store
         .instance(&id)
@@ -223,6 +224,7 @@ pub async fn binding(
 ) -> Result<HttpResponse, ApiError> {
     Operator::of(&req, &state)?;
     let q: DetailQuery = query(&req)?;
+    state.audit.settle().await;
     let store = state.registry.store();
     let record = store
         .binding(&id)
