@@ -94,7 +94,9 @@ pub async fn request_identity(
         .map(str::to_owned);
     let echo = HeaderValue::from_str(&request_identity).ok();
     let matched = crate::osb::MatchedRoute(crate::osb::route_of(req.path()));
+    let ids = crate::osb::RouteIds::of_path(req.match_info().as_str(), matched.0);
     req.extensions_mut().insert(matched);
+    req.extensions_mut().insert(ids);
     let route = matched.0.unwrap_or("unmatched");
     let method = req.method().to_string();
     let operation = crate::osb::operation_of(&method, route);

@@ -32,7 +32,13 @@ pub fn id(name: &'static str, value: &str) -> Result<OsbId, ApiError> {
 /// # Errors
 /// [`ApiError::BadRequest`].
 pub fn path_id(req: &HttpRequest, name: &'static str) -> Result<OsbId, ApiError> {
-    id(name, req.match_info().get(name).unwrap_or_default())
+    let ids = crate::osb::RouteIds::of(req);
+    let value = match name {
+        "instance_id" => ids.instance_id,
+        "binding_id" => ids.binding_id,
+        _ => None,
+    };
+    id(name, value.as_deref().unwrap_or_default())
 }
 
 /// How a request body is read in one app: the most bytes and the time it may take to arrive.

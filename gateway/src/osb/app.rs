@@ -1,5 +1,5 @@
 //! The platform-facing OSB application: the request-data limits and the middleware in the order a
-//! request meets them, around the route table of [`crate::osb::configure`].
+//! request meets them, around [`crate::osb::dispatch`], which answers every request.
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
@@ -7,8 +7,7 @@ use actix_web::{App, web};
 
 use crate::edge::parse::BodyLimits;
 use crate::edge::{audit_calls, middleware};
-use crate::error::{json_error, not_found, path_error, query_error};
-use crate::osb::configure;
+use crate::error::{json_error, path_error, query_error};
 use crate::state::AppState;
 
 /// The platform-facing OSB application.
@@ -45,6 +44,5 @@ pub fn build_osb_app(
         .wrap(from_fn(audit_calls::record_calls))
         .wrap(from_fn(middleware::authenticate))
         .wrap(from_fn(middleware::request_identity))
-        .configure(configure)
-        .default_service(web::to(not_found))
+        .default_service(web::to(crate::osb::dispatch))
 }
