@@ -56,13 +56,9 @@ const NOT_ON_THE_DEMO: &[&str] = &[
     "alias gwa=",
 ];
 
-/// The fenced `sh` block under the README heading `heading`.
+/// The first fenced `sh` block under the README heading `heading`.
 fn readme_block(heading: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme
-        .split(&format!("\n## {heading}\n"))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no section {heading}"));
+    let section = readme_section(heading);
     let block = section.split("```sh\n").nth(1).unwrap();
     block.split("\n```").next().unwrap().to_owned()
 }

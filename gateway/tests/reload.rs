@@ -176,14 +176,7 @@ async fn brokers_and_platforms_change_under_load_without_a_failed_call() {
     assert_eq!(report["brokers"]["removed"], json!([]), "{report}");
     assert_eq!(report["platforms"]["added"], json!(["arriving"]), "{report}");
     assert_eq!(report["platforms"]["removed"], json!(["leaving"]), "{report}");
-    let metrics = http()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("osb_gateway_config_reloads_total{outcome=\"ok\"} 1"),
         "{metrics}"

@@ -295,39 +295,16 @@ async fn a_backup_taken_under_load_restores_and_migrate_moves_the_registry_both_
         "{moved}"
     );
     let second = Database::create();
-    let back = gateway_command(
-        &[
-            "migrate",
-            "--config",
-            pg,
-            "--from",
-            "embedded",
-            "--to",
-            "postgres",
-            "--path",
-            moved_file.to_str().unwrap(),
-        ],
-        &[("OSB_GATEWAY_MIGRATE_URL", &second.url)],
-    )
-    .await;
+    let path = moved_file.to_str().unwrap();
+    let file_to_second: [&str; 9] = [
+        "migrate", "--config", pg, "--from", "embedded", "--to", "postgres", "--path", path,
+    ];
+    let second_url = [("OSB_GATEWAY_MIGRATE_URL", second.url.as_str())];
+    let back = gateway_command(&file_to_second, &second_url).await;
     assert!(back.status.success(), "{}", stderr(&back));
     assert!(stderr(&back).contains("counts match"), "{}", stderr(&back));
     // Into a store that holds records: refused, nothing merged.
-    let again = gateway_command(
-        &[
-            "migrate",
-            "--config",
-            pg,
-            "--from",
-            "embedded",
-            "--to",
-            "postgres",
-            "--path",
-            moved_file.to_str().unwrap(),
-        ],
-        &[("OSB_GATEWAY_MIGRATE_URL", &second.url)],
-    )
-    .await;
+    let again = gateway_command(&file_to_second, &second_url).await;
     assert!(
         !again.status.success() && stderr(&again).contains("already holds"),
         "{}",

@@ -345,14 +345,7 @@ async fn rate_limits_refuse_before_anything_is_forwarded() {
     // Nothing was recorded for the refused calls either.
     let counts = gateway.registry().await;
     assert_eq!(counts["instances"], 5);
-    let metrics = http()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains(
             r#"osb_gateway_rate_limit_rejections_total{scope="platform",name="k8s-prod",class="calls"} 3"#

@@ -11,76 +11,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use osb_routing::{Brokers, CatalogCache, Freshness, Registry as OwnershipRegistry};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-/// Labels of `http_server_request_duration_seconds`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServerLabels {
-    pub method: String,
-    pub route: &'static str,
-    pub status_class: &'static str,
-    pub platform: String,
-    pub operation: &'static str,
-}
-
-/// Labels of `http_client_request_duration_seconds`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClientLabels {
-    pub broker: String,
-    pub operation: &'static str,
-    pub status_class: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BrokerLabel {
-    broker: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RefreshLabels {
-    broker: String,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-/// Labels of `osb_gateway_rate_limit_rejections_total`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectionLabels {
-    pub scope: &'static str,
-    pub name: String,
-    pub class: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    operation: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabel {
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AuditLabels {
-    kind: &'static str,
-    outcome: &'static str,
-}
+use super::labels::{
+    AuditLabels, BrokerLabel, DecisionLabels, OperationLabel, OutcomeLabel, RefreshLabels, ResultLabel,
+};
+pub use super::labels::{ClientLabels, RejectionLabels, ServerLabels};
 
 fn latency_buckets() -> Histogram {
     // 0.25 ms … 33 s: above the longest default upstream timeout, so slow calls still land in a
@@ -210,23 +150,25 @@ impl Metrics {
             "Policy decisions by outcome",
             decisions.clone(),
         );
-        let reloads: Family<OutcomeLabel, Counter> = Family::default();
-        registry.register(
+        // Both outcomes exist from the start at 0, so `increase()` sees the first failed reload.
+        let outcomes = |registry: &mut Registry, name: &str, help: &str| {
+            let family: Family<OutcomeLabel, Counter> = Family::default();
+            registry.register(name, help, family.clone());
+            for outcome in ["ok", "error"] {
+                drop(family.get_or_create(&OutcomeLabel { outcome }));
+            }
+            family
+        };
+        let reloads = outcomes(
+            &mut registry,
             "osb_gateway_policy_reloads",
             "Policy file reloads by outcome",
-            reloads.clone(),
         );
-        let config_reloads: Family<OutcomeLabel, Counter> = Family::default();
-        registry.register(
+        let config_reloads = outcomes(
+            &mut registry,
             "osb_gateway_config_reloads",
             "Configuration file reloads that changed the file, by outcome",
-            config_reloads.clone(),
         );
-        // Both series exist from the start at 0, so `increase()` sees the first failed reload.
-        for outcome in ["ok", "error"] {
-            drop(reloads.get_or_create(&OutcomeLabel { outcome }));
-            drop(config_reloads.get_or_create(&OutcomeLabel { outcome }));
-        }
         let registry_latency =
             Family::<OperationLabel, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
         registry.register_with_unit(
@@ -406,20 +348,12 @@ impl Metrics {
 
     /// The policy file was reloaded (or rejected).
     pub fn policy_reload(&self, ok: bool) {
-        self.reloads
-            .get_or_create(&OutcomeLabel {
-                outcome: if ok { "ok" } else { "error" },
-            })
-            .inc();
+        count_outcome(&self.reloads, ok);
     }
 
     /// The configuration file was reloaded (or rejected).
     pub fn config_reload(&self, ok: bool) {
-        self.config_reloads
-            .get_or_create(&OutcomeLabel {
-                outcome: if ok { "ok" } else { "error" },
-            })
-            .inc();
+        count_outcome(&self.config_reloads, ok);
     }
 
     /// A registry operation (`begin`, `finish`, `read`) took `elapsed`.
@@ -602,4 +536,9 @@ pub fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         _ => "5xx",
     }
+}
+
+fn count_outcome(family: &Family<OutcomeLabel, Counter>, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    family.get_or_create(&OutcomeLabel { outcome }).inc();
 }

@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod export;
+mod labels;
 pub mod metrics;
 pub mod process;
 

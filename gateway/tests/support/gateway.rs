@@ -197,6 +197,18 @@ impl TestGateway {
         self.admin_json("/admin/catalog").await
     }
 
+    /// `GET /metrics`: the exposition text.
+    pub async fn metrics(&self) -> String {
+        crate::support::http()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `GET /admin/registry`: counts of instances, bindings, orphans, pending intents.
     pub async fn registry(&self) -> serde_json::Value {
         self.admin_json("/admin/registry").await

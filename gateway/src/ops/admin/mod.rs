@@ -316,7 +316,7 @@ async fn reload_status(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 }
 
 /// What `POST /admin/reload` takes (an empty body is fine).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReloadRequest {
     /// Brokers removed from the file to remove although they have live records.
@@ -333,12 +333,7 @@ async fn reload(
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     let operator = Operator::acting(&req, &state)?;
-    let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReloadRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid reload request: {e}")))?
-    };
+    let request: ReloadRequest = json_body(&body)?;
     let report = state.config_file.reload(true, &request.confirm_removal).await;
     let status: u16 = if report.applied { 200 } else { 422 };
     let mut record = operator.record("reload", status, started);
