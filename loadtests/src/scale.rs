@@ -7,7 +7,8 @@
 //! - `osb-loadtests scale-measure --path FILE` runs in a fresh process: it opens the store (the
 //!   gateway's start-up: the redb file is read into the in-memory mirror), reads its RSS, then
 //!   times `Registry::instance_for` lookups of random existing ids (and of missing ids), one by
-//!   one, and prints one JSON object.
+//!   one, then renders `/metrics` as the gateway does (`Metrics::render` over that registry) and
+//!   times each scrape, and prints one JSON object.
 //!
 //! Instance ids are UUIDv5 of `scale/<i>`, so the measuring process knows which ids exist without
 //! listing them.
@@ -29,6 +30,8 @@ use crate::driver::percentile;
 const IN_FLIGHT: usize = 1024;
 /// Lookups timed per measurement.
 const LOOKUPS: usize = 200_000;
+/// `/metrics` renders timed per measurement.
+const SCRAPES: usize = 200;
 
 /// `scale-build` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -167,6 +170,16 @@ pub struct Measurement {
     pub miss_p99_us: f64,
     #[serde(default)]
     pub build_s: Option<f64>,
+    /// `/metrics` rendered over this registry: the first scrape (which counts the records), then
+    /// p50 and p99 of the others, and the exposition's size.
+    #[serde(default)]
+    pub scrape_first_ms: f64,
+    #[serde(default)]
+    pub scrape_p50_ms: f64,
+    #[serde(default)]
+    pub scrape_p99_ms: f64,
+    #[serde(default)]
+    pub scrape_kb: f64,
 }
 
 /// `scale-measure`.
@@ -228,6 +241,7 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
     samples.sort_unstable();
     misses.sort_unstable();
     let us = |n: u64| n as f64 / 1000.0;
+    let scrapes = scrapes(store.clone(), &registry, platform).await?;
     drop(registry);
     store.quiesce().await;
     Ok(Measurement {
@@ -243,6 +257,55 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
         lookup_max_us: us(samples.last().copied().unwrap_or_default()),
         miss_p99_us: us(percentile(&misses, 99.0)),
         build_s: None,
+        scrape_first_ms: scrapes.first_ms,
+        scrape_p50_ms: scrapes.p50_ms,
+        scrape_p99_ms: scrapes.p99_ms,
+        scrape_kb: scrapes.kb,
+    })
+}
+
+struct Scrapes {
+    first_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    kb: f64,
+}
+
+/// `/metrics` as the gateway renders it over `registry` (one configured broker, no catalog),
+/// [`SCRAPES`] times.
+async fn scrapes(store: Arc<dyn Store>, registry: &Registry, platform: &str) -> Result<Scrapes> {
+    let yaml = format!(
+        "platforms:\n  - name: {platform}\n    username: {platform}\n    password: scale-pw\n\
+         brokers:\n  - name: scale\n    url: http://127.0.0.1:9\n"
+    );
+    let settings = osb_config::load_str(
+        &yaml,
+        osb_config::FileFormat::Yaml,
+        "scale",
+        Path::new("."),
+        &std::collections::HashMap::new(),
+    )
+    .map_err(|e| e.to_string())?
+    .settings;
+    let brokers = Arc::new(osb_routing::Brokers::new(&settings)?);
+    let catalog = osb_routing::CatalogCache::new(&settings, store, brokers.clone()).await;
+    let metrics = osb_gateway::telemetry::metrics::Metrics::new();
+    metrics.declare(&[platform.to_owned()], &["scale".to_owned()]);
+    let mut times = Vec::with_capacity(SCRAPES);
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        bytes = metrics.render(&catalog, &brokers, registry).await.len();
+        times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    let first = times.remove(0);
+    times.sort_unstable();
+    let ms = |n: u64| n as f64 / 1e6;
+    Ok(Scrapes {
+        first_ms: ms(first),
+        p50_ms: ms(percentile(&times, 50.0)),
+        p99_ms: ms(percentile(&times, 99.0)),
+        kb: bytes as f64 / 1024.0,
     })
 }
 
