@@ -19,7 +19,7 @@ use crate::telemetry::audit::{AuditNote, MAX_FIELD, cut, now_ms, originating_use
 
 /// The instance and binding ids of a call: from the route's match, else from the raw path.
 fn path_ids(req: &HttpRequest) -> (Option<String>, Option<String>) {
-    let ids = crate::osb::RouteIds::of(req);
+    let ids = crate::edge::route::RouteIds::of(req);
     let (instance, binding) = (ids.instance_id, ids.binding_id);
     if instance.is_some() {
         return (instance, binding);

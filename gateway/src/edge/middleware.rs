@@ -93,8 +93,8 @@ pub async fn request_identity(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let echo = HeaderValue::from_str(&request_identity).ok();
-    let matched = crate::osb::MatchedRoute(crate::osb::route_of(req.path()));
-    let ids = crate::osb::RouteIds::of_path(req.match_info().as_str(), matched.0);
+    let matched = crate::edge::route::MatchedRoute(crate::edge::route::route_of(req.path()));
+    let ids = crate::edge::route::RouteIds::of_path(req.match_info().as_str(), matched.0);
     req.extensions_mut().insert(matched);
     req.extensions_mut().insert(ids);
     let route = matched.0.unwrap_or("unmatched");

@@ -6,13 +6,15 @@
 //!   [`audit_calls`]: the audit log's record of each mutating call.
 //! - [`auth`]: platform credentials; [`secret_files`]: platform and broker secrets re-read when
 //!   their files change; [`limits`]: the rate limiters (per platform, per broker).
-//! - [`parse`]: ids, queries and bodies checked before anything is decided.
+//! - [`parse`]: ids, queries and bodies checked before anything is decided; [`route`]: the OSB
+//!   route and path ids of a request, found once without regular expressions.
 
 pub mod audit_calls;
 pub mod auth;
 pub mod limits;
 pub mod middleware;
 pub mod parse;
+pub mod route;
 pub mod secret_files;
 pub mod server;
 pub mod tls;

@@ -32,7 +32,7 @@ pub fn id(name: &'static str, value: &str) -> Result<OsbId, ApiError> {
 /// # Errors
 /// [`ApiError::BadRequest`].
 pub fn path_id(req: &HttpRequest, name: &'static str) -> Result<OsbId, ApiError> {
-    let ids = crate::osb::RouteIds::of(req);
+    let ids = crate::edge::route::RouteIds::of(req);
     let value = match name {
         "instance_id" => ids.instance_id,
         "binding_id" => ids.binding_id,

@@ -138,24 +138,28 @@ pub fn now_ms() -> u64 {
 /// Appends audit records to the store and the export file. Cheap to clone (shared parts).
 #[derive(Clone)]
 pub struct AuditLog {
+    inner: Arc<Inner>,
+    /// To the background appender ([`AuditLog::record_in_background`]); none outside a runtime.
+    queue: Option<tokio::sync::mpsc::Sender<AuditRecord>>,
+}
+
+struct Inner {
     store: Arc<dyn Store>,
-    export: Option<Arc<(PathBuf, Mutex<std::fs::File>)>>,
+    export: Option<(PathBuf, Mutex<std::fs::File>)>,
     metrics: Arc<Metrics>,
     /// Records kept in the store (`audit.retain_records`; 0: all).
     retain: u64,
-    /// Appends started by [`AuditLog::record_in_background`] and not finished.
-    in_flight: Arc<InFlight>,
-}
-
-#[derive(Debug, Default)]
-struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
+    /// Records handed to the background appender and not yet appended.
+    in_flight: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
 }
 
-/// Background appends beyond this many wait for their own (backpressure: memory stays bounded
-/// when the store is slow).
+/// Records waiting for the background appender at most; past this, callers wait for room
+/// (backpressure: memory stays bounded when the store is slow).
 const MAX_IN_FLIGHT: usize = 4096;
+
+/// Records the background appender hands to the store at once (they join one group commit).
+const BATCH: usize = 256;
 
 /// The store is pruned when a record's `seq` is a multiple of this.
 const PRUNE_EVERY: u64 = 1000;
@@ -163,13 +167,14 @@ const PRUNE_EVERY: u64 = 1000;
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("export", &self.export.as_ref().map(|export| &export.0))
+            .field("export", &self.inner.export.as_ref().map(|export| &export.0))
             .finish_non_exhaustive()
     }
 }
 
 impl AuditLog {
     /// The audit log on `store`, exporting to `settings.jsonl_path` (created, appended to) if set.
+    /// Inside a tokio runtime, starts the background appender (it ends with the last handle).
     ///
     /// # Errors
     /// The export file cannot be opened.
@@ -188,41 +193,41 @@ impl AuditLog {
                     .append(true)
                     .open(path)
                     .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                Some(Arc::new((path.clone(), Mutex::new(file))))
+                Some((path.clone(), Mutex::new(file)))
             }
             None => None,
         };
-        Ok(AuditLog {
+        let inner = Arc::new(Inner {
             store,
             export,
             metrics,
             retain: settings.retain_records,
-            in_flight: Arc::default(),
-        })
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+        });
+        let queue = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (queue, records) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
+            runtime.spawn(append_in_background(inner.clone(), records));
+            queue
+        });
+        Ok(AuditLog { inner, queue })
     }
 
     /// Appends `record` without holding up the caller: a platform's answer does not wait for its
-    /// audit record's commit, which joins the store's next group commit instead. Reads of the log
-    /// ([`AuditLog::settle`]) and shutdown wait for what is in flight. Past [`MAX_IN_FLIGHT`]
-    /// pending appends, the caller waits for its own.
+    /// audit record's commit, which joins the store's next group commit instead. One background
+    /// task appends the records in the order they were handed over, so their `seq` (and the export
+    /// file) follow the calls' order. Reads of the log ([`AuditLog::settle`]) and shutdown wait for
+    /// what is in flight; past [`MAX_IN_FLIGHT`] waiting records, the caller waits for room.
     pub async fn record_in_background(&self, record: AuditRecord) {
         use std::sync::atomic::Ordering;
-        if self.in_flight.count.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+        let Some(queue) = &self.queue else {
             self.record(record).await;
-            self.finished_one();
             return;
-        }
-        let log = self.clone();
-        tokio::spawn(async move {
-            log.record(record).await;
-            log.finished_one();
-        });
-    }
-
-    fn finished_one(&self) {
-        use std::sync::atomic::Ordering;
-        if self.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.in_flight.idle.notify_waiters();
+        };
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Err(refused) = queue.send(record).await {
+            self.record(refused.0).await;
+            self.inner.finished(1);
         }
     }
 
@@ -232,8 +237,8 @@ impl AuditLog {
         use std::sync::atomic::Ordering;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let idle = self.in_flight.idle.notified();
-            if self.in_flight.count.load(Ordering::Acquire) == 0 {
+            let idle = self.inner.idle.notified();
+            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
                 return;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
@@ -244,6 +249,49 @@ impl AuditLog {
 
     /// Appends `record`; returns its `seq`, or `None` when the store refused it (logged, counted).
     pub async fn record(&self, record: AuditRecord) -> Option<u64> {
+        let (seq, record) = self.inner.append(record).await?;
+        self.inner.export(seq, record);
+        Some(seq)
+    }
+}
+
+/// The background appender: takes every record waiting (at most [`BATCH`]), hands them all to
+/// the store at once, in order (they join one group commit), then exports them in `seq` order.
+async fn append_in_background(inner: Arc<Inner>, mut records: tokio::sync::mpsc::Receiver<AuditRecord>) {
+    while let Some(first) = records.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        let count = batch.len();
+        let appends = batch.into_iter().map(|record| inner.append(record));
+        let mut appended: Vec<(u64, AuditRecord)> = futures_util::future::join_all(appends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        appended.sort_by_key(|(seq, _)| *seq);
+        for (seq, record) in appended {
+            inner.export(seq, record);
+        }
+        inner.finished(count);
+    }
+}
+
+impl Inner {
+    fn finished(&self, count: usize) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.fetch_sub(count, Ordering::AcqRel) == count {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Appends `record` to the store (counted, pruned); its `seq`, or `None` when the store
+    /// refused it (logged, counted).
+    async fn append(&self, record: AuditRecord) -> Option<(u64, AuditRecord)> {
         let (kind, outcome) = (record.kind.as_str(), record.outcome.as_str());
         let seq = match self.store.append_audit(record.clone()).await {
             Ok(seq) => seq,
@@ -268,21 +316,25 @@ impl AuditLog {
                 }
             });
         }
-        if let Some(export) = &self.export {
-            let (path, file) = export.as_ref();
-            let record = AuditRecord { seq, ..record };
-            let mut line = serde_json::to_vec(&record).unwrap_or_default();
-            line.push(b'\n');
-            let written = file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .write_all(&line);
-            if let Err(e) = written {
-                self.metrics.audit_failure();
-                warn!(path = %path.display(), error = %e, "Could not export an audit record.");
-            }
+        Some((seq, record))
+    }
+
+    /// Writes `record` as `seq` to the export file, if there is one.
+    fn export(&self, seq: u64, record: AuditRecord) {
+        let Some((path, file)) = &self.export else {
+            return;
+        };
+        let record = AuditRecord { seq, ..record };
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        let written = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write_all(&line);
+        if let Err(e) = written {
+            self.metrics.audit_failure();
+            warn!(path = %path.display(), error = %e, "Could not export an audit record.");
         }
-        Some(seq)
     }
 }
 
