@@ -93,7 +93,7 @@ pub async fn request_identity(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let echo = HeaderValue::from_str(&request_identity).ok();
-    let matched = crate::edge::route::MatchedRoute(crate::edge::route::route_of(req.path()));
+    let matched = crate::edge::route::MatchedRoute(crate::edge::route::route_of(req.match_info().as_str()));
     let ids = crate::edge::route::RouteIds::of_path(req.match_info().as_str(), matched.0);
     req.extensions_mut().insert(matched);
     req.extensions_mut().insert(ids);

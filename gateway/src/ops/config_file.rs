@@ -95,6 +95,8 @@ pub struct ConfigFile {
     /// The file's text as last applied (or at start), and brokers held back.
     applied: Mutex<Applied>,
     last: ArcSwap<Option<ReloadReport>>,
+    /// One reload at a time (the watcher's thread and `POST /admin/reload` may both ask).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 struct Applied {
@@ -145,6 +147,7 @@ impl ConfigFile {
                 checked_held: Instant::now(),
             }),
             last: ArcSwap::from_pointee(None),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -184,6 +187,9 @@ impl ConfigFile {
     /// Reads the file and applies it (see the module docs). Unless `force`, a text equal to the
     /// one applied does nothing. `confirm` names held broker removals an operator confirmed.
     pub async fn reload(&self, force: bool, confirm: &[String]) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().await;
+        // A held removal is looked at again in ten seconds, whatever this reload's outcome.
+        self.applied().checked_held = Instant::now();
         let mut report = ReloadReport {
             at_ms: osb_routing::clock::now_ms(),
             ..ReloadReport::default()

@@ -147,26 +147,29 @@ impl PolicyFile {
         Ok(file)
     }
 
-    /// Whether the policy file, as it is now, would be valid with `names` configured (a
-    /// configuration reload asks before it changes the platforms or brokers).
+    /// Whether the policy in force would still be valid with `names` configured (a configuration
+    /// reload asks before it changes the platforms or brokers). The file on disk is not read: a
+    /// rejected file waits for its own fix and does not hold the configuration back.
     ///
     /// # Errors
     /// The problems the file would have.
     pub fn check_names(&self, names: &Names) -> Result<(), Vec<Problem>> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let origin = path.display().to_string();
-        let problem = |message: String| {
-            vec![Problem {
-                origin: origin.clone(),
-                key: String::new(),
-                message,
-            }]
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| problem(format!("cannot read the policy file: {e}")))?;
-        parse(&text, path, names).map(|_| ())
+        let origin = self
+            .path
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let brokers: Vec<&str> = names.brokers.iter().map(String::as_str).collect();
+        let platforms: Vec<&str> = names.platforms.iter().map(String::as_str).collect();
+        let problems = self
+            .policies
+            .current()
+            .policy
+            .check_names(&platforms, &brokers, &origin);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Puts `names` in force and reads the policy file again against them (a policy that named a

@@ -149,9 +149,11 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Records kept in the store (`audit.retain_records`; 0: all).
     retain: u64,
-    /// Records handed to the background appender and not yet appended.
-    in_flight: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
+    /// Records handed to the background appender, and those it has appended (in the same order):
+    /// [`AuditLog::settle`] waits for the second to reach what the first was when it was called.
+    handed: std::sync::atomic::AtomicU64,
+    appended: std::sync::atomic::AtomicU64,
+    progress: tokio::sync::Notify,
 }
 
 /// Records waiting for the background appender at most; past this, callers wait for room
@@ -202,8 +204,9 @@ impl AuditLog {
             export,
             metrics,
             retain: settings.retain_records,
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            idle: tokio::sync::Notify::new(),
+            handed: std::sync::atomic::AtomicU64::new(0),
+            appended: std::sync::atomic::AtomicU64::new(0),
+            progress: tokio::sync::Notify::new(),
         });
         let queue = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let (queue, records) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
@@ -220,28 +223,37 @@ impl AuditLog {
     /// what is in flight; past [`MAX_IN_FLIGHT`] waiting records, the caller waits for room.
     pub async fn record_in_background(&self, record: AuditRecord) {
         use std::sync::atomic::Ordering;
-        let Some(queue) = &self.queue else {
-            self.record(record).await;
-            return;
-        };
-        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Err(refused) = queue.send(record).await {
-            self.record(refused.0).await;
-            self.inner.finished(1);
+        // Counted once it is in the queue: a caller cancelled while it waits for room leaves
+        // nothing behind.
+        match self.queue.as_ref().map(tokio::sync::mpsc::Sender::reserve) {
+            Some(reserving) => match reserving.await {
+                Ok(permit) => {
+                    self.inner.handed.fetch_add(1, Ordering::AcqRel);
+                    permit.send(record);
+                }
+                Err(_) => {
+                    self.record(record).await;
+                }
+            },
+            None => {
+                self.record(record).await;
+            }
         }
     }
 
-    /// Waits (at most a few seconds) until every background append has landed: what this process
-    /// acknowledged is then in the log.
+    /// Waits (at most a few seconds) until the records handed to the background appender before
+    /// this call have landed: what this process answered is then in the log. Records handed over
+    /// meanwhile are not waited for, so a steady load does not hold a reader up.
     pub async fn settle(&self) {
         use std::sync::atomic::Ordering;
+        let target = self.inner.handed.load(Ordering::Acquire);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let idle = self.inner.idle.notified();
-            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+            let progress = self.inner.progress.notified();
+            if self.inner.appended.load(Ordering::Acquire) >= target {
                 return;
             }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
                 return;
             }
         }
@@ -255,8 +267,9 @@ impl AuditLog {
     }
 }
 
-/// The background appender: takes every record waiting (at most [`BATCH`]), hands them all to
-/// the store at once, in order (they join one group commit), then exports them in `seq` order.
+/// The background appender: takes every record waiting (at most [`BATCH`]), appends them in one
+/// store call, in order (`Store::append_audits`: one transaction on the embedded store, one
+/// after the other on PostgreSQL, on one connection), then exports them.
 async fn append_in_background(inner: Arc<Inner>, mut records: tokio::sync::mpsc::Receiver<AuditRecord>) {
     while let Some(first) = records.recv().await {
         let mut batch = vec![first];
@@ -266,33 +279,62 @@ async fn append_in_background(inner: Arc<Inner>, mut records: tokio::sync::mpsc:
                 Err(_) => break,
             }
         }
-        let count = batch.len();
-        let appends = batch.into_iter().map(|record| inner.append(record));
-        let mut appended: Vec<(u64, AuditRecord)> = futures_util::future::join_all(appends)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        appended.sort_by_key(|(seq, _)| *seq);
-        for (seq, record) in appended {
+        let count = batch.len() as u64;
+        for (seq, record) in inner.append_all(batch).await {
             inner.export(seq, record);
         }
-        inner.finished(count);
+        inner
+            .appended
+            .fetch_add(count, std::sync::atomic::Ordering::AcqRel);
+        inner.progress.notify_waiters();
     }
 }
 
 impl Inner {
-    fn finished(&self, count: usize) {
-        use std::sync::atomic::Ordering;
-        if self.in_flight.fetch_sub(count, Ordering::AcqRel) == count {
-            self.idle.notify_waiters();
+    /// Appends `records` in one store call (one group commit, their `seq` in this order); the
+    /// appended ones with their `seq`. A refusal is logged and counted for each record.
+    async fn append_all(&self, records: Vec<AuditRecord>) -> Vec<(u64, AuditRecord)> {
+        match self.store.append_audits(records.clone()).await {
+            Ok(seqs) => {
+                let appended: Vec<(u64, AuditRecord)> = seqs.into_iter().zip(records).collect();
+                for (seq, record) in &appended {
+                    self.appended_one(*seq, record);
+                }
+                appended
+            }
+            Err(e) => {
+                for record in &records {
+                    self.metrics.audit_failure();
+                    warn!(
+                        operation = %record.operation,
+                        actor = %record.actor,
+                        error = %e,
+                        "Could not append to the audit log."
+                    );
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Counts an appended record, and prunes the store past the retention.
+    fn appended_one(&self, seq: u64, record: &AuditRecord) {
+        self.metrics
+            .audit_recorded(record.kind.as_str(), record.outcome.as_str());
+        if self.retain > 0 && seq > self.retain && seq.is_multiple_of(PRUNE_EVERY) {
+            // Retention, off the call's path: the oldest records beyond `retain` go.
+            let (store, through) = (self.store.clone(), seq - self.retain);
+            tokio::spawn(async move {
+                if let Err(e) = store.prune_audit(through).await {
+                    warn!(error = %e, "Could not prune the audit log.");
+                }
+            });
         }
     }
 
     /// Appends `record` to the store (counted, pruned); its `seq`, or `None` when the store
     /// refused it (logged, counted).
     async fn append(&self, record: AuditRecord) -> Option<(u64, AuditRecord)> {
-        let (kind, outcome) = (record.kind.as_str(), record.outcome.as_str());
         let seq = match self.store.append_audit(record.clone()).await {
             Ok(seq) => seq,
             Err(e) => {
@@ -306,16 +348,7 @@ impl Inner {
                 return None;
             }
         };
-        self.metrics.audit_recorded(kind, outcome);
-        if self.retain > 0 && seq > self.retain && seq.is_multiple_of(PRUNE_EVERY) {
-            // Retention, off the call's path: the oldest records beyond `retain` go.
-            let (store, through) = (self.store.clone(), seq - self.retain);
-            tokio::spawn(async move {
-                if let Err(e) = store.prune_audit(through).await {
-                    warn!(error = %e, "Could not prune the audit log.");
-                }
-            });
-        }
+        self.appended_one(seq, &record);
         Some((seq, record))
     }
 

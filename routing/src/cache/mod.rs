@@ -408,9 +408,18 @@ impl CatalogCache {
             };
             states.push(state);
         }
+        // Stopped while the states are held: a refresh of a removed or changed broker that was
+        // waiting for them must not write what the old client fetched.
         for name in old.keys() {
             if let Some((_, Some(task))) = self.refreshers().remove(name) {
                 task.abort();
+            }
+        }
+        for name in &restart {
+            if let Some((_, task)) = self.refreshers().get_mut(name) {
+                if let Some(task) = task.take() {
+                    task.abort();
+                }
             }
         }
         self.publish(&states, true).await;

@@ -410,22 +410,33 @@ impl Store for EmbeddedStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError> {
+        let seqs = self.append_audits(vec![record]).await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| store_error("append audit record", "no sequence number"))
+    }
+
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RoutingError> {
         self.write(move |tables| {
             let mut table = tables
                 .txn
                 .open_table(AUDIT)
                 .map_err(|e| store_error("open table", e))?;
-            let last = table
+            let mut last = table
                 .last()
                 .map_err(|e| store_error("read", e))?
                 .map_or(0, |(seq, _)| seq.value());
-            let seq = last + 1;
-            let record = AuditRecord { seq, ..record };
-            let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode audit record", e))?;
-            table
-                .insert(seq, bytes.as_slice())
-                .map_err(|e| store_error("write", e))?;
-            Ok((seq, Vec::new()))
+            let mut seqs = Vec::with_capacity(records.len());
+            for record in records {
+                last += 1;
+                let record = AuditRecord { seq: last, ..record };
+                let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode audit record", e))?;
+                table
+                    .insert(last, bytes.as_slice())
+                    .map_err(|e| store_error("write", e))?;
+                seqs.push(last);
+            }
+            Ok((seqs, Vec::new()))
         })
         .await
     }

@@ -163,6 +163,16 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `record` to the audit log; returns the `seq` it was given (larger than any before).
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError>;
 
+    /// Appends `records` in this order; their `seq`s, in the same order. The embedded store writes
+    /// them in one transaction; this default appends them one after the other.
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RoutingError> {
+        let mut seqs = Vec::with_capacity(records.len());
+        for record in records {
+            seqs.push(self.append_audit(record).await?);
+        }
+        Ok(seqs)
+    }
+
     /// Removes the audit records numbered `through` and below (retention); returns how many.
     async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError>;
 

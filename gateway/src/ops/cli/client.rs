@@ -158,7 +158,8 @@ impl Client {
         out: &mut dyn std::io::Write,
     ) -> Result<reqwest::header::HeaderMap, Failure> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.get(&url);
+        // A large registry over a slow link takes its time: no overall limit on the transfer.
+        let mut request = self.http.get(&url).timeout(Duration::from_secs(24 * 3600));
         if let Some((username, password)) = &self.credentials {
             request = request.basic_auth(username, Some(password));
         }
