@@ -315,13 +315,14 @@ impl Gateway {
                 Err(e) => warn!(error = %e, "Listener task failed."),
             }
         }
-        catalog.stop();
         state.audit.settle().await;
         for task in background {
             task.abort();
             // An aborted task reports a cancellation error; nothing else can come back.
             let _ = task.await;
         }
+        // After the watchers: a reload in flight cannot start a refresher once this returns.
+        catalog.stop();
         // Return only once the store is closed (workers drop their app state asynchronously), so a
         // restart in the same process can open it again.
         drop(state);

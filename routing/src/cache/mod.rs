@@ -229,6 +229,8 @@ pub struct CatalogCache {
     confirmed: std::sync::Mutex<HashSet<String>>,
     /// Wakes the re-check of held plans.
     recheck: Notify,
+    /// [`CatalogCache::stop`] was called: no refresher starts any more.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CatalogCache {
@@ -275,6 +277,7 @@ impl CatalogCache {
             served_before: std::sync::Mutex::new(served_before),
             confirmed: std::sync::Mutex::new(HashSet::new()),
             recheck: Notify::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         };
         cache.load_confirmed().await;
         cache.publish(&states, false).await;
@@ -340,11 +343,16 @@ impl CatalogCache {
 
     /// Starts the refresher of `broker` (replacing one running).
     fn start_refresher(self: &Arc<Self>, broker: &str) {
+        // Decided under the lock `stop` takes, so no refresher starts after it.
+        let mut refreshers = self.refreshers();
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
         let wake = Arc::new(Notify::new());
         let cache = Arc::clone(self);
         let (name, woken) = (broker.to_owned(), wake.clone());
         let task = tokio::spawn(async move { cache.refresh_loop(&name, &woken).await });
-        if let Some((_, Some(old))) = self.refreshers().insert(broker.to_owned(), (wake, Some(task))) {
+        if let Some((_, Some(old))) = refreshers.insert(broker.to_owned(), (wake, Some(task))) {
             old.abort();
         }
     }
@@ -372,9 +380,11 @@ impl CatalogCache {
         handles
     }
 
-    /// Stops every broker's refresher.
+    /// Stops every broker's refresher, for good (a reload after this starts none).
     pub fn stop(&self) {
-        for (_, (_, task)) in self.refreshers().iter_mut() {
+        let mut refreshers = self.refreshers();
+        self.stopped.store(true, Ordering::Release);
+        for (_, (_, task)) in refreshers.iter_mut() {
             if let Some(task) = task.take() {
                 task.abort();
             }
