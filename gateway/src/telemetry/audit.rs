@@ -261,7 +261,7 @@ impl AuditLog {
 
     /// Appends `record`; returns its `seq`, or `None` when the store refused it (logged, counted).
     pub async fn record(&self, record: AuditRecord) -> Option<u64> {
-        let (seq, record) = self.inner.append(record).await?;
+        let (seq, record) = self.inner.append_all(vec![record]).await.pop()?;
         self.inner.export(seq, record);
         Some(seq)
     }
@@ -330,26 +330,6 @@ impl Inner {
                 }
             });
         }
-    }
-
-    /// Appends `record` to the store (counted, pruned); its `seq`, or `None` when the store
-    /// refused it (logged, counted).
-    async fn append(&self, record: AuditRecord) -> Option<(u64, AuditRecord)> {
-        let seq = match self.store.append_audit(record.clone()).await {
-            Ok(seq) => seq,
-            Err(e) => {
-                self.metrics.audit_failure();
-                warn!(
-                    operation = %record.operation,
-                    actor = %record.actor,
-                    error = %e,
-                    "Could not append to the audit log."
-                );
-                return None;
-            }
-        };
-        self.appended_one(seq, &record);
-        Some((seq, record))
     }
 
     /// Writes `record` as `seq` to the export file, if there is one.
