@@ -5,7 +5,8 @@
 //!   a provision leaves behind) with `Store::swap_instance`, many in flight so the writer thread
 //!   group-commits them, exactly as the gateway writes them.
 //! - `osb-loadtests scale-measure --path FILE` runs in a fresh process: it opens the store (the
-//!   gateway's start-up: the redb file is read into the in-memory mirror), reads its RSS, then
+//!   gateway's start-up: the orphan and pending indexes and the counts are loaded; records stay
+//!   in the file), reads its RSS, then
 //!   times `Registry::instance_for` lookups of random existing ids (and of missing ids), one by
 //!   one, then renders `/metrics` as the gateway does (`Metrics::render` over that registry) and
 //!   times each scrape, and prints one JSON object.
@@ -154,12 +155,15 @@ pub fn run_build(args: &BuildArgs) -> Result<()> {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Measurement {
     pub instances: usize,
-    /// `EmbeddedStore::open`: the redb file read into memory.
+    /// `EmbeddedStore::open`: indexes and counts loaded (records stay in the file).
     pub startup_s: f64,
     /// RSS after opening, MB (the process holds nothing else of size).
     pub rss_mb: f64,
     /// RSS before opening (the runtime, the binary), MB.
     pub base_rss_mb: f64,
+    /// RSS after the lookups (redb's page cache warmed by random reads), MB.
+    #[serde(default)]
+    pub lookups_rss_mb: f64,
     pub file_mb: f64,
     pub lookups: usize,
     pub lookup_p50_us: f64,
@@ -238,6 +242,7 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
             return Err("a missing id was found".into());
         }
     }
+    let (lookups_rss, _) = crate::procstat::rss_mb(me);
     samples.sort_unstable();
     misses.sort_unstable();
     let us = |n: u64| n as f64 / 1000.0;
@@ -249,6 +254,7 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
         startup_s: startup.as_secs_f64(),
         rss_mb: rss,
         base_rss_mb: base_rss,
+        lookups_rss_mb: lookups_rss,
         file_mb: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
         lookups: samples.len(),
         lookup_p50_us: us(percentile(&samples, 50.0)),

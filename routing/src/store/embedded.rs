@@ -1,18 +1,20 @@
 //! The embedded store: one redb file, durable on commit, zero setup.
 //!
-//! This process is the file's only writer, so every record is also kept in memory (the mirror):
-//! registry reads never touch redb. The mirror changes only after a commit succeeded.
+//! Records live in the file only: a registry read is a redb read transaction served from its page
+//! cache (a few µs, on the caller's thread), so memory stays flat however many instances there
+//! are, and opening the file reads no record. What this process keeps in memory
+//! ([`memory::Memory`]) is small and changes only after a commit succeeded: the orphan and pending
+//! indexes and the records per broker, each also kept in a table of its own and loaded on open.
 //!
-//! redb is synchronous: catalog reads run on tokio's blocking pool; writes go to one writer thread that
-//! **group-commits**: it takes every write waiting, runs them one after the other in a single
-//! transaction, commits once (one `fsync` for the batch), and only then answers each caller. A
-//! compare-and-swap is a read and a write inside that transaction, so concurrent writers never
-//! interleave. Records are stored as JSON; the orphan, pending and instance→bindings indexes are
-//! updated in the same transaction. The file is locked by the process that opened it: one gateway
-//! per file.
+//! redb is synchronous: scans (catalogs, inventory pages, exports) run on tokio's blocking pool;
+//! writes go to one writer thread that **group-commits**: it takes every write waiting, runs them
+//! one after the other in a single transaction, commits once (one `fsync` for the batch), and only
+//! then answers each caller. A compare-and-swap is a read and a write inside that transaction, so
+//! concurrent writers never interleave. Records are stored in a compact binary form
+//! ([`codec`]); the orphan, pending and instance→bindings indexes and the counts are updated in the
+//! same transaction. The file is locked by the process that opened it: one gateway per file.
 //!
-//! The audit log is a table of its own (seq → record as JSON), read from redb (not mirrored: it
-//! only grows), newest first.
+//! The audit log is a table of its own (seq → record as JSON), newest first.
 //!
 //! Orphan claims and replica heartbeats live in memory only: they describe processes using the
 //! file, and after a restart no earlier process can still be working or alive. Keeping them (rather
@@ -30,11 +32,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod batch;
-mod mirror;
+mod codec;
+mod memory;
+mod read;
 
-use self::batch::{Job, Output, Tables, set_flag, spawn_writer, swap_in};
-use self::mirror::{BINDING, Change, Mirror};
+use self::batch::{Job, Output, Tables, flags_changed, spawn_writer, swap_in};
+use self::codec::Stored;
+use self::memory::{BINDING, Memory};
 use super::indexed::Indexed;
+use super::inventory::{MAX_PAGE, RecordFilter};
 use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordCounts, RecordRef, Store, StoredCatalog, Swap};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
@@ -46,9 +52,9 @@ const CATALOG_BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("catal
 /// broker name → [`CatalogMeta`] as JSON.
 const CATALOG_META: TableDefinition<&str, &str> = TableDefinition::new("catalog_meta");
 
-/// instance id → [`InstanceRecord`] as JSON.
+/// instance id → [`InstanceRecord`] ([`codec`]).
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
-/// binding id → [`BindingRecord`] as JSON.
+/// binding id → [`BindingRecord`] ([`codec`]).
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 /// "<instance id>\n<binding id>" → (): the bindings of an instance, for cascading deletes.
 const INSTANCE_BINDINGS: TableDefinition<&str, ()> = TableDefinition::new("instance_bindings");
@@ -58,6 +64,11 @@ const ORPHANS: TableDefinition<&str, ()> = TableDefinition::new("orphans");
 const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
 /// seq → [`AuditRecord`] as JSON.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// "i:<broker>" / "b:<broker>" → how many records; [`COUNTED`] → 1 once the table is kept (files
+/// written before it are counted once, on open).
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+/// The counts table's marker key (no kind is `~`).
+const COUNTED: &str = "~counted";
 
 #[derive(Serialize, Deserialize)]
 struct CatalogMeta {
@@ -66,14 +77,14 @@ struct CatalogMeta {
     fetched_at_ms: u64,
 }
 
-/// redb's page cache (read and write) for the store file.
+/// redb's page cache (read and write) for the store file: registry reads are served from it.
 const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The redb-backed store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    mirror: Arc<RwLock<Mirror>>,
+    memory: Arc<RwLock<Memory>>,
     writes: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
 }
@@ -97,13 +108,13 @@ impl EmbeddedStore {
     pub async fn open(path: PathBuf) -> Result<Self, RoutingError> {
         let shown = path.display().to_string();
         let opened = path.clone();
-        let (db, mirror) = tokio::task::spawn_blocking(move || {
+        let (db, memory) = tokio::task::spawn_blocking(move || {
             if let Some(parent) = opened.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| store_error(&format!("create {}", parent.display()), e))?;
             }
-            // The mirror answers every registry read, so redb's page cache only serves writes and
-            // the audit log: bounded well below its 1 GiB default, it keeps RSS flat under load.
+            // Bounded well below redb's 1 GiB default: RSS stays flat under load; the OS's page
+            // cache holds what does not fit.
             let db = Database::builder()
                 .set_cache_size(PAGE_CACHE_BYTES)
                 .create(&opened)
@@ -124,38 +135,32 @@ impl EmbeddedStore {
             txn.open_table(ORPHANS).map_err(open_error)?;
             txn.open_table(PENDING).map_err(open_error)?;
             txn.open_table(AUDIT).map_err(open_error)?;
+            read::count_once(&txn)?;
             txn.commit().map_err(|e| store_error("commit", e))?;
-            // Load every record into the mirror.
-            let mut mirror = Mirror::default();
-            for record in all_records::<InstanceRecord>(&db, INSTANCES)? {
-                mirror.apply(Change::PutInstance(record));
-            }
-            for record in all_records::<BindingRecord>(&db, BINDINGS)? {
-                mirror.apply(Change::PutBinding(record));
-            }
-            Ok::<_, RoutingError>((db, mirror))
+            let memory = read::load_memory(&db)?;
+            Ok::<_, RoutingError>((db, memory))
         })
         .await
         .map_err(|e| store_error("open task", e))??;
-        let (db, mirror) = (Arc::new(db), Arc::new(RwLock::new(mirror)));
-        let writes = spawn_writer(&db, mirror.clone())?;
+        let (db, memory) = (Arc::new(db), Arc::new(RwLock::new(memory)));
+        let writes = spawn_writer(&db, memory.clone())?;
         Ok(EmbeddedStore {
             db,
-            mirror,
+            memory,
             writes,
             path,
         })
     }
 
     /// Runs `write` in the writer thread's next transaction; returns once it is committed (and
-    /// the mirror updated with the changes it reports).
+    /// the memory updated with what it changed).
     async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&mut Tables<'_>) -> Result<(T, Vec<Change>), RoutingError> + Send + 'static,
+        write: impl FnOnce(&mut Tables<'_>) -> Result<T, RoutingError> + Send + 'static,
     ) -> Result<T, RoutingError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            run: Box::new(move |tables| write(tables).map(|(t, changes)| (Box::new(t) as Output, changes))),
+            run: Box::new(move |tables| write(tables).map(|t| Box::new(t) as Output)),
             reply,
         };
         self.writes
@@ -170,10 +175,10 @@ impl EmbeddedStore {
             .map_err(|_| store_error("write", "unexpected result type"))
     }
 
-    fn read<T>(&self, read: impl FnOnce(&Mirror) -> T) -> T {
+    fn memory<T>(&self, read: impl FnOnce(&Memory) -> T) -> T {
         read(
             &self
-                .mirror
+                .memory
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
@@ -190,28 +195,10 @@ impl EmbeddedStore {
     }
 }
 
-fn decode<R: Indexed>(bytes: &[u8]) -> Result<R, RoutingError> {
-    serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
-}
-
-fn all_records<R: Indexed>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-) -> Result<Vec<R>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    let mut out = Vec::new();
-    for entry in table.iter().map_err(|e| store_error("read", e))? {
-        let (_, value) = entry.map_err(|e| store_error("read", e))?;
-        out.push(decode(value.value())?);
-    }
-    Ok(out)
-}
-
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
-        Ok(self.read(|m| m.instances.get(instance_id).cloned()))
+        read::record(&self.db, INSTANCES, instance_id)
     }
 
     async fn swap_instance(
@@ -224,11 +211,6 @@ impl Store for EmbeddedStore {
         self.write(move |tables| {
             let deleting = record.is_none();
             let (outcome, _) = swap_in(tables, &id, expect, record)?;
-            let changes = match &outcome {
-                Swap::Written(record) => vec![Change::PutInstance(record.clone())],
-                Swap::Deleted => vec![Change::DeleteInstance(id.clone())],
-                Swap::Conflict => Vec::new(),
-            };
             if deleting && outcome == Swap::Deleted {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
@@ -244,24 +226,29 @@ impl Store for EmbeddedStore {
                         .links()?
                         .remove(key.as_str())
                         .map_err(|e| store_error("delete", e))?;
-                    if let Some(binding_id) = key.strip_prefix(&prefix) {
-                        tables
-                            .bindings()?
-                            .remove(binding_id)
-                            .map_err(|e| store_error("delete", e))?;
-                        let index_key = format!("b:{binding_id}");
-                        set_flag(tables.orphans()?, &index_key, false)?;
-                        set_flag(tables.pending()?, &index_key, false)?;
+                    let Some(binding_id) = key.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let removed = tables
+                        .bindings()?
+                        .remove(binding_id)
+                        .map_err(|e| store_error("delete", e))?
+                        .map(|bytes| BindingRecord::decode(binding_id, bytes.value()))
+                        .transpose()?;
+                    if let Some(old) = removed {
+                        tables.count(BINDING, &old.broker, -1);
+                        let was = (old.is_orphaned(), old.is_pending());
+                        flags_changed(tables, BINDING, binding_id, was, (false, false))?;
                     }
                 }
             }
-            Ok((outcome, changes))
+            Ok(outcome)
         })
         .await
     }
 
     async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
-        Ok(self.read(|m| m.bindings.get(binding_id).cloned()))
+        read::record(&self.db, BINDINGS, binding_id)
     }
 
     async fn swap_binding(
@@ -294,43 +281,57 @@ impl Store for EmbeddedStore {
                 }
                 _ => {}
             }
-            let changes = match &outcome {
-                Swap::Written(record) => vec![Change::PutBinding(record.clone())],
-                Swap::Deleted => vec![Change::DeleteBinding(id.clone())],
-                Swap::Conflict => Vec::new(),
-            };
-            Ok((outcome, changes))
+            Ok(outcome)
         })
         .await
     }
 
     async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
-        Ok(self.read(|m| {
-            m.by_instance
-                .get(instance_id)
-                .map(|ids| ids.iter().filter_map(|id| m.bindings.get(id).cloned()).collect())
-                .unwrap_or_default()
-        }))
+        read::bindings_of(&self.db, instance_id)
     }
 
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
-        Ok(self.read(|m| m.instances.values().cloned().collect()))
+        self.blocking(|db| read::all_records(db, INSTANCES)).await
     }
 
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
-        Ok(self.read(|m| m.bindings.values().cloned().collect()))
+        self.blocking(|db| read::all_records(db, BINDINGS)).await
     }
 
     async fn counts(&self) -> Result<RecordCounts, RoutingError> {
-        Ok(self.read(|m| m.counts.clone()))
+        Ok(self.memory(|m| m.counts.clone()))
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, RoutingError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.blocking(move |db| read::page(db, INSTANCES, &filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn list_bindings(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BindingRecord>, RoutingError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.blocking(move |db| read::page(db, BINDINGS, &filter, after.as_deref(), limit))
+            .await
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
-        Ok(self.read(|m| Mirror::refs(&m.orphans)))
+        Ok(self.memory(|m| Memory::refs(&m.orphans)))
     }
 
     async fn pending(&self) -> Result<Vec<RecordRef>, RoutingError> {
-        Ok(self.read(|m| Mirror::refs(&m.pending)))
+        Ok(self.memory(|m| Memory::refs(&m.pending)))
     }
 
     async fn claim_orphans(
@@ -340,17 +341,17 @@ impl Store for EmbeddedStore {
         until_ms: u64,
         limit: usize,
     ) -> Result<Vec<RecordRef>, RoutingError> {
-        let mut mirror = self
-            .mirror
+        let mut memory = self
+            .memory
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mirror = &mut *mirror;
+        let memory = &mut *memory;
         // As the PostgreSQL store orders them: bindings first, then instances; in each, the
         // owner's own claims, then the least recently claimed.
-        let mut eligible: Vec<(bool, bool, u64, &(u8, String))> = mirror
+        let mut eligible: Vec<(bool, bool, u64, &(u8, String))> = memory
             .orphans
             .iter()
-            .filter_map(|key| match mirror.claims.get(key) {
+            .filter_map(|key| match memory.claims.get(key) {
                 None => Some((key.0 != BINDING, true, 0, key)),
                 Some((by, until)) if by == owner || *until < now_ms => {
                     Some((key.0 != BINDING, by != owner, *until, key))
@@ -365,9 +366,9 @@ impl Store for EmbeddedStore {
             .map(|(_, _, _, key)| key.clone())
             .collect();
         for key in &claimed {
-            mirror.claims.insert(key.clone(), (owner.to_owned(), until_ms));
+            memory.claims.insert(key.clone(), (owner.to_owned(), until_ms));
         }
-        Ok(Mirror::refs(&claimed))
+        Ok(Memory::refs(&claimed))
     }
 
     async fn heartbeat(
@@ -376,17 +377,17 @@ impl Store for EmbeddedStore {
         now_ms: u64,
         since_ms: u64,
     ) -> Result<Vec<String>, RoutingError> {
-        let mut mirror = self
-            .mirror
+        let mut memory = self
+            .memory
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let seen = mirror.replicas.entry(replica.to_owned()).or_insert(now_ms);
+        let seen = memory.replicas.entry(replica.to_owned()).or_insert(now_ms);
         *seen = (*seen).max(now_ms);
         let forget_before = since_ms.saturating_sub(FORGET_REPLICA_AFTER_MS);
-        mirror
+        memory
             .replicas
             .retain(|id, seen| id == replica || *seen >= forget_before);
-        let mut alive: Vec<String> = mirror
+        let mut alive: Vec<String> = memory
             .replicas
             .iter()
             .filter(|(id, seen)| *id == replica || **seen >= since_ms)
@@ -436,7 +437,7 @@ impl Store for EmbeddedStore {
                     .map_err(|e| store_error("write", e))?;
                 seqs.push(last);
             }
-            Ok((seqs, Vec::new()))
+            Ok(seqs)
         })
         .await
     }
@@ -454,7 +455,7 @@ impl Store for EmbeddedStore {
                     false
                 })
                 .map_err(|e| store_error("delete", e))?;
-            Ok((removed, Vec::new()))
+            Ok(removed)
         })
         .await
     }
@@ -538,34 +539,11 @@ impl Store for EmbeddedStore {
                     .insert(broker.as_str(), meta.as_str())
                     .map_err(|e| store_error("write", e))?;
             }
-            Ok(((), Vec::new()))
+            Ok(())
         })
         .await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn catalogs_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/gw.redb");
-        let store = EmbeddedStore::open(path.clone()).await.unwrap();
-        assert_eq!(store.load_catalog("azure").await.unwrap(), None);
-        let saved = StoredCatalog {
-            body: Bytes::from_static(b"{\"services\":[]}"),
-            validators: Validators {
-                etag: Some("\"v1\"".into()),
-                last_modified: None,
-            },
-            fetched_at_ms: 42,
-        };
-        store.save_catalog("azure", saved.clone()).await.unwrap();
-        drop(store);
-        let store = EmbeddedStore::open(path).await.unwrap();
-        assert_eq!(store.load_catalog("azure").await.unwrap(), Some(saved));
-        assert_eq!(store.load_catalog("aws").await.unwrap(), None);
-    }
-}
+mod tests;

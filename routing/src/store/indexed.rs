@@ -21,6 +21,8 @@ pub(super) trait Indexed:
     fn is_pending(&self) -> bool;
     /// The instance a binding belongs to (`None` for an instance).
     fn instance_of(&self) -> Option<&str>;
+    /// The broker it lives on (the records-per-broker counts).
+    fn broker(&self) -> &str;
 }
 
 impl Indexed for InstanceRecord {
@@ -40,6 +42,9 @@ impl Indexed for InstanceRecord {
     fn instance_of(&self) -> Option<&str> {
         None
     }
+    fn broker(&self) -> &str {
+        &self.broker
+    }
 }
 
 impl Indexed for BindingRecord {
@@ -58,5 +63,8 @@ impl Indexed for BindingRecord {
     }
     fn instance_of(&self) -> Option<&str> {
         Some(&self.instance_id)
+    }
+    fn broker(&self) -> &str {
+        &self.broker
     }
 }

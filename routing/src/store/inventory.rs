@@ -2,8 +2,8 @@
 //!
 //! Pure: a [`RecordFilter`] (every given field must match) and the paging rule every backend
 //! follows: records in id order (bytewise), those after the cursor `after` (the last id of the
-//! previous page), at most `limit`. The embedded store filters its in-memory records with
-//! [`page`]; PostgreSQL runs the same filter in SQL.
+//! previous page), at most `limit`. The embedded store applies [`RecordFilter`] to its tables read in
+//! key order; PostgreSQL runs the same filter in SQL; [`page`] is the rule over records in any order.
 
 use serde::{Deserialize, Serialize};
 

@@ -265,9 +265,11 @@ async fn registry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let store = state.registry.store();
     let counts = async {
+        // Per-broker counts (kept as records change on the embedded store): no scan of the records.
+        let counts = store.counts().await?;
         Ok::<_, osb_routing::RoutingError>(json!({
-            "instances": store.instances().await?.len(),
-            "bindings": store.bindings().await?.len(),
+            "instances": counts.instances.values().sum::<u64>(),
+            "bindings": counts.bindings.values().sum::<u64>(),
             "orphans": store.orphans().await?.len(),
             "pending": store.pending().await?.len(),
         }))

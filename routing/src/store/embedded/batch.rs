@@ -1,15 +1,18 @@
 //! The embedded store's writer: one thread that group-commits. It takes every write waiting (at
-//! most [`MAX_BATCH`]), runs them one after the other in a single redb transaction, commits once,
-//! applies what they changed to the mirror, and only then answers each caller.
+//! most [`MAX_BATCH`]), runs them one after the other in a single redb transaction, adds up the
+//! batch's changes of the records per broker into one write of the counts table, commits once,
+//! applies what they changed to the memory, and only then answers each caller.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, Weak};
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::mirror::{Change, Mirror};
-use super::{BINDINGS, INSTANCE_BINDINGS, INSTANCES, ORPHANS, PENDING, decode, store_error};
+use super::codec::Stored;
+use super::memory::{BINDING, Change, INSTANCE, Memory};
+use super::{BINDINGS, COUNTS, INSTANCE_BINDINGS, INSTANCES, ORPHANS, PENDING, store_error};
 use crate::RoutingError;
 use crate::record::BindingRecord;
 use crate::store::indexed::Indexed;
@@ -19,9 +22,9 @@ use crate::store::{Expect, Swap};
 pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) type Output = Box<dyn Any + Send>;
-/// A write to run inside the batch's transaction: its result, and what the mirror learns from it
-/// once committed.
-pub(super) type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<(Output, Vec<Change>), RoutingError> + Send>;
+/// A write to run inside the batch's transaction; what the memory learns from it is noted in
+/// [`Tables::changes`] and [`Tables::counts`].
+pub(super) type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Output, RoutingError> + Send>;
 
 pub(super) type RecordTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 pub(super) type IndexTable<'t> = redb::Table<'t, &'static str, ()>;
@@ -36,6 +39,11 @@ pub(super) struct Tables<'t> {
     pub(super) links: Option<IndexTable<'t>>,
     pub(super) orphans: Option<IndexTable<'t>>,
     pub(super) pending: Option<IndexTable<'t>>,
+    /// What the memory learns once the batch is committed.
+    pub(super) changes: Vec<Change>,
+    /// (kind, broker) → how many more records the batch leaves: written to the counts table once
+    /// per batch.
+    pub(super) counts: BTreeMap<(u8, String), i64>,
 }
 
 /// Opens `definition` into `slot` unless it is open already.
@@ -62,7 +70,48 @@ impl<'t> Tables<'t> {
             links: None,
             orphans: None,
             pending: None,
+            changes: Vec::new(),
+            counts: BTreeMap::new(),
         }
+    }
+
+    /// Counts one more (`delta` 1) or one fewer (-1) record of `broker`.
+    pub(super) fn count(&mut self, tag: u8, broker: &str, delta: i64) {
+        match self.counts.get_mut(&(tag, broker.to_owned())) {
+            Some(n) => *n += delta,
+            None => {
+                self.counts.insert((tag, broker.to_owned()), delta);
+            }
+        }
+    }
+
+    /// Writes the batch's count changes to the counts table; the memory learns them on commit.
+    fn write_counts(&mut self) -> Result<(), RoutingError> {
+        if self.counts.is_empty() {
+            return Ok(());
+        }
+        let mut table = self
+            .txn
+            .open_table(COUNTS)
+            .map_err(|e| store_error("open table", e))?;
+        for ((tag, broker), delta) in std::mem::take(&mut self.counts) {
+            if delta == 0 {
+                continue;
+            }
+            let key = count_key(tag, &broker);
+            let now = table
+                .get(key.as_str())
+                .map_err(|e| store_error("read", e))?
+                .map_or(0, |n| n.value());
+            table
+                .insert(key.as_str(), now.saturating_add_signed(delta))
+                .map_err(|e| store_error("write", e))?;
+            self.changes.push(Change::Count {
+                key: (tag, broker),
+                delta,
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn records(&mut self, tag: &str) -> Result<&mut RecordTable<'t>, RoutingError> {
@@ -100,7 +149,7 @@ pub(super) struct Job {
 /// and ends when the store is dropped.
 pub(super) fn spawn_writer(
     db: &Arc<Database>,
-    mirror: Arc<RwLock<Mirror>>,
+    memory: Arc<RwLock<Memory>>,
 ) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
     let (sender, jobs) = std::sync::mpsc::channel::<Job>();
     let db: Weak<Database> = Arc::downgrade(db);
@@ -118,7 +167,7 @@ pub(super) fn spawn_writer(
                 // The database handle is dropped before anyone is answered, so a caller that drops
                 // the store next finds the file closed.
                 let answers = match db.upgrade() {
-                    Some(db) => write_batch(&db, &mirror, batch),
+                    Some(db) => write_batch(&db, &memory, batch),
                     None => return,
                 };
                 for (reply, result) in answers {
@@ -137,7 +186,7 @@ pub(super) type Answer = (
 );
 
 /// Runs `batch` in one transaction. Any failure fails the whole batch (nothing of it is committed).
-pub(super) fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job>) -> Vec<Answer> {
+pub(super) fn write_batch(db: &Database, memory: &RwLock<Memory>, batch: Vec<Job>) -> Vec<Answer> {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -149,9 +198,8 @@ pub(super) fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job
         }
     };
     let mut results = Vec::with_capacity(batch.len());
-    let mut changes = Vec::new();
     let mut failure = None;
-    {
+    let changes = {
         let mut tables = Tables::new(&txn);
         for job in batch {
             if failure.is_some() {
@@ -159,26 +207,29 @@ pub(super) fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job
                 continue;
             }
             match (job.run)(&mut tables) {
-                Ok((output, mut changed)) => {
-                    results.push((job.reply, Some(output)));
-                    changes.append(&mut changed);
-                }
+                Ok(output) => results.push((job.reply, Some(output))),
                 Err(e) => {
                     failure = Some(e.to_string());
                     results.push((job.reply, None));
                 }
             }
         }
+        if failure.is_none()
+            && let Err(e) = tables.write_counts()
+        {
+            failure = Some(e.to_string());
+        }
         // The tables borrow the transaction: closed here, before it commits.
-    }
+        std::mem::take(&mut tables.changes)
+    };
     let failure = match failure {
         Some(failure) => Some(failure),
         None => txn.commit().err().map(|e| format!("commit: {e}")),
     };
     if failure.is_none() {
-        let mut mirror = mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut memory = memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for change in changes {
-            mirror.apply(change);
+            memory.apply(change);
         }
     }
     results
@@ -195,12 +246,12 @@ pub(super) fn write_batch(db: &Database, mirror: &RwLock<Mirror>, batch: Vec<Job
 }
 
 /// Compare-and-swap of one record inside the batch's transaction, keeping the orphan and pending
-/// indexes in step. Returns the outcome and the record as it was before.
+/// indexes and the counts in step. Returns the outcome and the record as it was before.
 ///
 /// The indexes are only touched when a flag changes (they always match the records, as both change
 /// in one transaction): a write-ahead intent and its outcome touch `pending` and the record's table,
 /// nothing else, so a commit writes fewer pages.
-pub(super) fn swap_in<R: Indexed>(
+pub(super) fn swap_in<R: Indexed + Stored>(
     tables: &mut Tables<'_>,
     id: &str,
     expect: Expect,
@@ -208,7 +259,7 @@ pub(super) fn swap_in<R: Indexed>(
 ) -> Result<(Swap<R>, Option<R>), RoutingError> {
     let records = tables.records(R::TAG)?;
     let current: Option<R> = match records.get(id).map_err(|e| store_error("read", e))? {
-        Some(bytes) => Some(decode(bytes.value())?),
+        Some(bytes) => Some(R::decode(id, bytes.value())?),
         None => None,
     };
     let matches = match (&current, expect) {
@@ -225,7 +276,7 @@ pub(super) fn swap_in<R: Indexed>(
     let outcome = match record {
         Some(mut record) => {
             record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
-            let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode record", e))?;
+            let bytes = record.encode()?;
             records
                 .insert(id, bytes.as_slice())
                 .map_err(|e| store_error("write", e))?;
@@ -236,14 +287,51 @@ pub(super) fn swap_in<R: Indexed>(
             Swap::Deleted
         }
     };
-    let index_key = format!("{}:{id}", R::TAG);
-    if orphaned != was_orphaned {
-        set_flag(tables.orphans()?, &index_key, orphaned)?;
+    let tag = if R::TAG == BindingRecord::TAG {
+        BINDING
+    } else {
+        INSTANCE
+    };
+    if let Some(current) = &current {
+        tables.count(tag, current.broker(), -1);
     }
-    if pending != was_pending {
-        set_flag(tables.pending()?, &index_key, pending)?;
+    if let Swap::Written(record) = &outcome {
+        tables.count(tag, record.broker(), 1);
     }
+    flags_changed(tables, tag, id, (was_orphaned, was_pending), (orphaned, pending))?;
     Ok((outcome, current))
+}
+
+/// Writes the orphan and pending indexes of record `id` where its flags changed from `was` to
+/// `now` (orphaned, pending), and notes the change for the memory.
+pub(super) fn flags_changed(
+    tables: &mut Tables<'_>,
+    tag: u8,
+    id: &str,
+    was: (bool, bool),
+    now: (bool, bool),
+) -> Result<(), RoutingError> {
+    if was == now {
+        return Ok(());
+    }
+    let index_key = format!("{}:{id}", char::from(tag));
+    if now.0 != was.0 {
+        set_flag(tables.orphans()?, &index_key, now.0)?;
+    }
+    if now.1 != was.1 {
+        set_flag(tables.pending()?, &index_key, now.1)?;
+    }
+    tables.changes.push(Change::Flags {
+        key: (tag, id.to_owned()),
+        orphaned: now.0,
+        pending: now.1,
+    });
+    Ok(())
+}
+
+/// The counts table's key of the records of kind `tag` of `broker`.
+pub(super) fn count_key(tag: u8, broker: &str) -> String {
+    format!("{}:{broker}", char::from(tag))
 }
 
 pub(super) fn set_flag(
