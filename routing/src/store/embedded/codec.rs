@@ -1,7 +1,8 @@
 //! How the embedded store lays a record out on disk: one format byte, then the record in
 //! [postcard](https://docs.rs/postcard) (varints, no field names), without its id (the table's key
-//! holds it). An instance's `context` is kept as its JSON text: postcard cannot read a free-form
-//! JSON value back.
+//! holds it). Ids and fingerprints in their usual shapes are kept as bytes ([`Id`]): a UUID in 16
+//! bytes rather than 36, a fingerprint in 16 rather than 32. An instance's `context` is kept as its
+//! JSON text: postcard cannot read a free-form JSON value back.
 //!
 //! Files written before this format hold records as JSON objects (first byte `{`): they are read
 //! as they are and rewritten in this format on their next change.
@@ -43,6 +44,57 @@ fn decode_row<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Option<T>, Rout
     }
 }
 
+/// An id as written: a lowercase hyphenated UUID or a 32-digit lowercase hex string as its 16
+/// bytes (read back to the same text), anything else as it is.
+#[derive(Serialize)]
+enum Id<'a> {
+    Text(&'a str),
+    Uuid([u8; 16]),
+    Hex([u8; 16]),
+}
+
+impl<'a> Id<'a> {
+    fn of(text: &'a str) -> Self {
+        if text.len() == 36
+            && let Ok(uuid) = uuid::Uuid::try_parse(text)
+            && *uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()) == *text
+        {
+            return Id::Uuid(*uuid.as_bytes());
+        }
+        if text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            let mut bytes = [0u8; 16];
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                let digits = text.get(2 * i..2 * i + 2).unwrap_or("00");
+                *byte = u8::from_str_radix(digits, 16).unwrap_or_default();
+            }
+            return Id::Hex(bytes);
+        }
+        Id::Text(text)
+    }
+}
+
+/// An id as read: the same variants, in the same order, as [`Id`].
+#[derive(Deserialize)]
+enum IdIn {
+    Text(String),
+    Uuid([u8; 16]),
+    Hex([u8; 16]),
+}
+
+impl From<IdIn> for String {
+    fn from(id: IdIn) -> String {
+        match id {
+            IdIn::Text(text) => text,
+            IdIn::Uuid(bytes) => uuid::Uuid::from_bytes(bytes).hyphenated().to_string(),
+            IdIn::Hex(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
 fn json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, RoutingError> {
     serde_json::from_slice(bytes).map_err(|e| store_error("decode record", e))
 }
@@ -52,11 +104,11 @@ fn json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, RoutingError> {
 struct InstanceOut<'a> {
     platform: &'a str,
     broker: &'a str,
-    service_id: &'a str,
-    plan_id: &'a str,
-    upstream_service_id: &'a str,
-    upstream_plan_id: &'a str,
-    fingerprint: &'a str,
+    service_id: Id<'a>,
+    plan_id: Id<'a>,
+    upstream_service_id: Id<'a>,
+    upstream_plan_id: Id<'a>,
+    fingerprint: Id<'a>,
     context: Option<String>,
     state: &'a ResourceState,
     operation: Option<&'a Operation>,
@@ -70,11 +122,11 @@ struct InstanceOut<'a> {
 struct InstanceIn {
     platform: String,
     broker: String,
-    service_id: String,
-    plan_id: String,
-    upstream_service_id: String,
-    upstream_plan_id: String,
-    fingerprint: String,
+    service_id: IdIn,
+    plan_id: IdIn,
+    upstream_service_id: IdIn,
+    upstream_plan_id: IdIn,
+    fingerprint: IdIn,
     context: Option<String>,
     state: ResourceState,
     operation: Option<Operation>,
@@ -94,11 +146,11 @@ impl Stored for InstanceRecord {
         encode_row(&InstanceOut {
             platform: &self.platform,
             broker: &self.broker,
-            service_id: &self.service_id,
-            plan_id: &self.plan_id,
-            upstream_service_id: &self.upstream_service_id,
-            upstream_plan_id: &self.upstream_plan_id,
-            fingerprint: &self.fingerprint,
+            service_id: Id::of(&self.service_id),
+            plan_id: Id::of(&self.plan_id),
+            upstream_service_id: Id::of(&self.upstream_service_id),
+            upstream_plan_id: Id::of(&self.upstream_plan_id),
+            fingerprint: Id::of(&self.fingerprint),
             context,
             state: &self.state,
             operation: self.operation.as_ref(),
@@ -120,11 +172,11 @@ impl Stored for InstanceRecord {
             instance_id: id.to_owned(),
             platform: row.platform,
             broker: row.broker,
-            service_id: row.service_id,
-            plan_id: row.plan_id,
-            upstream_service_id: row.upstream_service_id,
-            upstream_plan_id: row.upstream_plan_id,
-            fingerprint: row.fingerprint,
+            service_id: row.service_id.into(),
+            plan_id: row.plan_id.into(),
+            upstream_service_id: row.upstream_service_id.into(),
+            upstream_plan_id: row.upstream_plan_id.into(),
+            fingerprint: row.fingerprint.into(),
             context,
             state: row.state,
             operation: row.operation,
@@ -138,14 +190,14 @@ impl Stored for InstanceRecord {
 /// A binding as written (borrowed from the record).
 #[derive(Serialize)]
 struct BindingOut<'a> {
-    instance_id: &'a str,
+    instance_id: Id<'a>,
     platform: &'a str,
     broker: &'a str,
-    service_id: &'a str,
-    plan_id: &'a str,
-    upstream_service_id: &'a str,
-    upstream_plan_id: &'a str,
-    fingerprint: &'a str,
+    service_id: Id<'a>,
+    plan_id: Id<'a>,
+    upstream_service_id: Id<'a>,
+    upstream_plan_id: Id<'a>,
+    fingerprint: Id<'a>,
     state: &'a ResourceState,
     operation: Option<&'a Operation>,
     created_ms: u64,
@@ -156,14 +208,14 @@ struct BindingOut<'a> {
 /// A binding as read: the same fields, in the same order, as [`BindingOut`].
 #[derive(Deserialize)]
 struct BindingIn {
-    instance_id: String,
+    instance_id: IdIn,
     platform: String,
     broker: String,
-    service_id: String,
-    plan_id: String,
-    upstream_service_id: String,
-    upstream_plan_id: String,
-    fingerprint: String,
+    service_id: IdIn,
+    plan_id: IdIn,
+    upstream_service_id: IdIn,
+    upstream_plan_id: IdIn,
+    fingerprint: IdIn,
     state: ResourceState,
     operation: Option<Operation>,
     created_ms: u64,
@@ -174,14 +226,14 @@ struct BindingIn {
 impl Stored for BindingRecord {
     fn encode(&self) -> Result<Vec<u8>, RoutingError> {
         encode_row(&BindingOut {
-            instance_id: &self.instance_id,
+            instance_id: Id::of(&self.instance_id),
             platform: &self.platform,
             broker: &self.broker,
-            service_id: &self.service_id,
-            plan_id: &self.plan_id,
-            upstream_service_id: &self.upstream_service_id,
-            upstream_plan_id: &self.upstream_plan_id,
-            fingerprint: &self.fingerprint,
+            service_id: Id::of(&self.service_id),
+            plan_id: Id::of(&self.plan_id),
+            upstream_service_id: Id::of(&self.upstream_service_id),
+            upstream_plan_id: Id::of(&self.upstream_plan_id),
+            fingerprint: Id::of(&self.fingerprint),
             state: &self.state,
             operation: self.operation.as_ref(),
             created_ms: self.created_ms,
@@ -196,14 +248,14 @@ impl Stored for BindingRecord {
         };
         Ok(BindingRecord {
             binding_id: id.to_owned(),
-            instance_id: row.instance_id,
+            instance_id: row.instance_id.into(),
             platform: row.platform,
             broker: row.broker,
-            service_id: row.service_id,
-            plan_id: row.plan_id,
-            upstream_service_id: row.upstream_service_id,
-            upstream_plan_id: row.upstream_plan_id,
-            fingerprint: row.fingerprint,
+            service_id: row.service_id.into(),
+            plan_id: row.plan_id.into(),
+            upstream_service_id: row.upstream_service_id.into(),
+            upstream_plan_id: row.upstream_plan_id.into(),
+            fingerprint: row.fingerprint.into(),
             state: row.state,
             operation: row.operation,
             created_ms: row.created_ms,
@@ -304,6 +356,50 @@ mod tests {
         );
     }
 
+    /// UUIDs and hex fingerprints in their usual (lowercase) shape take 16 bytes and come back
+    /// as the same text; any other shape is kept as it is.
+    #[test]
+    fn ids_in_their_usual_shapes_are_kept_as_bytes() {
+        let uuid = "2a6ea5ef-5a2d-4a1c-9e7b-6d3f8a1c4b22";
+        let mut record = BindingRecord {
+            instance_id: uuid.into(),
+            service_id: "2A6EA5EF-5A2D-4A1C-9E7B-6D3F8A1C4B22".into(),
+            plan_id: "{2a6ea5ef-5a2d-4a1c-9e7b-6d3f8a1c4b22}".into(),
+            upstream_service_id: "2a6ea5ef5a2d4a1c9e7b6d3f8a1c4b22".into(),
+            upstream_plan_id: "2a6ea5ef-5a2d-4a1c-9e7b-6d3f8a1c4b2".into(),
+            fingerprint: "00ff00ff00ff00ff00ff00ff00ff00ff".into(),
+            ..binding()
+        };
+        let bytes = record.encode().unwrap();
+        assert_eq!(BindingRecord::decode("b1", &bytes).unwrap(), record);
+        // Upper case is not the usual shape: the same record with those three ids as text.
+        let as_text = BindingRecord {
+            instance_id: record.instance_id.to_uppercase(),
+            upstream_service_id: record.upstream_service_id.to_uppercase(),
+            fingerprint: record.fingerprint.to_uppercase(),
+            ..record.clone()
+        };
+        let longer = as_text.encode().unwrap().len();
+        // 36 and 32 characters with a length byte, against 16 bytes.
+        assert_eq!(
+            longer - bytes.len(),
+            21 + 17 + 17,
+            "a UUID and two hex ids in 16 bytes each"
+        );
+        for odd in [
+            "",
+            "g0ff00ff00ff00ff00ff00ff00ff00ff",
+            "00FF00FF00FF00FF00FF00FF00FF00FF",
+            "é",
+        ] {
+            record.fingerprint = odd.into();
+            assert_eq!(
+                BindingRecord::decode("b1", &record.encode().unwrap()).unwrap(),
+                record
+            );
+        }
+    }
+
     #[test]
     fn json_records_of_earlier_files_are_read() {
         let record = instance();
@@ -322,7 +418,8 @@ mod tests {
     #[test]
     fn format_1_is_stable() {
         let bytes = binding().encode().unwrap();
-        let golden: &[u8] = b"\x01\x02i1\x03k8s\x03aws\x02gs\x02gp\x02us\x02up\x01f\x01\x00\x01\x02\x01";
+        let golden: &[u8] =
+            b"\x01\x00\x02i1\x03k8s\x03aws\x00\x02gs\x00\x02gp\x00\x02us\x00\x02up\x00\x01f\x01\x00\x01\x02\x01";
         assert_eq!(bytes, golden);
         assert_eq!(BindingRecord::decode("b1", golden).unwrap(), binding());
     }
