@@ -47,15 +47,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use osb_config::Settings;
+use osb_config::{CatalogLimits, Settings};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::RoutingError;
 use crate::brokers::Brokers;
-use crate::catalog::{Catalog, HeldPlan, RouteTable, Validated};
+use crate::catalog::{Catalog, HeldPlan, RouteTable, Validated, validate_bounded};
 use crate::policy::PolicyState;
 use crate::store::Store;
 use crate::upstream::{UpstreamBroker, Validators};
@@ -149,12 +150,47 @@ pub struct Unavailable {
     pub missing: Vec<String>,
 }
 
-/// A broker's validated catalog and what identifies its bytes.
+/// A broker's validated catalog, kept as its bytes (a parsed catalog takes several times its size
+/// in memory, and is needed only when the catalogs are merged again), and what identifies them.
 #[derive(Debug)]
 struct HeldCatalog {
-    validated: Validated,
+    body: Bytes,
+    /// The limits it was validated within (a reload may change the broker's).
+    limits: CatalogLimits,
     validators: Validators,
     digest: [u8; 32],
+    services: usize,
+    plans: usize,
+    dropped: usize,
+}
+
+impl HeldCatalog {
+    /// `body`, which `validated` came from within `limits`.
+    fn new(
+        validated: &Validated,
+        body: Bytes,
+        limits: CatalogLimits,
+        validators: Validators,
+        digest: [u8; 32],
+    ) -> Self {
+        HeldCatalog {
+            body,
+            limits,
+            validators,
+            digest,
+            services: validated.services.len(),
+            plans: validated.services.iter().map(|s| s.plans.len()).sum(),
+            dropped: validated.dropped.len(),
+        }
+    }
+
+    /// The catalog validated again (as when it was held: same bytes, same limits), to be merged.
+    ///
+    /// # Errors
+    /// Not expected: these bytes passed the same validation before.
+    fn validated(&self, broker: &str) -> Result<Validated, RoutingError> {
+        validate_bounded(broker, &self.body, &self.limits)
+    }
 }
 
 #[derive(Debug)]
@@ -188,7 +224,7 @@ impl BrokerState {
                 status.freshness = Freshness::Stale;
                 status.source = Some(CatalogSource::Store);
                 status.fetched_at_ms = Some(fetched_at_ms);
-                count_into(&mut status, &held.validated);
+                count_into(&mut status, &held);
                 Some(Arc::new(held))
             }
             None => None,
@@ -454,8 +490,8 @@ fn empty_snapshot() -> CatalogSnapshot {
     }
 }
 
-fn count_into(status: &mut BrokerStatus, validated: &Validated) {
-    status.services = validated.services.len();
-    status.plans = validated.services.iter().map(|s| s.plans.len()).sum();
-    status.dropped = validated.dropped.len();
+fn count_into(status: &mut BrokerStatus, held: &HeldCatalog) {
+    status.services = held.services;
+    status.plans = held.plans;
+    status.dropped = held.dropped;
 }

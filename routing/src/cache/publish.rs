@@ -263,13 +263,25 @@ pub(super) fn build_merged(
     held: &[(Arc<UpstreamBroker>, Option<Arc<HeldCatalog>>)],
     separator: &str,
 ) -> (Arc<Catalog>, Arc<RouteTable>) {
-    let inputs: Vec<BrokerCatalog<'_>> = held
+    // Parsed again from the bytes held (the catalogs are kept as bytes between merges).
+    let validated: Vec<_> = held
         .iter()
         .filter_map(|(broker, catalog)| {
-            catalog.as_ref().map(|c| BrokerCatalog {
-                broker: broker.settings(),
-                services: &c.validated.services,
-            })
+            let catalog = catalog.as_ref()?;
+            match catalog.validated(broker.name()) {
+                Ok(validated) => Some((broker, validated)),
+                Err(e) => {
+                    warn!(broker = broker.name(), error = %e, "A held catalog no longer validates; left out of the merge.");
+                    None
+                }
+            }
+        })
+        .collect();
+    let inputs: Vec<BrokerCatalog<'_>> = validated
+        .iter()
+        .map(|(broker, validated)| BrokerCatalog {
+            broker: broker.settings(),
+            services: &validated.services,
         })
         .collect();
     let merged = merge(&inputs, separator);

@@ -72,7 +72,7 @@ impl CatalogCache {
                     })
                     .await;
                     match validated {
-                        Ok(Ok(validated)) => Some((validated, validators, digest, body)),
+                        Ok(Ok(validated)) => Some((validated, validators, digest, body, limits)),
                         Ok(Err(e)) => return Err(self.record_failure(name, &e).await),
                         Err(join) => {
                             let e = RoutingError::InvalidCatalog {
@@ -111,11 +111,13 @@ impl CatalogCache {
                 }
                 false
             }
-            Some((validated, validators, digest, body)) => {
+            Some((validated, validators, digest, body, limits)) => {
                 for dropped in &validated.dropped {
                     warn!(broker = broker.name(), what = %dropped.what, reason = %dropped.reason, "Dropped from the catalog.");
                 }
-                count_into(&mut state.status, &validated);
+                let held = HeldCatalog::new(&validated, body.clone(), limits, validators.clone(), digest);
+                drop(validated);
+                count_into(&mut state.status, &held);
                 info!(
                     broker = broker.name(),
                     services = state.status.services,
@@ -131,11 +133,7 @@ impl CatalogCache {
                 if let Err(e) = self.store.save_catalog(broker.name(), stored).await {
                     warn!(broker = broker.name(), error = %e, "Could not persist the catalog; it will not survive a restart.");
                 }
-                state.catalog = Some(Arc::new(HeldCatalog {
-                    validated,
-                    validators,
-                    digest,
-                }));
+                state.catalog = Some(Arc::new(held));
                 true
             }
         };
@@ -193,12 +191,14 @@ impl CatalogCache {
             };
             let fresh = match broker.fetch_catalog(&Validators::default(), &call).await {
                 Ok(CatalogFetch::Fetched { body, validators }) => {
-                    match validate_bounded(broker.name(), &body, &broker.settings().catalog_limits) {
-                        Ok(validated) => Some(Arc::new(HeldCatalog {
-                            validated,
-                            validators,
-                            digest: Sha256::digest(&body).into(),
-                        })),
+                    let limits = broker.settings().catalog_limits;
+                    match validate_bounded(broker.name(), &body, &limits) {
+                        Ok(validated) => {
+                            let digest = Sha256::digest(&body).into();
+                            Some(Arc::new(HeldCatalog::new(
+                                &validated, body, limits, validators, digest,
+                            )))
+                        }
                         Err(e) => {
                             errors.push((broker.name().to_owned(), error_chain(&e)));
                             None
@@ -258,11 +258,7 @@ pub(super) async fn load_persisted(
                 "Loaded the persisted catalog."
             );
             Some((
-                HeldCatalog {
-                    validated,
-                    validators: stored.validators,
-                    digest,
-                },
+                HeldCatalog::new(&validated, stored.body, limits, stored.validators, digest),
                 stored.fetched_at_ms,
             ))
         }
