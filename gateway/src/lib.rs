@@ -14,6 +14,7 @@
 //! - [`ops`]: the admin API, the admin CLI, `check-config`/`explain`, the policy file.
 //! - [`telemetry`]: logs and traces, metrics, the audit log.
 //! - [`error`]: `ApiError`, the one place errors become OSB JSON.
+//! - [`process`]: process-wide settings made first thing in `main` (small memory pages).
 //! - `demo` (the `demo` feature, on by default): `osb-gateway demo`, the gateway in front of the
 //!   `osb-demo` brokers.
 
@@ -23,6 +24,7 @@ pub mod edge;
 pub mod error;
 pub mod ops;
 pub mod osb;
+pub mod process;
 pub mod state;
 pub mod telemetry;
 

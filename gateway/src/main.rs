@@ -148,6 +148,7 @@ struct MigrateArgs {
 }
 
 fn main() -> ExitCode {
+    osb_gateway::process::small_pages();
     let cli = Cli::parse();
     // `serve` sets up logging once its configuration (trace export) is read.
     let _telemetry = match cli.command {

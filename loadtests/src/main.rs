@@ -114,6 +114,8 @@ fn default_fixtures() -> PathBuf {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // As `osb-gateway` does: the gateway measured here (`osb-loadtests gateway`) in small pages.
+    osb_gateway::process::small_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Merge {
