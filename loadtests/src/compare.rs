@@ -5,7 +5,7 @@
 //! What runs (every process is this binary or nginx, on loopback ports bound to 0):
 //! 1. `osb-loadtests stub` serving the three real catalogs (azure, aws, gcp fixtures) on three
 //!    ports, asynchronous when asked (`accepts_incomplete`), plus the OTLP sink that drops spans.
-//! 2. The gateway's embedded store is seeded with `--seed-instances` ready instances (10k by
+//! 2. The gateway's embedded store is seeded with `--seed-instances` ready instances (100k by
 //!    default) through the store API, so RSS is measured with a populated registry.
 //! 3. `osb-loadtests gateway` (the gateway's own `serve`, in its own process) with platform basic
 //!    auth, a policy file (visibility, parameter defaults, deny rules, rate limits set far above
@@ -68,7 +68,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub no_scale: bool,
     /// Instances in the gateway's registry before the load starts.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub seed_instances: usize,
     /// Runtime threads of the load driver.
     #[arg(long, default_value_t = 2)]

@@ -35,9 +35,9 @@ both_backends!(
     counts_follow_the_records_and_survive_a_reopen,
 );
 
-// === records ===
+// === records (also used by the embedded store's own tests) ===
 
-fn orphaned(reason: &str) -> ResourceState {
+pub(crate) fn orphaned(reason: &str) -> ResourceState {
     ResourceState::Orphaned(Mitigation {
         reason: reason.into(),
         attempts: 1,
@@ -48,7 +48,7 @@ fn orphaned(reason: &str) -> ResourceState {
     })
 }
 
-fn operation(kind: OperationKind, phase: Phase) -> Option<Operation> {
+pub(crate) fn operation(kind: OperationKind, phase: Phase) -> Option<Operation> {
     Some(Operation {
         kind,
         phase,
@@ -60,7 +60,7 @@ fn operation(kind: OperationKind, phase: Phase) -> Option<Operation> {
     })
 }
 
-fn instance(id: &str, state: ResourceState, operation: Option<Operation>) -> InstanceRecord {
+pub(crate) fn instance(id: &str, state: ResourceState, operation: Option<Operation>) -> InstanceRecord {
     InstanceRecord {
         instance_id: id.into(),
         platform: "k8s".into(),
@@ -79,7 +79,12 @@ fn instance(id: &str, state: ResourceState, operation: Option<Operation>) -> Ins
     }
 }
 
-fn binding(id: &str, instance_id: &str, state: ResourceState, operation: Option<Operation>) -> BindingRecord {
+pub(crate) fn binding(
+    id: &str,
+    instance_id: &str,
+    state: ResourceState,
+    operation: Option<Operation>,
+) -> BindingRecord {
     BindingRecord {
         binding_id: id.into(),
         instance_id: instance_id.into(),

@@ -267,62 +267,29 @@ impl Stored for BindingRecord {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::record::{Mitigation, OperationKind, Phase};
+    use crate::record::{OperationKind, Phase};
+    use crate::store::tests as store_tests;
 
+    /// A record with every optional part filled in.
     fn instance() -> InstanceRecord {
+        let mut operation = store_tests::operation(OperationKind::Update, Phase::Accepted);
+        if let Some(operation) = operation.as_mut() {
+            operation.plan_change = Some(("gp2".into(), "up2".into()));
+        }
         InstanceRecord {
-            instance_id: "9d1c4e8e-0f5a-4a55-9a0e-6a3f3c2b1d00".into(),
-            platform: "k8s".into(),
-            broker: "aws".into(),
-            service_id: "gs".into(),
-            plan_id: "gp".into(),
-            upstream_service_id: "us".into(),
-            upstream_plan_id: "up".into(),
             fingerprint: "0123456789abcdef0123456789abcdef".into(),
-            context: Some(json!({"platform": "kubernetes", "namespace": "ns-1"})),
-            state: ResourceState::Orphaned(Mitigation {
-                reason: "provision timed out".into(),
-                attempts: 2,
-                next_attempt_ms: 5,
-                operation: None,
-                last_error: Some("500".into()),
-                settle_until_ms: 7,
-            }),
-            operation: Some(Operation {
-                kind: OperationKind::Update,
-                phase: Phase::Accepted,
-                upstream_operation: Some("op-1".into()),
-                plan_change: Some(("gp2".into(), "up2".into())),
-                fingerprint: "f".into(),
-                started_ms: 1_700_000_000_000,
-                replica: Some("r1".into()),
-            }),
-            created_ms: 1_700_000_000_000,
-            updated_ms: 1_700_000_000_001,
             version: 3,
+            ..store_tests::instance(
+                "9d1c4e8e-0f5a-4a55-9a0e-6a3f3c2b1d00",
+                store_tests::orphaned("timed out"),
+                operation,
+            )
         }
     }
 
     fn binding() -> BindingRecord {
-        BindingRecord {
-            binding_id: "b1".into(),
-            instance_id: "i1".into(),
-            platform: "k8s".into(),
-            broker: "aws".into(),
-            service_id: "gs".into(),
-            plan_id: "gp".into(),
-            upstream_service_id: "us".into(),
-            upstream_plan_id: "up".into(),
-            fingerprint: "f".into(),
-            state: ResourceState::Ready,
-            operation: None,
-            created_ms: 1,
-            updated_ms: 2,
-            version: 1,
-        }
+        store_tests::binding("b1", "i1", ResourceState::Ready, None)
     }
 
     #[test]
@@ -419,7 +386,7 @@ mod tests {
     fn format_1_is_stable() {
         let bytes = binding().encode().unwrap();
         let golden: &[u8] =
-            b"\x01\x00\x02i1\x03k8s\x03aws\x00\x02gs\x00\x02gp\x00\x02us\x00\x02up\x00\x01f\x01\x00\x01\x02\x01";
+            b"\x01\x00\x02i1\x03k8s\x03aws\x00\x02gs\x00\x02gp\x00\x02us\x00\x02up\x00\x01f\x01\x00\x01\x02\x00";
         assert_eq!(bytes, golden);
         assert_eq!(BindingRecord::decode("b1", golden).unwrap(), binding());
     }

@@ -28,33 +28,15 @@ async fn catalogs_survive_reopening() {
 /// counted once, reads as it is, and a record changed is rewritten in the binary format.
 #[tokio::test]
 async fn files_of_earlier_versions_are_counted_once_and_read() {
-    use crate::record::{Mitigation, ResourceState};
+    use crate::record::ResourceState;
+    use crate::store::tests as store_tests;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.redb");
     let instance = |id: &str, state: ResourceState| InstanceRecord {
-        instance_id: id.into(),
-        platform: "k8s".into(),
-        broker: "aws".into(),
-        service_id: "gs".into(),
-        plan_id: "gp".into(),
-        upstream_service_id: "us".into(),
-        upstream_plan_id: "up".into(),
-        fingerprint: "f".into(),
-        context: Some(serde_json::json!({"namespace": "ns"})),
-        state,
-        operation: None,
-        created_ms: 1,
-        updated_ms: 1,
         version: 1,
+        ..store_tests::instance(id, state, None)
     };
-    let orphaned = ResourceState::Orphaned(Mitigation {
-        reason: "r".into(),
-        attempts: 0,
-        next_attempt_ms: 0,
-        operation: None,
-        last_error: None,
-        settle_until_ms: 0,
-    });
+    let orphaned = store_tests::orphaned("r");
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
