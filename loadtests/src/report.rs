@@ -352,7 +352,7 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             md,
-            "\nBuild: the records written through `Store::swap_instance`, 1024 in flight (group commit). Start-up: `EmbeddedStore::open` in a fresh process (it loads the orphan and pending indexes and the counts; records stay in the file and are read through redb's 16 MB page cache). RSS: that process after opening, and after the lookups. /metrics: `Metrics::render` over that registry as the admin listener serves it, 200 times; the first counts the records (then at most every 10 s), the p50 and p99 are of the others."
+            "\nBuild: the records written through `Store::swap_instance`, 1024 in flight (group commit). Start-up: `EmbeddedStore::open` in a fresh process (it loads the orphan and pending indexes and the counts; records stay in the file and are read through redb's 8 MB page cache). RSS: that process after opening, and after the lookups. /metrics: `Metrics::render` over that registry as the admin listener serves it, 200 times; the first counts the records (then at most every 10 s), the p50 and p99 are of the others."
         );
     }
 

@@ -78,7 +78,7 @@ struct CatalogMeta {
 }
 
 /// redb's page cache (read and write) for the store file: registry reads are served from it.
-const PAGE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+const PAGE_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The redb-backed store.
 #[derive(Clone)]
