@@ -193,6 +193,20 @@ impl EmbeddedStore {
             .await
             .map_err(|e| store_error("task", e))?
     }
+
+    /// An inventory page of `table` ([`read::page`]), read on the blocking pool.
+    async fn page<R: read::Paged>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<R>, RoutingError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.blocking(move |db| read::page(db, table, &filter, after.as_deref(), limit))
+            .await
+    }
 }
 
 #[async_trait]
@@ -308,10 +322,7 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, RoutingError> {
-        let (filter, after) = (filter.clone(), after.map(str::to_owned));
-        let limit = limit.clamp(1, MAX_PAGE);
-        self.blocking(move |db| read::page(db, INSTANCES, &filter, after.as_deref(), limit))
-            .await
+        self.page(INSTANCES, filter, after, limit).await
     }
 
     async fn list_bindings(
@@ -320,10 +331,7 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<BindingRecord>, RoutingError> {
-        let (filter, after) = (filter.clone(), after.map(str::to_owned));
-        let limit = limit.clamp(1, MAX_PAGE);
-        self.blocking(move |db| read::page(db, BINDINGS, &filter, after.as_deref(), limit))
-            .await
+        self.page(BINDINGS, filter, after, limit).await
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {

@@ -17,6 +17,7 @@ use super::memory::{BINDING, INSTANCE, Memory};
 use super::{BINDINGS, COUNTED, COUNTS, INSTANCE_BINDINGS, INSTANCES, ORPHANS, PENDING, store_error};
 use crate::RoutingError;
 use crate::record::{BindingRecord, InstanceRecord};
+use crate::store::indexed::Indexed;
 use crate::store::inventory::{Listed, RecordFilter};
 
 /// The record stored under `id`.
@@ -61,9 +62,13 @@ pub(super) fn bindings_of(db: &Database, instance_id: &str) -> Result<Vec<Bindin
     Ok(out)
 }
 
+/// A record an inventory page can hold, read from the file.
+pub(super) trait Paged: Stored + Listed + Send + 'static {}
+impl<R: Stored + Listed + Send + 'static> Paged for R {}
+
 /// The records of `table` after the id `after` that `filter` selects, in id order, at most
 /// `limit`: an inventory page, read in key order (no sort, no copy of the whole table).
-pub(super) fn page<R: Stored + Listed>(
+pub(super) fn page<R: Paged>(
     db: &Database,
     table: TableDefinition<&str, &[u8]>,
     filter: &RecordFilter,
@@ -113,30 +118,30 @@ pub(super) fn count_once(txn: &redb::WriteTransaction) -> Result<(), RoutingErro
         return Ok(());
     }
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    {
-        let instances = txn
-            .open_table(INSTANCES)
-            .map_err(|e| store_error("open table", e))?;
-        for entry in instances.iter().map_err(|e| store_error("read", e))? {
-            let (id, value) = entry.map_err(|e| store_error("read", e))?;
-            let record = InstanceRecord::decode(id.value(), value.value())?;
-            *totals.entry(count_key(INSTANCE, &record.broker)).or_default() += 1;
-        }
-        let bindings = txn
-            .open_table(BINDINGS)
-            .map_err(|e| store_error("open table", e))?;
-        for entry in bindings.iter().map_err(|e| store_error("read", e))? {
-            let (id, value) = entry.map_err(|e| store_error("read", e))?;
-            let record = BindingRecord::decode(id.value(), value.value())?;
-            *totals.entry(count_key(BINDING, &record.broker)).or_default() += 1;
-        }
-    }
+    count_table::<InstanceRecord>(txn, INSTANCES, INSTANCE, &mut totals)?;
+    count_table::<BindingRecord>(txn, BINDINGS, BINDING, &mut totals)?;
     for (key, n) in totals {
         counts
             .insert(key.as_str(), n)
             .map_err(|e| store_error("write", e))?;
     }
     counts.insert(COUNTED, 1).map_err(|e| store_error("write", e))?;
+    Ok(())
+}
+
+/// Adds the records of `table` (kind `tag`) per broker to `totals`.
+fn count_table<R: Stored + Indexed>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    tag: u8,
+    totals: &mut BTreeMap<String, u64>,
+) -> Result<(), RoutingError> {
+    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
+    for entry in table.iter().map_err(|e| store_error("read", e))? {
+        let (id, value) = entry.map_err(|e| store_error("read", e))?;
+        let record = R::decode(id.value(), value.value())?;
+        *totals.entry(count_key(tag, record.broker())).or_default() += 1;
+    }
     Ok(())
 }
 
