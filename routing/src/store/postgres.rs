@@ -2,6 +2,8 @@
 //!
 //! Same semantics as the embedded store (its reference), enforced by the database rather than by
 //! one process:
+//! - **Group commit.** Record writes and audit appends are queued and committed in batches, one
+//!   pipelined transaction (one round trip) per batch (`postgres/batch.rs`).
 //! - **Compare-and-swap in one statement.** A write expecting no record is an
 //!   `INSERT … ON CONFLICT DO NOTHING`; a write or delete expecting version `v` is an
 //!   `UPDATE`/`DELETE … WHERE id = $1 AND version = v`. No row touched means someone else changed
@@ -52,14 +54,18 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Config, Row};
 use tracing::{info, warn};
 
+mod batch;
 mod records;
 mod sql;
+#[cfg(test)]
+mod tests;
 mod tls;
 
+use self::batch::{Done, Write, Writes};
 use self::sql::{
-    APPEND_AUDIT, BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES,
-    LIST_BINDINGS, LIST_INSTANCES, LOAD_CATALOG, MIGRATION_LOCK, MIGRATIONS, ORPHANS, PENDING, PRUNE_AUDIT,
-    SAVE_CATALOG, SELECT_AUDIT,
+    BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES, LIST_BINDINGS,
+    LIST_INSTANCES, LOAD_CATALOG, MIGRATION_LOCK, MIGRATIONS, ORPHANS, PENDING, PRUNE_AUDIT, SAVE_CATALOG,
+    SELECT_AUDIT,
 };
 use super::RecordFilter;
 use super::indexed::Indexed;
@@ -86,9 +92,17 @@ const KEEPALIVE_RETRIES: u32 = 3;
 type PgError = tokio_postgres::Error;
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
-/// The PostgreSQL-backed store. Cheap to clone (the pool is shared).
+/// The PostgreSQL-backed store. Cheap to clone (the pool and the write queue are shared).
 #[derive(Clone)]
 pub struct PostgresStore {
+    db: Connections,
+    /// Record writes and audit appends, group-committed (`postgres/batch.rs`).
+    writes: Writes,
+}
+
+/// The connections to the database, and how their failures read.
+#[derive(Clone)]
+struct Connections {
     pool: Pool,
     /// `user@host:port/database`, for error messages (no password).
     server: Arc<str>,
@@ -97,7 +111,7 @@ pub struct PostgresStore {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("server", &self.server)
+            .field("server", &self.db.server)
             .finish_non_exhaustive()
     }
 }
@@ -208,11 +222,14 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| RoutingError::Store(format!("postgres {server}: build the pool: {e}")))?;
-        let store = PostgresStore { pool, server };
-        store.migrate().await?;
-        Ok(store)
+        let db = Connections { pool, server };
+        db.migrate().await?;
+        let writes = Writes::start(db.clone());
+        Ok(PostgresStore { db, writes })
     }
+}
 
+impl Connections {
     fn error(&self, context: &str, e: &(dyn std::error::Error + 'static)) -> RoutingError {
         let chain = error_chain(e);
         match tls::hint(&chain) {
@@ -411,41 +428,33 @@ impl Store for PostgresStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RoutingError> {
-        let context = "append audit record";
-        let at_ms = int(record.at_ms);
-        let (kind, outcome) = (record.kind.as_str(), record.outcome.as_str());
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let json = Json(&record);
-            let rows = query(
-                &client,
-                APPEND_AUDIT,
-                &[
-                    &at_ms,
-                    &kind,
-                    &record.actor,
-                    &record.operation,
-                    &outcome,
-                    &record.instance_id,
-                    &record.binding_id,
-                    &json,
-                ],
-            )
-            .await?;
-            rows.first().map(|row| row.try_get::<_, i64>(0)).transpose()
-        })
-        .await;
-        let seq = self.settle(context, client, answer, CALL_TIMEOUT)?;
-        seq.map(uint)
-            .ok_or_else(|| RoutingError::Store(format!("{context}: no sequence number returned")))
+        let seqs = self.append_audits(vec![record]).await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| RoutingError::Store("append audit record: no sequence number returned".to_owned()))
+    }
+
+    /// One write of the group commit: the records in this order, in one transaction.
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RoutingError> {
+        let context = "append audit records";
+        let count = records.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        match self.writes.write(context, Write::Audit(records)).await? {
+            Done::Appended(seqs) if seqs.len() == count => Ok(seqs.into_iter().map(uint).collect()),
+            other => Err(RoutingError::Store(format!(
+                "postgres: {context}: {count} records, answered {other:?}"
+            ))),
+        }
     }
 
     async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError> {
         let context = "prune audit records";
         let through = int(through);
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, execute(&client, PRUNE_AUDIT, &[&through])).await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn audit(&self, query_: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {
@@ -456,7 +465,7 @@ impl Store for PostgresStore {
         let kind = q.kind.map(|k| k.as_str());
         let outcome = q.outcome.map(|o| o.as_str());
         let limit = int(q.page_size() as u64);
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(
                 &client,
@@ -486,7 +495,7 @@ impl Store for PostgresStore {
                 .collect::<Result<Vec<_>, PgError>>()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
@@ -507,13 +516,13 @@ impl Store for PostgresStore {
         let context = "claim orphans";
         let (now, until) = (int(now_ms), int(until_ms));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, CLAIM_ORPHANS, &[&owner, &now, &until, &limit]).await?;
             rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn heartbeat(
@@ -525,7 +534,7 @@ impl Store for PostgresStore {
         let context = "heartbeat";
         let (now, since) = (int(now_ms), int(since_ms));
         let forget_before = int(since_ms.saturating_sub(FORGET_REPLICA_AFTER_MS));
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, HEARTBEAT, &[&replica, &now, &since, &forget_before]).await?;
             rows.iter()
@@ -533,19 +542,19 @@ impl Store for PostgresStore {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn ping(&self) -> Result<(), RoutingError> {
         let context = "ping";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, client.simple_query("SELECT 1")).await;
-        self.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
+        self.db.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
     }
 
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {
         let context = "load catalog";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, LOAD_CATALOG, &[&broker]).await?;
             let Some(row) = rows.first() else {
@@ -562,13 +571,13 @@ impl Store for PostgresStore {
             }))
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     async fn save_catalog(&self, broker: &str, catalog: StoredCatalog) -> Result<(), RoutingError> {
         let context = "save catalog";
         let fetched_at = int(catalog.fetched_at_ms);
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let body: &[u8] = &catalog.body;
             execute(
@@ -585,6 +594,6 @@ impl Store for PostgresStore {
             .await
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
+        self.db.settle(context, client, answer, CALL_TIMEOUT).map(|_| ())
     }
 }

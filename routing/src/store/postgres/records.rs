@@ -3,8 +3,10 @@
 
 use tokio_postgres::types::{Json, ToSql};
 
+use super::batch::{Done, Row, Write};
+
 use super::sql::{COUNTS, Table};
-use super::{CALL_TIMEOUT, Params, PostgresStore, execute, int, query, record, record_ref};
+use super::{CALL_TIMEOUT, PostgresStore, int, query, record, record_ref};
 use crate::RoutingError;
 use crate::store::indexed::Indexed;
 use crate::store::{Expect, RecordCounts, RecordRef, Swap};
@@ -12,13 +14,13 @@ use crate::store::{Expect, RecordCounts, RecordRef, Swap};
 impl PostgresStore {
     pub(super) async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
         let context = "read record";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, table.select, &[&id]).await?;
             rows.first().map(record::<R>).transpose()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     pub(super) async fn list<R: Indexed>(
@@ -27,19 +29,19 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<R>, RoutingError> {
         let context = "read records";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, sql, params).await?;
             rows.iter().map(record::<R>).collect::<Result<Vec<R>, _>>()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     /// Records per broker, counted by the database: no record crosses the wire.
     pub(super) async fn count_records(&self) -> Result<RecordCounts, RoutingError> {
         let context = "count records";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let mut counts = RecordCounts::default();
             for row in query(&client, COUNTS, &[]).await? {
@@ -56,24 +58,24 @@ impl PostgresStore {
             Ok(counts)
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     pub(super) async fn refs(&self, sql: &str) -> Result<Vec<RecordRef>, RoutingError> {
         let context = "read index";
-        let client = self.client(context).await?;
+        let client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let rows = query(&client, sql, &[]).await?;
             rows.iter().map(record_ref).collect::<Result<Vec<_>, _>>()
         })
         .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
     }
 
     /// Compare-and-swap of one record (see the module docs).
     pub(super) async fn swap<R: Indexed>(
         &self,
-        table: &Table,
+        table: &'static Table,
         id: &str,
         expect: Expect,
         record: Option<R>,
@@ -96,44 +98,29 @@ impl PostgresStore {
                 version.ok_or_else(|| RoutingError::Store(format!("{context}: version out of range")))?;
             record.set_version(version);
         }
-        let client = self.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let Some(record) = record else {
-                // A delete.
-                let deleted = match expected {
-                    None => query(&client, table.delete_absent, &[&id])
-                        .await?
-                        .first()
-                        .map(|row| row.try_get::<_, bool>(0))
-                        .transpose()?
-                        .unwrap_or(false),
-                    Some(version) => !query(&client, table.delete, &[&id, &version]).await?.is_empty(),
-                };
-                return Ok(if deleted { Swap::Deleted } else { Swap::Conflict });
-            };
-            let json = Json(&record);
-            let version = int(record.version());
-            let (orphaned, pending) = (record.is_orphaned(), record.is_pending());
-            let instance_id = record.instance_of();
-            let mut params: Params<'_> = vec![&id, &json, &version, &orphaned, &pending];
-            let sql = match &expected {
-                None => table.insert,
-                Some(expected) => {
-                    params.push(expected);
-                    table.update
-                }
-            };
-            if let Some(instance_id) = &instance_id {
-                params.push(instance_id);
-            }
-            let written = execute(&client, sql, &params).await? == 1;
-            Ok(if written {
-                Swap::Written(record)
-            } else {
-                Swap::Conflict
-            })
+        let row = match &record {
+            None => None,
+            Some(record) => Some(Row {
+                json: Json(
+                    serde_json::value::to_raw_value(record)
+                        .map_err(|e| RoutingError::Store(format!("{context}: {e}")))?,
+                ),
+                version: int(record.version()),
+                orphaned: record.is_orphaned(),
+                pending: record.is_pending(),
+                instance_id: record.instance_of().map(str::to_owned),
+            }),
+        };
+        let write = Write::Record {
+            table,
+            id: id.to_owned(),
+            expected,
+            row,
+        };
+        Ok(match (self.writes.write(context, write).await?, record) {
+            (Done::Written, Some(record)) => Swap::Written(record),
+            (Done::Deleted, None) => Swap::Deleted,
+            _ => Swap::Conflict,
         })
-        .await;
-        self.settle(context, client, answer, CALL_TIMEOUT)
     }
 }
