@@ -59,7 +59,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 0.5)]
     pub open_share: f64,
     /// Scenarios, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["catalog", "catalog-gzip", "lifecycle", "mixed"])]
+    #[arg(long, value_delimiter = ',', default_values = ["catalog", "catalog-gzip", "provision", "lifecycle", "mixed"])]
     pub scenarios: Vec<Scenario>,
     /// Registry sizes of the scale runs, comma-separated (empty: none).
     #[arg(long, value_delimiter = ',', default_values = ["10000", "100000", "1000000"])]
@@ -95,6 +95,15 @@ pub struct CompareArgs {
     /// Run without nginx when it is missing (its rows are left out) instead of failing.
     #[arg(long)]
     pub allow_no_nginx: bool,
+    /// Run the gateways on the PostgreSQL store of this server
+    /// (`postgres://user@host:port/database`): the run creates a database of its own there
+    /// (`osb_compare_<random>`), seeds it, and drops it at the end (unless `--keep`).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// The `osb-loadtests` binary whose `gateway` subcommand runs the two gateways (default: this
+    /// one): an A/B of two builds against the same stub, driver and nginx.
+    #[arg(long)]
+    pub gateway_exe: Option<PathBuf>,
 }
 
 fn log(message: impl AsRef<str>) {
@@ -402,13 +411,27 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
         .enable_all()
         .build()?;
     let store_path = tmp.join("store.redb");
+    let postgres = match &args.postgres {
+        Some(server) => Some(runtime.block_on(crate::pgstore::ScratchDatabase::create(server))?),
+        None => None,
+    };
     if args.seed_instances > 0 {
         log(format!(
             "seeding the gateway's registry with {} instances",
             args.seed_instances
         ));
-        runtime.block_on(crate::scale::build(&store_path, args.seed_instances, "loadtests"))?;
+        match &postgres {
+            Some(database) => runtime.block_on(database.seed(args.seed_instances, "loadtests"))?,
+            None => {
+                runtime.block_on(crate::scale::build(&store_path, args.seed_instances, "loadtests"))?;
+            }
+        }
     }
+    let store_of = |path: &Path| match &postgres {
+        Some(database) => Store::Postgres(database.url().to_owned()),
+        None => Store::Embedded(path.to_owned()),
+    };
+    let gateway_exe = args.gateway_exe.clone().unwrap_or_else(|| exe.clone());
 
     // 3. The gateway, and the same gateway with limits, tracing and per-call metrics off.
     let brokers: String = listeners
@@ -424,29 +447,30 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
     let http = reqwest::Client::builder().no_proxy().build()?;
     let full = GatewaySetup {
         name: "gateway",
-        store: store_path.clone(),
+        store: store_of(&store_path),
         policy: format!("{POLICY}{LIMITS}"),
         telemetry: format!("telemetry:\n  otlp_endpoint: \"{sink}\"\n  sampling_ratio: 1.0\n"),
     };
     let (mut gateway, osb_port, admin_port, gateway_ready_s, merged) =
-        start_gateway(&exe, tmp, &full, &brokers, &password, &runtime, &http)?;
+        start_gateway(&gateway_exe, tmp, &full, &brokers, &password, &runtime, &http)?;
     log(format!(
         "gateway ready in {gateway_ready_s:.2} s (pid {}); merged catalog {} bytes",
         gateway.pid(),
         merged.len()
     ));
     let bare_store = tmp.join("store-bare.redb");
-    if args.seed_instances > 0 {
+    // On PostgreSQL both gateways share the seeded database.
+    if args.seed_instances > 0 && postgres.is_none() {
         runtime.block_on(crate::scale::build(&bare_store, args.seed_instances, "loadtests"))?;
     }
     let bare = GatewaySetup {
         name: "gateway-bare",
-        store: bare_store,
+        store: store_of(&bare_store),
         policy: POLICY.to_owned(),
         telemetry: "telemetry:\n  metrics: false\n".to_owned(),
     };
     let (mut bare_gateway, bare_port, _, _, bare_merged) =
-        start_gateway(&exe, tmp, &bare, &brokers, &password, &runtime, &http)?;
+        start_gateway(&gateway_exe, tmp, &bare, &brokers, &password, &runtime, &http)?;
     if bare_merged != merged {
         notes.push("gateway-bare served other catalog bytes than gateway.".to_owned());
     }
@@ -729,10 +753,19 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
         "registry_after": registry,
         "store_file_mb": std::fs::metadata(&store_path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
         "store_filesystem": filesystem_of(tmp),
+        "store_kind": if postgres.is_some() { "postgres" } else { "embedded" },
+        "gateway_exe": gateway_exe.display().to_string(),
         "catalog_bytes": merged.len(),
     });
     gateway.stop();
     bare_gateway.stop();
+    if let Some(database) = &postgres {
+        if args.keep {
+            log(format!("kept the database {}", database.url()));
+        } else if let Err(e) = runtime.block_on(database.drop_database()) {
+            notes.push(format!("Could not drop the run's database: {e}"));
+        }
+    }
     if let Some(nginx) = nginx {
         nginx.stop();
     }
@@ -881,10 +914,28 @@ const LIMITS: &str = r#"limits:
     - {name: "*", calls_per_sec: 1000000, calls_burst: 1000000}
 "#;
 
+/// The store a gateway of the comparison runs on.
+enum Store {
+    /// The redb file at this path.
+    Embedded(PathBuf),
+    /// The PostgreSQL database at this URL.
+    Postgres(String),
+}
+
+impl Store {
+    /// The config's `store:` section.
+    fn section(&self) -> String {
+        match self {
+            Store::Embedded(path) => format!("store:\n  kind: embedded\n  path: \"{}\"\n", path.display()),
+            Store::Postgres(url) => format!("store:\n  kind: postgres\n  url: \"{url}\"\n"),
+        }
+    }
+}
+
 /// One gateway process of the comparison.
 struct GatewaySetup {
     name: &'static str,
-    store: PathBuf,
+    store: Store,
     /// The policy file's text.
     policy: String,
     /// The config's `telemetry:` section.
@@ -907,8 +958,8 @@ fn start_gateway(
     let policy_file = tmp.join(format!("{name}-policy.yaml"));
     std::fs::write(&policy_file, &setup.policy)?;
     let config = format!(
-        "# Generated by osb-loadtests compare.\nlisten: \"127.0.0.1:{osb_port}\"\nadmin:\n  listen: \"127.0.0.1:{admin_port}\"\nstore:\n  kind: embedded\n  path: \"{store}\"\nshutdown_grace_secs: 5\npolicy_file: \"{policy}\"\n{telemetry}platforms:\n  - name: loadtests\n    username: loadtests\n    password: {password}\n  - name: k8s-dev\n    username: k8s-dev\n    password: {password}\nbrokers:\n{brokers}",
-        store = setup.store.display(),
+        "# Generated by osb-loadtests compare.\nlisten: \"127.0.0.1:{osb_port}\"\nadmin:\n  listen: \"127.0.0.1:{admin_port}\"\n{store}shutdown_grace_secs: 5\npolicy_file: \"{policy}\"\n{telemetry}platforms:\n  - name: loadtests\n    username: loadtests\n    password: {password}\n  - name: k8s-dev\n    username: k8s-dev\n    password: {password}\nbrokers:\n{brokers}",
+        store = setup.store.section(),
         policy = policy_file.display(),
         telemetry = setup.telemetry,
     );

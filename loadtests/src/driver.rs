@@ -54,6 +54,8 @@ pub enum Scenario {
     Catalog,
     /// `GET /v2/catalog` with `Accept-Encoding: gzip` (what Kubernetes Service Catalog sends).
     CatalogGzip,
+    /// Synchronous provision of a new instance, nothing else (the registry grows by one each).
+    Provision,
     /// Synchronous provision → bind → unbind → deprovision.
     Lifecycle,
     /// Asynchronous provision and deprovision with `last_operation` polling, bind and unbind.
@@ -65,6 +67,7 @@ impl Scenario {
     pub fn ops(self) -> &'static [&'static str] {
         match self {
             Scenario::Catalog | Scenario::CatalogGzip => &["catalog"],
+            Scenario::Provision => &["provision"],
             Scenario::Lifecycle => &["provision", "bind", "unbind", "deprovision"],
             Scenario::Mixed => &["provision", "poll", "bind", "unbind", "deprovision"],
         }
@@ -74,6 +77,7 @@ impl Scenario {
         match self {
             Scenario::Catalog => "catalog",
             Scenario::CatalogGzip => "catalog-gzip",
+            Scenario::Provision => "provision",
             Scenario::Lifecycle => "lifecycle",
             Scenario::Mixed => "mixed",
         }
@@ -478,6 +482,19 @@ async fn run_unit(
             .step(connection, 0, Method::GET, "/v2/catalog", None, &[StatusCode::OK])
             .await
             .is_some(),
+        Scenario::Provision => {
+            let path = format!("/v2/service_instances/{}", uuid::Uuid::new_v4());
+            unit.step(
+                connection,
+                0,
+                Method::PUT,
+                &path,
+                Some(&calls.provision_body),
+                &[StatusCode::CREATED],
+            )
+            .await
+            .is_some()
+        }
         Scenario::Lifecycle => lifecycle(&mut unit, connection, calls, false).await,
         Scenario::Mixed => lifecycle(&mut unit, connection, calls, true).await,
     };

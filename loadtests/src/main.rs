@@ -33,9 +33,11 @@ use url::Url;
 
 mod compare;
 mod driver;
+mod engines;
 mod faultproxy;
 mod lifecycle;
 mod nginx;
+mod pgstore;
 mod procstat;
 mod report;
 mod scale;
@@ -97,6 +99,8 @@ enum Command {
     ScaleMeasure(scale::MeasureArgs),
     /// The registry's durable write path alone (no HTTP): lifecycles per second, CPU per write.
     RegistryBench(scale::RegistryBenchArgs),
+    /// The storage engines the registry could stand on, on its write pattern (key-value level).
+    Engines(engines::EnginesArgs),
     /// Print the ids of a (bindable) service and plan found by name in a target's catalog.
     PlanIds(lifecycle::PlanIdsArgs),
     /// Closed-loop provision → bind → unbind → deprovision load; one line per operation.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::ScaleBuild(args) => scale::run_build(&args),
         Command::ScaleMeasure(args) => scale::run_measure(&args),
         Command::RegistryBench(args) => scale::run_registry_bench(&args),
+        Command::Engines(args) => engines::run(&args),
         Command::PlanIds(args) => lifecycle::plan_ids(&args),
         Command::Lifecycle(args) => lifecycle::run_lifecycle(&args),
         Command::Soak(args) => soak::run(&args),

@@ -319,8 +319,12 @@ async fn scrapes(store: Arc<dyn Store>, registry: &Registry, platform: &str) -> 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryBenchArgs {
     /// The store file (created).
+    #[arg(long, required_unless_present = "postgres")]
+    pub path: Option<PathBuf>,
+    /// Run on the PostgreSQL store of this server instead (a database of its own is created for
+    /// the run and dropped after it).
     #[arg(long)]
-    pub path: PathBuf,
+    pub postgres: Option<String>,
     /// Lifecycles in flight.
     #[arg(long, short = 'c', default_value_t = 32)]
     pub concurrency: usize,
@@ -340,7 +344,15 @@ pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(args.path.clone()).await?);
+        let database = match &args.postgres {
+            Some(server) => Some(crate::pgstore::ScratchDatabase::create(server).await?),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match (&database, &args.path) {
+            (Some(database), _) => Arc::new(osb_routing::store::PostgresStore::open(database.url()).await?),
+            (None, Some(path)) => Arc::new(EmbeddedStore::open(path.clone()).await?),
+            (None, None) => return Err("--path or --postgres".into()),
+        };
         let registry = Registry::new(store.clone());
         let until = Instant::now() + args.duration;
         let cpu_before = crate::procstat::cpu_seconds(std::process::id());
@@ -393,7 +405,12 @@ pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
         let cpu = crate::procstat::cpu_seconds(std::process::id()) - cpu_before;
         drop(registry);
         store.quiesce().await;
+        drop(store);
+        if let Some(database) = &database {
+            database.drop_database().await?;
+        }
         Ok::<_, Box<dyn std::error::Error>>(json!({
+            "store": if database.is_some() { "postgres" } else { "embedded" },
             "concurrency": args.concurrency,
             "cycles_per_s": cycles as f64 / wall,
             "writes_per_s": cycles as f64 * 8.0 / wall,
