@@ -794,7 +794,7 @@ async fn reopening_keeps_everything(backend: Backend) {
     store.ping().await.unwrap();
 }
 
-fn audit_record(operation: &str, instance_id: Option<&str>, at_ms: u64) -> AuditRecord {
+pub(crate) fn audit_record(operation: &str, instance_id: Option<&str>, at_ms: u64) -> AuditRecord {
     AuditRecord {
         seq: 0,
         at_ms,

@@ -33,6 +33,8 @@ use crate::audit::AuditRecord;
 
 /// Most writes in one transaction (an audit append counts each of its records).
 pub(super) const MAX_BATCH: usize = 128;
+/// How each batch's transaction starts.
+const BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '3s'";
 /// Transactions in flight at once, each on a connection of its own.
 pub(super) const WRITERS: usize = 4;
 /// Writes waiting for a transaction before callers wait to hand theirs over.
@@ -107,13 +109,21 @@ impl Writes {
     pub(super) async fn write(&self, context: &str, write: Write) -> Result<Done, RoutingError> {
         let (answer, answered) = oneshot::channel();
         let closed = || RoutingError::Store(format!("postgres: {context}: the store is closed"));
-        self.queue
-            .send(Queued { write, answer })
-            .await
-            .map_err(|_| closed())?;
-        // A batch answers within its own time limits; this bounds the wait in the queue as well.
+        // A batch answers within its own time limits; this bounds the wait for a place in the
+        // queue and in a batch as well.
         let limit = CONNECT_TIMEOUT + CALL_TIMEOUT * 2;
-        match tokio::time::timeout(limit, answered).await {
+        let deadline = tokio::time::Instant::now() + limit;
+        match tokio::time::timeout_at(deadline, self.queue.send(Queued { write, answer })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(closed()),
+            Err(_) => {
+                return Err(RoutingError::Store(format!(
+                    "postgres: {context}: the writes queued before this one took more than {} s",
+                    limit.as_secs()
+                )));
+            }
+        }
+        match tokio::time::timeout_at(deadline, answered).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(closed()),
             Err(_) => Err(RoutingError::Store(format!(
@@ -310,6 +320,9 @@ async fn commit(db: &Connections, writes: &[Write], commits: &AtomicU64) -> Outc
     let outcome = settle(db, writes, answers);
     if matches!(outcome, Outcome::Committed(_)) {
         commits.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // Never hand on a connection whose transaction may not have ended.
+        drop(deadpool_postgres::Object::take(client));
     }
     outcome
 }
@@ -364,10 +377,14 @@ impl<'a> AuditValues<'a> {
 }
 
 /// Runs one step. Every step sends its one request when first polled (tokio-postgres sends a
-/// request then), which is what keeps the pipeline in order.
+/// request then, given a prepared [`Statement`]: a statement's text would be prepared first, a
+/// round trip that would let the requests after it overtake it), which is what keeps the pipeline
+/// in order.
 async fn run(client: &deadpool_postgres::Object, step: Step<'_>) -> Result<Answer, PgError> {
     Ok(match step {
-        Step::Begin => client.batch_execute("BEGIN").await.map(|()| Answer::Nothing)?,
+        // A write waiting on a row another transaction holds gives up before the batch's time
+        // limit: the server refuses it, and the batch's other writes are tried alone.
+        Step::Begin => client.batch_execute(BEGIN).await.map(|()| Answer::Nothing)?,
         Step::Commit => client.batch_execute("COMMIT").await.map(|()| Answer::Nothing)?,
         Step::Record(statement, params, Reads::Written) => {
             let written = client.execute(statement, &params).await? == 1;
@@ -422,6 +439,8 @@ async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// an error), so the refusal is what says that nothing was committed.
 fn settle(db: &Connections, writes: &[Write], answers: Vec<Result<Answer, PgError>>) -> Outcome {
     let context = "write records";
+    let mut answers = answers;
+    let commit = answers.pop();
     let mut refused = None;
     let mut unknown = None;
     let mut read = answers.into_iter().map(|answer| match answer {
@@ -455,8 +474,17 @@ fn settle(db: &Connections, writes: &[Write], answers: Vec<Result<Answer, PgErro
             }
         }
     }
-    let committed = read.next();
     drop(read);
+    // The `COMMIT` itself: refused or unanswered, it may have committed (a server shutting down
+    // can end the connection after committing), unless a write before it was refused.
+    let committed = match commit {
+        Some(Ok(answer)) => Some(answer),
+        Some(Err(e)) if refused.is_none() => {
+            unknown.get_or_insert_with(|| db.error(context, &e).to_string());
+            None
+        }
+        Some(Err(_)) | None => None,
+    };
     // A refusal means the server aborted the transaction, whatever happened after it.
     match (refused, unknown, began, committed) {
         (Some(e), _, _, _) => Outcome::Refused(e),

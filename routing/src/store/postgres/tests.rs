@@ -7,34 +7,14 @@ use serde_json::json;
 
 use super::PostgresStore;
 use crate::RoutingError;
-use crate::audit::{AuditKind, AuditOutcome, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::record::ResourceState;
 use crate::store::testing::{Backend, TestStore};
-use crate::store::tests::instance;
+use crate::store::tests::{audit_record, instance};
 use crate::store::{Expect, Store, Swap};
 
 fn audit(n: u64) -> AuditRecord {
-    AuditRecord {
-        seq: 0,
-        at_ms: n,
-        kind: AuditKind::Platform,
-        actor: "k8s".into(),
-        user: None,
-        operation: "provision".into(),
-        instance_id: Some(format!("i{n}")),
-        binding_id: None,
-        broker: None,
-        service_id: None,
-        plan_id: None,
-        policy: None,
-        upstream_status: Some(201),
-        status: 201,
-        outcome: AuditOutcome::Succeeded,
-        error: None,
-        reason: None,
-        request_identity: None,
-        duration_ms: 1,
-    }
+    audit_record("provision", Some(&format!("i{n}")), n)
 }
 
 /// 200 writers and 20 audit appenders at once, one writer with a record PostgreSQL refuses
@@ -129,4 +109,52 @@ async fn writes_to_one_id_keep_their_compare_and_swap() {
         "each version written exactly once"
     );
     assert_eq!(store.instance("same").await.unwrap().unwrap().version, 32);
+}
+
+/// A write that waits on a row another transaction holds gives up after the lock timeout, with a
+/// store error, and holds up no other write (another writer task takes the next batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_blocked_on_a_locked_row_fails_alone() {
+    let place = TestStore::new(Backend::Postgres).await;
+    let url = place.url().unwrap();
+    let store = Arc::new(PostgresStore::open(url).await.unwrap());
+    let locked = store
+        .swap_instance(
+            "locked",
+            Expect::Absent,
+            Some(instance("locked", ResourceState::Ready, None)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(locked, Swap::Written(_)));
+    // Another session holds the row.
+    let holder = crate::store::testing::admin(url).await.unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT * FROM osb_instances WHERE id = 'locked' FOR UPDATE")
+        .await
+        .unwrap();
+    let blocked = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let record = instance("locked", ResourceState::Ready, None);
+            store
+                .swap_instance("locked", Expect::Version(1), Some(record))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let free = store
+        .swap_instance(
+            "free",
+            Expect::Absent,
+            Some(instance("free", ResourceState::Ready, None)),
+        )
+        .await;
+    assert!(matches!(free, Ok(Swap::Written(_))), "{free:?}");
+    match blocked.await.unwrap() {
+        Err(RoutingError::Store(message)) => assert!(message.contains("lock"), "{message}"),
+        other => panic!("the blocked write answered {other:?}"),
+    }
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(store.instance("locked").await.unwrap().unwrap().version, 1);
 }
