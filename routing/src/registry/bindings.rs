@@ -100,7 +100,7 @@ impl Registry {
             fresh && same_operation(current.operation.as_ref(), admitted.operation.as_ref())
         };
         let result = self
-            .change_binding(&admitted.binding_id, |current| match outcome {
+            .change_binding(&admitted.binding_id, Some(admitted), |current| match outcome {
                 Outcome::Done if current.state == ResourceState::Creating => Change::Put(BindingRecord {
                     state: ResourceState::Ready,
                     operation: None,
@@ -180,9 +180,11 @@ impl Registry {
         admission: &Admission<BindingRecord>,
         outcome: &Outcome,
     ) -> Result<Option<BindingRecord>, RoutingError> {
-        self.change_binding(&admission.record().binding_id, |current| {
-            finish_delete(current, admission, outcome, OperationKind::Unbind)
-        })
+        self.change_binding(
+            &admission.record().binding_id,
+            Some(admission.record()),
+            |current| finish_delete(current, admission, outcome, OperationKind::Unbind),
+        )
         .await
     }
 
@@ -192,7 +194,7 @@ impl Registry {
     /// A store failure.
     pub async fn observe_binding(&self, binding_id: &str, polled: Polled) -> Result<(), RoutingError> {
         let orphaned = std::sync::atomic::AtomicBool::new(false);
-        self.change_binding(binding_id, |current| {
+        self.change_binding(binding_id, None, |current| {
             let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Accepted) else {
                 return Change::Keep;
             };

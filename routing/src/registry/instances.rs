@@ -92,7 +92,7 @@ impl Registry {
             fresh && same_operation(current.operation.as_ref(), admitted.operation.as_ref())
         };
         let result = self
-            .change_instance(&admitted.instance_id, |current| match outcome {
+            .change_instance(&admitted.instance_id, Some(admitted), |current| match outcome {
                 Outcome::Done if current.state == ResourceState::Creating => Change::Put(InstanceRecord {
                     state: ResourceState::Ready,
                     operation: None,
@@ -190,7 +190,7 @@ impl Registry {
         outcome: &Outcome,
     ) -> Result<Option<InstanceRecord>, RoutingError> {
         let admitted = admission.record();
-        self.change_instance(&admitted.instance_id, |current| {
+        self.change_instance(&admitted.instance_id, Some(admitted), |current| {
             let Some(op) = current
                 .operation
                 .as_ref()
@@ -286,9 +286,11 @@ impl Registry {
         admission: &Admission<InstanceRecord>,
         outcome: &Outcome,
     ) -> Result<Option<InstanceRecord>, RoutingError> {
-        self.change_instance(&admission.record().instance_id, |current| {
-            finish_delete(current, admission, outcome, OperationKind::Deprovision)
-        })
+        self.change_instance(
+            &admission.record().instance_id,
+            Some(admission.record()),
+            |current| finish_delete(current, admission, outcome, OperationKind::Deprovision),
+        )
         .await
     }
 
@@ -298,7 +300,7 @@ impl Registry {
     /// A store failure.
     pub async fn observe_instance(&self, instance_id: &str, polled: Polled) -> Result<(), RoutingError> {
         let orphaned = std::sync::atomic::AtomicBool::new(false);
-        self.change_instance(instance_id, |current| {
+        self.change_instance(instance_id, None, |current| {
             let Some(op) = current.operation.as_ref().filter(|o| o.phase == Phase::Accepted) else {
                 return Change::Keep;
             };

@@ -309,16 +309,29 @@ impl Registry {
 
     /// Applies `decide` to the current instance record until the write lands. Returns the record as
     /// written (`None` when deleted, kept as is, or absent).
+    ///
+    /// `known` is the record as this caller last wrote or read it (a call finishing what it
+    /// admitted): the first attempt decides on it without reading the store, and its write
+    /// expects its version, so a record changed since then is a conflict, read again and decided
+    /// again. One read less per call on the common path.
     async fn change_instance(
         &self,
         instance_id: &str,
+        known: Option<&InstanceRecord>,
         decide: impl Fn(&InstanceRecord) -> Change<InstanceRecord>,
     ) -> Result<Option<InstanceRecord>, RoutingError> {
+        let mut known = known.cloned();
         loop {
-            let Some(current) = self.store.instance(instance_id).await? else {
-                return Ok(None);
+            let (current, fresh) = match known.take() {
+                Some(known) => (known, false),
+                None => match self.store.instance(instance_id).await? {
+                    Some(current) => (current, true),
+                    None => return Ok(None),
+                },
             };
             let (expect, record) = match decide(&current) {
+                // Kept: say so of the record as it is now, not as this caller last wrote it.
+                Change::Keep if !fresh => continue,
                 Change::Keep => return Ok(Some(current)),
                 Change::Put(mut record) => {
                     record.updated_ms = now_ms();
@@ -341,13 +354,21 @@ impl Registry {
     async fn change_binding(
         &self,
         binding_id: &str,
+        known: Option<&BindingRecord>,
         decide: impl Fn(&BindingRecord) -> Change<BindingRecord>,
     ) -> Result<Option<BindingRecord>, RoutingError> {
+        let mut known = known.cloned();
         loop {
-            let Some(current) = self.store.binding(binding_id).await? else {
-                return Ok(None);
+            let (current, fresh) = match known.take() {
+                Some(known) => (known, false),
+                None => match self.store.binding(binding_id).await? {
+                    Some(current) => (current, true),
+                    None => return Ok(None),
+                },
             };
             let (expect, record) = match decide(&current) {
+                // Kept: say so of the record as it is now, not as this caller last wrote it.
+                Change::Keep if !fresh => continue,
                 Change::Keep => return Ok(Some(current)),
                 Change::Put(mut record) => {
                     record.updated_ms = now_ms();

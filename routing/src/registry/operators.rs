@@ -33,7 +33,7 @@ impl Registry {
         for record in &pending {
             match record {
                 RecordRef::Instance(id) => {
-                    self.change_instance(id, |current| {
+                    self.change_instance(id, None, |current| {
                         let Some(op) = current
                             .operation
                             .as_ref()
@@ -53,7 +53,7 @@ impl Registry {
                     .await?;
                 }
                 RecordRef::Binding(id) => {
-                    self.change_binding(id, |current| {
+                    self.change_binding(id, None, |current| {
                         let Some(op) = current
                             .operation
                             .as_ref()
@@ -189,7 +189,7 @@ impl Registry {
     pub async fn forget_orphan(&self, record: &RecordRef) -> Result<(), RoutingError> {
         match record {
             RecordRef::Instance(id) => {
-                self.change_instance(id, |c| {
+                self.change_instance(id, None, |c| {
                     if matches!(c.state, ResourceState::Orphaned(_)) {
                         Change::Delete
                     } else {
@@ -199,7 +199,7 @@ impl Registry {
                 .await?;
             }
             RecordRef::Binding(id) => {
-                self.change_binding(id, |c| {
+                self.change_binding(id, None, |c| {
                     if matches!(c.state, ResourceState::Orphaned(_)) {
                         Change::Delete
                     } else {
@@ -224,7 +224,7 @@ impl Registry {
         let apply = |state: &ResourceState| matches!(state, ResourceState::Orphaned(_));
         match record {
             RecordRef::Instance(id) => {
-                self.change_instance(id, |c| {
+                self.change_instance(id, None, |c| {
                     if apply(&c.state) {
                         Change::Put(InstanceRecord {
                             state: ResourceState::Orphaned(mitigation.clone()),
@@ -237,7 +237,7 @@ impl Registry {
                 .await?;
             }
             RecordRef::Binding(id) => {
-                self.change_binding(id, |c| {
+                self.change_binding(id, None, |c| {
                     if apply(&c.state) {
                         Change::Put(BindingRecord {
                             state: ResourceState::Orphaned(mitigation.clone()),
