@@ -14,6 +14,7 @@ both_backends!(
     recovery_orphans_unfinished_creates_and_idles_the_rest,
     adopted_instances_are_ready_and_adopting_twice_is_harmless,
     abandoning_forgets_whatever_state,
+    a_finish_decides_on_what_changed_since_its_admission,
 );
 
 /// A registry on a fresh store of `backend`; the store's place lives as long as the second value.
@@ -431,4 +432,59 @@ async fn abandoning_forgets_whatever_state(backend: Backend) {
     assert!(matches!(removed.state, ResourceState::Orphaned(_)));
     assert_eq!(registry.abandon_binding("b2").await.unwrap(), None);
     assert!(registry.store().instance("i2").await.unwrap().is_some());
+}
+
+/// A call finishes on the record it admitted without reading it again; when someone changed the
+/// record in between, its write conflicts and it decides again on the record as it is.
+async fn a_finish_decides_on_what_changed_since_its_admission(backend: Backend) {
+    let (registry, _place) = registry(backend).await;
+    let admission = registry
+        .begin_provision(&new_instance("i1", "k8s", "f1"))
+        .await
+        .unwrap();
+    let admitted = admission.record().clone();
+    // Meanwhile (say, recovery on another replica): the create is resolved as ready.
+    let changed = InstanceRecord {
+        state: ResourceState::Ready,
+        operation: None,
+        ..admitted.clone()
+    };
+    let swapped = registry
+        .store()
+        .swap_instance("i1", Expect::Version(admitted.version), Some(changed))
+        .await
+        .unwrap();
+    assert!(matches!(swapped, Swap::Written(_)));
+    let kept = registry
+        .finish_provision(&admission, &Outcome::Done)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.version,
+        admitted.version + 1,
+        "kept as the other writer left it"
+    );
+    assert_eq!((kept.state, kept.operation), (ResourceState::Ready, None));
+
+    // Gone meanwhile (an operator abandoned it): nothing is written back.
+    let admission = registry
+        .begin_provision(&new_instance("i2", "k8s", "f1"))
+        .await
+        .unwrap();
+    let version = admission.record().version;
+    let deleted = registry
+        .store()
+        .swap_instance("i2", Expect::Version(version), None)
+        .await
+        .unwrap();
+    assert!(matches!(deleted, Swap::Deleted));
+    assert_eq!(
+        registry
+            .finish_provision(&admission, &Outcome::Done)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(registry.store().instance("i2").await.unwrap(), None);
 }
