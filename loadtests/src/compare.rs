@@ -421,7 +421,9 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
             args.seed_instances
         ));
         match &postgres {
-            Some(database) => runtime.block_on(database.seed(args.seed_instances, "loadtests"))?,
+            Some(database) => runtime.block_on(async {
+                crate::scale::seed(database.open_store().await?, args.seed_instances, "loadtests").await
+            })?,
             None => {
                 runtime.block_on(crate::scale::build(&store_path, args.seed_instances, "loadtests"))?;
             }

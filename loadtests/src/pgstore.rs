@@ -1,5 +1,5 @@
-//! A scratch PostgreSQL database for `compare --postgres`: created for the run, seeded through
-//! the store API, dropped at the end.
+//! A scratch PostgreSQL database for `compare --postgres` and `registry-bench --postgres`:
+//! created for the run, dropped at the end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,10 +45,9 @@ impl ScratchDatabase {
         &self.url
     }
 
-    /// Writes `count` ready instances through the store API (grouped as the gateway's writes are).
-    pub async fn seed(&self, count: usize, platform: &str) -> Result<()> {
-        let store = PostgresStore::open(&self.url).await?;
-        crate::scale::seed(Arc::new(store), count, platform).await
+    /// The store on this database, as the gateway opens it.
+    pub async fn open_store(&self) -> Result<Arc<PostgresStore>> {
+        Ok(Arc::new(PostgresStore::open(&self.url).await?))
     }
 
     /// Drops the database (the gateways using it must have stopped).

@@ -349,7 +349,7 @@ pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
             None => None,
         };
         let store: Arc<dyn Store> = match (&database, &args.path) {
-            (Some(database), _) => Arc::new(osb_routing::store::PostgresStore::open(database.url()).await?),
+            (Some(database), _) => database.open_store().await?,
             (None, Some(path)) => Arc::new(EmbeddedStore::open(path.clone()).await?),
             (None, None) => return Err("--path or --postgres".into()),
         };
