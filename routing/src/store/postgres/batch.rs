@@ -8,8 +8,10 @@
 //! only once its batch's `COMMIT` is answered.
 //!
 //! The writes of one batch were all waiting at the same time, so any order of them is an order
-//! they could have come in; each keeps its own compare-and-swap, checked against the writes before
-//! it in the batch. When the server refuses a statement (a record it cannot store, a deadlock
+//! they could have come in: a batch sends them sorted by table and id (writes to one id in the
+//! order they came), so that batches lock rows in one order and never deadlock on each other's
+//! records. Each keeps its own compare-and-swap, checked against the writes before it in the
+//! batch. When the server refuses a statement (a record it cannot store, a deadlock
 //! with another replica's batch), the whole transaction is rolled back and each write of it is
 //! tried again alone, so one bad write never fails the others. When the connection fails or does
 //! not answer, whether the batch committed is unknown: every write of it gets an error, as a single
@@ -137,7 +139,7 @@ impl Writes {
 /// One writer task: takes every write waiting, commits them together, answers each.
 async fn writer(db: Connections, waiting: Arc<Mutex<mpsc::Receiver<Queued>>>, commits: Arc<AtomicU64>) {
     loop {
-        let batch = {
+        let mut batch = {
             let mut waiting = waiting.lock().await;
             let Some(first) = waiting.recv().await else {
                 return;
@@ -155,6 +157,11 @@ async fn writer(db: Connections, waiting: Arc<Mutex<mpsc::Receiver<Queued>>>, co
             }
             batch
         };
+        // Every batch locks rows in one order, so two batches (of this replica or another) never
+        // wait for each other's rows in a circle. The sort is stable: writes to one id keep their
+        // order; the others were all waiting at once, so any order of them is one they could
+        // have come in.
+        batch.sort_by(|a, b| a.write.lock_order().cmp(&b.write.lock_order()));
         let (writes, answers): (Vec<Write>, Vec<_>) = batch.into_iter().map(|q| (q.write, q.answer)).unzip();
         let done = commit_or_each(&db, &writes, &commits).await;
         for (answer, done) in answers.into_iter().zip(done) {
@@ -165,6 +172,15 @@ async fn writer(db: Connections, waiting: Arc<Mutex<mpsc::Receiver<Queued>>>, co
 }
 
 impl Write {
+    /// Where it comes in a batch: instances, then bindings, each by id, then audit records
+    /// (which lock no row another write takes).
+    pub(super) fn lock_order(&self) -> (u8, &str) {
+        match self {
+            Write::Record { table, id, .. } => (table.lock_rank, id),
+            Write::Audit(_) => (u8::MAX, ""),
+        }
+    }
+
     /// Statements it takes.
     fn size(&self) -> usize {
         match self {

@@ -18,6 +18,9 @@ pub(super) const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS osb_schem
 
 /// The statements of one record table.
 pub(super) struct Table {
+    /// Where its rows come in the order a batch locks rows (instances first: deleting one locks
+    /// its bindings too).
+    pub(super) lock_rank: u8,
     pub(super) select: &'static str,
     pub(super) select_all: &'static str,
     /// $1 id, $2 record, $3 version, $4 orphaned, $5 pending [, $6 instance id].
@@ -32,6 +35,7 @@ pub(super) struct Table {
 }
 
 pub(super) const INSTANCES: Table = Table {
+    lock_rank: 0,
     select: "SELECT record FROM osb_instances WHERE id = $1",
     select_all: "SELECT record FROM osb_instances ORDER BY id",
     insert: "INSERT INTO osb_instances (id, record, version, orphaned, pending)
@@ -56,6 +60,7 @@ pub(super) const INSTANCES: Table = Table {
 };
 
 pub(super) const BINDINGS: Table = Table {
+    lock_rank: 1,
     select: "SELECT record FROM osb_bindings WHERE id = $1",
     select_all: "SELECT record FROM osb_bindings ORDER BY id",
     insert: "INSERT INTO osb_bindings (id, record, version, orphaned, pending, instance_id)

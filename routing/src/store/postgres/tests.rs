@@ -158,3 +158,37 @@ async fn a_write_blocked_on_a_locked_row_fails_alone() {
     holder.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(store.instance("locked").await.unwrap().unwrap().version, 1);
 }
+
+/// Writes of one batch lock rows in one order: instances, then bindings, each by id; writes to one
+/// id keep the order they came in.
+#[test]
+fn a_batch_locks_rows_in_one_order() {
+    use super::batch::{Row, Write};
+    use super::sql::{BINDINGS, INSTANCES};
+    let record = |table, id: &str, version| Write::Record {
+        table,
+        id: id.to_owned(),
+        expected: Some(version),
+        row: None::<Row>,
+    };
+    let mut writes = [
+        record(&BINDINGS, "b", 1),
+        Write::Audit(Vec::new()),
+        record(&INSTANCES, "z", 1),
+        record(&INSTANCES, "a", 2),
+        record(&INSTANCES, "a", 1),
+    ];
+    writes.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
+    let order: Vec<String> = writes
+        .iter()
+        .map(|write| match write {
+            Write::Record {
+                table, id, expected, ..
+            } => {
+                format!("{}{id}{}", table.lock_rank, expected.unwrap_or_default())
+            }
+            Write::Audit(_) => "audit".to_owned(),
+        })
+        .collect();
+    assert_eq!(order, ["0a2", "0a1", "0z1", "1b1", "audit"]);
+}
