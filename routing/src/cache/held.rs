@@ -13,7 +13,6 @@ use super::publish::Publish;
 use crate::RoutingError;
 use crate::catalog::{HeldPlan, LiveCounts};
 use crate::clock::now_ms;
-use crate::record::ResourceState;
 use crate::store::StoredCatalog;
 use crate::upstream::Validators;
 
@@ -149,12 +148,10 @@ impl CatalogCache {
     /// The store failed.
     pub async fn live_counts(&self) -> Result<LiveCounts, RoutingError> {
         let mut counts = LiveCounts::default();
-        for record in self.store.instances().await? {
-            if matches!(record.state, ResourceState::Orphaned(_)) {
-                continue;
-            }
-            *counts.plans.entry(record.plan_id).or_default() += 1;
-            *counts.services.entry(record.service_id).or_default() += 1;
+        for count in self.store.live_plans().await? {
+            let n = usize::try_from(count.instances).unwrap_or(usize::MAX);
+            *counts.plans.entry(count.plan_id).or_default() += n;
+            *counts.services.entry(count.service_id).or_default() += n;
         }
         Ok(counts)
     }

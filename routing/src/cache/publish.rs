@@ -15,7 +15,6 @@ use super::{Availability, BrokerState, CatalogCache, CatalogSnapshot, Freshness,
 use crate::RoutingError;
 use crate::catalog::{BrokerCatalog, Catalog, HeldPlan, LivePlan, RouteTable, guard, merge, removes_plans};
 use crate::clock::now_ms;
-use crate::record::ResourceState;
 use crate::store::Store;
 use crate::upstream::UpstreamBroker;
 
@@ -233,19 +232,17 @@ impl CatalogCache {
     }
 }
 
-/// Live (not orphaned) instances per gateway plan id, with where they live.
+/// Live (not orphaned) instances per gateway plan id, with where they live (counted by the
+/// store, which holds no more than one record in memory at a time to do it).
 pub(super) async fn live_plans(store: &dyn Store) -> Result<HashMap<String, LivePlan>, RoutingError> {
     let mut live: HashMap<String, LivePlan> = HashMap::new();
-    for record in store.instances().await? {
-        if matches!(record.state, ResourceState::Orphaned(_)) {
-            continue;
-        }
-        let entry = live.entry(record.plan_id).or_insert_with(|| LivePlan {
+    for count in store.live_plans().await? {
+        let entry = live.entry(count.plan_id).or_insert_with(|| LivePlan {
             instances: 0,
-            broker: record.broker,
-            upstream_service_id: record.upstream_service_id,
+            broker: count.broker,
+            upstream_service_id: count.upstream_service_id,
         });
-        entry.instances += 1;
+        entry.instances += usize::try_from(count.instances).unwrap_or(usize::MAX);
     }
     Ok(live)
 }

@@ -41,7 +41,9 @@ use self::codec::Stored;
 use self::memory::{BINDING, Memory};
 use super::indexed::Indexed;
 use super::inventory::{MAX_PAGE, RecordFilter};
-use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordCounts, RecordRef, Store, StoredCatalog, Swap};
+use super::{
+    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Store, StoredCatalog, Swap,
+};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::record::{BindingRecord, InstanceRecord};
@@ -314,6 +316,10 @@ impl Store for EmbeddedStore {
 
     async fn counts(&self) -> Result<RecordCounts, RoutingError> {
         Ok(self.memory(|m| m.counts.clone()))
+    }
+
+    async fn live_plans(&self) -> Result<Vec<PlanCount>, RoutingError> {
+        self.blocking(read::live_plans).await
     }
 
     async fn list_instances(

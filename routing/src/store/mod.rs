@@ -37,6 +37,53 @@ pub use embedded::EmbeddedStore;
 pub use inventory::{MAX_PAGE, RecordFilter};
 pub use postgres::PostgresStore;
 
+/// Live (not orphaned) instances of one gateway plan, with where they live ([`Store::live_plans`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlanCount {
+    pub plan_id: String,
+    pub service_id: String,
+    pub broker: String,
+    pub upstream_service_id: String,
+    pub instances: u64,
+}
+
+/// Counts live instances by (plan, service, broker, upstream service), one record at a time.
+#[derive(Debug, Default)]
+pub(crate) struct PlanCounter(std::collections::HashMap<(String, String, String, String), u64>);
+
+impl PlanCounter {
+    pub(crate) fn add(&mut self, record: &InstanceRecord) {
+        if matches!(record.state, crate::record::ResourceState::Orphaned(_)) {
+            return;
+        }
+        let key = (
+            record.plan_id.clone(),
+            record.service_id.clone(),
+            record.broker.clone(),
+            record.upstream_service_id.clone(),
+        );
+        *self.0.entry(key).or_default() += 1;
+    }
+
+    pub(crate) fn finish(self) -> Vec<PlanCount> {
+        let mut counts: Vec<PlanCount> = self
+            .0
+            .into_iter()
+            .map(
+                |((plan_id, service_id, broker, upstream_service_id), instances)| PlanCount {
+                    plan_id,
+                    service_id,
+                    broker,
+                    upstream_service_id,
+                    instances,
+                },
+            )
+            .collect();
+        counts.sort();
+        counts
+    }
+}
+
 /// Records per broker name ([`Store::counts`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordCounts {
@@ -137,6 +184,17 @@ pub trait Store: Send + Sync + 'static {
             *counts.bindings.entry(record.broker).or_default() += 1;
         }
         Ok(counts)
+    }
+
+    /// Live (not orphaned) instances per plan, service, broker and upstream service, sorted: what
+    /// the catalog guard needs to know of the plans a catalog change would drop. Counted without
+    /// holding every record in memory at once (the backends override this default, which does).
+    async fn live_plans(&self) -> Result<Vec<PlanCount>, RoutingError> {
+        let mut counter = PlanCounter::default();
+        for record in self.instances().await? {
+            counter.add(&record);
+        }
+        Ok(counter.finish())
     }
 
     /// A page of instance records: those `filter` selects, in id order, after the id `after`, at

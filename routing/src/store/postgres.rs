@@ -56,6 +56,7 @@ use tracing::{info, warn};
 
 mod batch;
 mod records;
+use self::records::record_ref;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -68,8 +69,9 @@ use self::sql::{
     SELECT_AUDIT,
 };
 use super::RecordFilter;
-use super::indexed::Indexed;
-use super::{Expect, FORGET_REPLICA_AFTER_MS, RecordCounts, RecordRef, Store, StoredCatalog, Swap};
+use super::{
+    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Store, StoredCatalog, Swap,
+};
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::error::error_chain;
@@ -146,20 +148,6 @@ fn int(value: u64) -> i64 {
 
 fn uint(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
-}
-
-fn record_ref(row: &Row) -> Result<RecordRef, PgError> {
-    let binding: bool = row.try_get(0)?;
-    let id: String = row.try_get(1)?;
-    Ok(if binding {
-        RecordRef::Binding(id)
-    } else {
-        RecordRef::Instance(id)
-    })
-}
-
-fn record<R: Indexed>(row: &Row) -> Result<R, PgError> {
-    row.try_get::<_, Json<R>>(0).map(|json| json.0)
 }
 
 async fn query(client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
@@ -376,6 +364,10 @@ impl Store for PostgresStore {
 
     async fn counts(&self) -> Result<RecordCounts, RoutingError> {
         self.count_records().await
+    }
+
+    async fn live_plans(&self) -> Result<Vec<PlanCount>, RoutingError> {
+        self.count_live_plans().await
     }
 
     async fn list_instances(

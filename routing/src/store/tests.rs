@@ -33,6 +33,7 @@ both_backends!(
     audit_records_are_pruned_oldest_first,
     inventory_pages_filter_in_id_order,
     counts_follow_the_records_and_survive_a_reopen,
+    live_plans_count_live_instances_per_plan,
 );
 
 // === records (also used by the embedded store's own tests) ===
@@ -1297,4 +1298,47 @@ async fn postgres_refuses_nul_characters_cleanly() {
     assert!(matches!(error, RoutingError::Store(_)), "{error:?}");
     assert_eq!(store.instance("i1").await.unwrap(), None);
     put_instance(&store, instance("i1", ResourceState::Ready, None)).await;
+}
+
+/// The catalog guard's counts: live (not orphaned) instances per plan, with where they live.
+async fn live_plans_count_live_instances_per_plan(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let store = place.open().await;
+    assert_eq!(store.live_plans().await.unwrap(), vec![]);
+    for (id, plan, state) in [
+        ("i1", "gp", ResourceState::Ready),
+        ("i2", "gp", ResourceState::Creating),
+        ("i3", "gp2", ResourceState::Ready),
+        ("i4", "gp2", orphaned("x")),
+    ] {
+        let mut record = instance(id, state, None);
+        record.plan_id = plan.into();
+        put_instance(store.as_ref(), record).await;
+    }
+    let counts = store.live_plans().await.unwrap();
+    let got: Vec<(&str, &str, &str, &str, u64)> = counts
+        .iter()
+        .map(|c| {
+            (
+                c.plan_id.as_str(),
+                c.service_id.as_str(),
+                c.broker.as_str(),
+                c.upstream_service_id.as_str(),
+                c.instances,
+            )
+        })
+        .collect();
+    let one = instance("x", ResourceState::Ready, None);
+    let (service, broker, upstream) = (
+        one.service_id.as_str(),
+        one.broker.as_str(),
+        one.upstream_service_id.as_str(),
+    );
+    assert_eq!(
+        got,
+        [
+            ("gp", service, broker, upstream, 2),
+            ("gp2", service, broker, upstream, 1)
+        ]
+    );
 }

@@ -111,6 +111,20 @@ pub(super) fn all_records<R: Stored>(
     Ok(out)
 }
 
+/// Live instances per plan ([`crate::store::Store::live_plans`]), one record decoded at a time.
+pub(super) fn live_plans(db: &Database) -> Result<Vec<crate::store::PlanCount>, RoutingError> {
+    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+    let table = txn
+        .open_table(INSTANCES)
+        .map_err(|e| store_error("open table", e))?;
+    let mut counter = crate::store::PlanCounter::default();
+    for entry in table.iter().map_err(|e| store_error("read", e))? {
+        let (id, value) = entry.map_err(|e| store_error("read", e))?;
+        counter.add(&InstanceRecord::decode(id.value(), value.value())?);
+    }
+    Ok(counter.finish())
+}
+
 /// Fills the counts table from the records, once: files written before it was kept.
 pub(super) fn count_once(txn: &redb::WriteTransaction) -> Result<(), RoutingError> {
     let mut counts = txn.open_table(COUNTS).map_err(|e| store_error("open table", e))?;

@@ -5,11 +5,27 @@ use tokio_postgres::types::{Json, ToSql};
 
 use super::batch::{Done, Row, Write};
 
-use super::sql::{COUNTS, Table};
-use super::{CALL_TIMEOUT, PostgresStore, int, query, record, record_ref};
+use super::sql::{COUNTS, LIVE_PLANS, Table};
+use super::{CALL_TIMEOUT, PgError, PostgresStore, int, query};
 use crate::RoutingError;
 use crate::store::indexed::Indexed;
-use crate::store::{Expect, RecordCounts, RecordRef, Swap};
+use crate::store::{Expect, PlanCount, RecordCounts, RecordRef, Swap};
+
+/// `(is a binding, id)` of an index row.
+pub(super) fn record_ref(row: &tokio_postgres::Row) -> Result<RecordRef, PgError> {
+    let binding: bool = row.try_get(0)?;
+    let id: String = row.try_get(1)?;
+    Ok(if binding {
+        RecordRef::Binding(id)
+    } else {
+        RecordRef::Instance(id)
+    })
+}
+
+/// The record in a row's first column.
+fn record<R: Indexed>(row: &tokio_postgres::Row) -> Result<R, PgError> {
+    row.try_get::<_, Json<R>>(0).map(|json| json.0)
+}
 
 impl PostgresStore {
     pub(super) async fn get<R: Indexed>(&self, table: &Table, id: &str) -> Result<Option<R>, RoutingError> {
@@ -55,6 +71,29 @@ impl PostgresStore {
                 };
                 table.insert(broker.unwrap_or_default(), u64::try_from(n).unwrap_or_default());
             }
+            Ok(counts)
+        })
+        .await;
+        self.db.settle(context, client, answer, CALL_TIMEOUT)
+    }
+
+    /// Live instances per plan, counted by the database: no record crosses the wire.
+    pub(super) async fn count_live_plans(&self) -> Result<Vec<PlanCount>, RoutingError> {
+        let context = "count live instances per plan";
+        let client = self.db.client(context).await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut counts = Vec::new();
+            for row in query(&client, LIVE_PLANS, &[]).await? {
+                let text = |i: usize| row.try_get::<_, Option<String>>(i).map(Option::unwrap_or_default);
+                counts.push(PlanCount {
+                    plan_id: text(0)?,
+                    service_id: text(1)?,
+                    broker: text(2)?,
+                    upstream_service_id: text(3)?,
+                    instances: u64::try_from(row.try_get::<_, i64>(4)?).unwrap_or_default(),
+                });
+            }
+            counts.sort();
             Ok(counts)
         })
         .await;

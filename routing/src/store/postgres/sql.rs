@@ -80,6 +80,11 @@ pub(super) const BINDINGS_OF: &str = "SELECT record FROM osb_bindings WHERE inst
 pub(super) const COUNTS: &str = "SELECT true, record->>'broker', count(*) FROM osb_bindings GROUP BY 2
                        UNION ALL SELECT false, record->>'broker', count(*) FROM osb_instances GROUP BY 2";
 
+/// Live instances per (plan, service, broker, upstream service), counted by the database.
+pub(super) const LIVE_PLANS: &str = "SELECT record->>'plan_id', record->>'service_id', record->>'broker',
+                              record->>'upstream_service_id', count(*)
+                       FROM osb_instances WHERE NOT orphaned GROUP BY 1, 2, 3, 4";
+
 /// Bindings first, then instances (as the embedded store's index sorts them).
 pub(super) const ORPHANS: &str = "SELECT true, id FROM osb_bindings WHERE orphaned
                        UNION ALL SELECT false, id FROM osb_instances WHERE orphaned
