@@ -311,3 +311,94 @@ async fn a_backup_taken_under_load_restores_and_migrate_moves_the_registry_both_
         stderr(&again)
     );
 }
+
+/// An export pages through the registry (here 2,500 instances and 1,500 bindings, pages of
+/// 1,000): every instance once, every binding of an exported instance once, none other.
+#[tokio::test]
+async fn an_export_pages_through_a_registry_larger_than_a_page() {
+    use osb_routing::record::{BindingRecord, InstanceRecord, ResourceState};
+    use osb_routing::store::{EmbeddedStore, Expect, Store, Swap};
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).await.unwrap());
+    let instance = |i: usize| InstanceRecord {
+        instance_id: format!("i{i:05}"),
+        platform: "k8s".into(),
+        broker: "aws".into(),
+        service_id: "s".into(),
+        plan_id: "p".into(),
+        upstream_service_id: "us".into(),
+        upstream_plan_id: "up".into(),
+        fingerprint: "f".into(),
+        context: None,
+        state: ResourceState::Ready,
+        operation: None,
+        created_ms: 1,
+        updated_ms: 1,
+        version: 0,
+    };
+    let binding = |i: usize, instance_id: String| BindingRecord {
+        binding_id: format!("b{i:05}"),
+        instance_id,
+        platform: "k8s".into(),
+        broker: "aws".into(),
+        service_id: "s".into(),
+        plan_id: "p".into(),
+        upstream_service_id: "us".into(),
+        upstream_plan_id: "up".into(),
+        fingerprint: "f".into(),
+        state: ResourceState::Ready,
+        operation: None,
+        created_ms: 1,
+        updated_ms: 1,
+        version: 0,
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..2_500 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let record = instance(i);
+            let id = record.instance_id.clone();
+            store.swap_instance(&id, Expect::Absent, Some(record)).await
+        });
+    }
+    while let Some(written) = writes.join_next().await {
+        assert!(matches!(written.unwrap(), Ok(Swap::Written(_))));
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..1_500 {
+        let store = store.clone();
+        // The last 100 belong to no instance: they are left out of the file.
+        let owner = if i < 1_400 {
+            format!("i{:05}", i)
+        } else {
+            format!("gone{i}")
+        };
+        writes.spawn(async move {
+            let record = binding(i, owner);
+            let id = record.binding_id.clone();
+            store.swap_binding(&id, Expect::Absent, Some(record)).await
+        });
+    }
+    while let Some(written) = writes.join_next().await {
+        assert!(matches!(written.unwrap(), Ok(Swap::Written(_))));
+    }
+
+    let mut out = Vec::new();
+    let counts = osb_gateway::ops::store_file::export(store.as_ref(), &[], "test", &mut out)
+        .await
+        .unwrap();
+    assert_eq!((counts.instances, counts.bindings), (2_500, 1_400));
+    let text = String::from_utf8(out).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for line in text.lines().skip(1) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = value["record"]["instance_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let binding = value["record"]["binding_id"].as_str().map(str::to_owned);
+        assert!(ids.insert((id, binding)), "a record written twice: {line}");
+    }
+    assert_eq!(ids.len(), 3_900);
+}

@@ -12,9 +12,11 @@
 //! An embedded store is locked by the gateway using it: stop the gateway, or ask the running
 //! gateway for the same file (`GET /admin/backup`, `osb-gateway admin backup`). Read while serving,
 //! every record is as it was when read and every binding comes with its instance (a binding
-//! created after the instances were read is left for the next backup). `import` refuses a target
-//! that already holds instances or bindings: it restores or moves a registry, it does not merge
-//! two. [`migrate`] is an export and an import in one step, with the counts compared after.
+//! created after the instances were read is left for the next backup). Records are read page by
+//! page ([`MAX_PAGE`]): an export holds the ids of the instances it wrote, not the records.
+//! `import` refuses a target that already holds instances or bindings: it restores or moves a
+//! registry, it does not merge two. [`migrate`] is an export and an import in one step, with the
+//! counts compared after.
 
 use std::io::{BufRead, Write};
 
@@ -23,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use osb_routing::audit::{AuditQuery, AuditRecord, MAX_AUDIT_LIMIT};
 use osb_routing::cache::GUARD_CATALOG_KEYS;
 use osb_routing::record::{BindingRecord, InstanceRecord};
-use osb_routing::store::{Expect, Store, StoredCatalog, Swap};
+use osb_routing::store::{Expect, MAX_PAGE, RecordFilter, Store, StoredCatalog, Swap};
 use osb_routing::upstream::Validators;
 use serde::{Deserialize, Serialize};
 
@@ -104,19 +106,40 @@ pub async fn export(
     };
     line(out, &header)?;
     let store_error = |e: osb_routing::RoutingError| format!("store: {e}");
+    // Page by page, in id order: the records are never all in memory, only the ids of the
+    // instances written (to leave out a binding whose instance is not in the file).
+    let all = RecordFilter::default();
     let mut exported = std::collections::HashSet::new();
-    for record in store.instances().await.map_err(store_error)? {
-        exported.insert(record.instance_id.clone());
-        line(out, &Line::Instance { record })?;
-        counts.instances += 1;
-    }
-    for record in store.bindings().await.map_err(store_error)? {
-        // Read after the instances: one created since has no instance in this file.
-        if !exported.contains(&record.instance_id) {
-            continue;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_instances(&all, after.as_deref(), MAX_PAGE)
+            .await
+            .map_err(store_error)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.instance_id.clone());
+        for record in page {
+            exported.insert(record.instance_id.clone());
+            line(out, &Line::Instance { record })?;
+            counts.instances += 1;
         }
-        line(out, &Line::Binding { record })?;
-        counts.bindings += 1;
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_bindings(&all, after.as_deref(), MAX_PAGE)
+            .await
+            .map_err(store_error)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.binding_id.clone());
+        for record in page {
+            // Read after the instances: one created since has no instance in this file.
+            if !exported.contains(&record.instance_id) {
+                continue;
+            }
+            line(out, &Line::Binding { record })?;
+            counts.bindings += 1;
+        }
     }
     let keys = brokers.iter().map(String::as_str).chain(GUARD_CATALOG_KEYS);
     for key in keys {
