@@ -165,44 +165,51 @@ pub fn markdown(report: &Report) -> String {
         };
         let _ = writeln!(md, "| {name} | {measured} | {mark} |");
     };
-    for (scenario, label) in [
-        ("lifecycle", "Lifecycle throughput ≥ 1.0 × nginx proxy"),
-        ("catalog", "Cached catalog GET ≥ 1.0 × nginx static file"),
-        ("catalog-gzip", "Gzip catalog GET ≥ 1.0 × nginx gzip_static"),
+    // Throughput against nginx: (scenario, goal, share of nginx's, what to say when not run —
+    // nothing: the row is left out). The lean-hot-path goals: lifecycle ≥ 0.35 × on the way to
+    // 1.0 ×; provision alone ≥ 0.5 ×.
+    for (scenario, label, share, missing) in [
+        (
+            "lifecycle",
+            "Lifecycle throughput ≥ 1.0 × nginx proxy",
+            1.0,
+            Some("not measured"),
+        ),
+        (
+            "catalog",
+            "Cached catalog GET ≥ 1.0 × nginx static file",
+            1.0,
+            Some("not measured"),
+        ),
+        (
+            "catalog-gzip",
+            "Gzip catalog GET ≥ 1.0 × nginx gzip_static",
+            1.0,
+            Some("not measured"),
+        ),
+        (
+            "lifecycle",
+            "Lifecycle throughput ≥ 0.35 × nginx proxy (on the way to 1.0 ×)",
+            0.35,
+            None,
+        ),
+        (
+            "provision",
+            "Provision PUT throughput ≥ 0.5 × nginx proxy",
+            0.5,
+            Some("not measured (scenario `provision` not run)"),
+        ),
     ] {
         let (gw, ng) = (tput(scenario, "gateway"), tput(scenario, "nginx"));
         if gw > 0.0 && ng > 0.0 {
             goal(
                 label,
                 format!("{:.2} × ({gw:.0} vs {ng:.0} calls/s)", gw / ng),
-                Some(gw >= ng),
+                Some(gw >= share * ng),
             );
-        } else {
-            goal(label, "not measured".to_owned(), None);
+        } else if let Some(missing) = missing {
+            goal(label, missing.to_owned(), None);
         }
-    }
-    // The lean-hot-path goals: lifecycle ≥ 0.35 × on the way to 1.0 ×; provision alone ≥ 0.5 ×.
-    let (gw, ng) = (tput("lifecycle", "gateway"), tput("lifecycle", "nginx"));
-    if gw > 0.0 && ng > 0.0 {
-        goal(
-            "Lifecycle throughput ≥ 0.35 × nginx proxy (on the way to 1.0 ×)",
-            format!("{:.2} × ({gw:.0} vs {ng:.0} calls/s)", gw / ng),
-            Some(gw >= 0.35 * ng),
-        );
-    }
-    let (gw, ng) = (tput("provision", "gateway"), tput("provision", "nginx"));
-    if gw > 0.0 && ng > 0.0 {
-        goal(
-            "Provision PUT throughput ≥ 0.5 × nginx proxy",
-            format!("{:.2} × ({gw:.0} vs {ng:.0} calls/s)", gw / ng),
-            Some(gw >= 0.5 * ng),
-        );
-    } else {
-        goal(
-            "Provision PUT throughput ≥ 0.5 × nginx proxy",
-            "not measured (scenario `provision` not run)".to_owned(),
-            None,
-        );
     }
     for scenario in scenarios(report) {
         if let (Some(gw), Some(direct)) = (find(open, scenario, "gateway"), find(open, scenario, "direct")) {

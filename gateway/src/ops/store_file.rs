@@ -84,6 +84,26 @@ impl std::fmt::Display for Counts {
     }
 }
 
+/// Calls `each` on every record, page after page in id order (`page(after)` answers the records
+/// after the id `after`, at most [`MAX_PAGE`]): one page in memory at a time.
+async fn each_record<R>(
+    mut page: impl AsyncFnMut(Option<&str>) -> Result<Vec<R>, String>,
+    id: impl Fn(&R) -> String,
+    mut each: impl FnMut(R) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    loop {
+        let records = page(after.as_deref()).await?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        after = Some(id(last));
+        for record in records {
+            each(record)?;
+        }
+    }
+}
+
 /// Writes every record of `store` to `out` (see the module docs).
 ///
 /// # Errors
@@ -110,37 +130,39 @@ pub async fn export(
     // instances written (to leave out a binding whose instance is not in the file).
     let all = RecordFilter::default();
     let mut exported = std::collections::HashSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .list_instances(&all, after.as_deref(), MAX_PAGE)
-            .await
-            .map_err(store_error)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.instance_id.clone());
-        for record in page {
+    each_record(
+        async |after| {
+            store
+                .list_instances(&all, after, MAX_PAGE)
+                .await
+                .map_err(store_error)
+        },
+        |record: &InstanceRecord| record.instance_id.clone(),
+        |record| {
             exported.insert(record.instance_id.clone());
-            line(out, &Line::Instance { record })?;
             counts.instances += 1;
-        }
-    }
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .list_bindings(&all, after.as_deref(), MAX_PAGE)
-            .await
-            .map_err(store_error)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.binding_id.clone());
-        for record in page {
+            line(out, &Line::Instance { record })
+        },
+    )
+    .await?;
+    each_record(
+        async |after| {
+            store
+                .list_bindings(&all, after, MAX_PAGE)
+                .await
+                .map_err(store_error)
+        },
+        |record: &BindingRecord| record.binding_id.clone(),
+        |record| {
             // Read after the instances: one created since has no instance in this file.
             if !exported.contains(&record.instance_id) {
-                continue;
+                return Ok(());
             }
-            line(out, &Line::Binding { record })?;
             counts.bindings += 1;
-        }
-    }
+            line(out, &Line::Binding { record })
+        },
+    )
+    .await?;
     let keys = brokers.iter().map(String::as_str).chain(GUARD_CATALOG_KEYS);
     for key in keys {
         if let Some(catalog) = store.load_catalog(key).await.map_err(store_error)? {
