@@ -138,9 +138,10 @@ pub struct RawAdminUser {
 /// `store:` the ownership registry's backend.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawStore {
-    /// `embedded` (default, a redb file) or `postgres`.
+    /// `embedded` (default, a folder on local disk) or `postgres`.
     pub kind: Option<String>,
-    /// File of the embedded store. Default `./data/osb-gateway.redb` (relative to the config file).
+    /// Folder of the embedded store. Default `./data/osb-gateway.store` (relative to the config
+    /// file; `./data/osb-gateway.redb` when only that exists, the default of earlier versions).
     pub path: Option<String>,
     /// PostgreSQL URL, for `kind: postgres`.
     pub url: Option<String>,

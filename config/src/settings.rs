@@ -148,7 +148,7 @@ pub struct BasicCredentials {
 /// Where durable state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
-    /// A redb file on local disk: zero setup, one replica.
+    /// A folder on local disk (an embedded fjall database): zero setup, one replica.
     Embedded { path: PathBuf },
     /// A PostgreSQL database shared by replicas.
     /// The URL may hold the database password: a [`Secret`], never printed.

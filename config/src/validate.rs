@@ -365,18 +365,37 @@ pub fn validate(raw: &RawSettings, context: &Context<'_>) -> Result<(Settings, V
     }
 }
 
+/// The embedded store's folder when `store.path` is not set.
+const DEFAULT_STORE_PATH: &str = "data/osb-gateway.store";
+/// The default of versions that kept the embedded store in one redb file: still used when it
+/// exists and the current default does not (the store moves it into a folder where it is).
+const EARLIER_DEFAULT_STORE_PATH: &str = "data/osb-gateway.redb";
+
 fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
-    let default_path = || resolve(&c.context.base_dir, "data/osb-gateway.redb");
     match raw.store.kind.as_deref().unwrap_or("embedded") {
         "embedded" => {
             if raw.store.url.is_some() {
                 c.problem("store.url", "only used with kind: postgres");
             }
-            let path = raw
-                .store
-                .path
-                .as_deref()
-                .map_or_else(default_path, |p| resolve(&c.context.base_dir, p));
+            let path = match raw.store.path.as_deref() {
+                Some(path) => resolve(&c.context.base_dir, path),
+                None => {
+                    let path = resolve(&c.context.base_dir, DEFAULT_STORE_PATH);
+                    let earlier = resolve(&c.context.base_dir, EARLIER_DEFAULT_STORE_PATH);
+                    if !path.exists() && earlier.exists() {
+                        c.warning(
+                            "store.path",
+                            format!(
+                                "not set: using {}, the default of earlier versions, as it exists",
+                                earlier.display()
+                            ),
+                        );
+                        earlier
+                    } else {
+                        path
+                    }
+                }
+            };
             StoreSettings::Embedded { path }
         }
         "postgres" => {
@@ -409,7 +428,9 @@ fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
                 "store.kind",
                 format!("expected embedded or postgres, got {other:?}"),
             );
-            StoreSettings::Embedded { path: default_path() }
+            StoreSettings::Embedded {
+                path: resolve(&c.context.base_dir, DEFAULT_STORE_PATH),
+            }
         }
     }
 }

@@ -215,10 +215,7 @@ async fn two_gateway_processes_with_one_config_publish_identical_catalogs() {
         // Same file; each process gets its own store through the environment override.
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_osb-gateway"))
             .args(["serve", "--config", config.to_str().unwrap()])
-            .env(
-                "OSB_GATEWAY__STORE__PATH",
-                dir.path().join(format!("store-{i}.redb")),
-            )
+            .env("OSB_GATEWAY__STORE__PATH", dir.path().join(format!("store-{i}")))
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -587,7 +584,7 @@ async fn an_oversized_catalog_is_refused_and_the_other_broker_keeps_answering() 
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store.redb");
+    let store = dir.path().join("store");
     let config = dir.path().join("gateway.yaml");
     std::fs::write(
         &config,
@@ -763,7 +760,7 @@ async fn a_large_catalog_costs_memory_in_proportion_and_gives_it_back_when_it_sh
         format!(
             // With a policy file: its watcher polls too, and must not keep the memory either.
             "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: {}\npolicy_file: policy.yaml\n{}brokers:\n  - name: big\n    url: {}\n    refresh_interval_secs: 3600\n",
-            dir.path().join("store.redb").display(),
+            dir.path().join("store").display(),
             platforms_yaml(),
             broker.url()
         ),

@@ -62,7 +62,7 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store\n{}brokers:\n{}    timeout_secs: 10\n",
             platforms_yaml(),
             upstream.config_entry()
         ),
@@ -169,7 +169,7 @@ async fn acknowledged_provisions_survive_kill_9_and_no_orphans_remain() {
     // Stop it and compare the registry with what exists upstream.
     gateway.start_kill().unwrap();
     gateway.wait().await.unwrap();
-    let store = osb_routing::store::EmbeddedStore::open(dir.path().join("store.redb"))
+    let store = osb_routing::store::EmbeddedStore::open(dir.path().join("store"))
         .await
         .unwrap();
     let registered: HashSet<String> = osb_routing::Store::instances(&store)
@@ -210,7 +210,7 @@ async fn sigterm_lets_in_flight_calls_finish_and_takes_no_new_ones() {
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 10\n{}brokers:\n  - name: fb\n    url: {}\n",
+            "listen: \"127.0.0.1:0\"\nstore:\n  path: store\nshutdown_grace_secs: 10\n{}brokers:\n  - name: fb\n    url: {}\n",
             platforms_yaml(),
             broker.url()
         ),
@@ -258,7 +258,7 @@ async fn sigterm_lets_in_flight_calls_finish_and_takes_no_new_ones() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     // And their outcomes are in the store.
-    let store = osb_routing::store::EmbeddedStore::open(dir.path().join("store.redb"))
+    let store = osb_routing::store::EmbeddedStore::open(dir.path().join("store"))
         .await
         .unwrap();
     let ready = osb_routing::Store::instances(&store)
@@ -364,7 +364,7 @@ async fn three_kills_in_a_row_under_mixed_load_lose_nothing() {
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\n{}brokers:\n{}    timeout_secs: 10\n",
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store\n{}brokers:\n{}    timeout_secs: 10\n",
             platforms_yaml(),
             upstream.config_entry()
         ),
@@ -643,7 +643,7 @@ async fn three_kills_in_a_row_under_mixed_load_lose_nothing() {
 
 /// The instance ids and (instance, binding) ids in the embedded store at `dir` (gateway stopped).
 async fn registry_contents(dir: &std::path::Path) -> (HashSet<String>, HashSet<(String, String)>) {
-    let store = osb_routing::store::EmbeddedStore::open(dir.join("store.redb"))
+    let store = osb_routing::store::EmbeddedStore::open(dir.join("store"))
         .await
         .unwrap();
     let instances = osb_routing::Store::instances(&store)
@@ -668,7 +668,7 @@ async fn registry_contents(dir: &std::path::Path) -> (HashSet<String>, HashSet<(
 async fn a_second_gateway_on_a_held_store_file_never_says_it_listens() {
     let broker = FakeBroker::with_catalog(small_catalog()).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("held.redb");
+    let store = dir.path().join("held");
     let config = dir.path().join("gateway.yaml");
     std::fs::write(
         &config,

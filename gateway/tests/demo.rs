@@ -76,7 +76,7 @@ async fn the_demos_printed_commands_and_the_readmes_try_it_work() {
             "127.0.0.1:0",
             "--store",
         ])
-        .arg(dir.path().join("store.redb"))
+        .arg(dir.path().join("store"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -289,6 +289,6 @@ async fn embedded_pod_answers_probes_and_metrics_and_guards_the_rest() {
     assert!(status == 503 || status == 200, "GET /v2/catalog as k8s: {status}");
 
     // The embedded store lives on the data volume.
-    assert!(store.is_file(), "no store at {}", store.display());
+    assert!(store.is_dir(), "no store at {}", store.display());
     child.kill().await.unwrap();
 }

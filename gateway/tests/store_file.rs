@@ -272,7 +272,7 @@ async fn a_backup_taken_under_load_restores_and_migrate_moves_the_registry_both_
     assert!(restored.status.success(), "{}", stderr(&restored));
 
     // migrate: PostgreSQL → a new embedded file, and that file → another database; counts checked.
-    let moved_file = gw.dir.path().join("moved.redb");
+    let moved_file = gw.dir.path().join("moved");
     let to_embedded = gateway_command(
         &[
             "migrate",
@@ -320,7 +320,7 @@ async fn an_export_pages_through_a_registry_larger_than_a_page() {
     use osb_routing::store::{EmbeddedStore, Expect, Store, Swap};
     let dir = tempfile::tempdir().unwrap();
     let store: std::sync::Arc<dyn Store> =
-        std::sync::Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).await.unwrap());
+        std::sync::Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
     let instance = |i: usize| InstanceRecord {
         instance_id: format!("i{i:05}"),
         platform: "k8s".into(),

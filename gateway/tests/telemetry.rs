@@ -27,9 +27,7 @@ async fn spawn_exporting(dir: &std::path::Path, yaml: &str, endpoint: &str) -> (
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\n{yaml}"
-        ),
+        format!("listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store\n{yaml}"),
     )
     .unwrap();
     let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();

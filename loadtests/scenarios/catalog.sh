@@ -49,7 +49,7 @@ scenario_catalog() {
     # ---- 1. the gateway, on its demo brokers
     log "Starting osb-gateway demo on 127.0.0.1:$osb_port (admin $admin_port)"
     "$GATEWAY_BIN" demo --listen "127.0.0.1:$osb_port" --admin-listen "127.0.0.1:$admin_port" \
-        --store "$RUN_TMP/store.redb" >"$RUN_TMP/gateway.log" 2>&1 &
+        --store "$RUN_TMP/store" >"$RUN_TMP/gateway.log" 2>&1 &
     local gateway_pid=$!
     track_pid "$gateway_pid"
     wait_http "http://127.0.0.1:$admin_port/readyz" "$READY_TIMEOUT" "$gateway_pid" '"ready"' || {

@@ -93,7 +93,7 @@ admin:
   listen: "127.0.0.1:$admin_port"
 store:
   kind: embedded
-  path: "$RUN_TMP/store.redb"
+  path: "$RUN_TMP/store"
 shutdown_grace_secs: 5
 platforms:
   - name: loadtests
@@ -130,7 +130,7 @@ EOF
     registry="$(curl -fsS --max-time 10 "http://127.0.0.1:$admin_port/admin/registry")" ||
         die "GET /admin/registry failed"
     registry_line="$(json_counts "$registry" instances bindings orphans pending)"
-    store_kb=$((($(stat -c %s "$RUN_TMP/store.redb") + 1023) / 1024))
+    store_kb=$((($(du -sb "$RUN_TMP/store" | cut -f1) + 1023) / 1024))
     gateway_rss="$(rss_mb "$gateway_pid")"
     stub_rss="$(rss_mb "$stub_pid")"
     stop_pid "$gateway_pid"

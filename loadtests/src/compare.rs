@@ -410,7 +410,7 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
-    let store_path = tmp.join("store.redb");
+    let store_path = tmp.join("store");
     let postgres = match &args.postgres {
         Some(server) => Some(runtime.block_on(crate::pgstore::ScratchDatabase::create(server))?),
         None => None,
@@ -460,7 +460,7 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
         gateway.pid(),
         merged.len()
     ));
-    let bare_store = tmp.join("store-bare.redb");
+    let bare_store = tmp.join("store-bare");
     // On PostgreSQL both gateways share the seeded database.
     if args.seed_instances > 0 && postgres.is_none() {
         runtime.block_on(crate::scale::build(&bare_store, args.seed_instances, "loadtests"))?;
@@ -753,7 +753,7 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
         "peak_rss_mb": hwm,
         "seeded_instances": args.seed_instances,
         "registry_after": registry,
-        "store_file_mb": std::fs::metadata(&store_path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+        "store_file_mb": crate::engines::disk_bytes(&store_path) as f64 / 1048576.0,
         "store_filesystem": filesystem_of(tmp),
         "store_kind": if postgres.is_some() { "postgres" } else { "embedded" },
         "gateway_exe": gateway_exe.display().to_string(),
@@ -784,7 +784,7 @@ fn run_in(args: &CompareArgs, out: &Path, tmp: &Path, human: &str, started: Inst
     let mut scale = Vec::new();
     let sizes: &[usize] = if args.no_scale { &[] } else { &args.scale };
     for &size in sizes {
-        let path = tmp.join(format!("scale-{size}.redb"));
+        let path = tmp.join(format!("scale-{size}"));
         log(format!("scale: building a registry of {size} instances"));
         let built = Command::new(&exe)
             .arg("scale-build")

@@ -212,9 +212,10 @@ fn open(engine: &str, path: &Path) -> Result<Box<dyn Engine>> {
     })
 }
 
-fn disk_bytes(path: &Path) -> u64 {
+/// Bytes of the file at `path`, or of every file under the folder at `path`.
+pub(crate) fn disk_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
+        return std::fs::metadata(path).map_or(0, |m| m.len());
     };
     entries
         .flatten()

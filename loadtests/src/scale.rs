@@ -143,7 +143,7 @@ pub fn run_build(args: &BuildArgs) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let took = runtime.block_on(build(&args.path, args.instances, &args.platform))?;
-    let bytes = std::fs::metadata(&args.path).map(|m| m.len()).unwrap_or(0);
+    let bytes = crate::engines::disk_bytes(&args.path);
     println!(
         "{}",
         json!({"instances": args.instances, "build_s": took.as_secs_f64(), "file_mb": bytes as f64 / 1048576.0})
@@ -255,7 +255,7 @@ async fn measure(path: &Path, instances: usize, platform: &str) -> Result<Measur
         rss_mb: rss,
         base_rss_mb: base_rss,
         lookups_rss_mb: lookups_rss,
-        file_mb: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+        file_mb: crate::engines::disk_bytes(path) as f64 / 1048576.0,
         lookups: samples.len(),
         lookup_p50_us: us(percentile(&samples, 50.0)),
         lookup_p99_us: us(percentile(&samples, 99.0)),

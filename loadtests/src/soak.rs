@@ -117,7 +117,7 @@ async fn soak(args: &SoakArgs) -> Result<()> {
     let config = format!(
         "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{admin_port}\"\nstore:\n  path: {}\n\
          platforms:\n  - name: soak\n    username: {USER}\n    password: {PASSWORD}\nbrokers:\n{}{per_broker}{}{per_broker}{}{per_broker}",
-        dir.path().join("store.redb").display(),
+        dir.path().join("store").display(),
         azure.config_entry(),
         aws.config_entry(),
         gcp_entry,
@@ -370,7 +370,7 @@ async fn soak(args: &SoakArgs) -> Result<()> {
         trails.push(format!("{broker} instance {id}: {trail}"));
     }
     let (end_rss, peak_rss) = crate::procstat::rss_mb(pid);
-    let store_bytes = std::fs::metadata(dir.path().join("store.redb")).map_or(0, |m| m.len());
+    let store_bytes = crate::engines::disk_bytes(&dir.path().join("store"));
     // SIGTERM: a clean stop.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

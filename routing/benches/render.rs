@@ -60,7 +60,7 @@ async fn cache_with_fixtures(dir: &std::path::Path) -> Arc<CatalogCache> {
     let mut yaml = format!(
         "listen: \"127.0.0.1:0\"\nstore:\n  kind: embedded\n  path: {:?}\n\
          platforms:\n  - name: bench\n    username: bench\n    password: bench-password\nbrokers:\n",
-        dir.join("store.redb").display().to_string()
+        dir.join("store").display().to_string()
     );
     // Never contacted: no refresher is started.
     for (broker, _) in &catalogs {

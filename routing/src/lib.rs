@@ -12,7 +12,7 @@
 //! - [`registry`]: the ownership registry: who owns each instance and binding, where it lives,
 //!   what is in flight; write-ahead intents, outcomes, recovery. [`record`]: what it keeps.
 //! - [`mitigation`]: the worker that deletes upstream what the gateway absorbed a failure for.
-//! - [`store`]: durable state behind the [`Store`] trait (embedded redb by default).
+//! - [`store`]: durable state behind the [`Store`] trait (an embedded fjall database by default).
 //! - [`audit`]: the audit log's records and queries (kept by the store).
 //! - [`resource`]: the id grammar of instances, bindings and operations, and the upstream paths
 //!   built from checked ids segment by segment.

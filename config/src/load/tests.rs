@@ -70,7 +70,7 @@ fn good_file_loads_with_defaults() {
     assert_eq!(
         s.store,
         StoreSettings::Embedded {
-            path: "/etc/osb/data/osb-gateway.redb".into()
+            path: "/etc/osb/data/osb-gateway.store".into()
         }
     );
     assert_eq!(s.catalog.name_separator, "-");
@@ -440,4 +440,30 @@ fn an_environment_index_beyond_the_files_list_says_so() {
              environment variables change entries, they do not add them"
         ]
     );
+}
+
+#[test]
+fn the_store_of_an_earlier_default_path_is_kept_when_only_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_here = || {
+        load_str(
+            GOOD,
+            FileFormat::Yaml,
+            "gw.yaml",
+            dir.path(),
+            &env(&[("AZURE_PW", "pw")]),
+        )
+        .unwrap()
+    };
+    let embedded = |path: &str| StoreSettings::Embedded {
+        path: dir.path().join(path),
+    };
+    assert_eq!(load_here().settings.store, embedded("data/osb-gateway.store"));
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/osb-gateway.redb"), b"a redb file").unwrap();
+    let loaded = load_here();
+    assert_eq!(loaded.settings.store, embedded("data/osb-gateway.redb"));
+    assert!(format!("{:?}", loaded.warnings).contains("the default of earlier versions"));
+    std::fs::create_dir_all(dir.path().join("data/osb-gateway.store")).unwrap();
+    assert_eq!(load_here().settings.store, embedded("data/osb-gateway.store"));
 }

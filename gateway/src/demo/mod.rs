@@ -38,7 +38,7 @@ pub struct DemoArgs {
     /// Admin address (/healthz, /readyz, /admin/brokers).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
-    /// Embedded store file. Default: osb-gateway-demo/store.redb in the system's temp folder.
+    /// Embedded store folder. Default: osb-gateway-demo/store in the system's temp folder.
     #[arg(long)]
     pub store: Option<PathBuf>,
 }
@@ -58,7 +58,7 @@ pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
     let store = args
         .store
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("osb-gateway-demo").join("store.redb"));
+        .unwrap_or_else(|| std::env::temp_dir().join("osb-gateway-demo").join("store"));
     let mut yaml = format!(
         "listen: \"{}\"\nadmin:\n  listen: \"{}\"\nstore:\n  kind: embedded\n  path: {:?}\n\
          platforms:\n  - name: demo\n    username: {DEMO_USER}\n    password: {DEMO_PASSWORD}\n\

@@ -57,7 +57,7 @@ impl TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gateway.yaml");
         let full = format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n{admin_extra}store:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n{admin_extra}store:\n  path: store\nshutdown_grace_secs: 1\n{yaml}"
         );
         std::fs::write(&config_path, full).unwrap();
         let env = env
@@ -78,7 +78,7 @@ impl TestGateway {
         }
         let config_path = dir.path().join("gateway.yaml");
         let full = format!(
-            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store.redb\nshutdown_grace_secs: 1\n{yaml}"
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\nstore:\n  path: store\nshutdown_grace_secs: 1\n{yaml}"
         );
         std::fs::write(&config_path, full).unwrap();
         Self::start_in(dir, config_path, env).await
@@ -141,7 +141,7 @@ impl TestGateway {
 
     /// Opens the gateway's store (stop the gateway first: one process per store file).
     pub async fn open_store(&self) -> std::sync::Arc<dyn osb_routing::Store> {
-        let store = osb_routing::store::EmbeddedStore::open(self.dir.path().join("store.redb"))
+        let store = osb_routing::store::EmbeddedStore::open(self.dir.path().join("store"))
             .await
             .unwrap();
         std::sync::Arc::new(store)

@@ -1,24 +1,27 @@
-//! The embedded store: one redb file, durable on commit, zero setup.
+//! The embedded store: one folder on local disk holding a fjall database ([`kv`]), durable on
+//! commit, zero setup.
 //!
-//! Records live in the file only: a registry read is a redb read transaction served from its page
+//! Records live on disk only: a registry read is a fjall read served from its memtables and block
 //! cache (a few µs, on the caller's thread), so memory stays flat however many instances there
-//! are, and opening the file reads no record. What this process keeps in memory
+//! are, and opening the store reads no record. What this process keeps in memory
 //! ([`memory::Memory`]) is small and changes only after a commit succeeded: the orphan and pending
-//! indexes and the records per broker, each also kept in a table of its own and loaded on open.
+//! indexes and the records per broker, each also kept in a keyspace of its own and loaded on open.
 //!
-//! redb is synchronous: scans (catalogs, inventory pages, exports) run on tokio's blocking pool;
-//! writes go to one writer thread that **group-commits**: it takes every write waiting, runs them
-//! one after the other in a single transaction, commits once (one `fsync` for the batch), and only
-//! then answers each caller. A compare-and-swap is a read and a write inside that transaction, so
-//! concurrent writers never interleave. Records are stored in a compact binary form
+//! Scans (catalogs, inventory pages, exports) run on tokio's blocking pool; writes go to one
+//! writer thread that **group-commits** ([`batch`]): it takes every write waiting, runs them one
+//! after the other against one atomic write batch, commits once (one journal sync for the batch),
+//! and only then answers each caller. A compare-and-swap is a read and a write in that one thread,
+//! so concurrent writers never interleave. Records are stored in a compact binary form
 //! ([`codec`]); the orphan, pending and instance→bindings indexes and the counts are updated in the
-//! same transaction. The file is locked by the process that opened it: one gateway per file.
+//! same batch. The folder is locked by the process that opened it: one gateway per store.
 //!
-//! The audit log is a table of its own (seq → record as JSON), newest first.
+//! The audit log is a keyspace of its own (seq → record as JSON), newest first. A store of an
+//! earlier version (one redb file at the store's path) is moved into a folder on open
+//! ([`migrate`]).
 //!
 //! Orphan claims and replica heartbeats live in memory only: they describe processes using the
-//! file, and after a restart no earlier process can still be working or alive. Keeping them (rather
-//! than answering "everything is mine") gives this store the same semantics as the shared
+//! store, and after a restart no earlier process can still be working or alive. Keeping them
+//! (rather than answering "everything is mine") gives this store the same semantics as the shared
 //! PostgreSQL store, so the same tests run against both.
 
 use std::collections::BTreeSet;
@@ -27,17 +30,19 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod batch;
 mod codec;
+mod kv;
 mod memory;
+mod migrate;
 mod read;
 
 use self::batch::{Job, Output, Tables, flags_changed, spawn_writer, swap_in};
 use self::codec::Stored;
+use self::kv::{Kv, Space, seq_key, seq_of};
 use self::memory::{BINDING, Memory};
 use super::indexed::Indexed;
 use super::inventory::{MAX_PAGE, RecordFilter};
@@ -49,29 +54,6 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::record::{BindingRecord, InstanceRecord};
 use crate::upstream::Validators;
 
-/// broker name → raw catalog body.
-const CATALOG_BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_bodies");
-/// broker name → [`CatalogMeta`] as JSON.
-const CATALOG_META: TableDefinition<&str, &str> = TableDefinition::new("catalog_meta");
-
-/// instance id → [`InstanceRecord`] ([`codec`]).
-const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
-/// binding id → [`BindingRecord`] ([`codec`]).
-const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
-/// "<instance id>\n<binding id>" → (): the bindings of an instance, for cascading deletes.
-const INSTANCE_BINDINGS: TableDefinition<&str, ()> = TableDefinition::new("instance_bindings");
-/// "i:<id>" / "b:<id>" → (): records being orphan-mitigated.
-const ORPHANS: TableDefinition<&str, ()> = TableDefinition::new("orphans");
-/// "i:<id>" / "b:<id>" → (): records with a write-ahead intent.
-const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
-/// seq → [`AuditRecord`] as JSON.
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-/// "i:<broker>" / "b:<broker>" → how many records; [`COUNTED`] → 1 once the table is kept (files
-/// written before it are counted once, on open).
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
-/// The counts table's marker key (no kind is `~`).
-const COUNTED: &str = "~counted";
-
 #[derive(Serialize, Deserialize)]
 struct CatalogMeta {
     etag: Option<String>,
@@ -79,13 +61,10 @@ struct CatalogMeta {
     fetched_at_ms: u64,
 }
 
-/// redb's page cache (read and write) for the store file: registry reads are served from it.
-const PAGE_CACHE_BYTES: usize = 8 * 1024 * 1024;
-
-/// The redb-backed store.
+/// The fjall-backed store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    kv: Arc<Kv>,
     memory: Arc<RwLock<Memory>>,
     writes: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
@@ -102,59 +81,43 @@ fn store_error(context: &str, e: impl std::fmt::Display) -> RoutingError {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating it and its folder if needed) the store file at `path`.
+    /// Opens (creating it and its parent folders if needed) the store folder at `path`; a store
+    /// file of an earlier version found there is moved into a folder first ([`migrate`]).
     ///
     /// # Errors
-    /// [`RoutingError::Store`] when the file cannot be created, is locked by another process, or is
-    /// not a redb file.
+    /// [`RoutingError::Store`] when the folder cannot be created, is locked by another process, or
+    /// holds something else than a store.
     pub async fn open(path: PathBuf) -> Result<Self, RoutingError> {
-        let shown = path.display().to_string();
         let opened = path.clone();
-        let (db, memory) = tokio::task::spawn_blocking(move || {
+        let (kv, memory, audit_last) = tokio::task::spawn_blocking(move || {
             if let Some(parent) = opened.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| store_error(&format!("create {}", parent.display()), e))?;
             }
-            // Bounded well below redb's 1 GiB default: RSS stays flat under load; the OS's page
-            // cache holds what does not fit.
-            let db = Database::builder()
-                .set_cache_size(PAGE_CACHE_BYTES)
-                .create(&opened)
-                .map_err(|e| match e {
-                    redb::DatabaseError::DatabaseAlreadyOpen => RoutingError::Store(format!(
-                        "{shown} is in use by another process (one gateway per embedded store file)"
-                    )),
-                    e => store_error(&format!("open {shown}"), e),
-                })?;
-            // Create the tables once so readers never meet a missing table.
-            let txn = db.begin_write().map_err(|e| store_error("begin", e))?;
-            let open_error = |e| store_error("open table", e);
-            txn.open_table(CATALOG_BODIES).map_err(open_error)?;
-            txn.open_table(CATALOG_META).map_err(open_error)?;
-            txn.open_table(INSTANCES).map_err(open_error)?;
-            txn.open_table(BINDINGS).map_err(open_error)?;
-            txn.open_table(INSTANCE_BINDINGS).map_err(open_error)?;
-            txn.open_table(ORPHANS).map_err(open_error)?;
-            txn.open_table(PENDING).map_err(open_error)?;
-            txn.open_table(AUDIT).map_err(open_error)?;
-            read::count_once(&txn)?;
-            txn.commit().map_err(|e| store_error("commit", e))?;
-            let memory = read::load_memory(&db)?;
-            Ok::<_, RoutingError>((db, memory))
+            if migrate::migrate_earlier_file(&opened)? {
+                tracing::info!(
+                    path = %opened.display(),
+                    kept = %migrate::backup_of(&opened).display(),
+                    "moved a store file of an earlier version into a store folder"
+                );
+            }
+            let kv = Kv::open(&opened)?;
+            let (memory, audit_last) = read::load_memory(&kv)?;
+            Ok::<_, RoutingError>((kv, memory, audit_last))
         })
         .await
         .map_err(|e| store_error("open task", e))??;
-        let (db, memory) = (Arc::new(db), Arc::new(RwLock::new(memory)));
-        let writes = spawn_writer(&db, memory.clone())?;
+        let (kv, memory) = (Arc::new(kv), Arc::new(RwLock::new(memory)));
+        let writes = spawn_writer(&kv, memory.clone(), audit_last)?;
         Ok(EmbeddedStore {
-            db,
+            kv,
             memory,
             writes,
             path,
         })
     }
 
-    /// Runs `write` in the writer thread's next transaction; returns once it is committed (and
+    /// Runs `write` in the writer thread's next batch; returns once it is committed (and
     /// the memory updated with what it changed).
     async fn write<T: Send + 'static>(
         &self,
@@ -188,10 +151,10 @@ impl EmbeddedStore {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, RoutingError> + Send + 'static,
+        f: impl FnOnce(&Kv) -> Result<T, RoutingError> + Send + 'static,
     ) -> Result<T, RoutingError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || f(&kv))
             .await
             .map_err(|e| store_error("task", e))?
     }
@@ -199,14 +162,14 @@ impl EmbeddedStore {
     /// An inventory page of `table` ([`read::page`]), read on the blocking pool.
     async fn page<R: read::Paged>(
         &self,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        space: Space,
         filter: &RecordFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<R>, RoutingError> {
         let (filter, after) = (filter.clone(), after.map(str::to_owned));
         let limit = limit.clamp(1, MAX_PAGE);
-        self.blocking(move |db| read::page(db, table, &filter, after.as_deref(), limit))
+        self.blocking(move |kv| read::page(kv, space, &filter, after.as_deref(), limit))
             .await
     }
 }
@@ -214,7 +177,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
-        read::record(&self.db, INSTANCES, instance_id)
+        read::record(&self.kv, Space::Instances, instance_id)
     }
 
     async fn swap_instance(
@@ -230,27 +193,19 @@ impl Store for EmbeddedStore {
             if deleting && outcome == Swap::Deleted {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
-                let keys: Vec<String> = tables
-                    .links()?
-                    .range(prefix.as_str()..)
-                    .map_err(|e| store_error("read", e))?
-                    .map_while(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
-                    .take_while(|k| k.starts_with(&prefix))
-                    .collect();
-                for key in keys {
-                    tables
-                        .links()?
-                        .remove(key.as_str())
-                        .map_err(|e| store_error("delete", e))?;
-                    let Some(binding_id) = key.strip_prefix(&prefix) else {
+                for key in tables.keys_with_prefix(Space::Links, prefix.as_bytes())? {
+                    tables.remove(Space::Links, &key);
+                    let Some(binding_id) = std::str::from_utf8(&key)
+                        .ok()
+                        .and_then(|key| key.strip_prefix(&prefix))
+                    else {
                         continue;
                     };
                     let removed = tables
-                        .bindings()?
-                        .remove(binding_id)
-                        .map_err(|e| store_error("delete", e))?
-                        .map(|bytes| BindingRecord::decode(binding_id, bytes.value()))
+                        .get(Space::Bindings, binding_id.as_bytes())?
+                        .map(|bytes| BindingRecord::decode(binding_id, &bytes))
                         .transpose()?;
+                    tables.remove(Space::Bindings, binding_id.as_bytes());
                     if let Some(old) = removed {
                         tables.count(BINDING, &old.broker, -1);
                         let was = (old.is_orphaned(), old.is_pending());
@@ -264,7 +219,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
-        read::record(&self.db, BINDINGS, binding_id)
+        read::record(&self.kv, Space::Bindings, binding_id)
     }
 
     async fn swap_binding(
@@ -283,17 +238,11 @@ impl Store for EmbeddedStore {
             match (&outcome, &stored, deleting) {
                 (Swap::Written(_), None, _) => {
                     let link = format!("{}\n{id}", instance_id.unwrap_or_default());
-                    tables
-                        .links()?
-                        .insert(link.as_str(), ())
-                        .map_err(|e| store_error("write", e))?;
+                    tables.insert(Space::Links, link.as_bytes(), Vec::new());
                 }
                 (Swap::Deleted, Some(old), true) => {
                     let link = format!("{}\n{id}", old.instance_id);
-                    tables
-                        .links()?
-                        .remove(link.as_str())
-                        .map_err(|e| store_error("delete", e))?;
+                    tables.remove(Space::Links, link.as_bytes());
                 }
                 _ => {}
             }
@@ -303,15 +252,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
-        read::bindings_of(&self.db, instance_id)
+        read::bindings_of(&self.kv, instance_id)
     }
 
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError> {
-        self.blocking(|db| read::all_records(db, INSTANCES)).await
+        self.blocking(|kv| read::all_records(kv, Space::Instances)).await
     }
 
     async fn bindings(&self) -> Result<Vec<BindingRecord>, RoutingError> {
-        self.blocking(|db| read::all_records(db, BINDINGS)).await
+        self.blocking(|kv| read::all_records(kv, Space::Bindings)).await
     }
 
     async fn counts(&self) -> Result<RecordCounts, RoutingError> {
@@ -328,7 +277,7 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, RoutingError> {
-        self.page(INSTANCES, filter, after, limit).await
+        self.page(Space::Instances, filter, after, limit).await
     }
 
     async fn list_bindings(
@@ -337,7 +286,7 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<BindingRecord>, RoutingError> {
-        self.page(BINDINGS, filter, after, limit).await
+        self.page(Space::Bindings, filter, after, limit).await
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
@@ -419,7 +368,7 @@ impl Store for EmbeddedStore {
         // Blocking-pool closures hold their own handle to the database, and one whose caller was
         // cancelled still runs to the end.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while Arc::strong_count(&self.db) > 1 && tokio::time::Instant::now() < deadline {
+        while Arc::strong_count(&self.kv) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
@@ -433,23 +382,14 @@ impl Store for EmbeddedStore {
 
     async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RoutingError> {
         self.write(move |tables| {
-            let mut table = tables
-                .txn
-                .open_table(AUDIT)
-                .map_err(|e| store_error("open table", e))?;
-            let mut last = table
-                .last()
-                .map_err(|e| store_error("read", e))?
-                .map_or(0, |(seq, _)| seq.value());
             let mut seqs = Vec::with_capacity(records.len());
             for record in records {
-                last += 1;
-                let record = AuditRecord { seq: last, ..record };
+                let seq = tables.audit_last + 1;
+                let record = AuditRecord { seq, ..record };
                 let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode audit record", e))?;
-                table
-                    .insert(last, bytes.as_slice())
-                    .map_err(|e| store_error("write", e))?;
-                seqs.push(last);
+                tables.insert(Space::Audit, &seq_key(seq), bytes);
+                tables.audit_last = seq;
+                seqs.push(seq);
             }
             Ok(seqs)
         })
@@ -457,18 +397,27 @@ impl Store for EmbeddedStore {
     }
 
     async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError> {
+        // The keys to remove are read on the blocking pool; the writer removes them (the log only
+        // grows at its other end, so none can be added meanwhile).
+        let keys = self
+            .blocking(move |kv| {
+                let snapshot = kv.snapshot();
+                let mut keys = Vec::new();
+                for entry in kv.after(&snapshot, Space::Audit, None) {
+                    let (key, _) = entry?;
+                    if seq_of(&key).is_none_or(|seq| seq > through) {
+                        break;
+                    }
+                    keys.push(key.to_vec());
+                }
+                Ok(keys)
+            })
+            .await?;
         self.write(move |tables| {
-            let mut table = tables
-                .txn
-                .open_table(AUDIT)
-                .map_err(|e| store_error("open table", e))?;
-            let mut removed = 0;
-            table
-                .retain_in(..=through, |_, _| {
-                    removed += 1;
-                    false
-                })
-                .map_err(|e| store_error("delete", e))?;
+            let removed = keys.len() as u64;
+            for key in keys {
+                tables.remove(Space::Audit, &key);
+            }
             Ok(removed)
         })
         .await
@@ -476,17 +425,19 @@ impl Store for EmbeddedStore {
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {
         let query = query.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-            let table = txn.open_table(AUDIT).map_err(|e| store_error("open table", e))?;
+        self.blocking(move |kv| {
+            let snapshot = kv.snapshot();
             let limit = query.page_size();
             let before = query.before.unwrap_or(u64::MAX);
             let mut out = Vec::new();
-            for entry in table.range(..before).map_err(|e| store_error("read", e))?.rev() {
-                let (seq, value) = entry.map_err(|e| store_error("read", e))?;
-                let mut record: AuditRecord = serde_json::from_slice(value.value())
-                    .map_err(|e| store_error("decode audit record", e))?;
-                record.seq = seq.value();
+            for entry in kv.before(&snapshot, Space::Audit, &seq_key(before)).rev() {
+                let (key, value) = entry?;
+                let Some(seq) = seq_of(&key) else {
+                    continue;
+                };
+                let mut record: AuditRecord =
+                    serde_json::from_slice(&value).map_err(|e| store_error("decode audit record", e))?;
+                record.seq = seq;
                 if query.matches(&record) {
                     out.push(record);
                     if out.len() >= limit {
@@ -501,23 +452,19 @@ impl Store for EmbeddedStore {
 
     async fn load_catalog(&self, broker: &str) -> Result<Option<StoredCatalog>, RoutingError> {
         let broker = broker.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-            let bodies = txn
-                .open_table(CATALOG_BODIES)
-                .map_err(|e| store_error("open table", e))?;
-            let metas = txn
-                .open_table(CATALOG_META)
-                .map_err(|e| store_error("open table", e))?;
-            let body = bodies.get(broker.as_str()).map_err(|e| store_error("read", e))?;
-            let meta = metas.get(broker.as_str()).map_err(|e| store_error("read", e))?;
-            let (Some(body), Some(meta)) = (body, meta) else {
+        self.blocking(move |kv| {
+            let snapshot = kv.snapshot();
+            let read = |space| {
+                fjall::Readable::get(&snapshot, kv.space(space), broker.as_bytes())
+                    .map_err(|e| store_error("read", e))
+            };
+            let (Some(body), Some(meta)) = (read(Space::CatalogBodies)?, read(Space::CatalogMeta)?) else {
                 return Ok(None);
             };
             let meta: CatalogMeta =
-                serde_json::from_str(meta.value()).map_err(|e| store_error("decode catalog meta", e))?;
+                serde_json::from_slice(&meta).map_err(|e| store_error("decode catalog meta", e))?;
             Ok(Some(StoredCatalog {
-                body: Bytes::copy_from_slice(body.value()),
+                body: Bytes::copy_from_slice(&body),
                 validators: Validators {
                     etag: meta.etag,
                     last_modified: meta.last_modified,
@@ -536,23 +483,9 @@ impl Store for EmbeddedStore {
                 last_modified: catalog.validators.last_modified,
                 fetched_at_ms: catalog.fetched_at_ms,
             };
-            let meta = serde_json::to_string(&meta).map_err(|e| store_error("encode catalog meta", e))?;
-            {
-                let mut bodies = tables
-                    .txn
-                    .open_table(CATALOG_BODIES)
-                    .map_err(|e| store_error("open table", e))?;
-                bodies
-                    .insert(broker.as_str(), catalog.body.as_ref())
-                    .map_err(|e| store_error("write", e))?;
-                let mut metas = tables
-                    .txn
-                    .open_table(CATALOG_META)
-                    .map_err(|e| store_error("open table", e))?;
-                metas
-                    .insert(broker.as_str(), meta.as_str())
-                    .map_err(|e| store_error("write", e))?;
-            }
+            let meta = serde_json::to_vec(&meta).map_err(|e| store_error("encode catalog meta", e))?;
+            tables.insert(Space::CatalogBodies, broker.as_bytes(), catalog.body.to_vec());
+            tables.insert(Space::CatalogMeta, broker.as_bytes(), meta);
             Ok(())
         })
         .await

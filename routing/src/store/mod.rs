@@ -13,7 +13,7 @@
 //! and answers the operators' inventory pages ([`RecordFilter`], in id order after a cursor).
 //!
 //! Backends (`store.kind`), with the same semantics (one test suite runs against both):
-//! - [`EmbeddedStore`] (`embedded`, the default): a redb file, zero setup, one gateway process.
+//! - [`EmbeddedStore`] (`embedded`, the default): one folder on local disk (fjall), zero setup, one gateway process.
 //! - [`PostgresStore`] (`postgres`): a PostgreSQL database shared by several gateway replicas;
 //!   compare-and-swap, cascades and orphan claims are enforced by the database, and the schema is
 //!   migrated on start-up.

@@ -52,7 +52,7 @@ impl TestStore {
         match backend {
             Backend::Embedded => {
                 let dir = tempfile::tempdir().unwrap();
-                let path: PathBuf = dir.path().join("store.redb");
+                let path: PathBuf = dir.path().join("store");
                 TestStore {
                     settings: StoreSettings::Embedded { path },
                     _place: Place::Folder { _dir: dir },

@@ -1,78 +1,102 @@
 //! The embedded store's writer: one thread that group-commits. It takes every write waiting (at
-//! most [`MAX_BATCH`]), runs them one after the other in a single redb transaction, adds up the
-//! batch's changes of the records per broker into one write of the counts table, commits once,
-//! applies what they changed to the memory, and only then answers each caller.
+//! most [`MAX_BATCH`]), runs them one after the other against one fjall write batch, adds up the
+//! batch's changes of the records per broker into one write of each count, commits the batch
+//! atomically and durably (one journal sync), applies what it changed to the memory, and only then
+//! answers each caller.
+//!
+//! A write batch is not readable before it commits, so the writes of one batch read through
+//! [`Tables`]: what earlier writes of the same batch wrote (an overlay), else the database. As the
+//! writer is the only one writing, a compare-and-swap read there cannot be overtaken.
 
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, Weak};
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::codec::Stored;
+use super::kv::{Kv, Space, count_of, count_value};
 use super::memory::{BINDING, Change, INSTANCE, Memory};
-use super::{BINDINGS, COUNTS, INSTANCE_BINDINGS, INSTANCES, ORPHANS, PENDING, store_error};
+use super::store_error;
 use crate::RoutingError;
 use crate::record::BindingRecord;
 use crate::store::indexed::Indexed;
 use crate::store::{Expect, Swap};
 
-/// Most writes one transaction takes.
+/// Most writes one batch takes.
 pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) type Output = Box<dyn Any + Send>;
-/// A write to run inside the batch's transaction; what the memory learns from it is noted in
+/// A write to run inside the batch; what the memory learns from it is noted in
 /// [`Tables::changes`] and [`Tables::counts`].
 pub(super) type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Output, RoutingError> + Send>;
 
-pub(super) type RecordTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-pub(super) type IndexTable<'t> = redb::Table<'t, &'static str, ()>;
-
-/// The registry tables of one batch's transaction, each opened on first use and then shared by
-/// every write of the batch (opening a table costs a lookup in redb's table tree). Other tables
-/// (catalogs, audit) are opened from [`Tables::txn`] by the writes that need them.
-pub(super) struct Tables<'t> {
-    pub(super) txn: &'t WriteTransaction,
-    pub(super) instances: Option<RecordTable<'t>>,
-    pub(super) bindings: Option<RecordTable<'t>>,
-    pub(super) links: Option<IndexTable<'t>>,
-    pub(super) orphans: Option<IndexTable<'t>>,
-    pub(super) pending: Option<IndexTable<'t>>,
+/// One batch's view of the store: the database as committed, overlaid with what the batch's
+/// earlier writes wrote; writes go to the batch and the overlay.
+pub(super) struct Tables<'k> {
+    kv: &'k Kv,
+    batch: fjall::OwnedWriteBatch,
+    /// (space, key) → the value the batch leaves (`None`: removed).
+    overlay: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+    /// The audit log's last seq, as the batch leaves it.
+    pub(super) audit_last: u64,
     /// What the memory learns once the batch is committed.
     pub(super) changes: Vec<Change>,
-    /// (kind, broker) → how many more records the batch leaves: written to the counts table once
-    /// per batch.
+    /// (kind, broker) → how many more records the batch leaves: written once per batch.
     pub(super) counts: BTreeMap<(u8, String), i64>,
 }
 
-/// Opens `definition` into `slot` unless it is open already.
-pub(super) fn opened<'s, 't, V: redb::Value + 'static>(
-    txn: &'t WriteTransaction,
-    slot: &'s mut Option<redb::Table<'t, &'static str, V>>,
-    definition: TableDefinition<'static, &'static str, V>,
-) -> Result<&'s mut redb::Table<'t, &'static str, V>, RoutingError> {
-    if slot.is_none() {
-        *slot = Some(
-            txn.open_table(definition)
-                .map_err(|e| store_error("open table", e))?,
-        );
-    }
-    slot.as_mut().ok_or_else(|| store_error("open table", "not open"))
-}
-
-impl<'t> Tables<'t> {
-    pub(super) fn new(txn: &'t WriteTransaction) -> Self {
+impl<'k> Tables<'k> {
+    pub(super) fn new(kv: &'k Kv, audit_last: u64) -> Self {
         Tables {
-            txn,
-            instances: None,
-            bindings: None,
-            links: None,
-            orphans: None,
-            pending: None,
+            kv,
+            batch: kv.batch(),
+            overlay: BTreeMap::new(),
+            audit_last,
             changes: Vec::new(),
             counts: BTreeMap::new(),
         }
+    }
+
+    /// The value under `key` as the batch sees it.
+    pub(super) fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, RoutingError> {
+        match self.overlay.get(&(space, key.to_vec())) {
+            Some(value) => Ok(value.clone()),
+            None => Ok(self.kv.get(space, key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    pub(super) fn insert(&mut self, space: Space, key: &[u8], value: Vec<u8>) {
+        self.batch.insert(self.kv.space(space), key, value.as_slice());
+        self.overlay.insert((space, key.to_vec()), Some(value));
+    }
+
+    pub(super) fn remove(&mut self, space: Space, key: &[u8]) {
+        self.batch.remove(self.kv.space(space), key);
+        self.overlay.insert((space, key.to_vec()), None);
+    }
+
+    /// The keys of `space` starting with `prefix`, as the batch sees them, in key order.
+    pub(super) fn keys_with_prefix(&self, space: Space, prefix: &[u8]) -> Result<Vec<Vec<u8>>, RoutingError> {
+        let snapshot = self.kv.snapshot();
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in self.kv.prefixed(&snapshot, space, prefix) {
+            let (key, _) = entry?;
+            keys.insert(key.to_vec());
+        }
+        let from = (space, prefix.to_vec());
+        for ((_, key), value) in self
+            .overlay
+            .range(from..)
+            .take_while(|((s, key), _)| *s == space && key.starts_with(prefix))
+        {
+            if value.is_some() {
+                keys.insert(key.clone());
+            } else {
+                keys.remove(key);
+            }
+        }
+        Ok(keys.into_iter().collect())
     }
 
     /// Counts one more (`delta` 1) or one fewer (-1) record of `broker`.
@@ -85,57 +109,27 @@ impl<'t> Tables<'t> {
         }
     }
 
-    /// Writes the batch's count changes to the counts table; the memory learns them on commit.
+    /// Writes the batch's count changes; the memory learns them on commit.
     fn write_counts(&mut self) -> Result<(), RoutingError> {
-        if self.counts.is_empty() {
-            return Ok(());
-        }
-        let mut table = self
-            .txn
-            .open_table(COUNTS)
-            .map_err(|e| store_error("open table", e))?;
         for ((tag, broker), delta) in std::mem::take(&mut self.counts) {
             if delta == 0 {
                 continue;
             }
             let key = count_key(tag, &broker);
-            let now = table
-                .get(key.as_str())
-                .map_err(|e| store_error("read", e))?
-                .map_or(0, |n| n.value());
-            table
-                .insert(key.as_str(), now.saturating_add_signed(delta))
-                .map_err(|e| store_error("write", e))?;
+            let now = self
+                .get(Space::Counts, key.as_bytes())?
+                .map_or(0, |n| count_of(&n));
+            self.insert(
+                Space::Counts,
+                key.as_bytes(),
+                count_value(now.saturating_add_signed(delta)).to_vec(),
+            );
             self.changes.push(Change::Count {
                 key: (tag, broker),
                 delta,
             });
         }
         Ok(())
-    }
-
-    pub(super) fn records(&mut self, tag: &str) -> Result<&mut RecordTable<'t>, RoutingError> {
-        if tag == BindingRecord::TAG {
-            opened(self.txn, &mut self.bindings, BINDINGS)
-        } else {
-            opened(self.txn, &mut self.instances, INSTANCES)
-        }
-    }
-
-    pub(super) fn bindings(&mut self) -> Result<&mut RecordTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.bindings, BINDINGS)
-    }
-
-    pub(super) fn links(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.links, INSTANCE_BINDINGS)
-    }
-
-    pub(super) fn orphans(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.orphans, ORPHANS)
-    }
-
-    pub(super) fn pending(&mut self) -> Result<&mut IndexTable<'t>, RoutingError> {
-        opened(self.txn, &mut self.pending, PENDING)
     }
 }
 
@@ -148,11 +142,12 @@ pub(super) struct Job {
 /// The writer thread: batches, runs, commits, answers. It holds the database only while writing,
 /// and ends when the store is dropped.
 pub(super) fn spawn_writer(
-    db: &Arc<Database>,
+    kv: &Arc<Kv>,
     memory: Arc<RwLock<Memory>>,
+    mut audit_last: u64,
 ) -> Result<std::sync::mpsc::Sender<Job>, RoutingError> {
     let (sender, jobs) = std::sync::mpsc::channel::<Job>();
-    let db: Weak<Database> = Arc::downgrade(db);
+    let kv: Weak<Kv> = Arc::downgrade(kv);
     std::thread::Builder::new()
         .name("osb-store-writer".to_owned())
         .spawn(move || {
@@ -166,8 +161,8 @@ pub(super) fn spawn_writer(
                 }
                 // The database handle is dropped before anyone is answered, so a caller that drops
                 // the store next finds the file closed.
-                let answers = match db.upgrade() {
-                    Some(db) => write_batch(&db, &memory, batch),
+                let answers = match kv.upgrade() {
+                    Some(kv) => write_batch(&kv, &memory, &mut audit_last, batch),
                     None => return,
                 };
                 for (reply, result) in answers {
@@ -185,48 +180,47 @@ pub(super) type Answer = (
     Result<Output, RoutingError>,
 );
 
-/// Runs `batch` in one transaction. Any failure fails the whole batch (nothing of it is committed).
-pub(super) fn write_batch(db: &Database, memory: &RwLock<Memory>, batch: Vec<Job>) -> Vec<Answer> {
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => {
-            let message = format!("begin: {e}");
-            return batch
-                .into_iter()
-                .map(|job| (job.reply, Err(RoutingError::Store(message.clone()))))
-                .collect();
-        }
-    };
+/// Runs `batch` as one atomic write. Any failure fails the whole batch (nothing of it is
+/// committed).
+pub(super) fn write_batch(
+    kv: &Kv,
+    memory: &RwLock<Memory>,
+    audit_last: &mut u64,
+    batch: Vec<Job>,
+) -> Vec<Answer> {
     let mut results = Vec::with_capacity(batch.len());
     let mut failure = None;
-    let changes = {
-        let mut tables = Tables::new(&txn);
-        for job in batch {
-            if failure.is_some() {
+    let mut tables = Tables::new(kv, *audit_last);
+    for job in batch {
+        if failure.is_some() {
+            results.push((job.reply, None));
+            continue;
+        }
+        match (job.run)(&mut tables) {
+            Ok(output) => results.push((job.reply, Some(output))),
+            Err(e) => {
+                failure = Some(e.to_string());
                 results.push((job.reply, None));
-                continue;
-            }
-            match (job.run)(&mut tables) {
-                Ok(output) => results.push((job.reply, Some(output))),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    results.push((job.reply, None));
-                }
             }
         }
-        if failure.is_none()
-            && let Err(e) = tables.write_counts()
-        {
-            failure = Some(e.to_string());
-        }
-        // The tables borrow the transaction: closed here, before it commits.
-        std::mem::take(&mut tables.changes)
-    };
+    }
+    if failure.is_none()
+        && let Err(e) = tables.write_counts()
+    {
+        failure = Some(e.to_string());
+    }
+    let Tables {
+        batch: writes,
+        changes,
+        audit_last: last,
+        ..
+    } = tables;
     let failure = match failure {
         Some(failure) => Some(failure),
-        None => txn.commit().err().map(|e| format!("commit: {e}")),
+        None => writes.commit().err().map(|e| format!("commit: {e}")),
     };
     if failure.is_none() {
+        *audit_last = last;
         let mut memory = memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for change in changes {
             memory.apply(change);
@@ -245,21 +239,21 @@ pub(super) fn write_batch(db: &Database, memory: &RwLock<Memory>, batch: Vec<Job
         .collect()
 }
 
-/// Compare-and-swap of one record inside the batch's transaction, keeping the orphan and pending
-/// indexes and the counts in step. Returns the outcome and the record as it was before.
+/// Compare-and-swap of one record inside the batch, keeping the orphan and pending indexes and the
+/// counts in step. Returns the outcome and the record as it was before.
 ///
 /// The indexes are only touched when a flag changes (they always match the records, as both change
-/// in one transaction): a write-ahead intent and its outcome touch `pending` and the record's table,
-/// nothing else, so a commit writes fewer pages.
+/// in one atomic batch): a write-ahead intent and its outcome touch `pending` and the record,
+/// nothing else.
 pub(super) fn swap_in<R: Indexed + Stored>(
     tables: &mut Tables<'_>,
     id: &str,
     expect: Expect,
     record: Option<R>,
 ) -> Result<(Swap<R>, Option<R>), RoutingError> {
-    let records = tables.records(R::TAG)?;
-    let current: Option<R> = match records.get(id).map_err(|e| store_error("read", e))? {
-        Some(bytes) => Some(R::decode(id, bytes.value())?),
+    let space = records_of(R::TAG);
+    let current: Option<R> = match tables.get(space, id.as_bytes())? {
+        Some(bytes) => Some(R::decode(id, &bytes)?),
         None => None,
     };
     let matches = match (&current, expect) {
@@ -276,14 +270,11 @@ pub(super) fn swap_in<R: Indexed + Stored>(
     let outcome = match record {
         Some(mut record) => {
             record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
-            let bytes = record.encode()?;
-            records
-                .insert(id, bytes.as_slice())
-                .map_err(|e| store_error("write", e))?;
+            tables.insert(space, id.as_bytes(), record.encode()?);
             Swap::Written(record)
         }
         None => {
-            records.remove(id).map_err(|e| store_error("delete", e))?;
+            tables.remove(space, id.as_bytes());
             Swap::Deleted
         }
     };
@@ -316,10 +307,10 @@ pub(super) fn flags_changed(
     }
     let index_key = format!("{}:{id}", char::from(tag));
     if now.0 != was.0 {
-        set_flag(tables.orphans()?, &index_key, now.0)?;
+        set_flag(tables, Space::Orphans, &index_key, now.0);
     }
     if now.1 != was.1 {
-        set_flag(tables.pending()?, &index_key, now.1)?;
+        set_flag(tables, Space::Pending, &index_key, now.1);
     }
     tables.changes.push(Change::Flags {
         key: (tag, id.to_owned()),
@@ -334,15 +325,19 @@ pub(super) fn count_key(tag: u8, broker: &str) -> String {
     format!("{}:{broker}", char::from(tag))
 }
 
-pub(super) fn set_flag(
-    table: &mut redb::Table<'_, &str, ()>,
-    key: &str,
-    on: bool,
-) -> Result<(), RoutingError> {
+pub(super) fn set_flag(tables: &mut Tables<'_>, space: Space, key: &str, on: bool) {
     if on {
-        table.insert(key, ()).map_err(|e| store_error("write index", e))?;
+        tables.insert(space, key.as_bytes(), Vec::new());
     } else {
-        table.remove(key).map_err(|e| store_error("write index", e))?;
+        tables.remove(space, key.as_bytes());
     }
-    Ok(())
+}
+
+/// The keyspace of the records whose [`Indexed::TAG`] is `tag`.
+pub(super) fn records_of(tag: &str) -> Space {
+    if tag == BindingRecord::TAG {
+        Space::Bindings
+    } else {
+        Space::Instances
+    }
 }

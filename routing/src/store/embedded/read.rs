@@ -1,91 +1,70 @@
-//! Reading the embedded store's file: one record, an instance's bindings, an inventory page,
-//! every record; and, on open, what the store keeps in memory (the orphan and pending indexes and
-//! the counts, which a file of an earlier version gets once).
+//! Reading the embedded store: one record, an instance's bindings, an inventory page, every
+//! record, live instances per plan; and, on open, what the store keeps in memory (the orphan and
+//! pending indexes, the counts, the audit log's last seq).
 //!
-//! Point reads run on the caller's thread: a read transaction served from redb's page cache (or
-//! the OS's) costs a few µs, less than a hop to the blocking pool. Scans run on the blocking pool
-//! (the store's `blocking`).
+//! Point reads run on the caller's thread: a read served from fjall's memtables and block cache
+//! (or the OS's page cache) costs a few µs, less than a hop to the blocking pool. Reads of more
+//! than one entry see one snapshot. Scans run on the blocking pool (the store's `blocking`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::collections::BTreeSet;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-
-use super::batch::count_key;
 use super::codec::Stored;
+use super::kv::{Kv, Space, count_of, seq_of};
 use super::memory::{BINDING, INSTANCE, Memory};
-use super::{BINDINGS, COUNTED, COUNTS, INSTANCE_BINDINGS, INSTANCES, ORPHANS, PENDING, store_error};
 use crate::RoutingError;
 use crate::record::{BindingRecord, InstanceRecord};
-use crate::store::indexed::Indexed;
 use crate::store::inventory::{Listed, RecordFilter};
 
+/// The id of a record's key.
+fn id_of(key: &[u8]) -> Result<&str, RoutingError> {
+    std::str::from_utf8(key).map_err(|e| super::store_error("read a record's id", e))
+}
+
 /// The record stored under `id`.
-pub(super) fn record<R: Stored>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-    id: &str,
-) -> Result<Option<R>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    match table.get(id).map_err(|e| store_error("read", e))? {
-        Some(bytes) => R::decode(id, bytes.value()).map(Some),
+pub(super) fn record<R: Stored>(kv: &Kv, space: Space, id: &str) -> Result<Option<R>, RoutingError> {
+    match kv.get(space, id.as_bytes())? {
+        Some(bytes) => R::decode(id, &bytes).map(Some),
         None => Ok(None),
     }
 }
 
 /// The bindings of `instance_id`, through the instance → bindings links.
-pub(super) fn bindings_of(db: &Database, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let links = txn
-        .open_table(INSTANCE_BINDINGS)
-        .map_err(|e| store_error("open table", e))?;
-    let bindings = txn
-        .open_table(BINDINGS)
-        .map_err(|e| store_error("open table", e))?;
+pub(super) fn bindings_of(kv: &Kv, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {
+    let snapshot = kv.snapshot();
     let prefix = format!("{instance_id}\n");
     let mut out = Vec::new();
-    for entry in links
-        .range(prefix.as_str()..)
-        .map_err(|e| store_error("read", e))?
-    {
-        let (key, ()) = entry
-            .map_err(|e| store_error("read", e))
-            .map(|(k, v)| (k, v.value()))?;
-        let Some(binding_id) = key.value().strip_prefix(&prefix) else {
-            break;
+    for entry in kv.prefixed(&snapshot, Space::Links, prefix.as_bytes()) {
+        let (key, _) = entry?;
+        let Some(binding_id) = id_of(&key)?.strip_prefix(&prefix) else {
+            continue;
         };
-        if let Some(bytes) = bindings.get(binding_id).map_err(|e| store_error("read", e))? {
-            out.push(BindingRecord::decode(binding_id, bytes.value())?);
+        if let Some(bytes) = fjall::Readable::get(&snapshot, kv.space(Space::Bindings), binding_id)
+            .map_err(|e| super::store_error("read", e))?
+        {
+            out.push(BindingRecord::decode(binding_id, &bytes)?);
         }
     }
     Ok(out)
 }
 
-/// A record an inventory page can hold, read from the file.
+/// A record an inventory page can hold.
 pub(super) trait Paged: Stored + Listed + Send + 'static {}
 impl<R: Stored + Listed + Send + 'static> Paged for R {}
 
-/// The records of `table` after the id `after` that `filter` selects, in id order, at most
-/// `limit`: an inventory page, read in key order (no sort, no copy of the whole table).
+/// The records of `space` after the id `after` that `filter` selects, in id order, at most
+/// `limit`: an inventory page, read in key order (no sort, no copy of the whole keyspace).
 pub(super) fn page<R: Paged>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
+    kv: &Kv,
+    space: Space,
     filter: &RecordFilter,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<R>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    let range = match after {
-        Some(after) => table.range::<&str>((Bound::Excluded(after), Bound::Unbounded)),
-        None => table.range::<&str>(..),
-    }
-    .map_err(|e| store_error("read", e))?;
+    let snapshot = kv.snapshot();
     let mut out = Vec::new();
-    for entry in range {
-        let (id, value) = entry.map_err(|e| store_error("read", e))?;
-        let record = R::decode(id.value(), value.value())?;
+    for entry in kv.after(&snapshot, space, after.map(str::as_bytes)) {
+        let (key, value) = entry?;
+        let record = R::decode(id_of(&key)?, &value)?;
         if filter.matches(&record.facts()) {
             out.push(record);
             if out.len() >= limit {
@@ -96,99 +75,57 @@ pub(super) fn page<R: Paged>(
     Ok(out)
 }
 
-/// Every record of `table`, in id order.
-pub(super) fn all_records<R: Stored>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-) -> Result<Vec<R>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    let mut out = Vec::new();
-    for entry in table.iter().map_err(|e| store_error("read", e))? {
-        let (id, value) = entry.map_err(|e| store_error("read", e))?;
-        out.push(R::decode(id.value(), value.value())?);
-    }
-    Ok(out)
+/// Every record of `space`, in id order.
+pub(super) fn all_records<R: Stored>(kv: &Kv, space: Space) -> Result<Vec<R>, RoutingError> {
+    let snapshot = kv.snapshot();
+    kv.after(&snapshot, space, None)
+        .map(|entry| {
+            let (key, value) = entry?;
+            R::decode(id_of(&key)?, &value)
+        })
+        .collect()
 }
 
 /// Live instances per plan ([`crate::store::Store::live_plans`]), one record decoded at a time.
-pub(super) fn live_plans(db: &Database) -> Result<Vec<crate::store::PlanCount>, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
-    let table = txn
-        .open_table(INSTANCES)
-        .map_err(|e| store_error("open table", e))?;
+pub(super) fn live_plans(kv: &Kv) -> Result<Vec<crate::store::PlanCount>, RoutingError> {
+    let snapshot = kv.snapshot();
     let mut counter = crate::store::PlanCounter::default();
-    for entry in table.iter().map_err(|e| store_error("read", e))? {
-        let (id, value) = entry.map_err(|e| store_error("read", e))?;
-        counter.add(&InstanceRecord::decode(id.value(), value.value())?);
+    for entry in kv.after(&snapshot, Space::Instances, None) {
+        let (key, value) = entry?;
+        counter.add(&InstanceRecord::decode(id_of(&key)?, &value)?);
     }
     Ok(counter.finish())
 }
 
-/// Fills the counts table from the records, once: files written before it was kept.
-pub(super) fn count_once(txn: &redb::WriteTransaction) -> Result<(), RoutingError> {
-    let mut counts = txn.open_table(COUNTS).map_err(|e| store_error("open table", e))?;
-    if counts.get(COUNTED).map_err(|e| store_error("read", e))?.is_some() {
-        return Ok(());
-    }
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    count_table::<InstanceRecord>(txn, INSTANCES, INSTANCE, &mut totals)?;
-    count_table::<BindingRecord>(txn, BINDINGS, BINDING, &mut totals)?;
-    for (key, n) in totals {
-        counts
-            .insert(key.as_str(), n)
-            .map_err(|e| store_error("write", e))?;
-    }
-    counts.insert(COUNTED, 1).map_err(|e| store_error("write", e))?;
-    Ok(())
-}
-
-/// Adds the records of `table` (kind `tag`) per broker to `totals`.
-fn count_table<R: Stored + Indexed>(
-    txn: &redb::WriteTransaction,
-    table: TableDefinition<&str, &[u8]>,
-    tag: u8,
-    totals: &mut BTreeMap<String, u64>,
-) -> Result<(), RoutingError> {
-    let table = txn.open_table(table).map_err(|e| store_error("open table", e))?;
-    for entry in table.iter().map_err(|e| store_error("read", e))? {
-        let (id, value) = entry.map_err(|e| store_error("read", e))?;
-        let record = R::decode(id.value(), value.value())?;
-        *totals.entry(count_key(tag, record.broker())).or_default() += 1;
-    }
-    Ok(())
-}
-
-/// What the store keeps in memory, from its tables: the orphan and pending indexes and the counts.
-pub(super) fn load_memory(db: &Database) -> Result<Memory, RoutingError> {
-    let txn = db.begin_read().map_err(|e| store_error("begin", e))?;
+/// What the store keeps in memory, from its keyspaces: the orphan and pending indexes and the
+/// counts; and the audit log's last seq.
+pub(super) fn load_memory(kv: &Kv) -> Result<(Memory, u64), RoutingError> {
+    let snapshot = kv.snapshot();
     let mut memory = Memory::default();
-    let keys = |definition: TableDefinition<&str, ()>| -> Result<BTreeSet<(u8, String)>, RoutingError> {
-        let table = txn
-            .open_table(definition)
-            .map_err(|e| store_error("open table", e))?;
+    let keys = |space: Space| -> Result<BTreeSet<(u8, String)>, RoutingError> {
         let mut keys = BTreeSet::new();
-        for entry in table.iter().map_err(|e| store_error("read", e))? {
-            let (key, ()) = entry
-                .map_err(|e| store_error("read", e))
-                .map(|(k, v)| (k, v.value()))?;
-            if let Some((tag, id)) = key.value().split_once(':') {
+        for entry in kv.after(&snapshot, space, None) {
+            let (key, _) = entry?;
+            if let Some((tag, id)) = id_of(&key)?.split_once(':') {
                 keys.insert((if tag == "b" { BINDING } else { INSTANCE }, id.to_owned()));
             }
         }
         Ok(keys)
     };
-    memory.orphans = keys(ORPHANS)?;
-    memory.pending = keys(PENDING)?;
-    let counts = txn.open_table(COUNTS).map_err(|e| store_error("open table", e))?;
-    for entry in counts.iter().map_err(|e| store_error("read", e))? {
-        let (key, n) = entry.map_err(|e| store_error("read", e))?;
-        let (key, n) = (key.value(), n.value());
+    memory.orphans = keys(Space::Orphans)?;
+    memory.pending = keys(Space::Pending)?;
+    for entry in kv.after(&snapshot, Space::Counts, None) {
+        let (key, n) = entry?;
+        let (key, n) = (id_of(&key)?, count_of(&n));
         if let Some(broker) = key.strip_prefix("i:") {
             memory.counts.instances.insert(broker.to_owned(), n);
         } else if let Some(broker) = key.strip_prefix("b:") {
             memory.counts.bindings.insert(broker.to_owned(), n);
         }
     }
-    Ok(memory)
+    let audit_last = match kv.after(&snapshot, Space::Audit, None).next_back() {
+        Some(entry) => seq_of(&entry?.0).unwrap_or(0),
+        None => 0,
+    };
+    Ok((memory, audit_last))
 }
