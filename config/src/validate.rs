@@ -382,7 +382,15 @@ fn store(c: &mut Checker<'_>, raw: &RawSettings) -> StoreSettings {
                 None => {
                     let path = resolve(&c.context.base_dir, DEFAULT_STORE_PATH);
                     let earlier = resolve(&c.context.base_dir, EARLIER_DEFAULT_STORE_PATH);
-                    if !path.exists() && earlier.exists() {
+                    // Also while the earlier file is being moved into a folder (the store finishes
+                    // a move that was interrupted between its renames).
+                    let beside = |suffix: &str| {
+                        let mut name = earlier.clone().into_os_string();
+                        name.push(suffix);
+                        PathBuf::from(name).exists()
+                    };
+                    let earlier_used = earlier.exists() || beside(".redb-backup") || beside(".migrating");
+                    if !path.exists() && earlier_used {
                         c.warning(
                             "store.path",
                             format!(

@@ -464,6 +464,13 @@ fn the_store_of_an_earlier_default_path_is_kept_when_only_it_exists() {
     let loaded = load_here();
     assert_eq!(loaded.settings.store, embedded("data/osb-gateway.redb"));
     assert!(format!("{:?}", loaded.warnings).contains("the default of earlier versions"));
+    // While the earlier file is being moved (interrupted between its renames), too.
+    std::fs::rename(
+        dir.path().join("data/osb-gateway.redb"),
+        dir.path().join("data/osb-gateway.redb.redb-backup"),
+    )
+    .unwrap();
+    assert_eq!(load_here().settings.store, embedded("data/osb-gateway.redb"));
     std::fs::create_dir_all(dir.path().join("data/osb-gateway.store")).unwrap();
     assert_eq!(load_here().settings.store, embedded("data/osb-gateway.store"));
 }

@@ -194,7 +194,7 @@ impl Store for EmbeddedStore {
                 // Cascade: the bindings of a deleted instance are gone with it.
                 let prefix = format!("{id}\n");
                 for key in tables.keys_with_prefix(Space::Links, prefix.as_bytes())? {
-                    tables.remove(Space::Links, &key);
+                    tables.remove(Space::Links, &key)?;
                     let Some(binding_id) = std::str::from_utf8(&key)
                         .ok()
                         .and_then(|key| key.strip_prefix(&prefix))
@@ -205,7 +205,7 @@ impl Store for EmbeddedStore {
                         .get(Space::Bindings, binding_id.as_bytes())?
                         .map(|bytes| BindingRecord::decode(binding_id, &bytes))
                         .transpose()?;
-                    tables.remove(Space::Bindings, binding_id.as_bytes());
+                    tables.remove(Space::Bindings, binding_id.as_bytes())?;
                     if let Some(old) = removed {
                         tables.count(BINDING, &old.broker, -1);
                         let was = (old.is_orphaned(), old.is_pending());
@@ -238,11 +238,11 @@ impl Store for EmbeddedStore {
             match (&outcome, &stored, deleting) {
                 (Swap::Written(_), None, _) => {
                     let link = format!("{}\n{id}", instance_id.unwrap_or_default());
-                    tables.insert(Space::Links, link.as_bytes(), Vec::new());
+                    tables.insert(Space::Links, link.as_bytes(), Vec::new())?;
                 }
                 (Swap::Deleted, Some(old), true) => {
                     let link = format!("{}\n{id}", old.instance_id);
-                    tables.remove(Space::Links, link.as_bytes());
+                    tables.remove(Space::Links, link.as_bytes())?;
                 }
                 _ => {}
             }
@@ -361,6 +361,13 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), RoutingError> {
+        if self.kv.failed() {
+            return Err(RoutingError::Store(
+                "a write to the store's journal failed: it takes no more writes until the gateway \
+                 restarts"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -387,7 +394,7 @@ impl Store for EmbeddedStore {
                 let seq = tables.audit_last + 1;
                 let record = AuditRecord { seq, ..record };
                 let bytes = serde_json::to_vec(&record).map_err(|e| store_error("encode audit record", e))?;
-                tables.insert(Space::Audit, &seq_key(seq), bytes);
+                tables.insert(Space::Audit, &seq_key(seq), bytes)?;
                 tables.audit_last = seq;
                 seqs.push(seq);
             }
@@ -397,30 +404,42 @@ impl Store for EmbeddedStore {
     }
 
     async fn prune_audit(&self, through: u64) -> Result<u64, RoutingError> {
-        // The keys to remove are read on the blocking pool; the writer removes them (the log only
-        // grows at its other end, so none can be added meanwhile).
-        let keys = self
-            .blocking(move |kv| {
-                let snapshot = kv.snapshot();
-                let mut keys = Vec::new();
-                for entry in kv.after(&snapshot, Space::Audit, None) {
-                    let (key, _) = entry?;
-                    if seq_of(&key).is_none_or(|seq| seq > through) {
-                        break;
+        // A chunk at a time: the keys to remove are read on the blocking pool and removed by the
+        // writer (the log only grows at its other end, so none can be added meanwhile), so
+        // neither memory nor one batch grows with the log.
+        const CHUNK: usize = 1_000;
+        let mut removed = 0;
+        loop {
+            let keys = self
+                .blocking(move |kv| {
+                    let snapshot = kv.snapshot();
+                    let mut keys = Vec::new();
+                    for entry in kv.after(&snapshot, Space::Audit, None).take(CHUNK) {
+                        let (key, _) = entry?;
+                        if seq_of(&key).is_none_or(|seq| seq > through) {
+                            break;
+                        }
+                        keys.push(key.to_vec());
                     }
-                    keys.push(key.to_vec());
-                }
-                Ok(keys)
-            })
-            .await?;
-        self.write(move |tables| {
-            let removed = keys.len() as u64;
-            for key in keys {
-                tables.remove(Space::Audit, &key);
+                    Ok(keys)
+                })
+                .await?;
+            if keys.is_empty() {
+                return Ok(removed);
             }
-            Ok(removed)
-        })
-        .await
+            let last_chunk = keys.len() < CHUNK;
+            removed += self
+                .write(move |tables| {
+                    for key in &keys {
+                        tables.remove(Space::Audit, key)?;
+                    }
+                    Ok(keys.len() as u64)
+                })
+                .await?;
+            if last_chunk {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RoutingError> {
@@ -484,8 +503,8 @@ impl Store for EmbeddedStore {
                 fetched_at_ms: catalog.fetched_at_ms,
             };
             let meta = serde_json::to_vec(&meta).map_err(|e| store_error("encode catalog meta", e))?;
-            tables.insert(Space::CatalogBodies, broker.as_bytes(), catalog.body.to_vec());
-            tables.insert(Space::CatalogMeta, broker.as_bytes(), meta);
+            tables.insert(Space::CatalogBodies, broker.as_bytes(), catalog.body.to_vec())?;
+            tables.insert(Space::CatalogMeta, broker.as_bytes(), meta)?;
             Ok(())
         })
         .await

@@ -1,12 +1,10 @@
 //! The embedded store's writer: one thread that group-commits. It takes every write waiting (at
-//! most [`MAX_BATCH`]), runs them one after the other against one fjall write batch, adds up the
-//! batch's changes of the records per broker into one write of each count, commits the batch
-//! atomically and durably (one journal sync), applies what it changed to the memory, and only then
-//! answers each caller.
-//!
-//! A write batch is not readable before it commits, so the writes of one batch read through
-//! [`Tables`]: what earlier writes of the same batch wrote (an overlay), else the database. As the
-//! writer is the only one writing, a compare-and-swap read there cannot be overtaken.
+//! most [`MAX_BATCH`]), runs them one after the other against [`Tables`] (the database overlaid
+//! with what the batch's earlier writes wrote), adds up the batch's changes of the records per
+//! broker into one write of each count, commits the batch as one fjall write batch, atomically and
+//! durably (one journal sync), applies what it changed to the memory, and only then answers each
+//! caller. As the writer is the only one writing, a compare-and-swap read there cannot be
+//! overtaken.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -15,7 +13,7 @@ use std::sync::{Arc, RwLock, Weak};
 use tokio::sync::oneshot;
 
 use super::codec::Stored;
-use super::kv::{Kv, Space, count_of, count_value};
+use super::kv::{Kv, Space, checked, count_of, count_value};
 use super::memory::{BINDING, Change, INSTANCE, Memory};
 use super::store_error;
 use crate::RoutingError;
@@ -32,12 +30,16 @@ pub(super) type Output = Box<dyn Any + Send>;
 pub(super) type Run = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Output, RoutingError> + Send>;
 
 /// One batch's view of the store: the database as committed, overlaid with what the batch's
-/// earlier writes wrote; writes go to the batch and the overlay.
+/// writes wrote. The overlay is the batch: it becomes one fjall write batch when the batch
+/// commits (a key written twice, as an intent and then its outcome, is written once). A write that
+/// fails is undone from the overlay, so it fails alone.
 pub(super) struct Tables<'k> {
     kv: &'k Kv,
-    batch: fjall::OwnedWriteBatch,
     /// (space, key) → the value the batch leaves (`None`: removed).
-    overlay: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+    overlay: BTreeMap<Key, Option<Vec<u8>>>,
+    /// What the running write changed in the overlay: each key and what the overlay held for it
+    /// before (`None`: nothing).
+    undo: Vec<(Key, Option<Option<Vec<u8>>>)>,
     /// The audit log's last seq, as the batch leaves it.
     pub(super) audit_last: u64,
     /// What the memory learns once the batch is committed.
@@ -46,12 +48,22 @@ pub(super) struct Tables<'k> {
     pub(super) counts: BTreeMap<(u8, String), i64>,
 }
 
+/// A key of a keyspace.
+type Key = (Space, Vec<u8>);
+
+/// Where a write started, to undo it.
+struct Mark {
+    changes: usize,
+    counts: BTreeMap<(u8, String), i64>,
+    audit_last: u64,
+}
+
 impl<'k> Tables<'k> {
     pub(super) fn new(kv: &'k Kv, audit_last: u64) -> Self {
         Tables {
             kv,
-            batch: kv.batch(),
             overlay: BTreeMap::new(),
+            undo: Vec::new(),
             audit_last,
             changes: Vec::new(),
             counts: BTreeMap::new(),
@@ -66,14 +78,54 @@ impl<'k> Tables<'k> {
         }
     }
 
-    pub(super) fn insert(&mut self, space: Space, key: &[u8], value: Vec<u8>) {
-        self.batch.insert(self.kv.space(space), key, value.as_slice());
-        self.overlay.insert((space, key.to_vec()), Some(value));
+    pub(super) fn insert(&mut self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), RoutingError> {
+        self.set(space, key, Some(value))
     }
 
-    pub(super) fn remove(&mut self, space: Space, key: &[u8]) {
-        self.batch.remove(self.kv.space(space), key);
-        self.overlay.insert((space, key.to_vec()), None);
+    pub(super) fn remove(&mut self, space: Space, key: &[u8]) -> Result<(), RoutingError> {
+        self.set(space, key, None)
+    }
+
+    fn set(&mut self, space: Space, key: &[u8], value: Option<Vec<u8>>) -> Result<(), RoutingError> {
+        let key = (space, checked(key)?.to_vec());
+        let before = self.overlay.insert(key.clone(), value);
+        self.undo.push((key, before));
+        Ok(())
+    }
+
+    /// Starts a write: what [`Tables::undo`] goes back to.
+    fn mark(&mut self) -> Mark {
+        self.undo.clear();
+        Mark {
+            changes: self.changes.len(),
+            counts: self.counts.clone(),
+            audit_last: self.audit_last,
+        }
+    }
+
+    /// Undoes everything the write started at `mark` did.
+    fn undo(&mut self, mark: Mark) {
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(value) => self.overlay.insert(key, value),
+                None => self.overlay.remove(&key),
+            };
+        }
+        self.changes.truncate(mark.changes);
+        self.counts = mark.counts;
+        self.audit_last = mark.audit_last;
+    }
+
+    /// The fjall write batch of the overlay.
+    fn into_batch(self) -> (fjall::OwnedWriteBatch, Vec<Change>, u64) {
+        let mut batch = self.kv.batch();
+        for ((space, key), value) in self.overlay {
+            match value {
+                Some(value) => batch.insert(self.kv.space(space), key, value),
+                None => batch.remove(self.kv.space(space), key),
+            }
+        }
+        (batch, self.changes, self.audit_last)
     }
 
     /// The keys of `space` starting with `prefix`, as the batch sees them, in key order.
@@ -123,7 +175,7 @@ impl<'k> Tables<'k> {
                 Space::Counts,
                 key.as_bytes(),
                 count_value(now.saturating_add_signed(delta)).to_vec(),
-            );
+            )?;
             self.changes.push(Change::Count {
                 key: (tag, broker),
                 delta,
@@ -180,8 +232,8 @@ pub(super) type Answer = (
     Result<Output, RoutingError>,
 );
 
-/// Runs `batch` as one atomic write. Any failure fails the whole batch (nothing of it is
-/// committed).
+/// Runs `batch` as one atomic write. A write that fails (or panics) is undone and fails alone;
+/// when the commit fails, every write of the batch fails (nothing of it is committed).
 pub(super) fn write_batch(
     kv: &Kv,
     memory: &RwLock<Memory>,
@@ -189,52 +241,50 @@ pub(super) fn write_batch(
     batch: Vec<Job>,
 ) -> Vec<Answer> {
     let mut results = Vec::with_capacity(batch.len());
-    let mut failure = None;
     let mut tables = Tables::new(kv, *audit_last);
     for job in batch {
-        if failure.is_some() {
-            results.push((job.reply, None));
-            continue;
+        let mark = tables.mark();
+        let run = job.run;
+        // A write that panics fails alone, not the writer thread (and every write after it).
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut tables))) {
+            Ok(result) => result,
+            Err(_) => Err(RoutingError::Store("the write panicked".to_owned())),
+        };
+        if result.is_err() {
+            tables.undo(mark);
         }
-        match (job.run)(&mut tables) {
-            Ok(output) => results.push((job.reply, Some(output))),
-            Err(e) => {
-                failure = Some(e.to_string());
-                results.push((job.reply, None));
+        results.push((job.reply, result));
+    }
+    let failure = match tables.write_counts() {
+        Ok(()) => {
+            let (writes, changes, last) = tables.into_batch();
+            match writes.commit() {
+                Ok(()) => {
+                    *audit_last = last;
+                    let mut memory = memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for change in changes {
+                        memory.apply(change);
+                    }
+                    None
+                }
+                Err(e) => {
+                    // fjall takes no more writes once its journal failed (until a restart): the
+                    // readiness probe says so too.
+                    kv.set_failed();
+                    Some(format!("commit: {e}"))
+                }
             }
         }
-    }
-    if failure.is_none()
-        && let Err(e) = tables.write_counts()
-    {
-        failure = Some(e.to_string());
-    }
-    let Tables {
-        batch: writes,
-        changes,
-        audit_last: last,
-        ..
-    } = tables;
-    let failure = match failure {
-        Some(failure) => Some(failure),
-        None => writes.commit().err().map(|e| format!("commit: {e}")),
+        Err(e) => Some(e.to_string()),
     };
-    if failure.is_none() {
-        *audit_last = last;
-        let mut memory = memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for change in changes {
-            memory.apply(change);
-        }
-    }
     results
         .into_iter()
-        .map(|(reply, output)| match (&failure, output) {
-            (None, Some(output)) => (reply, Ok(output)),
+        .map(|(reply, result)| match (&failure, result) {
+            (None, result) => (reply, result),
             (Some(failure), _) => (
                 reply,
                 Err(RoutingError::Store(format!("write batch failed: {failure}"))),
             ),
-            (None, None) => (reply, Err(RoutingError::Store("write lost".to_owned()))),
         })
         .collect()
 }
@@ -270,11 +320,11 @@ pub(super) fn swap_in<R: Indexed + Stored>(
     let outcome = match record {
         Some(mut record) => {
             record.set_version(current.as_ref().map_or(1, |c| c.version() + 1));
-            tables.insert(space, id.as_bytes(), record.encode()?);
+            tables.insert(space, id.as_bytes(), record.encode()?)?;
             Swap::Written(record)
         }
         None => {
-            tables.remove(space, id.as_bytes());
+            tables.remove(space, id.as_bytes())?;
             Swap::Deleted
         }
     };
@@ -307,10 +357,10 @@ pub(super) fn flags_changed(
     }
     let index_key = format!("{}:{id}", char::from(tag));
     if now.0 != was.0 {
-        set_flag(tables, Space::Orphans, &index_key, now.0);
+        set_flag(tables, Space::Orphans, &index_key, now.0)?;
     }
     if now.1 != was.1 {
-        set_flag(tables, Space::Pending, &index_key, now.1);
+        set_flag(tables, Space::Pending, &index_key, now.1)?;
     }
     tables.changes.push(Change::Flags {
         key: (tag, id.to_owned()),
@@ -325,11 +375,16 @@ pub(super) fn count_key(tag: u8, broker: &str) -> String {
     format!("{}:{broker}", char::from(tag))
 }
 
-pub(super) fn set_flag(tables: &mut Tables<'_>, space: Space, key: &str, on: bool) {
+pub(super) fn set_flag(
+    tables: &mut Tables<'_>,
+    space: Space,
+    key: &str,
+    on: bool,
+) -> Result<(), RoutingError> {
     if on {
-        tables.insert(space, key.as_bytes(), Vec::new());
+        tables.insert(space, key.as_bytes(), Vec::new())
     } else {
-        tables.remove(space, key.as_bytes());
+        tables.remove(space, key.as_bytes())
     }
 }
 

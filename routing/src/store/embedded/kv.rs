@@ -25,6 +25,20 @@ const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 /// Journal kept before memtables are flushed so that older journal files can go.
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Longest key fjall takes (it asserts on longer and on empty keys).
+const MAX_KEY_BYTES: usize = u16::MAX as usize;
+
+/// `key` when fjall can store it; an error (never its assertion) otherwise.
+pub(super) fn checked(key: &[u8]) -> Result<&[u8], RoutingError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(RoutingError::Store(format!(
+            "a key of {} bytes cannot be stored (1 to {MAX_KEY_BYTES})",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
 /// The keyspaces of the store, each holding one kind of entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Space {
@@ -81,6 +95,8 @@ struct Spaces {
 pub(super) struct Kv {
     db: Database,
     spaces: Spaces,
+    /// A batch failed to commit: fjall takes no more writes until the process restarts.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// A key and its value, as read.
@@ -118,7 +134,11 @@ impl Kv {
             catalog_bodies: open(Space::CatalogBodies)?,
             catalog_meta: open(Space::CatalogMeta)?,
         };
-        Ok(Kv { db, spaces })
+        Ok(Kv {
+            db,
+            spaces,
+            failed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     pub(super) fn space(&self, space: Space) -> &Keyspace {
@@ -195,8 +215,18 @@ impl Kv {
     /// [`Kv::persist`].
     pub(super) fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), RoutingError> {
         self.space(space)
-            .insert(key, value)
+            .insert(checked(key)?, value)
             .map_err(|e| store_error("write", e))
+    }
+
+    /// Notes that a batch failed to commit.
+    pub(super) fn set_failed(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a batch failed to commit since the store was opened.
+    pub(super) fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Syncs the journal (and what it holds) to disk.

@@ -1,7 +1,7 @@
-//! The embedded store's memory: what it answers without reading the file — the orphan and pending
+//! The embedded store's memory: what it answers without reading the disk — the orphan and pending
 //! indexes, the records per broker, orphan claims and replica heartbeats. The records themselves
-//! stay in the file (read through redb's page cache), so memory does not grow with the registry
-//! and start-up reads no record. It changes only after a commit succeeded.
+//! stay on disk (read through fjall's block cache), so memory does not grow with the registry and
+//! start-up reads no record. It changes only after a commit succeeded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -9,7 +9,8 @@
 //!
 //! A crash before step 2 leaves the file where it was (the next start begins again); a crash
 //! between the two renames is finished by the next start. Nothing is deleted: the operator
-//! removes the backup once satisfied.
+//! removes the backup once satisfied. A backup with no store at the path is refused, never
+//! answered with an empty store. The copy runs under the file's lock: one process moves it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,17 +49,23 @@ pub(super) fn backup_of(path: &Path) -> PathBuf {
 pub(super) fn migrate_earlier_file(path: &Path) -> Result<bool, RoutingError> {
     let staged = beside(path, ".migrating");
     let backup = backup_of(path);
-    if !path.exists() && staged.is_dir() && backup.is_file() {
-        std::fs::rename(&staged, path).map_err(|e| store_error("finish moving the store", e))?;
-        return Ok(true);
+    if !path.exists() && backup.is_file() {
+        if staged.is_dir() {
+            std::fs::rename(&staged, path).map_err(|e| store_error("finish moving the store", e))?;
+            return Ok(true);
+        }
+        // Never answer with an empty store where one was moved from.
+        return Err(RoutingError::Store(format!(
+            "no store at {} but {} is there: move that file back to {0} to move it into a              store folder again, or remove it to start with an empty store",
+            path.display(),
+            backup.display()
+        )));
     }
     if !path.is_file() {
         return Ok(false);
     }
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged)
-            .map_err(|e| store_error(&format!("remove {}", staged.display()), e))?;
-    }
+    // Opening the file takes its lock: a second gateway started on the same path stops here
+    // rather than removing the first one's folder under it.
     let shown = path.display().to_string();
     let file = Database::open(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => RoutingError::Store(format!(
@@ -66,14 +73,18 @@ pub(super) fn migrate_earlier_file(path: &Path) -> Result<bool, RoutingError> {
         )),
         e => store_error(&format!("open {shown} (a store file of an earlier version)"), e),
     })?;
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged)
+            .map_err(|e| store_error(&format!("remove {}", staged.display()), e))?;
+    }
     {
         let kv = Kv::open(&staged)?;
         copy(&file, &kv)?;
         kv.persist()?;
     }
-    drop(file);
     std::fs::rename(path, &backup).map_err(|e| store_error("keep the earlier file", e))?;
     std::fs::rename(&staged, path).map_err(|e| store_error("move the store", e))?;
+    drop(file);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && let Ok(dir) = std::fs::File::open(parent)
     {

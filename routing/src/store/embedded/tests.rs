@@ -144,7 +144,8 @@ async fn an_interrupted_move_is_finished() {
 }
 
 /// The writes of one batch see each other before the batch commits: a compare-and-swap reads what
-/// an earlier write of the batch wrote, and a prefix scan sees its inserts and removals.
+/// an earlier write of the batch wrote, and a prefix scan sees its inserts and removals. A write
+/// that fails is undone and fails alone.
 #[test]
 fn writes_of_one_batch_read_through_each_other() {
     use self::batch::{Job, write_batch};
@@ -167,19 +168,33 @@ fn writes_of_one_batch_read_through_each_other() {
     let (create, created) = swap(Expect::Absent);
     let (update, updated) = swap(Expect::Version(1));
     let (again, conflicted) = swap(Expect::Absent);
+    let (fail, failed) = oneshot::channel();
+    let failing = Job {
+        run: Box::new(|tables: &mut Tables<'_>| {
+            tables.insert(Space::Links, b"i1\nb-failed", Vec::new())?;
+            tables.remove(Space::Instances, b"i1")?;
+            Err(RoutingError::Store("refused".into()))
+        }),
+        reply: fail,
+    };
     let (scan, scanned) = oneshot::channel();
     let links = Job {
         run: Box::new(|tables: &mut Tables<'_>| {
-            tables.insert(Space::Links, b"i1\nb-new", Vec::new());
-            tables.remove(Space::Links, b"i1\nb-old");
-            tables.insert(Space::Links, b"i2\nb-other", Vec::new());
+            tables.insert(Space::Links, b"i1\nb-new", Vec::new())?;
+            tables.remove(Space::Links, b"i1\nb-old")?;
+            tables.insert(Space::Links, b"i2\nb-other", Vec::new())?;
             let keys = tables.keys_with_prefix(Space::Links, b"i1\n")?;
             Ok(Box::new(keys) as Output)
         }),
         reply: scan,
     };
     let mut audit_last = 0;
-    for (reply, result) in write_batch(&kv, &memory, &mut audit_last, vec![create, update, again, links]) {
+    for (reply, result) in write_batch(
+        &kv,
+        &memory,
+        &mut audit_last,
+        vec![create, update, failing, again, links],
+    ) {
         let _ = reply.send(result);
     }
     let outcome = |answer: oneshot::Receiver<Result<Output, RoutingError>>| {
@@ -193,6 +208,7 @@ fn writes_of_one_batch_read_through_each_other() {
     assert!(matches!(outcome(created), Swap::Written(r) if r.version == 1));
     assert!(matches!(outcome(updated), Swap::Written(r) if r.version == 2));
     assert_eq!(outcome(conflicted), Swap::Conflict);
+    assert!(failed.blocking_recv().unwrap().is_err());
     let keys = scanned
         .blocking_recv()
         .unwrap()
@@ -203,4 +219,37 @@ fn writes_of_one_batch_read_through_each_other() {
     let stored: InstanceRecord = read::record(&kv, Space::Instances, "i1").unwrap().unwrap();
     assert_eq!(stored.version, 2, "committed as the batch left it");
     assert_eq!(memory.read().unwrap().counts.instances.get("aws"), Some(&1));
+}
+
+/// A kept earlier file with no store at the path is refused, never answered with an empty store.
+#[tokio::test]
+async fn a_backup_without_its_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    std::fs::write(migrate::backup_of(&path), b"the earlier file").unwrap();
+    let refused = EmbeddedStore::open(path.clone()).await.unwrap_err().to_string();
+    assert!(refused.contains("move that file back"), "{refused}");
+    assert!(!path.exists());
+}
+
+/// A key fjall cannot take (empty) is an error of that write, not a panic of the writer.
+#[tokio::test]
+async fn an_empty_id_is_an_error_and_the_writer_goes_on() {
+    use crate::record::ResourceState;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("store")).await.unwrap();
+    let record = |id: &str| crate::store::tests::instance(id, ResourceState::Ready, None);
+    assert!(
+        store
+            .swap_instance("", Expect::Absent, Some(record("")))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        store
+            .swap_instance("i1", Expect::Absent, Some(record("i1")))
+            .await,
+        Ok(Swap::Written(_))
+    ));
+    store.ping().await.unwrap();
 }
