@@ -220,7 +220,7 @@ Throughput ratio below 1 means the gateway is slower; latency ratios above 1 mea
 
 The ratio includes durability: every gateway mutation (provision, bind, unbind, deprovision) makes two durable writes
 to its redb store, the write-ahead intent before the upstream call and the outcome after it, and answers only once both
-are committed (\`fdatasync\` of the store file on $store_fs). A cycle is 8 such writes, two after another for each call;
+are committed (\`fdatasync\` of the store's journal on $store_fs). A cycle is 8 such writes, two after another for each call;
 the store's writer thread group-commits the writes waiting together (one transaction and one \`fdatasync\` per batch).
 The direct path writes nothing to disk.$tmpfs_note
 

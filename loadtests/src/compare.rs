@@ -918,7 +918,7 @@ const LIMITS: &str = r#"limits:
 
 /// The store a gateway of the comparison runs on.
 enum Store {
-    /// The redb file at this path.
+    /// The embedded store (a folder) at this path.
     Embedded(PathBuf),
     /// The PostgreSQL database at this URL.
     Postgres(String),

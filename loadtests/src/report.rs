@@ -390,7 +390,7 @@ pub fn markdown(report: &Report) -> String {
         );
         let _ = writeln!(
             md,
-            "| instances | build s | file MB | bytes/instance | start-up s | RSS MB after open / after lookups (process before open) | lookup p50 µs | p99 µs | p99.9 µs | max µs | miss p99 µs | /metrics first / p50 / p99 ms |"
+            "| instances | build s | store MB | bytes/instance | start-up s | RSS MB after open / after lookups (process before open) | lookup p50 µs | p99 µs | p99.9 µs | max µs | miss p99 µs | /metrics first / p50 / p99 ms |"
         );
         let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for m in &report.scale {
@@ -417,14 +417,14 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             md,
-            "\nBuild: the records written through `Store::swap_instance`, 1024 in flight (group commit). Start-up: `EmbeddedStore::open` in a fresh process (it loads the orphan and pending indexes and the counts; records stay in the file and are read through redb's 8 MB page cache). RSS: that process after opening, and after the lookups. /metrics: `Metrics::render` over that registry as the admin listener serves it, 200 times; the first counts the records (then at most every 10 s), the p50 and p99 are of the others."
+            "\nBuild: the records written through `Store::swap_instance`, 1024 in flight (group commit). Start-up: `EmbeddedStore::open` in a fresh process (it loads the orphan and pending indexes and the counts; records stay on disk and are read through fjall's 8 MB block cache). RSS: that process after opening, and after the lookups. /metrics: `Metrics::render` over that registry as the admin listener serves it, 200 times; the first counts the records (then at most every 10 s), the p50 and p99 are of the others."
         );
     }
 
     let _ = writeln!(md, "\n## After the load\n");
     let _ = writeln!(
         md,
-        "- Gateway: ready {} s after start; RSS {} MB, peak {} MB; registry {}; store file {} MB; merged catalog {} bytes.",
+        "- Gateway: ready {} s after start; RSS {} MB, peak {} MB; registry {}; store {} MB; merged catalog {} bytes.",
         text(g, "ready_s"),
         text(g, "rss_mb"),
         text(g, "peak_rss_mb"),

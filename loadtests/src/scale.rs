@@ -37,7 +37,7 @@ const SCRAPES: usize = 200;
 /// `scale-build` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
-    /// The store file (created; must not exist).
+    /// The store folder (created; must not exist).
     #[arg(long)]
     pub path: PathBuf,
     /// Instances to write.
@@ -51,7 +51,7 @@ pub struct BuildArgs {
 /// `scale-measure` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MeasureArgs {
-    /// The store file `scale-build` wrote.
+    /// The store folder `scale-build` wrote.
     #[arg(long)]
     pub path: PathBuf,
     /// How many instances it holds (ids 0..N).
@@ -161,7 +161,7 @@ pub struct Measurement {
     pub rss_mb: f64,
     /// RSS before opening (the runtime, the binary), MB.
     pub base_rss_mb: f64,
-    /// RSS after the lookups (redb's page cache warmed by random reads), MB.
+    /// RSS after the lookups (the store's block cache warmed by random reads), MB.
     #[serde(default)]
     pub lookups_rss_mb: f64,
     pub file_mb: f64,
@@ -318,7 +318,7 @@ async fn scrapes(store: Arc<dyn Store>, registry: &Registry, platform: &str) -> 
 /// `registry-bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryBenchArgs {
-    /// The store file (created).
+    /// The store folder (created).
     #[arg(long, required_unless_present = "postgres")]
     pub path: Option<PathBuf>,
     /// Run on the PostgreSQL store of this server instead (a database of its own is created for

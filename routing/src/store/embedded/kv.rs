@@ -19,9 +19,10 @@ use crate::RoutingError;
 
 /// Block cache shared by every keyspace: registry reads are served from it.
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-/// One keyspace's memtable before it is flushed to a sorted table (fjall's default is 64 MiB, for
-/// each of the nine keyspaces).
-const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
+/// A record or audit keyspace's memtable before it is flushed to a sorted table (fjall's default
+/// is 64 MiB for each keyspace); the other keyspaces' entries are small: [`SMALL_MEMTABLE_BYTES`].
+const MEMTABLE_BYTES: u64 = 2 * 1024 * 1024;
+const SMALL_MEMTABLE_BYTES: u64 = 1024 * 1024;
 /// Journal kept before memtables are flushed so that older journal files can go.
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -118,8 +119,12 @@ impl Kv {
                 e => store_error(&format!("open {shown}"), e),
             })?;
         let open = |space: Space| {
+            let memtable = match space {
+                Space::Instances | Space::Bindings | Space::Audit => MEMTABLE_BYTES,
+                _ => SMALL_MEMTABLE_BYTES,
+            };
             db.keyspace(space.name(), || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                KeyspaceCreateOptions::default().max_memtable_size(memtable)
             })
             .map_err(|e| store_error(&format!("open keyspace {}", space.name()), e))
         };
