@@ -13,6 +13,7 @@
 //! | authentication failed        | 401    | — (+ `WWW-Authenticate`) |
 //! | admin credentials missing (admin API) | 401 | — (+ `WWW-Authenticate`, admin realm) |
 //! | admin user without the operator role acting | 403 | — |
+//! | an admin action sent by a browser from another site | 403 | — |
 //! | id exists with other attributes / owner | 409 | —                 |
 //! | operation in flight          | 422    | `ConcurrencyError`     |
 //! | no such instance/binding (read, update, bind) | 404 | —           |
@@ -64,6 +65,11 @@ pub enum ApiError {
     /// An admin user whose role does not allow the action (a viewer acting).
     #[error("admin user {user} is a {role}; this action needs the operator role")]
     AdminForbidden { user: String, role: &'static str },
+
+    /// A browser sent an admin action from another site (its `Origin` or `Sec-Fetch-Site` says so):
+    /// the credentials it holds for the console do not make it the operator's request.
+    #[error("an admin action must come from the admin listener's own pages or a client, not another site")]
+    CrossSite,
 
     /// A broker's first catalog is not in yet (start-up).
     #[error("{0}; retry shortly")]
@@ -223,7 +229,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => "BodyTimeout",
             ApiError::UnsupportedVersion(_) => "UnsupportedVersion",
             ApiError::Unauthorized { .. } | ApiError::AdminUnauthorized => "Unauthorized",
-            ApiError::AdminForbidden { .. } => "Forbidden",
+            ApiError::AdminForbidden { .. } | ApiError::CrossSite => "Forbidden",
             ApiError::NoRoute { .. } => "NoRoute",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::Conflict(_) => "Conflict",
@@ -250,7 +256,9 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::PolicyDenied { .. } | ApiError::AdminForbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::PolicyDenied { .. } | ApiError::AdminForbidden { .. } | ApiError::CrossSite => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,

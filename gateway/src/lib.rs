@@ -19,6 +19,7 @@
 //!   `osb-demo` brokers.
 
 #[cfg(feature = "demo")]
+pub mod console;
 pub mod demo;
 pub mod edge;
 pub mod error;
@@ -263,7 +264,7 @@ impl Gateway {
                 let admin_server = server::serve(
                     listener,
                     &listener_settings("admin", 1, &settings, admin_tls_config),
-                    move || build_admin_app(admin_state.clone()),
+                    move || build_admin_app(admin_state.clone(), console::configure),
                 );
                 let admin_server = match admin_server {
                     Ok(server) => server,

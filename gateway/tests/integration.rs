@@ -18,6 +18,7 @@ mod admin;
 mod catalog;
 mod catalog_gzip;
 mod check_config;
+mod console;
 mod corpus;
 mod crash;
 mod demo;

@@ -12,9 +12,11 @@
 //! - [`small_catalog`]: the scripted brokers' usual catalog and a gateway in front of one of them.
 //! - [`raw`]: bytes on a socket, for requests no HTTP library would send.
 //! - [`ports`]: loopback ports without the bind-then-release race.
+//! - [`browser::Browser`]: a real headless Chromium, driven over WebDriver (the console's tests).
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod fake_broker;
 pub mod gateway;

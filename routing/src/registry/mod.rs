@@ -128,6 +128,8 @@ pub struct Registry {
     /// An intent older than this cannot still be waiting for its upstream (longer than any upstream
     /// timeout): recovery resolves it even when its replica lives (its outcome could not be recorded).
     stale_after_ms: u64,
+    /// The replicas alive at the last recovery (this one included): the console shows them.
+    replicas: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// How long after a failure a "gone" answer is only provisional (see `Mitigation::settle_until_ms`):
@@ -248,6 +250,7 @@ impl Registry {
             orphaned: Arc::new(Notify::new()),
             replica: Arc::from(uuid::Uuid::new_v4().to_string()),
             stale_after_ms: 5 * 60 * 1000,
+            replicas: Arc::default(),
         }
     }
 
@@ -262,6 +265,12 @@ impl Registry {
     /// This replica's id.
     pub fn replica(&self) -> &str {
         &self.replica
+    }
+
+    /// The replicas that shared the store at the last recovery (heartbeat), this one included;
+    /// empty before the first.
+    pub fn replicas_seen(&self) -> Vec<String> {
+        self.replicas.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// The store behind the registry.

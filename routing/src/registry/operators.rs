@@ -20,6 +20,9 @@ impl Registry {
             .store
             .heartbeat(&self.replica, now, now.saturating_sub(REPLICA_TIMEOUT_MS))
             .await?;
+        if let Ok(mut replicas) = self.replicas.lock() {
+            replicas.clone_from(&alive);
+        }
         let stale_before = now.saturating_sub(self.stale_after_ms);
         let dead = |op: &Operation| {
             op.started_ms < stale_before

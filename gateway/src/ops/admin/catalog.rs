@@ -15,7 +15,7 @@
 //! hold it (see `osb_routing::catalog::diff`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use osb_routing::catalog::{CatalogChange, annotate, diff, summarize};
+use osb_routing::catalog::{CatalogChange, HeldPlan, annotate, diff, summarize};
 use osb_routing::{Catalog, CatalogSnapshot};
 use serde::Deserialize;
 use serde_json::json;
@@ -44,7 +44,10 @@ pub async fn served(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 /// The changes from the served catalog to `candidate`, annotated with live instances.
-async fn changes(
+///
+/// # Errors
+/// A store failure (counting live instances).
+pub async fn changes(
     state: &AppState,
     snapshot: &CatalogSnapshot,
     candidate: &Catalog,
@@ -111,7 +114,6 @@ pub async fn confirm(
     state: web::Data<AppState>,
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
-    let started = std::time::Instant::now();
     let operator = Operator::acting(&req, &state)?;
     let request: ConfirmRequest = json_body(&body)?;
     let reason = request
@@ -129,7 +131,24 @@ pub async fn confirm(
             ));
         }
     };
-    let released = state.catalog.confirm_removal(ids.as_deref()).await?;
+    let released = release_held(&state, &operator, ids.as_deref(), &reason).await?;
+    Ok(HttpResponse::Ok().json(json!({"released": released})))
+}
+
+/// Confirms the removal of held plans as `operator` (`ids`: plan or service ids; `None`: every held
+/// plan): they leave the served catalog now, one audit record per plan (the admin API and the
+/// console).
+///
+/// # Errors
+/// [`ApiError::NotFound`] when `ids` name no held plan; a store failure.
+pub async fn release_held(
+    state: &AppState,
+    operator: &Operator,
+    ids: Option<&[String]>,
+    reason: &str,
+) -> Result<Vec<HeldPlan>, ApiError> {
+    let started = std::time::Instant::now();
+    let released = state.catalog.confirm_removal(ids).await?;
     if released.is_empty() && ids.is_some() {
         return Err(ApiError::NotFound(
             "no held plan has these ids (see GET /admin/catalog)".to_owned(),
@@ -146,5 +165,5 @@ pub async fn confirm(
         ));
         state.audit.record(record).await;
     }
-    Ok(HttpResponse::Ok().json(json!({"released": released})))
+    Ok(released)
 }

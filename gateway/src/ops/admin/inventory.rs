@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Default page size.
-const DEFAULT_LIMIT: usize = 100;
+pub const DEFAULT_LIMIT: usize = 100;
 
 /// The query string of a list.
 #[derive(Debug, Default, Deserialize)]
@@ -62,7 +62,10 @@ const STATES: &[&str] = &["creating", "ready", "orphaned"];
 const OPERATIONS: &[&str] = &["provision", "update", "deprovision", "bind", "unbind", "none"];
 
 /// The store filter a list query asks for, names resolved to gateway ids.
-fn filter(q: &ListQuery, snapshot: &CatalogSnapshot) -> Result<RecordFilter, ApiError> {
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for an unknown state or operation.
+pub fn filter(q: &ListQuery, snapshot: &CatalogSnapshot) -> Result<RecordFilter, ApiError> {
     if let Some(state) = q.state.as_deref().filter(|s| !STATES.contains(s)) {
         return Err(ApiError::BadRequest(format!(
             "state {state:?} is not one of {}",

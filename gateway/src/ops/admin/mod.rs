@@ -42,9 +42,10 @@ use crate::state::AppState;
 /// catalog (the three real ones merge to about 1 MB).
 pub const ADMIN_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// The operators' admin application.
+/// The operators' admin application, with `pages` (the console's routes) beside the API.
 pub fn build_admin_app(
     state: web::Data<AppState>,
+    pages: fn(&mut web::ServiceConfig),
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -62,6 +63,7 @@ pub fn build_admin_app(
         .app_data(body_limits)
         .app_data(state)
         .configure(configure)
+        .configure(pages)
         .default_service(web::to(not_found))
 }
 
@@ -130,9 +132,15 @@ impl Operator {
 
     /// The operator of `req` for an action that changes something: the `operator` role.
     ///
+    /// A browser's request from another site never acts, whatever credentials it carries (the
+    /// console makes browsers hold them): see [`from_another_site`].
+    ///
     /// # Errors
-    /// As [`Operator::of`]; [`ApiError::AdminForbidden`] for a viewer.
+    /// As [`Operator::of`]; [`ApiError::AdminForbidden`] for a viewer; [`ApiError::CrossSite`].
     pub fn acting(req: &HttpRequest, state: &AppState) -> Result<Operator, ApiError> {
+        if from_another_site(req) {
+            return Err(ApiError::CrossSite);
+        }
         let operator = Self::of(req, state)?;
         if operator.role != AdminRole::Operator {
             return Err(ApiError::AdminForbidden {
@@ -167,6 +175,21 @@ impl Operator {
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// Whether a browser sent `req` from a page of another site: its `Sec-Fetch-Site` says
+/// `cross-site` or `same-site`, or its `Origin` names another host than the request's `Host`.
+/// Clients that send neither header (the CLI, curl) are not browsers on another site.
+pub fn from_another_site(req: &HttpRequest) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = header("origin") else {
+        return false;
+    };
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    authority.is_none_or(|authority| Some(authority) != header("host"))
 }
 
 /// Parses an admin request body (an empty body is `{}`).

@@ -66,22 +66,22 @@ pub struct AdoptInstance {
 
 /// What happened to one instance.
 #[derive(Debug, Serialize)]
-struct AdoptResult {
-    instance_id: String,
+pub struct AdoptResult {
+    pub instance_id: String,
     /// `adopted`, `existing` (already recorded, unchanged) or `failed`.
-    result: &'static str,
+    pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    broker: Option<String>,
+    pub broker: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    service_id: Option<String>,
+    pub service_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    plan_id: Option<String>,
+    pub plan_id: Option<String>,
     /// The upstream confirmed the instance (and its plan).
-    verified: bool,
+    pub verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
+    pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The instance as the registry will record it.
@@ -217,83 +217,90 @@ pub async fn adopt(
     let reason = request.reason.as_deref().map(crate::telemetry::audit::reason);
     let mut results = Vec::with_capacity(request.instances.len());
     for item in &request.instances {
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let new = resolve(&state, item)?;
-            let verified = if request.verify {
-                verify(&state, &new).await?
-            } else {
-                false
-            };
-            let adopted = state.registry.adopt(&new).await.map_err(ApiError::from)?;
-            Ok::<_, ApiError>((adopted, verified))
-        };
-        let (result, record) = match attempt.await {
-            Ok((adopted, verified)) => {
-                let (word, instance) = match adopted {
-                    Adopted::Created(instance) => ("adopted", instance),
-                    Adopted::Existing(instance) => ("existing", instance),
-                };
-                let mut record = operator.record("adopt", 200, started);
-                record.instance_id = Some(instance.instance_id.clone());
-                record.broker = Some(instance.broker.clone());
-                record.service_id = Some(instance.service_id.clone());
-                record.plan_id = Some(instance.plan_id.clone());
-                record.reason = Some(adopt_reason(
-                    reason.as_deref(),
-                    word,
-                    &instance.platform,
-                    verified,
-                ));
-                let note = (!verified && request.verify).then(|| {
-                    "not verified: the service is not instances_retrievable, the broker cannot be asked"
-                        .to_owned()
-                });
-                (
-                    AdoptResult {
-                        instance_id: instance.instance_id,
-                        result: word,
-                        broker: Some(instance.broker),
-                        service_id: Some(instance.service_id),
-                        plan_id: Some(instance.plan_id),
-                        verified,
-                        note,
-                        error: None,
-                    },
-                    record,
-                )
-            }
-            Err(refusal) => {
-                let (status, code, message) = (
-                    refusal.status_code().as_u16(),
-                    refusal.code(),
-                    refusal.to_string(),
-                );
-                let mut record = operator.record("adopt", status, started);
-                record.instance_id = Some(crate::telemetry::audit::cut(&item.instance_id, 256));
-                record.broker.clone_from(&item.broker);
-                record.error = Some(code.to_owned());
-                record.reason = reason.clone();
-                (
-                    AdoptResult {
-                        instance_id: item.instance_id.clone(),
-                        result: "failed",
-                        broker: item.broker.clone(),
-                        service_id: None,
-                        plan_id: None,
-                        verified: false,
-                        note: None,
-                        error: Some(message),
-                    },
-                    record,
-                )
-            }
-        };
-        state.audit.record(record).await;
-        results.push(result);
+        results.push(adopt_one(&state, &operator, item, reason.as_deref(), request.verify).await);
     }
     let failed = results.iter().filter(|r| r.result == "failed").count();
     Ok(HttpResponse::Ok().json(json!({"results": results, "failed": failed})))
+}
+
+/// Adopts one instance as `operator` (the admin API's and the console's adopt), recorded in the
+/// audit log whatever the result.
+pub async fn adopt_one(
+    state: &AppState,
+    operator: &Operator,
+    item: &AdoptInstance,
+    reason: Option<&str>,
+    verify_upstream: bool,
+) -> AdoptResult {
+    let started = std::time::Instant::now();
+    let attempt = async {
+        let new = resolve(state, item)?;
+        let verified = if verify_upstream {
+            verify(state, &new).await?
+        } else {
+            false
+        };
+        let adopted = state.registry.adopt(&new).await.map_err(ApiError::from)?;
+        Ok::<_, ApiError>((adopted, verified))
+    };
+    let (result, record) = match attempt.await {
+        Ok((adopted, verified)) => {
+            let (word, instance) = match adopted {
+                Adopted::Created(instance) => ("adopted", instance),
+                Adopted::Existing(instance) => ("existing", instance),
+            };
+            let mut record = operator.record("adopt", 200, started);
+            record.instance_id = Some(instance.instance_id.clone());
+            record.broker = Some(instance.broker.clone());
+            record.service_id = Some(instance.service_id.clone());
+            record.plan_id = Some(instance.plan_id.clone());
+            record.reason = Some(adopt_reason(reason, word, &instance.platform, verified));
+            let note = (!verified && verify_upstream).then(|| {
+                "not verified: the service is not instances_retrievable, the broker cannot be asked"
+                    .to_owned()
+            });
+            (
+                AdoptResult {
+                    instance_id: instance.instance_id,
+                    result: word,
+                    broker: Some(instance.broker),
+                    service_id: Some(instance.service_id),
+                    plan_id: Some(instance.plan_id),
+                    verified,
+                    note,
+                    error: None,
+                },
+                record,
+            )
+        }
+        Err(refusal) => {
+            let (status, code, message) = (
+                refusal.status_code().as_u16(),
+                refusal.code(),
+                refusal.to_string(),
+            );
+            let mut record = operator.record("adopt", status, started);
+            record.instance_id = Some(crate::telemetry::audit::cut(&item.instance_id, 256));
+            record.broker.clone_from(&item.broker);
+            record.error = Some(code.to_owned());
+            record.reason = reason.map(str::to_owned);
+            (
+                AdoptResult {
+                    instance_id: item.instance_id.clone(),
+                    result: "failed",
+                    broker: item.broker.clone(),
+                    service_id: None,
+                    plan_id: None,
+                    verified: false,
+                    note: None,
+                    error: Some(message),
+                },
+                record,
+            )
+        }
+    };
+    state.audit.record(record).await;
+    result
 }
 
 fn adopt_reason(reason: Option<&str>, word: &str, platform: &str, verified: bool) -> String {
@@ -318,7 +325,7 @@ struct AbandonRequest {
 
 /// What the upstream delete attempt gave.
 #[derive(Debug, Default, Serialize)]
-struct Attempt {
+pub struct Attempt {
     attempted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
@@ -361,7 +368,8 @@ impl Attempt {
         }
     }
 
-    fn words(&self) -> String {
+    /// In words, for the audit log and the console.
+    pub fn words(&self) -> String {
         match (self.attempted, self.status, self.error.as_deref()) {
             (false, _, _) => "no upstream delete attempted".to_owned(),
             (true, Some(status), _) => format!("upstream delete answered {status}"),
@@ -384,10 +392,12 @@ impl Attempt {
     }
 }
 
-fn required_reason(request: &AbandonRequest) -> Result<String, ApiError> {
-    request
-        .reason
-        .as_deref()
+/// The reason given, cleaned; required to abandon.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] when there is none.
+pub fn required_reason(reason: Option<&str>) -> Result<String, ApiError> {
+    reason
         .map(crate::telemetry::audit::reason)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::BadRequest("a reason is required to abandon".to_owned()))
@@ -409,19 +419,50 @@ pub async fn abandon_instance(
     id: web::Path<String>,
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
-    let started = std::time::Instant::now();
     let operator = Operator::acting(&req, &state)?;
     let request: AbandonRequest = json_body(&body)?;
-    let reason = required_reason(&request)?;
+    let reason = required_reason(request.reason.as_deref())?;
+    let abandoned = forget_instance(&state, &operator, &id, &reason, request.deprovision).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "instance_id": id.as_str(),
+        "removed": abandoned.removed,
+        "bindings_removed": abandoned.bindings_removed,
+        "upstream": abandoned.upstream,
+    })))
+}
+
+/// What abandoning took away.
+#[derive(Debug, Serialize)]
+pub struct Abandoned {
+    /// The record as it was (the admin API's view).
+    pub removed: Value,
+    /// Bindings removed with an instance.
+    pub bindings_removed: Vec<String>,
+    pub upstream: Attempt,
+}
+
+/// Abandons instance `id` as `operator` (the admin API and the console): one upstream delete first
+/// when `deprovision`, then the record and its bindings leave the registry; audited.
+///
+/// # Errors
+/// [`ApiError::NotFound`] when it is not in the registry; a store failure.
+pub async fn forget_instance(
+    state: &AppState,
+    operator: &Operator,
+    id: &str,
+    reason: &str,
+    deprovision: bool,
+) -> Result<Abandoned, ApiError> {
+    let started = std::time::Instant::now();
     let record = state
         .registry
         .store()
-        .instance(&id)
+        .instance(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} is not in the registry")))?;
 
     let mut attempt = Attempt::default();
-    if request.deprovision {
+    if deprovision {
         let path = OsbId::parse("instance_id", &record.instance_id).map(|id| {
             UpstreamPath::instance(&id).with_pairs(&[
                 ("service_id", &record.upstream_service_id),
@@ -429,10 +470,10 @@ pub async fn abandon_instance(
                 ("accepts_incomplete", "true"),
             ])
         });
-        attempt = Attempt::delete(&state, &record.broker, path, "deprovision").await;
+        attempt = Attempt::delete(state, &record.broker, path, "deprovision").await;
     }
 
-    let removed = state.registry.abandon_instance(&id).await?;
+    let removed = state.registry.abandon_instance(id).await?;
     let Some((instance, bindings)) = removed else {
         return Err(ApiError::NotFound(format!(
             "instance {id} is not in the registry"
@@ -461,12 +502,11 @@ pub async fn abandon_instance(
     state.audit.record(audit).await;
 
     let snapshot = state.catalog.snapshot();
-    Ok(HttpResponse::Ok().json(json!({
-        "instance_id": instance.instance_id,
-        "removed": view(&instance, &snapshot),
-        "bindings_removed": bindings.iter().map(|b| b.binding_id.clone()).collect::<Vec<_>>(),
-        "upstream": attempt,
-    })))
+    Ok(Abandoned {
+        removed: view(&instance, &snapshot),
+        bindings_removed: bindings.iter().map(|b| b.binding_id.clone()).collect(),
+        upstream: attempt,
+    })
 }
 
 /// `POST /admin/bindings/{id}/abandon`
@@ -476,19 +516,39 @@ pub async fn abandon_binding(
     id: web::Path<String>,
     RequestBody(body): RequestBody,
 ) -> Result<HttpResponse, ApiError> {
-    let started = std::time::Instant::now();
     let operator = Operator::acting(&req, &state)?;
     let request: AbandonRequest = json_body(&body)?;
-    let reason = required_reason(&request)?;
+    let reason = required_reason(request.reason.as_deref())?;
+    let abandoned = forget_binding(&state, &operator, &id, &reason, request.deprovision).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "binding_id": id.as_str(),
+        "removed": abandoned.removed,
+        "upstream": abandoned.upstream,
+    })))
+}
+
+/// Abandons binding `id` as `operator`: one upstream unbind first when `unbind`, then the record
+/// leaves the registry; audited.
+///
+/// # Errors
+/// [`ApiError::NotFound`] when it is not in the registry; a store failure.
+pub async fn forget_binding(
+    state: &AppState,
+    operator: &Operator,
+    id: &str,
+    reason: &str,
+    unbind: bool,
+) -> Result<Abandoned, ApiError> {
+    let started = std::time::Instant::now();
     let record = state
         .registry
         .store()
-        .binding(&id)
+        .binding(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {id} is not in the registry")))?;
 
     let mut attempt = Attempt::default();
-    if request.deprovision {
+    if unbind {
         let path = OsbId::parse("instance_id", &record.instance_id).and_then(|instance| {
             let binding = OsbId::parse("binding_id", &record.binding_id)?;
             Ok(UpstreamPath::binding(&instance, &binding).with_pairs(&[
@@ -497,10 +557,10 @@ pub async fn abandon_binding(
                 ("accepts_incomplete", "true"),
             ]))
         });
-        attempt = Attempt::delete(&state, &record.broker, path, "unbind").await;
+        attempt = Attempt::delete(state, &record.broker, path, "unbind").await;
     }
 
-    let Some(binding) = state.registry.abandon_binding(&id).await? else {
+    let Some(binding) = state.registry.abandon_binding(id).await? else {
         return Err(ApiError::NotFound(format!("binding {id} is not in the registry")));
     };
     warn!(
@@ -522,9 +582,9 @@ pub async fn abandon_binding(
     state.audit.record(audit).await;
 
     let snapshot = state.catalog.snapshot();
-    Ok(HttpResponse::Ok().json(json!({
-        "binding_id": binding.binding_id,
-        "removed": view(&binding, &snapshot),
-        "upstream": attempt,
-    })))
+    Ok(Abandoned {
+        removed: view(&binding, &snapshot),
+        bindings_removed: Vec::new(),
+        upstream: attempt,
+    })
 }

@@ -22,7 +22,7 @@
 mod args;
 mod client;
 mod output;
-mod time;
+pub(crate) mod time;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

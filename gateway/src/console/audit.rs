@@ -1,0 +1,207 @@
+//! The audit log (`/ui/audit`): platform calls and operator actions, newest first, filtered by
+//! instance, binding, operation, actor, kind and outcome, paged by `seq`.
+//!
+//! Live: the page's script asks `/ui/audit/rows?after=SEQ` (same filters) every few seconds and
+//! puts the rows it gets on top. Without JavaScript the page is read as it was served.
+
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use osb_routing::audit::{AuditKind, AuditOutcome, AuditQuery, AuditRecord};
+use serde::Deserialize;
+
+use super::{Html, PageError, Shell, Viewer, encode, when};
+use crate::ops::admin::inventory::query;
+use crate::state::AppState;
+
+/// Rows per page.
+const PAGE: usize = 50;
+
+/// One audit record as a row.
+#[derive(Debug)]
+pub struct AuditRow {
+    pub seq: u64,
+    pub at: String,
+    pub kind: &'static str,
+    pub actor: String,
+    pub user: Option<String>,
+    pub operation: String,
+    pub instance_id: Option<String>,
+    pub binding_id: Option<String>,
+    pub broker: Option<String>,
+    pub status: u16,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub policy: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl From<&AuditRecord> for AuditRow {
+    fn from(r: &AuditRecord) -> Self {
+        AuditRow {
+            seq: r.seq,
+            at: when(r.at_ms),
+            kind: r.kind.as_str(),
+            actor: r.actor.clone(),
+            user: r.user.clone(),
+            operation: r.operation.clone(),
+            instance_id: r.instance_id.clone(),
+            binding_id: r.binding_id.clone(),
+            broker: r.broker.clone(),
+            status: r.status,
+            outcome: r.outcome.as_str(),
+            error: r.error.clone(),
+            reason: r.reason.clone(),
+            policy: r.policy.clone(),
+            duration_ms: r.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFilter {
+    instance_id: Option<String>,
+    binding_id: Option<String>,
+    operation: Option<String>,
+    actor: Option<String>,
+    kind: Option<String>,
+    outcome: Option<String>,
+    cursor: Option<u64>,
+    /// Rows newer than this `seq` (live updates).
+    after: Option<u64>,
+    /// The notice of a redirect (the shell reads it).
+    #[serde(rename = "done")]
+    _done: Option<serde::de::IgnoredAny>,
+}
+
+impl AuditFilter {
+    /// The store's query (empty fields are no filter).
+    fn query(&self, before: Option<u64>, limit: usize) -> AuditQuery {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        AuditQuery {
+            before,
+            limit: Some(limit),
+            instance_id: given(&self.instance_id),
+            binding_id: given(&self.binding_id),
+            operation: given(&self.operation),
+            actor: given(&self.actor),
+            kind: match self.kind.as_deref() {
+                Some("platform") => Some(AuditKind::Platform),
+                Some("admin") => Some(AuditKind::Admin),
+                _ => None,
+            },
+            outcome: match self.outcome.as_deref() {
+                Some("succeeded") => Some(AuditOutcome::Succeeded),
+                Some("accepted") => Some(AuditOutcome::Accepted),
+                Some("refused") => Some(AuditOutcome::Refused),
+                Some("failed") => Some(AuditOutcome::Failed),
+                _ => None,
+            },
+            since_ms: None,
+        }
+    }
+
+    /// The filters as a query string (without cursor), for paging and live rows.
+    fn query_string(&self) -> String {
+        [
+            ("instance_id", &self.instance_id),
+            ("binding_id", &self.binding_id),
+            ("operation", &self.operation),
+            ("actor", &self.actor),
+            ("kind", &self.kind),
+            ("outcome", &self.outcome),
+        ]
+        .iter()
+        .filter_map(|(key, value)| {
+            value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| format!("{key}={}", encode(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct AuditPage {
+    shell: Shell,
+    rows: Vec<AuditRow>,
+    instance_id: String,
+    binding_id: String,
+    operation: String,
+    actor: String,
+    kind: String,
+    outcome: String,
+    filters: String,
+    newest: u64,
+    next: Option<u64>,
+    /// The newest page: new rows are put on top as they come.
+    live: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/audit_rows.html")]
+pub struct AuditRows {
+    pub rows: Vec<AuditRow>,
+}
+
+/// `GET /ui/audit`
+pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
+    let viewer = Viewer::of(&req, &state)?;
+    let filter: AuditFilter = query(&req)?;
+    state.audit.settle().await;
+    let records = state
+        .registry
+        .store()
+        .audit(&filter.query(filter.cursor, PAGE))
+        .await?;
+    let next = (records.len() >= PAGE)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let page = AuditPage {
+        shell: Shell::new(&viewer, "audit", "Audit log").with_notice(&req),
+        newest: records.first().map_or(0, |r| r.seq),
+        rows: records.iter().map(AuditRow::from).collect(),
+        instance_id: text(&filter.instance_id),
+        binding_id: text(&filter.binding_id),
+        operation: text(&filter.operation),
+        actor: text(&filter.actor),
+        kind: text(&filter.kind),
+        outcome: text(&filter.outcome),
+        filters: filter.query_string(),
+        next,
+        live: filter.cursor.is_none(),
+    };
+    Html::of(&page)
+}
+
+/// `GET /ui/audit/rows?after=SEQ&…`: the rows newer than `after` (at most a page), newest first,
+/// as table rows for the page's script.
+pub async fn rows(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
+    Viewer::of(&req, &state)?;
+    let filter: AuditFilter = query(&req)?;
+    state.audit.settle().await;
+    let after = filter.after.unwrap_or(0);
+    let records = state.registry.store().audit(&filter.query(None, PAGE)).await?;
+    Html::of(&AuditRows {
+        rows: records
+            .iter()
+            .take_while(|r| r.seq > after)
+            .map(AuditRow::from)
+            .collect(),
+    })
+}
+
+/// The history of one instance or binding: its audit records, newest first.
+///
+/// # Errors
+/// A store failure.
+pub async fn history(state: &AppState, query: AuditQuery) -> Result<Vec<AuditRow>, PageError> {
+    state.audit.settle().await;
+    let records = state.registry.store().audit(&query).await?;
+    Ok(records.iter().map(AuditRow::from).collect())
+}
