@@ -457,3 +457,210 @@ async fn pages_escape_what_platforms_send_and_refuse_the_unauthenticated_and_oth
     let (status, _, _) = get_as(gw, "/ui/instances/nope", Some(VIEWER)).await;
     assert_eq!(status, 404);
 }
+
+/// A client that does not follow redirects (to see the 303 an action answers).
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Posts a console form as `who`: status, `Location` and body.
+async fn post_form(
+    gw: &TestGateway,
+    path: &str,
+    who: (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, String, String) {
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", crate::support::osb::encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let response = no_redirects()
+        .post(gw.admin_url(path))
+        .basic_auth(who.0, Some(who.1))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn operators_confirm_held_plans_adopt_and_abandon_bindings_through_the_forms() {
+    use crate::support::fake_broker::{FakeBroker, Reply};
+    use crate::support::small_catalog::{Ids, small_catalog};
+
+    let broker = FakeBroker::with_catalog(small_catalog()).await;
+    broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
+    broker.on(
+        "PUT",
+        "/v2/service_instances/*/service_bindings/*",
+        Reply::new(201, r#"{"credentials": {"password": "binding-secret-1"}}"#),
+    );
+    let users = format!(
+        "  users:\n    - name: {}\n      role: operator\n      password: {}\n    - name: {}\n      role: viewer\n      password: {}\n",
+        OPERATOR.0, OPERATOR.1, VIEWER.0, VIEWER.1
+    );
+    let yaml = format!(
+        "{}brokers:\n  - name: fb\n    url: {}\n    timeout_secs: 2\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    );
+    let gw = TestGateway::start_with_admin(&users, &yaml, &[]).await;
+    let ids = Ids::of(&gw.ready_catalog().await, "fb.db");
+    let on_large =
+        json!({"service_id": ids.service, "plan_id": ids.large, "context": {"platform": "kubernetes"}});
+    assert_eq!(
+        gw.osb()
+            .provision("keep-me", Query::none(), &on_large)
+            .await
+            .status,
+        201
+    );
+
+    // The upstream drops `large`: the dry-run diff says it would be held.
+    let mut catalog: Value = serde_json::from_slice(&small_catalog()).unwrap();
+    catalog["services"][0]["plans"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["name"] != "large");
+    broker.on(
+        "GET",
+        "/v2/catalog",
+        Reply::new(200, serde_json::to_vec(&catalog).unwrap()),
+    );
+    let (status, _, page) = get_as(&gw, "/ui/catalog?diff=upstream", Some(VIEWER)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("1 removed")
+            && page.contains("1 plan(s) would be held")
+            && page.contains("plan removed"),
+        "{page}"
+    );
+
+    // Applied: held, with its live instance; only an operator is offered the confirmation.
+    let refreshed = http()
+        .post(gw.admin_url("/admin/brokers/fb/refresh"))
+        .basic_auth(OPERATOR.0, Some(OPERATOR.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 202);
+    let confirm_link = format!("/ui/catalog/confirm?id={}", ids.large);
+    eventually("the plan is held", Duration::from_secs(10), || async {
+        let (_, _, page) = get_as(&gw, "/ui/catalog", Some(OPERATOR)).await;
+        page.contains(&confirm_link).then_some(())
+    })
+    .await;
+    let (_, _, page) = get_as(&gw, "/ui/catalog", Some(VIEWER)).await;
+    assert!(page.contains("large") && !page.contains(&confirm_link), "{page}");
+    let (status, _, _) = get_as(&gw, &confirm_link, Some(VIEWER)).await;
+    assert_eq!(status, 403);
+    let (status, _, page) = get_as(&gw, &confirm_link, Some(OPERATOR)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("nothing is sent to broker fb") && page.contains("1 live instance(s)"),
+        "{page}"
+    );
+
+    // A viewer posting is refused; a reason is required; the operator confirms.
+    let form = [
+        ("id", ids.large.as_str()),
+        ("reason", "retired by the cloud team"),
+    ];
+    assert_eq!(post_form(&gw, "/ui/catalog/confirm", VIEWER, &form).await.0, 403);
+    assert_eq!(
+        post_form(&gw, "/ui/catalog/confirm", OPERATOR, &[("id", &ids.large)])
+            .await
+            .0,
+        400
+    );
+    let (status, location, _) = post_form(&gw, "/ui/catalog/confirm", OPERATOR, &form).await;
+    assert_eq!(
+        (status, location.starts_with("/ui/catalog?done=")),
+        (303, true),
+        "{location}"
+    );
+    let (_, _, page) = get_as(&gw, &location, Some(OPERATOR)).await;
+    assert!(
+        page.contains("Removal confirmed: fb.db/large") && page.contains("No plan is held."),
+        "{page}"
+    );
+
+    // Adopt: a refused one shows the form again with why; a good one leads to its page.
+    let adopt = |instance: &'static str, plan: String| {
+        vec![
+            ("instance_id", instance.to_owned()),
+            ("platform", "k8s-prod".to_owned()),
+            ("broker", "fb".to_owned()),
+            ("plan", plan),
+            ("service", String::new()),
+            ("reason", "created before the gateway".to_owned()),
+        ]
+    };
+    let bad = adopt("adopt-1", "no-such-plan".to_owned());
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, page) = post_form(&gw, "/ui/adopt", OPERATOR, &bad).await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("Not adopted") && page.contains("no-such-plan"),
+        "{page}"
+    );
+    let good = adopt("adopt-1", ids.small.clone());
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _) = post_form(&gw, "/ui/adopt", OPERATOR, &good).await;
+    assert_eq!(
+        (status, location.as_str().split('?').next()),
+        (303, Some("/ui/instances/adopt-1"))
+    );
+    let (_, _, page) = get_as(&gw, &location, Some(VIEWER)).await;
+    assert!(
+        page.contains("Instance adopt-1 adopted for platform k8s-prod") && page.contains("admin.adopt"),
+        "{page}"
+    );
+
+    // Abandon a binding: gone from the registry, nothing sent upstream, the audit page says so.
+    let bind = json!({"service_id": ids.service, "plan_id": ids.small});
+    assert_eq!(
+        gw.osb().bind("adopt-1", "b-1", Query::none(), &bind).await.status,
+        201
+    );
+    let (status, _, page) = get_as(&gw, "/ui/bindings/b-1/abandon", Some(OPERATOR)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("the credentials stay valid there"), "{page}");
+    assert!(
+        !page.contains("binding-secret-1"),
+        "binding credentials are never shown"
+    );
+    let (status, location, _) = post_form(
+        &gw,
+        "/ui/bindings/b-1/abandon",
+        OPERATOR,
+        &[("reason", "app deleted")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = get_as(&gw, &location, Some(VIEWER)).await;
+    assert!(
+        page.contains("Binding b-1 abandoned: no upstream delete attempted") && page.contains("app deleted"),
+        "{page}"
+    );
+    assert!(
+        broker
+            .received("DELETE", "/v2/service_instances/adopt-1/service_bindings")
+            .is_empty()
+    );
+    let (status, _, _) = get_as(&gw, "/admin/bindings/b-1", Some(VIEWER)).await;
+    assert_eq!(status, 404);
+}

@@ -12,6 +12,7 @@
 //! - `stub`: the fast stub upstream broker and OTLP sink (see [`stub`]); `drive`: the load driver
 //!   alone against any target (see [`driver`]); `gateway`: the gateway's `serve`, for `compare`.
 //! - `scale-build`, `scale-measure`: the registry at 10k–1M instances (see [`scale`]).
+//! - `console`: the console's page weight and latency with 100k instances (see [`console`]).
 //! - `plan-ids`, `lifecycle`: the service/plan id lookup by name and the reqwest closed-loop
 //!   lifecycle driver that `loadtests/run lifecycle` uses (see [`lifecycle`]).
 //!
@@ -32,6 +33,7 @@ use osb_routing::catalog::{BrokerCatalog, Validated, merge, validate_catalog};
 use url::Url;
 
 mod compare;
+mod console;
 mod driver;
 mod engines;
 mod faultproxy;
@@ -99,6 +101,8 @@ enum Command {
     ScaleMeasure(scale::MeasureArgs),
     /// The registry's durable write path alone (no HTTP): lifecycles per second, CPU per write.
     RegistryBench(scale::RegistryBenchArgs),
+    /// The console's pages with a large registry: bytes transferred and latency per page.
+    Console(console::ConsoleArgs),
     /// The storage engines the registry could stand on, on its write pattern (key-value level).
     Engines(engines::EnginesArgs),
     /// Print the ids of a (bindable) service and plan found by name in a target's catalog.
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         Command::ScaleMeasure(args) => scale::run_measure(&args),
         Command::RegistryBench(args) => scale::run_registry_bench(&args),
         Command::Engines(args) => engines::run(&args),
+        Command::Console(args) => console::run(&args),
         Command::PlanIds(args) => lifecycle::plan_ids(&args),
         Command::Lifecycle(args) => lifecycle::run_lifecycle(&args),
         Command::Soak(args) => soak::run(&args),

@@ -148,6 +148,10 @@ pub struct AuditQuery {
     /// Only records at or after this time (ms since the epoch).
     #[serde(default)]
     pub since_ms: Option<u64>,
+    /// Only records with a larger `seq`: with `before`, a window of the log that bounds what a
+    /// read examines (the console reads the log in windows, whatever its filters select).
+    #[serde(default)]
+    pub after: Option<u64>,
 }
 
 impl AuditQuery {
@@ -162,6 +166,7 @@ impl AuditQuery {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
         self.before.is_none_or(|before| record.seq < before)
+            && self.after.is_none_or(|after| record.seq > after)
             && same(&self.instance_id, &record.instance_id)
             && same(&self.binding_id, &record.binding_id)
             && self.operation.as_ref().is_none_or(|o| *o == record.operation)
@@ -219,6 +224,8 @@ mod tests {
         assert!(!q(|q| q.outcome = Some(AuditOutcome::Failed)));
         assert!(q(|q| q.since_ms = Some(1005)));
         assert!(!q(|q| q.since_ms = Some(1006)));
+        assert!(q(|q| q.after = Some(4)));
+        assert!(!q(|q| q.after = Some(5)));
         assert_eq!(AuditQuery::default().page_size(), 100);
         let huge = AuditQuery {
             limit: Some(1 << 20),

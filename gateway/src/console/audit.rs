@@ -3,6 +3,10 @@
 //!
 //! Live: the page's script asks `/ui/audit/rows?after=SEQ` (same filters) every few seconds and
 //! puts the rows it gets on top. Without JavaScript the page is read as it was served.
+//!
+//! Bounded: a page reads one window of the log, at most [`WINDOW`] records below its cursor,
+//! whatever the filters select; when the window ends before the page fills, the page says so and
+//! "Older" goes on below it. A filter that matches rarely costs a window per page, never the log.
 
 use actix_web::{HttpRequest, web};
 use askama::Template;
@@ -15,6 +19,8 @@ use crate::state::AppState;
 
 /// Rows per page.
 const PAGE: usize = 50;
+/// The most audit records one page (or one record's history) examines.
+pub const WINDOW: u64 = 10_000;
 
 /// One audit record as a row.
 #[derive(Debug)]
@@ -99,6 +105,7 @@ impl AuditFilter {
                 _ => None,
             },
             since_ms: None,
+            after: None,
         }
     }
 
@@ -138,6 +145,8 @@ struct AuditPage {
     filters: String,
     newest: u64,
     next: Option<u64>,
+    /// The window ended before the page filled: the seqs it covered (lowest, highest).
+    partial: Option<(u64, u64)>,
     /// The newest page: new rows are put on top as they come.
     live: bool,
 }
@@ -153,14 +162,19 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, 
     let viewer = Viewer::of(&req, &state)?;
     let filter: AuditFilter = query(&req)?;
     state.audit.settle().await;
-    let records = state
-        .registry
-        .store()
-        .audit(&filter.query(filter.cursor, PAGE))
-        .await?;
-    let next = (records.len() >= PAGE)
-        .then(|| records.last().map(|r| r.seq))
-        .flatten();
+    let top = match filter.cursor {
+        Some(cursor) => cursor,
+        None => newest_seq(&state).await?.saturating_add(1),
+    };
+    let bottom = top.saturating_sub(WINDOW + 1);
+    let mut query = filter.query(Some(top), PAGE);
+    query.after = Some(bottom).filter(|b| *b > 0);
+    let records = state.registry.store().audit(&query).await?;
+    let (next, partial) = match records.last() {
+        Some(last) if records.len() >= PAGE => (Some(last.seq), None),
+        _ if bottom > 0 => (Some(bottom + 1), Some((bottom + 1, top.saturating_sub(1)))),
+        _ => (None, None),
+    };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let page = AuditPage {
         shell: Shell::new(&viewer, "audit", "Audit log").with_notice(&req),
@@ -174,6 +188,7 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, 
         outcome: text(&filter.outcome),
         filters: filter.query_string(),
         next,
+        partial,
         live: filter.cursor.is_none(),
     };
     Html::of(&page)
@@ -185,23 +200,44 @@ pub async fn rows(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, 
     Viewer::of(&req, &state)?;
     let filter: AuditFilter = query(&req)?;
     state.audit.settle().await;
-    let after = filter.after.unwrap_or(0);
-    let records = state.registry.store().audit(&filter.query(None, PAGE)).await?;
+    let mut query = filter.query(None, PAGE);
+    // Only what is newer than the page's top row: never more than the records since.
+    query.after = Some(filter.after.unwrap_or(0));
+    let records = state.registry.store().audit(&query).await?;
     Html::of(&AuditRows {
-        rows: records
-            .iter()
-            .take_while(|r| r.seq > after)
-            .map(AuditRow::from)
-            .collect(),
+        rows: records.iter().map(AuditRow::from).collect(),
     })
 }
 
-/// The history of one instance or binding: its audit records, newest first.
+/// The newest record's `seq` (0 for an empty log).
 ///
 /// # Errors
 /// A store failure.
-pub async fn history(state: &AppState, query: AuditQuery) -> Result<Vec<AuditRow>, PageError> {
+pub async fn newest_seq(state: &AppState) -> Result<u64, PageError> {
+    let newest = state
+        .registry
+        .store()
+        .audit(&AuditQuery {
+            limit: Some(1),
+            ..AuditQuery::default()
+        })
+        .await?;
+    Ok(newest.first().map_or(0, |r| r.seq))
+}
+
+/// The history of one instance or binding: its audit records among the newest [`WINDOW`], newest
+/// first; and, when the log goes further back, the cursor of the audit page that goes on below.
+///
+/// # Errors
+/// A store failure.
+pub async fn history(
+    state: &AppState,
+    mut query: AuditQuery,
+) -> Result<(Vec<AuditRow>, Option<u64>), PageError> {
     state.audit.settle().await;
+    let bottom = newest_seq(state).await?.saturating_sub(WINDOW);
+    query.after = Some(bottom).filter(|b| *b > 0);
     let records = state.registry.store().audit(&query).await?;
-    Ok(records.iter().map(AuditRow::from).collect())
+    let older = query.after.map(|b| b + 1);
+    Ok((records.iter().map(AuditRow::from).collect(), older))
 }

@@ -1,5 +1,6 @@
 //! Instances and bindings (`/ui/instances`, `/ui/bindings`): filtered by broker, platform, service,
-//! plan, state and operation in flight, paged in id order as on the admin API; and one record
+//! plan, state and operation in flight, paged in id order as on the admin API, each page examining
+//! at most [`SCAN_BUDGET`] records (a rare filter says so and goes on next page); and one record
 //! (`/ui/instances/{id}`, `/ui/bindings/{id}`) with its bindings, its history from the audit log,
 //! and, for an operator, the way to abandon it.
 
@@ -17,6 +18,9 @@ use crate::state::AppState;
 
 /// History rows on a record's page.
 const HISTORY: usize = 50;
+/// The most records one list page examines: a filter that selects few records answers in bounded
+/// time, and the page offers to go on.
+const SCAN_BUDGET: usize = 5_000;
 
 /// A record as a row of a list, or the head of its page.
 #[derive(Debug)]
@@ -218,6 +222,9 @@ struct ListPage {
     filters: Filters,
     rows: Vec<RecordRow>,
     next: Option<String>,
+    /// The page stopped at the scan budget before it filled.
+    partial: bool,
+    budget: usize,
     can_act: bool,
 }
 
@@ -233,14 +240,14 @@ pub async fn instances(req: HttpRequest, state: web::Data<AppState>) -> Result<H
         .limit
         .unwrap_or(DEFAULT_LIMIT)
         .clamp(1, osb_routing::store::MAX_PAGE);
-    let records = state
+    let scanned = state
         .registry
         .store()
-        .list_instances(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit)
+        .scan_instances(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit, SCAN_BUDGET)
         .await?;
-    let next = (records.len() >= limit)
-        .then(|| records.last().map(|r| r.instance_id.clone()))
-        .flatten();
+    let records = scanned.items;
+    let partial = scanned.resume.is_some() && records.len() < limit;
+    let next = scanned.resume;
     let page = ListPage {
         shell: Shell::new(&viewer, "instances", "Instances"),
         kind: "instances",
@@ -250,6 +257,8 @@ pub async fn instances(req: HttpRequest, state: web::Data<AppState>) -> Result<H
             .map(|r| RecordRow::instance(r, &snapshot))
             .collect(),
         next,
+        partial,
+        budget: SCAN_BUDGET,
         can_act: viewer.can_act(),
     };
     Html::of(&page)
@@ -264,20 +273,22 @@ pub async fn bindings(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         .limit
         .unwrap_or(DEFAULT_LIMIT)
         .clamp(1, osb_routing::store::MAX_PAGE);
-    let records = state
+    let scanned = state
         .registry
         .store()
-        .list_bindings(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit)
+        .scan_bindings(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit, SCAN_BUDGET)
         .await?;
-    let next = (records.len() >= limit)
-        .then(|| records.last().map(|r| r.binding_id.clone()))
-        .flatten();
+    let records = scanned.items;
+    let partial = scanned.resume.is_some() && records.len() < limit;
+    let next = scanned.resume;
     let page = ListPage {
         shell: Shell::new(&viewer, "bindings", "Bindings"),
         kind: "bindings",
         filters: Filters::of(&q, &state, &snapshot),
         rows: records.iter().map(|r| RecordRow::binding(r, &snapshot)).collect(),
         next,
+        partial,
+        budget: SCAN_BUDGET,
         can_act: viewer.can_act(),
     };
     Html::of(&page)
@@ -292,6 +303,8 @@ struct RecordPage {
     record: RecordRow,
     bindings: Vec<RecordRow>,
     history: Vec<AuditRow>,
+    /// The audit page that goes on below the history's window (its cursor).
+    older: Option<u64>,
     can_act: bool,
 }
 
@@ -308,7 +321,7 @@ pub async fn instance(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} is not in the registry")))?;
     let bindings = store.bindings_of(&id).await?;
-    let history = history(
+    let (history, older) = history(
         &state,
         AuditQuery {
             instance_id: Some(id.to_string()),
@@ -327,6 +340,7 @@ pub async fn instance(
             .map(|b| RecordRow::binding(b, &snapshot))
             .collect(),
         history,
+        older,
         can_act: viewer.can_act(),
     };
     Html::of(&page)
@@ -345,7 +359,7 @@ pub async fn binding(
         .binding(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("binding {id} is not in the registry")))?;
-    let history = history(
+    let (history, older) = history(
         &state,
         AuditQuery {
             binding_id: Some(id.to_string()),
@@ -361,6 +375,7 @@ pub async fn binding(
         record: RecordRow::binding(&record, &snapshot),
         bindings: Vec::new(),
         history,
+        older,
         can_act: viewer.can_act(),
     };
     Html::of(&page)

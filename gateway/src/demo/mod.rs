@@ -98,6 +98,7 @@ pub async fn run(args: DemoArgs) -> Result<(), ApiError> {
     println!("osb-gateway demo\n");
     println!("  OSB endpoint  http://{osb}   platform \"demo\": user {DEMO_USER}, password {DEMO_PASSWORD}");
     println!("  admin         http://{admin}   /healthz /readyz /admin/brokers /metrics");
+    println!("  console       http://{admin}/ui   (open it in a browser)");
     println!("  store         {}", store.display());
     println!(
         "  config        {}   (its brokers live while the demo runs)",

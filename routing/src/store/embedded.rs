@@ -47,7 +47,7 @@ use self::memory::{BINDING, Memory};
 use super::indexed::Indexed;
 use super::inventory::{MAX_PAGE, RecordFilter};
 use super::{
-    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Store, StoredCatalog, Swap,
+    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Scanned, Store, StoredCatalog, Swap,
 };
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
@@ -174,6 +174,23 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// [`read::scan`] on the blocking pool.
+    async fn scan<R: read::Paged>(
+        &self,
+        space: Space,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Scanned<R>, RoutingError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.blocking(move |kv| read::scan(kv, space, &filter, after.as_deref(), limit, budget))
+            .await
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, RoutingError> {
@@ -287,6 +304,26 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<BindingRecord>, RoutingError> {
         self.page(Space::Bindings, filter, after, limit).await
+    }
+
+    async fn scan_instances(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Scanned<InstanceRecord>, RoutingError> {
+        self.scan(Space::Instances, filter, after, limit, budget).await
+    }
+
+    async fn scan_bindings(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Scanned<BindingRecord>, RoutingError> {
+        self.scan(Space::Bindings, filter, after, limit, budget).await
     }
 
     async fn orphans(&self) -> Result<Vec<RecordRef>, RoutingError> {
@@ -454,6 +491,10 @@ impl Store for EmbeddedStore {
                 let Some(seq) = seq_of(&key) else {
                     continue;
                 };
+                if query.after.is_some_and(|after| seq <= after) {
+                    // Newest first: everything further is below the window.
+                    break;
+                }
                 let mut record: AuditRecord =
                     serde_json::from_slice(&value).map_err(|e| store_error("decode audit record", e))?;
                 record.seq = seq;

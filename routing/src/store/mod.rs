@@ -138,6 +138,25 @@ pub enum RecordRef {
     Binding(String),
 }
 
+/// A page of an inventory listing read under a budget ([`Store::scan_instances`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned<R> {
+    pub items: Vec<R>,
+    /// The id the next page starts after: the last record of a full page, or the last one examined
+    /// when the budget ran out. `None`: nothing follows.
+    pub resume: Option<String>,
+}
+
+impl<R> Scanned<R> {
+    /// A page read whole: it resumes after its last record when it is full.
+    pub fn full_page(items: Vec<R>, limit: usize, id: impl Fn(&R) -> &String) -> Scanned<R> {
+        let resume = (items.len() >= limit.clamp(1, MAX_PAGE))
+            .then(|| items.last().map(|r| id(r).clone()))
+            .flatten();
+        Scanned { items, resume }
+    }
+}
+
 /// Durable state of the gateway. Writes are durable when the call returns.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -206,6 +225,35 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, RoutingError> {
         Ok(inventory::page(self.instances().await?, filter, after, limit))
+    }
+
+    /// As [`Store::list_instances`], examining at most `budget` records past `after`, so that a
+    /// filter selecting few records answers in bounded time (the console): `resume` says where the
+    /// next page starts when the page filled or the budget ran out. This default (and PostgreSQL,
+    /// which filters in SQL) reads a whole page.
+    async fn scan_instances(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Scanned<InstanceRecord>, RoutingError> {
+        let _ = budget;
+        let items = self.list_instances(filter, after, limit).await?;
+        Ok(Scanned::full_page(items, limit, |r| &r.instance_id))
+    }
+
+    /// As [`Store::scan_instances`], for bindings.
+    async fn scan_bindings(
+        &self,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Scanned<BindingRecord>, RoutingError> {
+        let _ = budget;
+        let items = self.list_bindings(filter, after, limit).await?;
+        Ok(Scanned::full_page(items, limit, |r| &r.binding_id))
     }
 
     /// As [`Store::list_instances`], for bindings.

@@ -454,6 +454,7 @@ impl Store for PostgresStore {
         let q = query_;
         let before = q.before.map(int);
         let since = q.since_ms.map(int);
+        let after = q.after.map(int);
         let kind = q.kind.map(|k| k.as_str());
         let outcome = q.outcome.map(|o| o.as_str());
         let limit = int(q.page_size() as u64);
@@ -472,6 +473,7 @@ impl Store for PostgresStore {
                     &outcome,
                     &since,
                     &limit,
+                    &after,
                 ],
             )
             .await?;

@@ -882,6 +882,20 @@ async fn audit_records_are_numbered_and_read_newest_first(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(since.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [1_006]);
+    // A window of the log: after one seq and before another, whatever the limit.
+    let window = store
+        .audit(&AuditQuery {
+            after: Some(seqs[1]),
+            before: Some(seqs[5]),
+            limit: Some(100),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        window.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [seqs[4], seqs[3], seqs[2]]
+    );
 
     // The log survives reopening, and numbering goes on.
     store.quiesce().await;
@@ -968,6 +982,27 @@ async fn inventory_pages_filter_in_id_order(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+
+    // Under a budget: pages may come short, and resuming collects the same records.
+    let on_azure = RecordFilter {
+        broker: Some("azure".into()),
+        ..RecordFilter::default()
+    };
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let scanned = store
+            .scan_instances(&on_azure, after.as_deref(), 10, 2)
+            .await
+            .unwrap();
+        found.extend(scanned.items.into_iter().map(|r| r.instance_id));
+        after = scanned.resume;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(found, ["i1", "i3"]);
+    assert!(after.is_none(), "the scan ends");
 
     let filter = |f: fn(&mut RecordFilter)| {
         let mut filter = RecordFilter::default();

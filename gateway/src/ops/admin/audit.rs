@@ -48,6 +48,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         kind: q.kind,
         outcome: q.outcome,
         since_ms: q.since_ms,
+        after: None,
     };
     let records = state.registry.store().audit(&audit).await?;
     let next = (records.len() >= audit.page_size())

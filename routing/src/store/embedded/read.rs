@@ -75,6 +75,37 @@ pub(super) fn page<R: Paged>(
     Ok(out)
 }
 
+/// As [`page`], examining at most `budget` records: the page, and the id to resume after when it
+/// filled or the budget ran out.
+pub(super) fn scan<R: Paged>(
+    kv: &Kv,
+    space: Space,
+    filter: &RecordFilter,
+    after: Option<&str>,
+    limit: usize,
+    budget: usize,
+) -> Result<crate::store::Scanned<R>, RoutingError> {
+    let snapshot = kv.snapshot();
+    let mut items = Vec::new();
+    let mut examined = 0;
+    for entry in kv.after(&snapshot, space, after.map(str::as_bytes)) {
+        let (key, value) = entry?;
+        let id = id_of(&key)?;
+        let record = R::decode(id, &value)?;
+        examined += 1;
+        if filter.matches(&record.facts()) {
+            items.push(record);
+        }
+        if items.len() >= limit || examined >= budget.max(1) {
+            return Ok(crate::store::Scanned {
+                items,
+                resume: Some(id.to_owned()),
+            });
+        }
+    }
+    Ok(crate::store::Scanned { items, resume: None })
+}
+
 /// Every record of `space`, in id order.
 pub(super) fn all_records<R: Stored>(kv: &Kv, space: Space) -> Result<Vec<R>, RoutingError> {
     let snapshot = kv.snapshot();

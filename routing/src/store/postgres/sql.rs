@@ -174,6 +174,7 @@ pub(super) const SELECT_AUDIT: &str = "SELECT seq, record FROM osb_audit
       AND ($6::text IS NULL OR kind = $6)
       AND ($7::text IS NULL OR outcome = $7)
       AND ($8::bigint IS NULL OR at_ms >= $8)
+      AND ($10::bigint IS NULL OR seq > $10)
     ORDER BY seq DESC LIMIT $9";
 
 pub(super) const LOAD_CATALOG: &str =
