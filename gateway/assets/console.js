@@ -1,5 +1,6 @@
 // osb-gateway console: small progressive enhancements. Every page reads fully without this file.
-// - The audit log's newest page puts new rows on top as they are recorded (polls every 3 s).
+// - The audit log's newest page puts new rows on top as they are recorded (polls every 3 s; keeps
+//   at most 500 rows).
 // - The marketplace's search hides services as you type (the form still searches on the server).
 (function () {
   "use strict";
@@ -15,14 +16,20 @@
     function poll() {
       var url = base + (base.endsWith("?") ? "" : "&") + "after=" + newest;
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : ""; })
+        .then(function (r) {
+          if (!r.ok) { return ""; }
+          // Where the next ask starts: the last record these rows cover.
+          var seen = Number(r.headers.get("X-OSB-Gateway-Seen") || "0");
+          if (seen > newest) { newest = seen; }
+          return r.text();
+        })
         .then(function (html) {
           if (!html.trim()) { return; }
           // Rows rendered (and escaped) by the server.
           body.insertAdjacentHTML("afterbegin", html);
-          var first = body.querySelector("tr[data-seq]");
-          if (first) { newest = Math.max(newest, Number(first.dataset.seq)); }
-          added = body.querySelectorAll("tr[data-seq]").length;
+          var rows = body.querySelectorAll("tr[data-seq]");
+          for (var i = 500; i < rows.length; i++) { rows[i].remove(); }
+          added = Math.min(rows.length, 500);
           if (status) { status.textContent = "Newest first; live: " + added + " rows shown."; }
         })
         .catch(function () { /* next poll */ })

@@ -18,8 +18,8 @@
 //! - `demo` (the `demo` feature, on by default): `osb-gateway demo`, the gateway in front of the
 //!   `osb-demo` brokers.
 
-#[cfg(feature = "demo")]
 pub mod console;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod edge;
 pub mod error;

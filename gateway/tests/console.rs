@@ -540,7 +540,7 @@ async fn operators_confirm_held_plans_adopt_and_abandon_bindings_through_the_for
         "/v2/catalog",
         Reply::new(200, serde_json::to_vec(&catalog).unwrap()),
     );
-    let (status, _, page) = get_as(&gw, "/ui/catalog?diff=upstream", Some(VIEWER)).await;
+    let (status, _, page) = post_form(&gw, "/ui/catalog", VIEWER, &[]).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("1 removed")

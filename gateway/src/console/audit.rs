@@ -8,7 +8,7 @@
 //! whatever the filters select; when the window ends before the page fills, the page says so and
 //! "Older" goes on below it. A filter that matches rarely costs a window per page, never the log.
 
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use askama::Template;
 use osb_routing::audit::{AuditKind, AuditOutcome, AuditQuery, AuditRecord};
 use serde::Deserialize;
@@ -21,6 +21,8 @@ use crate::state::AppState;
 const PAGE: usize = 50;
 /// The most audit records one page (or one record's history) examines.
 pub const WINDOW: u64 = 10_000;
+/// The most records one ask for live rows covers.
+const LIVE_STEP: u64 = 200;
 
 /// One audit record as a row.
 #[derive(Debug)]
@@ -178,7 +180,8 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, 
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let page = AuditPage {
         shell: Shell::new(&viewer, "audit", "Audit log").with_notice(&req),
-        newest: records.first().map_or(0, |r| r.seq),
+        // Live rows start above the window, whatever matched in it.
+        newest: top.saturating_sub(1),
         rows: records.iter().map(AuditRow::from).collect(),
         instance_id: text(&filter.instance_id),
         binding_id: text(&filter.binding_id),
@@ -194,19 +197,35 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, 
     Html::of(&page)
 }
 
-/// `GET /ui/audit/rows?after=SEQ&…`: the rows newer than `after` (at most a page), newest first,
-/// as table rows for the page's script.
-pub async fn rows(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
+/// `GET /ui/audit/rows?after=SEQ&…`: the matching rows among the [`LIVE_STEP`] records after
+/// `after` (never below the newest [`WINDOW`]), newest first, as table rows for the page's script;
+/// the `X-OSB-Gateway-Seen` header is the last `seq` those rows cover, where the next ask starts.
+/// A burst of more records than a step is caught up over the next asks, none skipped.
+pub async fn rows(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     Viewer::of(&req, &state)?;
     let filter: AuditFilter = query(&req)?;
     state.audit.settle().await;
-    let mut query = filter.query(None, PAGE);
-    // Only what is newer than the page's top row: never more than the records since.
-    query.after = Some(filter.after.unwrap_or(0));
+    let newest = newest_seq(&state).await?;
+    let after = filter
+        .after
+        .unwrap_or(0)
+        .max(newest.saturating_sub(WINDOW))
+        .min(newest);
+    let seen = after.saturating_add(LIVE_STEP).min(newest);
+    let mut query = filter.query(Some(seen.saturating_add(1)), LIVE_STEP as usize);
+    query.after = Some(after);
     let records = state.registry.store().audit(&query).await?;
-    Html::of(&AuditRows {
+    let rows = Html::of(&AuditRows {
         rows: records.iter().map(AuditRow::from).collect(),
-    })
+    })?;
+    let mut response = rows.respond_to(&req);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seen.to_string()) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-osb-gateway-seen"),
+            value,
+        );
+    }
+    Ok(response)
 }
 
 /// The newest record's `seq` (0 for an empty log).
@@ -238,6 +257,10 @@ pub async fn history(
     let bottom = newest_seq(state).await?.saturating_sub(WINDOW);
     query.after = Some(bottom).filter(|b| *b > 0);
     let records = state.registry.store().audit(&query).await?;
-    let older = query.after.map(|b| b + 1);
+    // A full page goes on below its last record; a short one below the window, if the log does.
+    let older = match records.last() {
+        Some(last) if records.len() >= query.page_size() => Some(last.seq),
+        _ => query.after.map(|b| b + 1),
+    };
     Ok((records.iter().map(AuditRow::from).collect(), older))
 }

@@ -1,6 +1,7 @@
 //! Catalog changes (`/ui/catalog`): the plans the catalog guard holds (removed upstream, still
 //! served for their live instances), each with the way to confirm its removal; and, on demand
-//! (`?diff=upstream`), the dry-run diff of every broker's catalog fetched now against the served
+//! (`POST /ui/catalog`, a button: it fetches every broker's catalog, so a link from another site
+//! cannot make browsers run it), the dry-run diff of the upstreams' catalogs against the served
 //! one (nothing is applied or saved), as `GET /admin/catalog/diff` answers it.
 
 use actix_web::{HttpRequest, web};
@@ -16,8 +17,6 @@ use crate::state::AppState;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CatalogQuery {
-    /// `upstream`: fetch the brokers' catalogs now and show the diff.
-    diff: Option<String>,
     /// The notice of a redirect (the shell reads it).
     #[serde(rename = "done")]
     _done: Option<serde::de::IgnoredAny>,
@@ -87,24 +86,38 @@ struct CatalogPage {
 /// `GET /ui/catalog`
 pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
     let viewer = Viewer::of(&req, &state)?;
-    let q: CatalogQuery = query(&req)?;
-    let diff = if q.diff.as_deref() == Some("upstream") {
-        let (candidate, errors) = state.catalog.candidate().await;
-        let snapshot = state.catalog.snapshot();
-        let changes = changes(&state, &snapshot, &candidate).await?;
-        Some(Diff {
-            summary: osb_routing::catalog::summarize(&changes),
-            changes: changes.iter().map(ChangeRow::from).collect(),
-            errors: errors.into_iter().map(|(b, e)| (b, e.to_string())).collect(),
-        })
-    } else {
-        None
+    let _: CatalogQuery = query(&req)?;
+    render(&req, &state, &viewer, None).await
+}
+
+/// `POST /ui/catalog`: the page with the dry-run diff of the upstreams' catalogs fetched now.
+pub async fn diff(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
+    if crate::ops::admin::from_another_site(&req) {
+        return Err(crate::error::ApiError::CrossSite.into());
+    }
+    let viewer = Viewer::of(&req, &state)?;
+    let (candidate, errors) = state.catalog.candidate().await;
+    let snapshot = state.catalog.snapshot();
+    let changes = changes(&state, &snapshot, &candidate).await?;
+    let diff = Diff {
+        summary: osb_routing::catalog::summarize(&changes),
+        changes: changes.iter().map(ChangeRow::from).collect(),
+        errors: errors.into_iter().map(|(b, e)| (b, e.to_string())).collect(),
     };
+    render(&req, &state, &viewer, Some(diff)).await
+}
+
+async fn render(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: &Viewer,
+    diff: Option<Diff>,
+) -> Result<Html, PageError> {
     let snapshot = state.catalog.snapshot();
     let mut confirmed: Vec<String> = state.catalog.confirmed().into_iter().collect();
     confirmed.sort();
     let page = CatalogPage {
-        shell: Shell::new(&viewer, "catalog", "Catalog changes").with_notice(&req),
+        shell: Shell::new(viewer, "catalog", "Catalog changes").with_notice(req),
         generation: snapshot.generation,
         services: snapshot.catalog.services.len(),
         plans: snapshot.catalog.services.iter().map(|s| s.plans.len()).sum(),

@@ -35,6 +35,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use osb_config::AdminRole;
 
+use crate::edge::parse::BodyLimits;
 use crate::error::ApiError;
 use crate::ops::admin::Operator;
 use crate::state::AppState;
@@ -47,42 +48,51 @@ const SCRIPT: &str = include_str!("../../assets/console.js");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The largest form a console page posts (a reason, an explain request's context and parameters).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
 /// Registers the console's routes (on the admin listener).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ui", web::get().to(overview::page))
-        .route("/ui/", web::get().to(overview::page))
-        .route("/ui/assets/console.css", web::get().to(stylesheet))
-        .route("/ui/assets/console.js", web::get().to(script))
-        .route("/ui/marketplace", web::get().to(marketplace::page))
-        .route("/ui/instances", web::get().to(records::instances))
-        .route("/ui/instances/{id}", web::get().to(records::instance))
-        .route(
-            "/ui/instances/{id}/abandon",
-            web::get().to(actions::abandon_instance_form),
-        )
-        .route(
-            "/ui/instances/{id}/abandon",
-            web::post().to(actions::abandon_instance),
-        )
-        .route("/ui/bindings", web::get().to(records::bindings))
-        .route("/ui/bindings/{id}", web::get().to(records::binding))
-        .route(
-            "/ui/bindings/{id}/abandon",
-            web::get().to(actions::abandon_binding_form),
-        )
-        .route(
-            "/ui/bindings/{id}/abandon",
-            web::post().to(actions::abandon_binding),
-        )
-        .route("/ui/adopt", web::get().to(actions::adopt_form))
-        .route("/ui/adopt", web::post().to(actions::adopt))
-        .route("/ui/catalog", web::get().to(catalog::page))
-        .route("/ui/catalog/confirm", web::get().to(actions::confirm_form))
-        .route("/ui/catalog/confirm", web::post().to(actions::confirm))
-        .route("/ui/audit", web::get().to(audit::page))
-        .route("/ui/audit/rows", web::get().to(audit::rows))
-        .route("/ui/policy", web::get().to(policy::page))
-        .route("/ui/policy", web::post().to(policy::explain_form));
+    let forms = BodyLimits {
+        max_bytes: MAX_FORM_BYTES,
+        ..BodyLimits::default()
+    };
+    cfg.service(
+        web::scope("/ui")
+            .app_data(forms)
+            .route("", web::get().to(overview::page))
+            .route("/", web::get().to(overview::page))
+            .route("/assets/console.css", web::get().to(stylesheet))
+            .route("/assets/console.js", web::get().to(script))
+            .route("/marketplace", web::get().to(marketplace::page))
+            .route("/instances", web::get().to(records::instances))
+            .route("/instances/{id}", web::get().to(records::instance))
+            .route(
+                "/instances/{id}/abandon",
+                web::get().to(actions::abandon_instance_form),
+            )
+            .route(
+                "/instances/{id}/abandon",
+                web::post().to(actions::abandon_instance),
+            )
+            .route("/bindings", web::get().to(records::bindings))
+            .route("/bindings/{id}", web::get().to(records::binding))
+            .route(
+                "/bindings/{id}/abandon",
+                web::get().to(actions::abandon_binding_form),
+            )
+            .route("/bindings/{id}/abandon", web::post().to(actions::abandon_binding))
+            .route("/adopt", web::get().to(actions::adopt_form))
+            .route("/adopt", web::post().to(actions::adopt))
+            .route("/catalog", web::get().to(catalog::page))
+            .route("/catalog", web::post().to(catalog::diff))
+            .route("/catalog/confirm", web::get().to(actions::confirm_form))
+            .route("/catalog/confirm", web::post().to(actions::confirm))
+            .route("/audit", web::get().to(audit::page))
+            .route("/audit/rows", web::get().to(audit::rows))
+            .route("/policy", web::get().to(policy::page))
+            .route("/policy", web::post().to(policy::explain_form)),
+    );
 }
 
 /// Who is looking at a page.
@@ -176,7 +186,13 @@ impl Html {
             .headers()
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+            .is_some_and(|v| {
+                v.split(',').any(|coding| {
+                    let mut parts = coding.split(';').map(str::trim);
+                    parts.next() == Some("gzip")
+                        && parts.all(|p| !matches!(p, "q=0" | "q=0.0" | "q=0.00" | "q=0.000"))
+                })
+            });
         if accepts_gzip && self.0.len() > GZIP_OVER {
             let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             // Writing to a Vec cannot fail.
@@ -222,9 +238,19 @@ pub fn see_other(path: &str, notice: &str) -> HttpResponse {
     response.insert_header((header::LOCATION, location)).finish()
 }
 
-/// Percent-encodes `value` for a query string or a path segment.
+/// Percent-encodes `value` for a query string or a path segment: everything but RFC 3986's
+/// unreserved characters.
 pub fn encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// A failure while serving a page: the same status as the admin API's, as an HTML page.

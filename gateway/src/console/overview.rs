@@ -19,7 +19,7 @@ use crate::state::AppState;
 
 /// At most this many orphan and pending records are read to split them by broker; beyond it the
 /// totals alone are shown.
-const SPLIT_AT_MOST: usize = 1_000;
+const SPLIT_AT_MOST: usize = 200;
 
 /// One broker's card.
 #[derive(Debug)]

@@ -114,12 +114,17 @@ fn read_file(status: &PolicyStatus) -> (Option<String>, Option<String>) {
     };
     let read = std::fs::File::open(path).and_then(|file| {
         use std::io::Read;
-        let mut text = String::new();
-        file.take(MAX_SHOWN).read_to_string(&mut text)?;
-        Ok(text)
+        let mut bytes = Vec::new();
+        file.take(MAX_SHOWN + 1).read_to_end(&mut bytes)?;
+        Ok(bytes)
     });
     match read {
-        Ok(text) => (Some(text), None),
+        Ok(mut bytes) => {
+            let cut = bytes.len() as u64 > MAX_SHOWN;
+            bytes.truncate(usize::try_from(MAX_SHOWN).unwrap_or(usize::MAX));
+            let note = cut.then(|| format!("Only the first {} KiB of the file are shown.", MAX_SHOWN / 1024));
+            (Some(String::from_utf8_lossy(&bytes).into_owned()), note)
+        }
         Err(e) => (None, Some(format!("{path} cannot be read now: {e}"))),
     }
 }

@@ -230,64 +230,61 @@ struct ListPage {
 
 /// `GET /ui/instances`
 pub async fn instances(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
-    let viewer = Viewer::of(&req, &state)?;
-    let q = list_query(&req)?;
-    if q.instance.is_some() {
-        return Err(ApiError::BadRequest("instance filters bindings".to_owned()).into());
-    }
-    let snapshot = state.catalog.snapshot();
-    let limit = q
-        .limit
-        .unwrap_or(DEFAULT_LIMIT)
-        .clamp(1, osb_routing::store::MAX_PAGE);
-    let scanned = state
-        .registry
-        .store()
-        .scan_instances(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit, SCAN_BUDGET)
-        .await?;
-    let records = scanned.items;
-    let partial = scanned.resume.is_some() && records.len() < limit;
-    let next = scanned.resume;
-    let page = ListPage {
-        shell: Shell::new(&viewer, "instances", "Instances"),
-        kind: "instances",
-        filters: Filters::of(&q, &state, &snapshot),
-        rows: records
-            .iter()
-            .map(|r| RecordRow::instance(r, &snapshot))
-            .collect(),
-        next,
-        partial,
-        budget: SCAN_BUDGET,
-        can_act: viewer.can_act(),
-    };
-    Html::of(&page)
+    list(req, state, "instances").await
 }
 
 /// `GET /ui/bindings`
 pub async fn bindings(req: HttpRequest, state: web::Data<AppState>) -> Result<Html, PageError> {
+    list(req, state, "bindings").await
+}
+
+/// A page of `kind` (`instances` or `bindings`) as the query string asks.
+async fn list(req: HttpRequest, state: web::Data<AppState>, kind: &'static str) -> Result<Html, PageError> {
     let viewer = Viewer::of(&req, &state)?;
     let q = list_query(&req)?;
+    if kind == "instances" && q.instance.is_some() {
+        return Err(ApiError::BadRequest("instance filters bindings".to_owned()).into());
+    }
     let snapshot = state.catalog.snapshot();
+    let filter = filter(&q, &snapshot)?;
     let limit = q
         .limit
         .unwrap_or(DEFAULT_LIMIT)
         .clamp(1, osb_routing::store::MAX_PAGE);
-    let scanned = state
-        .registry
-        .store()
-        .scan_bindings(&filter(&q, &snapshot)?, q.cursor.as_deref(), limit, SCAN_BUDGET)
-        .await?;
-    let records = scanned.items;
-    let partial = scanned.resume.is_some() && records.len() < limit;
-    let next = scanned.resume;
+    let store = state.registry.store();
+    let after = q.cursor.as_deref();
+    let (rows, resume) = if kind == "instances" {
+        let scanned = store.scan_instances(&filter, after, limit, SCAN_BUDGET).await?;
+        let rows: Vec<RecordRow> = scanned
+            .items
+            .iter()
+            .map(|r| RecordRow::instance(r, &snapshot))
+            .collect();
+        (rows, scanned.resume)
+    } else {
+        let scanned = store.scan_bindings(&filter, after, limit, SCAN_BUDGET).await?;
+        let rows: Vec<RecordRow> = scanned
+            .items
+            .iter()
+            .map(|r| RecordRow::binding(r, &snapshot))
+            .collect();
+        (rows, scanned.resume)
+    };
     let page = ListPage {
-        shell: Shell::new(&viewer, "bindings", "Bindings"),
-        kind: "bindings",
+        shell: Shell::new(
+            &viewer,
+            kind,
+            if kind == "instances" {
+                "Instances"
+            } else {
+                "Bindings"
+            },
+        ),
+        kind,
         filters: Filters::of(&q, &state, &snapshot),
-        rows: records.iter().map(|r| RecordRow::binding(r, &snapshot)).collect(),
-        next,
-        partial,
+        partial: resume.is_some() && rows.len() < limit,
+        rows,
+        next: resume,
         budget: SCAN_BUDGET,
         can_act: viewer.can_act(),
     };

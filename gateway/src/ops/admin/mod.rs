@@ -189,7 +189,7 @@ pub fn from_another_site(req: &HttpRequest) -> bool {
         return false;
     };
     let authority = origin.split_once("://").map(|(_, rest)| rest);
-    authority.is_none_or(|authority| Some(authority) != header("host"))
+    authority.is_none_or(|authority| authority != req.connection_info().host())
 }
 
 /// Parses an admin request body (an empty body is `{}`).

@@ -88,7 +88,8 @@ pub(super) fn scan<R: Paged>(
     let snapshot = kv.snapshot();
     let mut items = Vec::new();
     let mut examined = 0;
-    for entry in kv.after(&snapshot, space, after.map(str::as_bytes)) {
+    let mut entries = kv.after(&snapshot, space, after.map(str::as_bytes)).peekable();
+    while let Some(entry) = entries.next() {
         let (key, value) = entry?;
         let id = id_of(&key)?;
         let record = R::decode(id, &value)?;
@@ -96,7 +97,7 @@ pub(super) fn scan<R: Paged>(
         if filter.matches(&record.facts()) {
             items.push(record);
         }
-        if items.len() >= limit || examined >= budget.max(1) {
+        if (items.len() >= limit || examined >= budget.max(1)) && entries.peek().is_some() {
             return Ok(crate::store::Scanned {
                 items,
                 resume: Some(id.to_owned()),

@@ -164,7 +164,7 @@ pub(super) const APPEND_AUDIT: &str = "INSERT INTO osb_audit
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
 pub(super) const PRUNE_AUDIT: &str = "DELETE FROM osb_audit WHERE seq <= $1";
 /// $1 before, $2 instance, $3 binding, $4 operation, $5 actor, $6 kind, $7 outcome, $8 since,
-/// $9 limit: newest first.
+/// $9 limit, $10 after: newest first.
 pub(super) const SELECT_AUDIT: &str = "SELECT seq, record FROM osb_audit
     WHERE ($1::bigint IS NULL OR seq < $1)
       AND ($2::text IS NULL OR instance_id = $2)
