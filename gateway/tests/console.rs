@@ -196,7 +196,6 @@ async fn the_console_in_a_browser_shows_each_page_and_an_operator_abandons_a_stu
         "the marketplace's reason {row:?} is not explain's {description:?}"
     );
     assert!(browser.text().await.contains("goes to azure"));
-    browser.screenshot(&shots.join("marketplace.png")).await;
     // Search by name as you type (the script) hides the other services.
     browser.fill("input[name=q]", "s3").await;
     let shown = browser
@@ -215,6 +214,7 @@ async fn the_console_in_a_browser_shows_each_page_and_an_operator_abandons_a_stu
         shown.as_u64().unwrap() >= 1 && shown.as_u64() < total.as_u64(),
         "{shown} of {total}"
     );
+    browser.screenshot(&shots.join("marketplace.png")).await;
 
     // Instances: the stuck one, creating, with its provision in flight.
     browser.open(&ui("/ui/instances?broker=azure")).await;
