@@ -99,8 +99,9 @@ impl Policy {
     /// Whether `platform` sees `plan`: the first visibility rule that matches decides, else the
     /// default.
     pub fn visibility(&self, platform: &str, plan: &PlanFacts<'_>) -> Visibility {
-        self.visibility
-            .iter()
+        self.visibility_index
+            .candidates(platform, self.visibility.len())
+            .filter_map(|i| self.visibility.get(i))
             .find(|rule| rule.selector.matches(platform, plan))
             .map_or(
                 Visibility {
@@ -116,13 +117,17 @@ impl Policy {
 
     /// The first deny rule matching the call, if any.
     pub fn denial(&self, call: &CallFacts<'_>) -> Option<Denial> {
-        let rule = self.deny.iter().find(|rule| {
-            rule.operations
-                .as_ref()
-                .is_none_or(|ops| ops.contains(&call.operation))
-                && rule.selector.matches(call.platform, &call.plan)
-                && conditions_hold(&rule.when, call)
-        })?;
+        let rule = self
+            .deny_index
+            .candidates(call.platform, self.deny.len())
+            .filter_map(|i| self.deny.get(i))
+            .find(|rule| {
+                rule.operations
+                    .as_ref()
+                    .is_none_or(|ops| ops.contains(&call.operation))
+                    && rule.selector.matches(call.platform, &call.plan)
+                    && conditions_hold(&rule.when, call)
+            })?;
         Some(Denial {
             rule: rule.name.clone(),
             reason: rule.reason.clone(),

@@ -1,7 +1,10 @@
 //! The compiled policy: the file checked whole (every problem reported), globs compiled, names
 //! unique. A `Policy` is immutable; the gateway swaps a new one in on reload.
 
+mod index;
 mod names;
+
+pub use index::{Candidates, RuleIndex};
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -148,6 +151,10 @@ pub struct Policy {
     pub deny: Vec<DenyRule>,
     pub schema_validation: bool,
     pub limits: Limits,
+    /// `visibility` by the platform each rule names (built with the policy).
+    pub visibility_index: RuleIndex,
+    /// `deny` likewise.
+    pub deny_index: RuleIndex,
 }
 
 impl Default for Policy {
@@ -161,6 +168,8 @@ impl Default for Policy {
             deny: Vec::new(),
             schema_validation: true,
             limits: Limits::default(),
+            visibility_index: RuleIndex::default(),
+            deny_index: RuleIndex::default(),
         }
     }
 }
@@ -549,6 +558,8 @@ impl Policy {
         if c.problems.is_empty() {
             Ok(Policy {
                 default_visible,
+                visibility_index: RuleIndex::of(visibility.iter().map(|r| &r.selector)),
+                deny_index: RuleIndex::of(deny.iter().map(|r| &r.selector)),
                 visibility,
                 offerings,
                 parameters,

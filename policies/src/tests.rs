@@ -928,3 +928,65 @@ limits:
         "{text:?}"
     );
 }
+
+/// Rules indexed by platform decide exactly as the whole list, in order, would: literal names,
+/// several names, globs and rules without platforms mixed, first match winning.
+#[test]
+fn indexed_rules_decide_as_the_whole_list() {
+    let yaml = r#"
+visibility:
+  rules:
+    - {name: r0, platforms: [k8s-prod], services: ["aws.*"], effect: hide}
+    - {name: r1, services: ["*.s3"], effect: show}
+    - {name: r2, platforms: [k8s-prod, cf], plans: [big], effect: hide}
+    - {name: r3, platforms: ["k8s-*"], brokers: [gcp], effect: hide}
+    - {name: r4, platforms: [cf], effect: hide}
+    - {name: r5, platforms: [k8s-dev], effect: show}
+deny:
+  - {name: d0, platforms: [cf], operations: [provision], services: ["azure.*"], reason: no}
+  - {name: d1, platforms: ["k8s-*"], plans: [big], reason: no}
+  - {name: d2, services: ["gcp.*"], reason: no}
+  - {name: d3, platforms: [k8s-prod], reason: no}
+"#;
+    let p = Policy::parse(yaml, osb_config::FileFormat::Yaml, "policy.yaml").unwrap();
+    let none: Vec<String> = vec![];
+    for platform in ["k8s-prod", "k8s-dev", "k8s-staging", "cf", "other"] {
+        for (broker, service) in [
+            ("aws", "aws.s3"),
+            ("aws", "aws.rds"),
+            ("gcp", "gcp.sql"),
+            ("azure", "azure.db"),
+        ] {
+            for plan_name in ["small", "big"] {
+                let facts = plan(broker, service, plan_name, &none, true);
+                let linear = p
+                    .visibility
+                    .iter()
+                    .find(|r| r.selector.matches(platform, &facts))
+                    .map(|r| (r.show, r.name.clone()));
+                let indexed = p.visibility(platform, &facts);
+                assert_eq!(
+                    indexed.rule.map(|name| (indexed.visible, name)),
+                    linear,
+                    "{platform} {service}/{plan_name}"
+                );
+                let c = call(platform, Operation::Provision, "i", facts, None, None);
+                let linear = p
+                    .deny
+                    .iter()
+                    .find(|r| {
+                        r.operations
+                            .as_ref()
+                            .is_none_or(|ops| ops.contains(&Operation::Provision))
+                            && r.selector.matches(platform, &c.plan)
+                    })
+                    .map(|r| r.name.clone());
+                assert_eq!(
+                    p.denial(&c).map(|d| d.rule),
+                    linear,
+                    "{platform} {service}/{plan_name}"
+                );
+            }
+        }
+    }
+}
