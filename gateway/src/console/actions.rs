@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::records::RecordRow;
+use super::records::{RecordRow, binding_or_404, instance_or_404};
 use super::{Html, PageError, Shell, Viewer, encode, see_other};
 use crate::edge::parse::RequestBody;
 use crate::error::ApiError;
@@ -61,12 +61,8 @@ pub async fn abandon_instance_form(
     id: web::Path<String>,
 ) -> Result<Html, PageError> {
     let viewer = acting_viewer(&req, &state)?;
-    let store = state.registry.store();
-    let record = store
-        .instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("instance {id} is not in the registry")))?;
-    let bindings = store.bindings_of(&id).await?.len();
+    let record = instance_or_404(&state, &id).await?;
+    let bindings = state.registry.store().bindings_of(&id).await?.len();
     let snapshot = state.catalog.snapshot();
     Html::of(&AbandonPage {
         shell: Shell::new(&viewer, "instances", format!("Abandon instance {id}")),
@@ -107,12 +103,7 @@ pub async fn abandon_binding_form(
     id: web::Path<String>,
 ) -> Result<Html, PageError> {
     let viewer = acting_viewer(&req, &state)?;
-    let record = state
-        .registry
-        .store()
-        .binding(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("binding {id} is not in the registry")))?;
+    let record = binding_or_404(&state, &id).await?;
     let snapshot = state.catalog.snapshot();
     Html::of(&AbandonPage {
         shell: Shell::new(&viewer, "bindings", format!("Abandon binding {id}")),

@@ -89,59 +89,119 @@ fn operation(op: Option<&Operation>) -> Option<String> {
     })
 }
 
+/// What a row shows of either kind of record.
+struct Parts<'a> {
+    id: &'a str,
+    instance_id: Option<&'a str>,
+    platform: &'a str,
+    broker: &'a str,
+    service_id: &'a str,
+    plan_id: &'a str,
+    upstream_service_id: &'a str,
+    upstream_plan_id: &'a str,
+    state: &'a ResourceState,
+    operation: Option<&'a Operation>,
+    created_ms: u64,
+    updated_ms: u64,
+    version: u64,
+    context: Option<&'a serde_json::Value>,
+}
+
 impl RecordRow {
     pub fn instance(r: &InstanceRecord, snapshot: &CatalogSnapshot) -> RecordRow {
-        let (service, plan) = names(snapshot, &r.service_id, &r.plan_id);
-        RecordRow {
-            id: r.instance_id.clone(),
-            instance_id: None,
-            platform: r.platform.clone(),
-            broker: r.broker.clone(),
-            service,
-            plan,
-            service_id: r.service_id.clone(),
-            plan_id: r.plan_id.clone(),
-            upstream_service_id: r.upstream_service_id.clone(),
-            upstream_plan_id: r.upstream_plan_id.clone(),
-            plan_held: snapshot.held_plan(&r.plan_id).is_some(),
-            state: r.state.name(),
-            mitigation: mitigation(&r.state),
-            operation: operation(r.operation.as_ref()),
-            created: when(r.created_ms),
-            updated: when(r.updated_ms),
-            updated_ago: ago(r.updated_ms),
-            version: r.version,
-            context: r
-                .context
-                .as_ref()
-                .and_then(|c| serde_json::to_string_pretty(c).ok()),
-        }
+        Self::of(
+            &Parts {
+                id: &r.instance_id,
+                instance_id: None,
+                platform: &r.platform,
+                broker: &r.broker,
+                service_id: &r.service_id,
+                plan_id: &r.plan_id,
+                upstream_service_id: &r.upstream_service_id,
+                upstream_plan_id: &r.upstream_plan_id,
+                state: &r.state,
+                operation: r.operation.as_ref(),
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                version: r.version,
+                context: r.context.as_ref(),
+            },
+            snapshot,
+        )
     }
 
     pub fn binding(r: &BindingRecord, snapshot: &CatalogSnapshot) -> RecordRow {
-        let (service, plan) = names(snapshot, &r.service_id, &r.plan_id);
+        Self::of(
+            &Parts {
+                id: &r.binding_id,
+                instance_id: Some(&r.instance_id),
+                platform: &r.platform,
+                broker: &r.broker,
+                service_id: &r.service_id,
+                plan_id: &r.plan_id,
+                upstream_service_id: &r.upstream_service_id,
+                upstream_plan_id: &r.upstream_plan_id,
+                state: &r.state,
+                operation: r.operation.as_ref(),
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                version: r.version,
+                context: None,
+            },
+            snapshot,
+        )
+    }
+
+    fn of(r: &Parts<'_>, snapshot: &CatalogSnapshot) -> RecordRow {
+        let (service, plan) = names(snapshot, r.service_id, r.plan_id);
         RecordRow {
-            id: r.binding_id.clone(),
-            instance_id: Some(r.instance_id.clone()),
-            platform: r.platform.clone(),
-            broker: r.broker.clone(),
+            id: r.id.to_owned(),
+            instance_id: r.instance_id.map(str::to_owned),
+            platform: r.platform.to_owned(),
+            broker: r.broker.to_owned(),
             service,
             plan,
-            service_id: r.service_id.clone(),
-            plan_id: r.plan_id.clone(),
-            upstream_service_id: r.upstream_service_id.clone(),
-            upstream_plan_id: r.upstream_plan_id.clone(),
-            plan_held: snapshot.held_plan(&r.plan_id).is_some(),
+            service_id: r.service_id.to_owned(),
+            plan_id: r.plan_id.to_owned(),
+            upstream_service_id: r.upstream_service_id.to_owned(),
+            upstream_plan_id: r.upstream_plan_id.to_owned(),
+            plan_held: snapshot.held_plan(r.plan_id).is_some(),
             state: r.state.name(),
-            mitigation: mitigation(&r.state),
-            operation: operation(r.operation.as_ref()),
+            mitigation: mitigation(r.state),
+            operation: operation(r.operation),
             created: when(r.created_ms),
             updated: when(r.updated_ms),
             updated_ago: ago(r.updated_ms),
             version: r.version,
-            context: None,
+            context: r.context.and_then(|c| serde_json::to_string_pretty(c).ok()),
         }
     }
+}
+
+/// Instance `id` from the registry, or a 404 page.
+///
+/// # Errors
+/// [`ApiError::NotFound`]; a store failure.
+pub async fn instance_or_404(state: &AppState, id: &str) -> Result<InstanceRecord, PageError> {
+    Ok(state
+        .registry
+        .store()
+        .instance(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("instance {id} is not in the registry")))?)
+}
+
+/// Binding `id` from the registry, or a 404 page.
+///
+/// # Errors
+/// [`ApiError::NotFound`]; a store failure.
+pub async fn binding_or_404(state: &AppState, id: &str) -> Result<BindingRecord, PageError> {
+    Ok(state
+        .registry
+        .store()
+        .binding(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("binding {id} is not in the registry")))?)
 }
 
 /// The filter form's values and choices.
@@ -312,12 +372,8 @@ pub async fn instance(
     id: web::Path<String>,
 ) -> Result<Html, PageError> {
     let viewer = Viewer::of(&req, &state)?;
-    let store = state.registry.store();
-    let record = store
-        .instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("instance {id} is not in the registry")))?;
-    let bindings = store.bindings_of(&id).await?;
+    let record = instance_or_404(&state, &id).await?;
+    let bindings = state.registry.store().bindings_of(&id).await?;
     let (history, older) = history(
         &state,
         AuditQuery {
@@ -350,12 +406,7 @@ pub async fn binding(
     id: web::Path<String>,
 ) -> Result<Html, PageError> {
     let viewer = Viewer::of(&req, &state)?;
-    let record = state
-        .registry
-        .store()
-        .binding(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("binding {id} is not in the registry")))?;
+    let record = binding_or_404(&state, &id).await?;
     let (history, older) = history(
         &state,
         AuditQuery {
