@@ -20,6 +20,7 @@
 //! | no such instance/binding (delete, poll)       | 410 | —           |
 //! | catalog not in yet           | 503    | `CatalogUnavailable` (+ `Retry-After`) |
 //! | policy denies the call       | 403    | `PolicyDenied` (names the rule) |
+//! | a quota of the policy is full | 403   | `QuotaExceeded` (names the quota, usage and limit) |
 //! | no healthy broker for a logical offering | 503 | `PlacementUnavailable` |
 //! | over a platform's or broker's rate limit | 429 | `RateLimited` (+ `Retry-After`) |
 //! | the store is unreachable (database down)  | 503 | `StoreUnavailable` (+ `Retry-After`) |
@@ -124,6 +125,10 @@ pub enum ApiError {
     #[error("{reason} (rule {rule})")]
     PolicyDenied { rule: String, reason: String },
 
+    /// A quota of the policy is full: nothing was recorded or forwarded.
+    #[error("{description}")]
+    QuotaExceeded { quota: String, description: String },
+
     /// No healthy broker can take a logical offering's instance right now.
     #[error("{0}")]
     NoPlacement(String),
@@ -157,6 +162,16 @@ impl From<RoutingError> for ApiError {
             RoutingError::NotFound(m) => ApiError::NotFound(m),
             RoutingError::Gone(m) => ApiError::Gone(m),
             RoutingError::Store(m) => ApiError::StoreUnavailable(m),
+            e @ RoutingError::QuotaExceeded { .. } => {
+                let quota = match &e {
+                    RoutingError::QuotaExceeded { quota, .. } => quota.clone(),
+                    _ => String::new(),
+                };
+                ApiError::QuotaExceeded {
+                    quota,
+                    description: e.to_string(),
+                }
+            }
             e @ RoutingError::InvalidId { .. } => ApiError::BadRequest(e.to_string()),
             // Upstream failures answer as the upstream failed, whoever met them.
             RoutingError::UpstreamTimeout { broker, .. } => ApiError::UpstreamTimeout { broker },
@@ -211,6 +226,7 @@ impl ApiError {
             ApiError::UpstreamError { .. } => Some("UpstreamError"),
             ApiError::UpstreamTimeout { .. } => Some("UpstreamTimeout"),
             ApiError::PolicyDenied { .. } => Some("PolicyDenied"),
+            ApiError::QuotaExceeded { .. } => Some("QuotaExceeded"),
             ApiError::NoPlacement(_) => Some("PlacementUnavailable"),
             ApiError::RateLimited { .. } => Some("RateLimited"),
             ApiError::StoreUnavailable(_) => Some("StoreUnavailable"),
@@ -256,9 +272,10 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::PolicyDenied { .. } | ApiError::AdminForbidden { .. } | ApiError::CrossSite => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::PolicyDenied { .. }
+            | ApiError::QuotaExceeded { .. }
+            | ApiError::AdminForbidden { .. }
+            | ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::NoPlacement(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -29,6 +29,7 @@ mod manifests;
 mod ownership;
 mod policies;
 mod prometheus;
+mod quotas;
 mod reload;
 mod replicas;
 mod rotation;

@@ -46,6 +46,10 @@ const METRICS: &[&str] = &[
     "osb_gateway_store_up",
     "osb_gateway_trace_export_failures_total",
     "osb_gateway_build_info",
+    "osb_gateway_quota_limit",
+    "osb_gateway_quota_usage",
+    "osb_gateway_quota_fullest",
+    "osb_gateway_quota_refusals_total",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
 ];
@@ -471,7 +475,8 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_exported_by_the_gateway
     let broker = FakeBroker::with_catalog(small_catalog()).await;
     broker.on("PUT", "/v2/service_instances/*", Reply::new(201, "{}"));
     let policy = "deny:\n  - {name: never, platforms: [cf], operations: [provision], reason: cf never provisions here}\n\
-                  limits:\n  platforms:\n    - {name: cf, catalog_per_sec: 1, catalog_burst: 1}\n";
+                  limits:\n  platforms:\n    - {name: cf, catalog_per_sec: 1, catalog_burst: 1}\n\
+                  quotas:\n  - {name: few, per: [context.namespace], limit: 1, reason: one each}\n";
     let yaml = format!(
         "{}policy_file: policy.yaml\nbrokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
         platforms_yaml(),

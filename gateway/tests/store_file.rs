@@ -336,6 +336,7 @@ async fn an_export_pages_through_a_registry_larger_than_a_page() {
         created_ms: 1,
         updated_ms: 1,
         version: 0,
+        quotas: Vec::new(),
     };
     let binding = |i: usize, instance_id: String| BindingRecord {
         binding_id: format!("b{i:05}"),
@@ -352,6 +353,7 @@ async fn an_export_pages_through_a_registry_larger_than_a_page() {
         created_ms: 1,
         updated_ms: 1,
         version: 0,
+        quotas: Vec::new(),
     };
     let mut writes = tokio::task::JoinSet::new();
     for i in 0..2_500 {

@@ -85,6 +85,7 @@ fn record(i: usize, platform: &str) -> InstanceRecord {
         created_ms: now,
         updated_ms: now,
         version: 0,
+        quotas: Vec::new(),
     }
 }
 
@@ -301,7 +302,10 @@ async fn scrapes(store: Arc<dyn Store>, registry: &Registry, platform: &str) -> 
     let mut bytes = 0;
     for _ in 0..SCRAPES {
         let t = Instant::now();
-        bytes = metrics.render(&catalog, &brokers, registry).await.len();
+        bytes = metrics
+            .render(&catalog, &brokers, registry, &osb_policies::Policy::default())
+            .await
+            .len();
         times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     let first = times.remove(0);
@@ -375,6 +379,7 @@ pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
                         upstream_plan_id: "up".to_owned(),
                         fingerprint: "f".to_owned(),
                         context: Some(json!({"platform": "kubernetes", "namespace": "loadtests"})),
+                        quotas: Vec::new(),
                     };
                     let admitted = registry.begin_provision(&new).await?;
                     registry.finish_provision(&admitted, &Outcome::Done).await?;
@@ -383,6 +388,7 @@ pub fn run_registry_bench(args: &RegistryBenchArgs) -> Result<()> {
                         instance_id: instance_id.clone(),
                         platform: "loadtests".to_owned(),
                         fingerprint: "b".to_owned(),
+                        quotas: Vec::new(),
                     };
                     let admitted = registry.begin_bind(&bind).await?;
                     registry.finish_bind(&admitted, &Outcome::Done).await?;

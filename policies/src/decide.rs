@@ -88,7 +88,7 @@ impl Selector {
 }
 
 /// All conditions hold for the call's facts (a missing fact fails its condition).
-fn conditions_hold(conditions: &Conditions, call: &CallFacts<'_>) -> bool {
+pub(crate) fn conditions_hold(conditions: &Conditions, call: &CallFacts<'_>) -> bool {
     conditions.iter().all(|(path, globs)| {
         call.fact(path)
             .is_some_and(|value| globs.iter().any(|g| g.matches(&value)))

@@ -25,6 +25,13 @@
 //!     platforms: [k8s-dev]
 //!     services: ["azure.azure-sql-*"]
 //!     reason: SQL databases are provisioned from production clusters only
+//! quotas:                     # limits on what is kept, counted from the registry
+//!   - name: three-databases-per-namespace
+//!     platforms: ["k8s-*"]
+//!     tags: [mysql, postgresql]
+//!     per: [platform, context.namespace]   # one count per platform and namespace
+//!     limit: 3
+//!     reason: each namespace keeps at most three databases
 //! ```
 //!
 //! Lists of names are globs (`*` any run, `?` one character). Selectors given together must all
@@ -51,6 +58,8 @@ pub struct PolicyFile {
     /// Rate limits per platform (inbound) and per broker (outbound).
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub quotas: Vec<QuotaFile>,
 }
 
 /// `limits:` rate limits; the first entry whose `name` glob matches applies; none: unlimited.
@@ -201,5 +210,32 @@ pub struct DenyRuleFile {
     #[serde(default)]
     pub when: BTreeMap<String, Vec<String>>,
     /// Shown to the platform.
+    pub reason: Option<String>,
+}
+
+/// `quotas[]`: at most `limit` live instances (or bindings) matching the selector and `when`, counted
+/// separately for each value of the `per` facts. A new instance (binding) over the limit is refused
+/// before anything is forwarded; every matching quota must have room.
+#[derive(Debug, Default, Deserialize)]
+pub struct QuotaFile {
+    pub name: Option<String>,
+    pub platforms: Option<Vec<String>>,
+    pub services: Option<Vec<String>>,
+    pub plans: Option<Vec<String>>,
+    pub brokers: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub free: Option<bool>,
+    /// Fact path → globs, all must match (as in deny rules).
+    #[serde(default)]
+    pub when: BTreeMap<String, Vec<String>>,
+    /// Fact paths: one count per distinct combination of their values (`[platform,
+    /// context.namespace]`: per namespace of each platform). None: one count for everything matched.
+    #[serde(default)]
+    pub per: Vec<String>,
+    /// `instances` (default) or `bindings`.
+    pub resource: Option<String>,
+    /// How many may live at once (in-flight provisions included).
+    pub limit: Option<u64>,
+    /// Shown to the platform when the quota is full.
     pub reason: Option<String>,
 }

@@ -9,6 +9,8 @@
 //! - [`facts`]: what the gateway tells the policy.
 //! - [`decide`]: visibility, deny rules, placement of logical offerings, parameter rules; each
 //!   decision carries an [`Explanation`].
+//! - quotas ([`Policy::quotas_for`]): which counts a new instance or binding joins; the registry
+//!   counts and refuses.
 //! - [`schema`]: parameters checked against a plan's JSON schema.
 //! - [`glob`]: name patterns.
 
@@ -21,7 +23,7 @@ pub mod schema;
 
 pub use decide::{Denial, DenialKind, Explanation, Parameters, Placement, Visibility};
 pub use facts::{CallFacts, Operation, PlanFacts};
-pub use policy::{Limits, Offering, OfferingPlan, PlatformLimit, Policy, Rate};
+pub use policy::{Counted, Limits, Offering, OfferingPlan, PlatformLimit, Policy, QuotaHold, Rate};
 pub use schema::Schema;
 
 /// Why a policy file cannot be used.

@@ -3,8 +3,10 @@
 
 mod index;
 mod names;
+mod quota;
 
 pub use index::{Candidates, RuleIndex};
+pub use quota::{Counted, QuotaHold, QuotaRule, bucket_of_key, quota_key, quota_of_key};
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -151,6 +153,7 @@ pub struct Policy {
     pub deny: Vec<DenyRule>,
     pub schema_validation: bool,
     pub limits: Limits,
+    pub quotas: Vec<QuotaRule>,
     /// `visibility` by the platform each rule names (built with the policy).
     pub visibility_index: RuleIndex,
     /// `deny` likewise.
@@ -168,6 +171,7 @@ impl Default for Policy {
             deny: Vec::new(),
             schema_validation: true,
             limits: Limits::default(),
+            quotas: Vec::new(),
             visibility_index: RuleIndex::default(),
             deny_index: RuleIndex::default(),
         }
@@ -555,8 +559,11 @@ impl Policy {
             }
         }
 
+        let quotas = quota::compile(&mut c, &file.quotas);
+
         if c.problems.is_empty() {
             Ok(Policy {
+                quotas,
                 default_visible,
                 visibility_index: RuleIndex::of(visibility.iter().map(|r| &r.selector)),
                 deny_index: RuleIndex::of(deny.iter().map(|r| &r.selector)),

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::decide::DenialKind;
+use crate::policy::quota_of_key;
 
 const POLICY: &str = r#"
 visibility:
@@ -988,5 +989,98 @@ deny:
                 );
             }
         }
+    }
+}
+
+#[test]
+fn quotas_name_the_counts_a_new_instance_or_binding_joins() {
+    let text = r#"
+quotas:
+  - name: three-per-namespace
+    platforms: ["k8s-*"]
+    per: [platform, context.namespace]
+    limit: 3
+    reason: each namespace keeps three services
+  - name: mysql-everywhere
+    tags: [mysql]
+    limit: 100
+    reason: licences
+  - name: keys-per-namespace
+    resource: bindings
+    when: {context.namespace: ["team-*"]}
+    per: [context.namespace]
+    limit: 10
+    reason: ten credentials per team
+"#;
+    let policy = Policy::parse(text, osb_config::FileFormat::Yaml, "q.yaml").unwrap();
+    let tags = vec!["mysql".to_owned()];
+    let context = json!({"platform": "kubernetes", "namespace": "team-a"});
+    let mysql = plan("azure", "azure.mysql", "basic", &tags, true);
+    let provision = call(
+        "k8s-prod",
+        Operation::Provision,
+        "i1",
+        mysql,
+        Some(&context),
+        None,
+    );
+    let holds = policy.quotas_for(&provision);
+    let names: Vec<&str> = holds.iter().map(|h| h.quota.as_str()).collect();
+    assert_eq!(names, ["three-per-namespace", "mysql-everywhere"]);
+    assert_eq!(holds[0].limit, 3);
+    assert_eq!(
+        holds[0].bucket_text(),
+        "platform=k8s-prod, context.namespace=team-a"
+    );
+    assert_eq!(quota_of_key(&holds[0].key), "three-per-namespace");
+    assert_eq!(holds[1].bucket_text(), "");
+
+    // Another namespace is another count; a platform without a namespace counts as "(none)".
+    let other_ns = json!({"namespace": "team-b"});
+    let other = call(
+        "k8s-prod",
+        Operation::Provision,
+        "i2",
+        mysql,
+        Some(&other_ns),
+        None,
+    );
+    assert_ne!(policy.quotas_for(&other)[0].key, holds[0].key);
+    let bare = call("k8s-prod", Operation::Provision, "i3", mysql, None, None);
+    assert_eq!(
+        policy.quotas_for(&bare)[0].bucket_text(),
+        "platform=k8s-prod, context.namespace=(none)"
+    );
+    // Values cannot forge another bucket's key.
+    let tricky = json!({"namespace": "a\",\"b"});
+    let forged = call("k8s-prod", Operation::Provision, "i4", mysql, Some(&tricky), None);
+    assert_ne!(policy.quotas_for(&forged)[0].key, holds[0].key);
+    // A long value keeps a bounded key.
+    let long = json!({"namespace": "n".repeat(5000)});
+    let long_call = call("k8s-prod", Operation::Provision, "i5", mysql, Some(&long), None);
+    assert!(policy.quotas_for(&long_call)[0].key.len() < 600);
+
+    // Binding quotas apply to binds only; instance quotas not to binds.
+    let bind = call("k8s-prod", Operation::Bind, "i1", mysql, Some(&context), None);
+    let binds: Vec<String> = policy.quotas_for(&bind).into_iter().map(|h| h.quota).collect();
+    assert_eq!(binds, ["keys-per-namespace"]);
+    let cf = call("cf", Operation::Provision, "i6", mysql, None, None);
+    assert_eq!(policy.quotas_for(&cf).len(), 1);
+
+    let bad = r#"
+quotas:
+  - {name: q1, per: [operation, weather, parameters.size], resource: disks, reason: r}
+  - {name: q2, limit: 1}
+"#;
+    let problems = Policy::parse(bad, osb_config::FileFormat::Yaml, "q.yaml")
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "quotas[0].per",
+        "quotas[0].resource",
+        "quotas[0].limit",
+        "quotas[1].reason",
+    ] {
+        assert!(problems.contains(expected), "{expected} missing from {problems}");
     }
 }

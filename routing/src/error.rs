@@ -86,6 +86,19 @@ pub enum RoutingError {
     /// No such resource for this platform, on a delete or poll (410).
     #[error("{0}")]
     Gone(String),
+
+    /// A new instance or binding would pass a quota of the policy: nothing was written or sent.
+    #[error("quota {quota:?} is full{}: {usage} of {limit} {counted} in use; {reason}", if bucket.is_empty() { String::new() } else { format!(" for {bucket}") })]
+    QuotaExceeded {
+        quota: String,
+        /// The call's values of the quota's `per` facts, as text.
+        bucket: String,
+        usage: u64,
+        limit: u64,
+        /// `instances` or `bindings`.
+        counted: &'static str,
+        reason: String,
+    },
 }
 
 impl RoutingError {
@@ -118,6 +131,7 @@ impl RoutingError {
             RoutingError::Concurrency(_) => "concurrency",
             RoutingError::NotFound(_) => "not_found",
             RoutingError::Gone(_) => "gone",
+            RoutingError::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 }

@@ -130,6 +130,10 @@ pub struct InstanceRecord {
     pub updated_ms: u64,
     /// Bumped by the store on every write.
     pub version: u64,
+    /// The quota counts it is counted in (keys of the policy's quotas when it was created); while it
+    /// is not orphaned, the store counts it toward each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<String>,
 }
 
 /// A service binding.
@@ -150,6 +154,9 @@ pub struct BindingRecord {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub version: u64,
+    /// As [`InstanceRecord::quotas`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<String>,
 }
 
 impl InstanceRecord {
@@ -261,6 +268,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 2,
             version: 3,
+            quotas: Vec::new(),
         };
         let text = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<InstanceRecord>(&text).unwrap(), record);

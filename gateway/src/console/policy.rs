@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{Html, PageError, Shell, Viewer};
 use crate::edge::parse::RequestBody;
 use crate::error::ApiError;
-use crate::ops::explain::{ExplainReport, ExplainRequest, explain};
+use crate::ops::explain::{ExplainReport, ExplainRequest, explain, with_quota_usage};
 use crate::ops::policy_file::PolicyStatus;
 use crate::state::AppState;
 
@@ -68,7 +68,19 @@ impl From<ExplainReport> for Outcome {
                 r.get("description").and_then(Value::as_str).unwrap_or_default()
             )
         });
-        match report.decision {
+        let quotas = report.quotas.iter().map(|q| {
+            let bucket = if q.bucket.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", q.bucket)
+            };
+            format!(
+                "quota {:?}{bucket}: {} of {} {} in use",
+                q.quota, q.usage, q.limit, q.counted
+            )
+        });
+        let quotas: Vec<String> = quotas.collect();
+        let mut outcome = match report.decision {
             Some(d) => Outcome {
                 allowed: report.allowed,
                 placed: Some(format!(
@@ -86,7 +98,9 @@ impl From<ExplainReport> for Outcome {
                 rules: Vec::new(),
                 parameters_changed: Vec::new(),
             },
-        }
+        };
+        outcome.rules.extend(quotas);
+        outcome
     }
 }
 
@@ -234,7 +248,8 @@ async fn answer(state: &AppState, form: &ExplainForm) -> Result<Outcome, String>
             .flatten(),
         _ => None,
     };
+    let report = state.with_decider(|d| explain(d, &request, instance.as_ref()));
     Ok(Outcome::from(
-        state.with_decider(|d| explain(d, &request, instance.as_ref())),
+        with_quota_usage(report, state.registry.store().as_ref()).await,
     ))
 }

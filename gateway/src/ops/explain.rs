@@ -2,11 +2,14 @@
 //!
 //! The admin API (`POST /admin/explain`, against the live catalog, policy, broker health and
 //! registry) and the CLI (`osb-gateway explain`, against freshly fetched catalogs) both call
-//! [`explain`], which runs the very functions the handlers run, and forwards nothing.
+//! [`explain`], which runs the very functions the handlers run, and forwards nothing. With the
+//! registry at hand, [`with_quota_usage`] adds the usage of each quota the call would count in.
 
 use actix_web::ResponseError;
 use osb_policies::Operation;
+use osb_routing::RoutingError;
 use osb_routing::registry::InstanceRecord;
+use osb_routing::store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -41,6 +44,67 @@ pub struct ExplainReport {
     pub decision: Option<Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Value>,
+    /// Usage of each quota count the new instance or binding would join (filled by
+    /// [`with_quota_usage`]; the CLI, without the registry, leaves it empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaUsage>,
+}
+
+/// One quota count as a call would meet it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaUsage {
+    pub quota: String,
+    /// The call's values of the quota's `per` facts.
+    pub bucket: String,
+    pub counted: &'static str,
+    pub usage: u64,
+    pub limit: u64,
+    /// `false`: the call would be refused with `QuotaExceeded`.
+    pub room: bool,
+}
+
+/// Adds the usage of the decision's quota counts, read from the registry now: a count at its limit
+/// turns the report into the refusal the platform would get.
+pub async fn with_quota_usage(mut report: ExplainReport, store: &dyn Store) -> ExplainReport {
+    let Some(decision) = &report.decision else {
+        return report;
+    };
+    if decision.quotas.is_empty() {
+        return report;
+    }
+    let keys: Vec<String> = decision.quotas.iter().map(|h| h.key.clone()).collect();
+    let usage = match store.quota_usage(&keys).await {
+        Ok(usage) => usage,
+        Err(e) => return refused(&ApiError::from(e)),
+    };
+    let mut full = None;
+    for (hold, usage) in decision.quotas.iter().zip(usage) {
+        let room = usage < hold.limit;
+        if !room && full.is_none() {
+            full = Some(RoutingError::QuotaExceeded {
+                quota: hold.quota.clone(),
+                bucket: hold.bucket_text(),
+                usage,
+                limit: hold.limit,
+                counted: hold.counted.as_str(),
+                reason: hold.reason.clone(),
+            });
+        }
+        report.quotas.push(QuotaUsage {
+            quota: hold.quota.clone(),
+            bucket: hold.bucket_text(),
+            counted: hold.counted.as_str(),
+            usage,
+            limit: hold.limit,
+            room,
+        });
+    }
+    if let Some(full) = full {
+        let quotas = std::mem::take(&mut report.quotas);
+        report = refused(&ApiError::from(full));
+        report.quotas = quotas;
+    }
+    report
 }
 
 fn refused(error: &ApiError) -> ExplainReport {
@@ -52,6 +116,7 @@ fn refused(error: &ApiError) -> ExplainReport {
             "error": error.osb_code(),
             "description": error.to_string(),
         })),
+        quotas: Vec::new(),
     }
 }
 
@@ -67,6 +132,7 @@ pub fn explain(
             allowed: true,
             decision: Some(decision),
             refusal: None,
+            quotas: Vec::new(),
         },
         Err(error) => refused(&error),
     }

@@ -57,8 +57,11 @@ pub async fn bind(call: OsbCall, body: RequestBody) -> Result<HttpResponse, ApiE
         instance_id: instance_id.to_string(),
         platform: platform.clone(),
         fingerprint,
+        quotas: decision.quotas.clone(),
     };
-    let admission = call.registry("begin", state.registry.begin_bind(&new)).await?;
+    let admission = call.registry("begin", state.registry.begin_bind(&new)).await;
+    call.count_quota_refusal(&admission);
+    let admission = admission?;
 
     // 5. Upstream.
     let path = UpstreamPath::binding(&instance_id, &binding_id).with_query(query.accepts_incomplete());

@@ -200,6 +200,13 @@ impl OsbCall {
         result
     }
 
+    /// Counts a new instance or binding refused by a full quota (the registry's `begin` step).
+    pub fn count_quota_refusal<T>(&self, result: &Result<T, RoutingError>) {
+        if let Err(RoutingError::QuotaExceeded { quota, .. }) = result {
+            self.state.metrics.quota_refused(quota);
+        }
+    }
+
     /// Sends the call to the admitted broker and classifies its answer as `endpoint` expects.
     pub async fn send(
         &self,

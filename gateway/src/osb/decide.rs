@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use osb_policies::schema::parameters_schema;
-use osb_policies::{CallFacts, Denial, DenialKind, Explanation, Operation, Parameters, PlanFacts, Schema};
+use osb_policies::{
+    CallFacts, Denial, DenialKind, Explanation, Operation, Parameters, PlanFacts, QuotaHold, Schema,
+};
 use osb_routing::PolicyState;
 use osb_routing::RouteTable;
 use osb_routing::cache::CatalogSnapshot;
@@ -62,6 +64,9 @@ pub struct Decision {
     pub parameters: Option<Map<String, Value>>,
     /// Names of the parameters the rules set or changed (never values).
     pub parameters_changed: Vec<String>,
+    /// The quota counts a new instance (provision) or binding (bind) joins; the registry refuses
+    /// it when one is full.
+    pub quotas: Vec<QuotaHold>,
     /// Why, rule by rule.
     pub explanation: Vec<String>,
 }
@@ -224,6 +229,7 @@ impl Decider<'_> {
         } else {
             explanation.0.push(NO_PARAMETERS.to_owned());
         }
+        let quotas = self.quotas(&call, &mut explanation);
         Ok(Decision {
             broker: route.broker.to_string(),
             service_id: body.service_id.clone(),
@@ -232,6 +238,7 @@ impl Decider<'_> {
             upstream_plan_id: route.upstream_plan_id.clone(),
             parameters: changed.then_some(parameters).flatten(),
             parameters_changed,
+            quotas,
             explanation: explanation.0,
         })
     }
@@ -434,6 +441,7 @@ impl Decider<'_> {
                 )?;
             }
         }
+        let quotas = self.quotas(&call, &mut explanation);
         let decision = Decision {
             broker: instance.broker.clone(),
             service_id: instance.service_id.clone(),
@@ -444,9 +452,30 @@ impl Decider<'_> {
                 .unwrap_or_else(|| instance.upstream_plan_id.clone()),
             parameters: changed.then_some(parameters).flatten(),
             parameters_changed,
+            quotas,
             explanation: explanation.0,
         };
         Ok((decision, remapped))
+    }
+
+    /// The quota counts the call's new instance or binding joins, each named in the explanation.
+    fn quotas(&self, call: &CallFacts<'_>, explanation: &mut Explanation) -> Vec<QuotaHold> {
+        let quotas = self.policy.policy.quotas_for(call);
+        for hold in &quotas {
+            let bucket = hold.bucket_text();
+            let scope = if bucket.is_empty() {
+                String::new()
+            } else {
+                format!(" for {bucket}")
+            };
+            explanation.0.push(format!(
+                "quota {:?} applies{scope}: at most {} {}",
+                hold.quota,
+                hold.limit,
+                hold.counted.as_str()
+            ));
+        }
+        quotas
     }
 
     /// Parameter rules: the parameters after them (with the names they set or forced), and whether

@@ -51,10 +51,11 @@ pub async fn provision(call: OsbCall, body: RequestBody) -> Result<HttpResponse,
         upstream_plan_id: decision.upstream_plan_id.clone(),
         fingerprint,
         context: body.fields.get("context").cloned(),
+        quotas: decision.quotas.clone(),
     };
-    let admission = call
-        .registry("begin", state.registry.begin_provision(&new))
-        .await?;
+    let admission = call.registry("begin", state.registry.begin_provision(&new)).await;
+    call.count_quota_refusal(&admission);
+    let admission = admission?;
 
     // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
     let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());

@@ -65,3 +65,9 @@ pub(crate) struct AuditLabels {
     pub(crate) kind: &'static str,
     pub(crate) outcome: &'static str,
 }
+
+/// Labels of the quota series: the quota's name (a name of the policy file).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct QuotaLabel {
+    pub(crate) quota: String,
+}

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use osb_policies::Policy;
 use osb_routing::{Brokers, CatalogCache, Freshness, Registry as OwnershipRegistry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -60,6 +61,7 @@ pub struct Metrics {
     registry_counted: Mutex<Option<Instant>>,
     /// Per-call observations recorded (`telemetry.metrics`); off, the per-call series stay at zero.
     per_call: bool,
+    quotas: super::quotas::QuotaMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -226,7 +228,9 @@ impl Metrics {
             store_up.clone(),
         );
         let process = super::process::ProcessMetrics::register(&mut registry);
+        let quotas = super::quotas::QuotaMetrics::register(&mut registry);
         Metrics {
+            quotas,
             registry,
             server,
             active,
@@ -384,9 +388,10 @@ impl Metrics {
         catalog: &CatalogCache,
         brokers: &Brokers,
         ownership: &OwnershipRegistry,
+        policy: &Policy,
     ) -> String {
         self.collect_catalog(catalog, brokers);
-        self.collect_registry(ownership, brokers).await;
+        self.collect_registry(ownership, brokers, policy).await;
         self.process.update();
         for broker in brokers.clients() {
             let state = match broker.breaker_state() {
@@ -468,7 +473,12 @@ impl Metrics {
         }
     }
 
-    async fn collect_registry(&self, ownership: &OwnershipRegistry, brokers: &Brokers) {
+    /// A new instance or binding refused by the full quota `quota`.
+    pub fn quota_refused(&self, quota: &str) {
+        self.quotas.refused(quota);
+    }
+
+    async fn collect_registry(&self, ownership: &OwnershipRegistry, brokers: &Brokers, policy: &Policy) {
         let store = ownership.store();
         match store.orphans().await {
             Ok(orphans) => {
@@ -489,6 +499,9 @@ impl Metrics {
                 return;
             }
             *counted = Some(Instant::now());
+        }
+        if let Ok(counts) = store.quota_counts().await {
+            self.quotas.collect(policy, &counts);
         }
         // The embedded store keeps these counts as records change; PostgreSQL counts them itself.
         let Ok(counts) = store.counts().await else { return };

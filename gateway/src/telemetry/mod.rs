@@ -23,6 +23,7 @@ pub mod export;
 mod labels;
 pub mod metrics;
 pub mod process;
+mod quotas;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};

@@ -45,14 +45,17 @@ impl Registry {
                     created_ms: now,
                     updated_ms: now,
                     version: 0,
+                    quotas: Vec::new(),
                 };
-                match self
-                    .store
-                    .swap_binding(binding_id, Expect::Absent, Some(record))
-                    .await?
-                {
-                    Swap::Written(record) => return Ok(Admission::Fresh(record)),
-                    Swap::Conflict | Swap::Deleted => continue,
+                let (keys, limits) = quota_limits(&new.quotas);
+                let record = BindingRecord {
+                    quotas: keys,
+                    ..record
+                };
+                let outcome = self.store.create_binding(record, &limits).await?;
+                match created(outcome, &new.quotas)? {
+                    Some(record) => return Ok(Admission::Fresh(record)),
+                    None => continue,
                 }
             };
             if current.platform != new.platform || current.instance_id != *instance_id {

@@ -28,7 +28,9 @@ pub use crate::record::*;
 
 use crate::RoutingError;
 use crate::clock::now_ms;
-use crate::store::{Expect, RecordRef, Store, Swap};
+use osb_policies::QuotaHold;
+
+use crate::store::{Created, Expect, RecordRef, Store, Swap};
 
 /// What the upstream's answer means for the registry (see `outcome.rs` in the gateway for how
 /// answers are classified per endpoint).
@@ -91,6 +93,8 @@ pub struct NewInstance {
     pub fingerprint: String,
     /// The request's `context`, kept for policy decisions on later calls.
     pub context: Option<serde_json::Value>,
+    /// The policy's quota counts it joins (refused when one is full).
+    pub quotas: Vec<QuotaHold>,
 }
 
 /// A new binding as the bind request describes it.
@@ -100,6 +104,8 @@ pub struct NewBinding {
     pub instance_id: String,
     pub platform: String,
     pub fingerprint: String,
+    /// As [`NewInstance::quotas`].
+    pub quotas: Vec<QuotaHold>,
 }
 
 /// What [`Registry::adopt`] did.
@@ -143,6 +149,30 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").finish_non_exhaustive()
     }
+}
+
+/// What creating a new record came to: written, or someone else's record is there now (read again).
+fn created<R>(outcome: Created<R>, quotas: &[QuotaHold]) -> Result<Option<R>, RoutingError> {
+    match outcome {
+        Created::Written(record) => Ok(Some(record)),
+        Created::Conflict => Ok(None),
+        Created::Full { key, usage, limit } => {
+            let hold = quotas.iter().find(|h| h.key == key);
+            Err(RoutingError::QuotaExceeded {
+                quota: hold.map_or_else(|| key.clone(), |h| h.quota.clone()),
+                bucket: hold.map(QuotaHold::bucket_text).unwrap_or_default(),
+                usage,
+                limit,
+                counted: hold.map_or("records", |h| h.counted.as_str()),
+                reason: hold.map(|h| h.reason.clone()).unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// The keys and limits of `quotas`, in order.
+fn quota_limits(quotas: &[QuotaHold]) -> (Vec<String>, Vec<u64>) {
+    quotas.iter().map(|h| (h.key.clone(), h.limit)).unzip()
 }
 
 fn orphan(reason: impl Into<String>) -> ResourceState {

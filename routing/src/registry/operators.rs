@@ -127,6 +127,8 @@ impl Registry {
                 created_ms: now,
                 updated_ms: now,
                 version: 0,
+                // An operator's adoption is not refused by quotas, nor counted in them.
+                quotas: Vec::new(),
             };
             match self
                 .store

@@ -34,6 +34,7 @@ fn new_instance(id: &str, platform: &str, fingerprint: &str) -> NewInstance {
         upstream_plan_id: "up".into(),
         fingerprint: fingerprint.into(),
         context: None,
+        quotas: Vec::new(),
     }
 }
 
@@ -253,6 +254,7 @@ async fn bindings_follow_their_instance(backend: Backend) {
         instance_id: "i1".into(),
         platform: "k8s".into(),
         fingerprint: fp.into(),
+        quotas: Vec::new(),
     };
     assert!(matches!(
         registry.begin_bind(&bind("b1", "f")).await,
@@ -390,6 +392,7 @@ async fn abandoning_forgets_whatever_state(backend: Backend) {
             instance_id: "stuck".into(),
             platform: "k8s".into(),
             fingerprint: "f".into(),
+            quotas: Vec::new(),
         })
         .await
         .unwrap();
@@ -424,6 +427,7 @@ async fn abandoning_forgets_whatever_state(backend: Backend) {
             instance_id: "i2".into(),
             platform: "k8s".into(),
             fingerprint: "f".into(),
+            quotas: Vec::new(),
         })
         .await
         .unwrap();

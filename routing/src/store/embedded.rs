@@ -24,7 +24,7 @@
 //! (rather than answering "everything is mine") gives this store the same semantics as the shared
 //! PostgreSQL store, so the same tests run against both.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -39,15 +39,15 @@ mod kv;
 mod memory;
 mod migrate;
 mod read;
+mod records;
 
-use self::batch::{Job, Output, Tables, flags_changed, spawn_writer, swap_in};
-use self::codec::Stored;
+use self::batch::{Job, Output, Tables, spawn_writer};
 use self::kv::{Kv, Space, seq_key, seq_of};
 use self::memory::{BINDING, Memory};
-use super::indexed::Indexed;
 use super::inventory::{MAX_PAGE, RecordFilter};
 use super::{
-    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Scanned, Store, StoredCatalog, Swap,
+    Created, Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Scanned, Store,
+    StoredCatalog, Swap,
 };
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
@@ -204,35 +204,8 @@ impl Store for EmbeddedStore {
         record: Option<InstanceRecord>,
     ) -> Result<Swap<InstanceRecord>, RoutingError> {
         let id = instance_id.to_owned();
-        self.write(move |tables| {
-            let deleting = record.is_none();
-            let (outcome, _) = swap_in(tables, &id, expect, record)?;
-            if deleting && outcome == Swap::Deleted {
-                // Cascade: the bindings of a deleted instance are gone with it.
-                let prefix = format!("{id}\n");
-                for key in tables.keys_with_prefix(Space::Links, prefix.as_bytes())? {
-                    tables.remove(Space::Links, &key)?;
-                    let Some(binding_id) = std::str::from_utf8(&key)
-                        .ok()
-                        .and_then(|key| key.strip_prefix(&prefix))
-                    else {
-                        continue;
-                    };
-                    let removed = tables
-                        .get(Space::Bindings, binding_id.as_bytes())?
-                        .map(|bytes| BindingRecord::decode(binding_id, &bytes))
-                        .transpose()?;
-                    tables.remove(Space::Bindings, binding_id.as_bytes())?;
-                    if let Some(old) = removed {
-                        tables.count(BINDING, &old.broker, -1);
-                        let was = (old.is_orphaned(), old.is_pending());
-                        flags_changed(tables, BINDING, binding_id, was, (false, false))?;
-                    }
-                }
-            }
-            Ok(outcome)
-        })
-        .await
+        self.write(move |tables| records::swap_instance_in(tables, &id, expect, record))
+            .await
     }
 
     async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
@@ -246,26 +219,40 @@ impl Store for EmbeddedStore {
         record: Option<BindingRecord>,
     ) -> Result<Swap<BindingRecord>, RoutingError> {
         let id = binding_id.to_owned();
-        self.write(move |tables| {
-            let deleting = record.is_none();
-            let instance_id = record.as_ref().map(|r| r.instance_id.clone());
-            let (outcome, stored) = swap_in(tables, &id, expect, record)?;
-            // The instance → bindings link exists exactly while the binding does (a binding never
-            // moves to another instance): written when it is created, removed when it is deleted.
-            match (&outcome, &stored, deleting) {
-                (Swap::Written(_), None, _) => {
-                    let link = format!("{}\n{id}", instance_id.unwrap_or_default());
-                    tables.insert(Space::Links, link.as_bytes(), Vec::new())?;
-                }
-                (Swap::Deleted, Some(old), true) => {
-                    let link = format!("{}\n{id}", old.instance_id);
-                    tables.remove(Space::Links, link.as_bytes())?;
-                }
-                _ => {}
-            }
-            Ok(outcome)
-        })
-        .await
+        self.write(move |tables| records::swap_binding_in(tables, &id, expect, record))
+            .await
+    }
+
+    async fn create_instance(
+        &self,
+        record: InstanceRecord,
+        limits: &[u64],
+    ) -> Result<Created<InstanceRecord>, RoutingError> {
+        let limits = limits.to_vec();
+        self.write(move |tables| records::create_in(tables, record, &limits, records::swap_instance_in))
+            .await
+    }
+
+    async fn create_binding(
+        &self,
+        record: BindingRecord,
+        limits: &[u64],
+    ) -> Result<Created<BindingRecord>, RoutingError> {
+        let limits = limits.to_vec();
+        self.write(move |tables| records::create_in(tables, record, &limits, records::swap_binding_in))
+            .await
+    }
+
+    async fn quota_usage(&self, keys: &[String]) -> Result<Vec<u64>, RoutingError> {
+        Ok(self.memory(|m| {
+            keys.iter()
+                .map(|k| m.quotas.get(k).copied().unwrap_or(0))
+                .collect()
+        }))
+    }
+
+    async fn quota_counts(&self) -> Result<BTreeMap<String, u64>, RoutingError> {
+        Ok(self.memory(|m| m.quotas.clone()))
     }
 
     async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError> {

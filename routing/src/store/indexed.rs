@@ -15,6 +15,8 @@ pub(super) trait Indexed:
 {
     /// `i` or `b`: the record's kind in index keys.
     const TAG: &'static str;
+    /// Its instance or binding id.
+    fn id(&self) -> &str;
     fn version(&self) -> u64;
     fn set_version(&mut self, version: u64);
     fn is_orphaned(&self) -> bool;
@@ -23,10 +25,19 @@ pub(super) trait Indexed:
     fn instance_of(&self) -> Option<&str>;
     /// The broker it lives on (the records-per-broker counts).
     fn broker(&self) -> &str;
+    /// The quota counts it is counted in while it is live (not orphaned).
+    fn quotas(&self) -> &[String];
+    /// The quota counts it is counted in now: none once orphaned.
+    fn live_quotas(&self) -> &[String] {
+        if self.is_orphaned() { &[] } else { self.quotas() }
+    }
 }
 
 impl Indexed for InstanceRecord {
     const TAG: &'static str = "i";
+    fn id(&self) -> &str {
+        &self.instance_id
+    }
     fn version(&self) -> u64 {
         self.version
     }
@@ -45,10 +56,16 @@ impl Indexed for InstanceRecord {
     fn broker(&self) -> &str {
         &self.broker
     }
+    fn quotas(&self) -> &[String] {
+        &self.quotas
+    }
 }
 
 impl Indexed for BindingRecord {
     const TAG: &'static str = "b";
+    fn id(&self) -> &str {
+        &self.binding_id
+    }
     fn version(&self) -> u64 {
         self.version
     }
@@ -66,5 +83,8 @@ impl Indexed for BindingRecord {
     }
     fn broker(&self) -> &str {
         &self.broker
+    }
+    fn quotas(&self) -> &[String] {
+        &self.quotas
     }
 }

@@ -131,6 +131,17 @@ pub enum Swap<R> {
     Conflict,
 }
 
+/// The result of creating a record within its quotas ([`Store::create_instance`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created<R> {
+    /// Written; the record as stored.
+    Written(R),
+    /// A record under that id exists already: read it and decide again.
+    Conflict,
+    /// The quota count `key` has `usage` live records, not below its `limit`: nothing was written.
+    Full { key: String, usage: u64, limit: u64 },
+}
+
 /// A record in one of the store's indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordRef {
@@ -185,6 +196,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bindings of one instance.
     async fn bindings_of(&self, instance_id: &str) -> Result<Vec<BindingRecord>, RoutingError>;
+
+    /// Writes `record` as a new instance (none under its id) if every quota count it joins
+    /// (`record.quotas`, with the limits `limits` in the same order) has fewer live records than
+    /// its limit. Counting and writing are one atomic step: replicas sharing the store cannot both
+    /// take the last place of a count. A record is live while it exists and is not orphaned.
+    async fn create_instance(
+        &self,
+        record: InstanceRecord,
+        limits: &[u64],
+    ) -> Result<Created<InstanceRecord>, RoutingError>;
+
+    /// As [`Store::create_instance`], for a binding.
+    async fn create_binding(
+        &self,
+        record: BindingRecord,
+        limits: &[u64],
+    ) -> Result<Created<BindingRecord>, RoutingError>;
+
+    /// How many live records (instances and bindings) each quota count `keys` has, in order.
+    async fn quota_usage(&self, keys: &[String]) -> Result<Vec<u64>, RoutingError>;
+
+    /// Every quota count with live records, by key.
+    async fn quota_counts(&self) -> Result<BTreeMap<String, u64>, RoutingError>;
 
     /// Every instance record (admin, tests).
     async fn instances(&self) -> Result<Vec<InstanceRecord>, RoutingError>;

@@ -39,6 +39,7 @@
 //! failed handshake says what failed (unknown CA, name mismatch, no TLS on the server). Error
 //! messages name the server as user, host, port and database, never the password.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +53,11 @@ use tokio::time::error::Elapsed;
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Config, Row};
-use tracing::{info, warn};
 
 mod batch;
+mod quota;
 mod records;
+mod schema;
 use self::records::record_ref;
 mod sql;
 #[cfg(test)]
@@ -64,13 +66,12 @@ mod tls;
 
 use self::batch::{Done, Write, Writes};
 use self::sql::{
-    BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, CREATE_MIGRATIONS, HEARTBEAT, INSTANCES, LIST_BINDINGS,
-    LIST_INSTANCES, LOAD_CATALOG, MIGRATION_LOCK, MIGRATIONS, ORPHANS, PENDING, PRUNE_AUDIT, SAVE_CATALOG,
-    SELECT_AUDIT,
+    BINDINGS, BINDINGS_OF, CLAIM_ORPHANS, HEARTBEAT, INSTANCES, LIST_BINDINGS, LIST_INSTANCES, LOAD_CATALOG,
+    ORPHANS, PENDING, PRUNE_AUDIT, SAVE_CATALOG, SELECT_AUDIT,
 };
 use super::RecordFilter;
 use super::{
-    Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Store, StoredCatalog, Swap,
+    Created, Expect, FORGET_REPLICA_AFTER_MS, PlanCount, RecordCounts, RecordRef, Store, StoredCatalog, Swap,
 };
 use crate::RoutingError;
 use crate::audit::{AuditQuery, AuditRecord};
@@ -269,57 +270,6 @@ impl Connections {
             }
         }
     }
-
-    /// Creates or updates the schema: the missing migrations, in order, in one transaction under
-    /// an advisory lock (transaction-scoped, so it is released on commit or rollback, and even if
-    /// this process dies). A replica that started at the same time waits for the lock, then finds
-    /// the migrations applied.
-    async fn migrate(&self) -> Result<(), RoutingError> {
-        let context = "migrate the schema";
-        let mut client = self.client(context).await?;
-        let answer = tokio::time::timeout(MIGRATION_TIMEOUT, async {
-            let txn = client.transaction().await?;
-            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await?;
-            txn.batch_execute(CREATE_MIGRATIONS).await?;
-            let applied: Vec<i64> = txn
-                .query("SELECT version FROM osb_schema_migrations", &[])
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()?;
-            let mut newly = Vec::new();
-            for (version, sql) in MIGRATIONS {
-                if applied.contains(version) {
-                    continue;
-                }
-                txn.batch_execute(sql).await?;
-                txn.execute(
-                    "INSERT INTO osb_schema_migrations (version) VALUES ($1)",
-                    &[version],
-                )
-                .await?;
-                newly.push(*version);
-            }
-            txn.commit().await?;
-            Ok((applied, newly))
-        })
-        .await;
-        let (applied, newly) = self.settle(context, client, answer, MIGRATION_TIMEOUT)?;
-        if !newly.is_empty() {
-            info!(server = %self.server, versions = ?newly, "Store schema migrated.");
-        }
-        let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
-        if let Some(newer) = applied.iter().copied().filter(|v| *v > known).max() {
-            warn!(
-                server = %self.server,
-                schema = newer,
-                known,
-                "Store schema is newer than this build knows; running on it anyway."
-            );
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -339,6 +289,30 @@ impl Store for PostgresStore {
 
     async fn binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, RoutingError> {
         self.get(&BINDINGS, binding_id).await
+    }
+
+    async fn create_instance(
+        &self,
+        record: InstanceRecord,
+        limits: &[u64],
+    ) -> Result<Created<InstanceRecord>, RoutingError> {
+        self.create(&INSTANCES, record, limits).await
+    }
+
+    async fn create_binding(
+        &self,
+        record: BindingRecord,
+        limits: &[u64],
+    ) -> Result<Created<BindingRecord>, RoutingError> {
+        self.create(&BINDINGS, record, limits).await
+    }
+
+    async fn quota_usage(&self, keys: &[String]) -> Result<Vec<u64>, RoutingError> {
+        self.usage(keys).await
+    }
+
+    async fn quota_counts(&self) -> Result<BTreeMap<String, u64>, RoutingError> {
+        self.all_usage().await
     }
 
     async fn swap_binding(

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::testing::{Backend, TestDatabase, TestStore, admin, both_backends};
-use super::{Expect, PostgresStore, RecordCounts, RecordFilter, RecordRef, Store, StoredCatalog, Swap};
+use super::{
+    Created, Expect, PostgresStore, RecordCounts, RecordFilter, RecordRef, Store, StoredCatalog, Swap,
+};
 use crate::RoutingError;
 use crate::audit::{AuditKind, AuditOutcome, AuditQuery, AuditRecord};
 use crate::registry::{
@@ -34,6 +36,7 @@ both_backends!(
     inventory_pages_filter_in_id_order,
     counts_follow_the_records_and_survive_a_reopen,
     live_plans_count_live_instances_per_plan,
+    quotas_are_counted_with_the_write_and_only_one_takes_the_last_place,
 );
 
 // === records (also used by the embedded store's own tests) ===
@@ -77,6 +80,7 @@ pub(crate) fn instance(id: &str, state: ResourceState, operation: Option<Operati
         created_ms: 1,
         updated_ms: 2,
         version: 0,
+        quotas: Vec::new(),
     }
 }
 
@@ -101,6 +105,7 @@ pub(crate) fn binding(
         created_ms: 1,
         updated_ms: 2,
         version: 0,
+        quotas: Vec::new(),
     }
 }
 
@@ -1118,7 +1123,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let tables: Vec<String> = client
         .query(
             "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'osb\\_%' ORDER BY 1",
@@ -1375,5 +1380,142 @@ async fn live_plans_count_live_instances_per_plan(backend: Backend) {
             ("gp", service, broker, upstream, 2),
             ("gp2", service, broker, upstream, 1)
         ]
+    );
+}
+
+async fn quotas_are_counted_with_the_write_and_only_one_takes_the_last_place(backend: Backend) {
+    let place = TestStore::new(backend).await;
+    let first = place.open().await;
+    // Two replicas on PostgreSQL (two pools); the embedded store has one process.
+    let second = match backend {
+        Backend::Postgres => place.open().await,
+        Backend::Embedded => first.clone(),
+    };
+    let key = "three\u{1f}[\"team-a\"]".to_owned();
+    let counted = |id: &str| {
+        let mut record = instance(id, ResourceState::Creating, None);
+        record.quotas = vec![key.clone()];
+        record
+    };
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let store = if n % 2 == 0 { first.clone() } else { second.clone() };
+            let record = counted(&format!("i{n:02}"));
+            tokio::spawn(async move { store.create_instance(record, &[3]).await.unwrap() })
+        })
+        .collect();
+    let (mut written, mut full) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Created::Written(record) => {
+                assert_eq!(record.version, 1);
+                written += 1;
+            }
+            Created::Full { key: k, usage, limit } => {
+                assert_eq!((k.as_str(), usage, limit), (key.as_str(), 3, 3));
+                full += 1;
+            }
+            Created::Conflict => panic!("distinct ids"),
+        }
+    }
+    assert_eq!(
+        (written, full),
+        (3, 13),
+        "exactly three of sixteen creations take a place"
+    );
+    assert_eq!(first.quota_usage(std::slice::from_ref(&key)).await.unwrap(), [3]);
+    assert_eq!(second.quota_counts().await.unwrap().get(&key), Some(&3));
+
+    // An orphan no longer counts; a deleted record neither.
+    let mut live: Vec<InstanceRecord> = first
+        .instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| !r.quotas.is_empty())
+        .collect();
+    live.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    let mut orphan = live[0].clone();
+    orphan.state = orphaned("failed");
+    first
+        .swap_instance(
+            &live[0].instance_id,
+            Expect::Version(orphan.version),
+            Some(orphan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.quota_usage(std::slice::from_ref(&key)).await.unwrap(), [2]);
+    assert!(matches!(
+        second.create_instance(counted("late"), &[3]).await.unwrap(),
+        Created::Written(_)
+    ));
+    assert!(matches!(
+        first.create_instance(counted("later"), &[3]).await.unwrap(),
+        Created::Full { usage: 3, .. }
+    ));
+    first
+        .swap_instance(&live[1].instance_id, Expect::Version(live[1].version), None)
+        .await
+        .unwrap();
+    assert_eq!(second.quota_usage(std::slice::from_ref(&key)).await.unwrap(), [2]);
+    // A creation under an id that exists is a conflict, not a place taken.
+    assert_eq!(
+        first.create_instance(counted("late"), &[10]).await.unwrap(),
+        Created::Conflict
+    );
+
+    // Bindings count in their own quotas, and leave them with their instance.
+    let keys = "keys\u{1f}[]".to_owned();
+    let bound = |id: &str| {
+        let mut record = binding(id, &live[2].instance_id, ResourceState::Ready, None);
+        record.quotas = vec![keys.clone()];
+        record
+    };
+    assert!(matches!(
+        first.create_binding(bound("b1"), &[1]).await.unwrap(),
+        Created::Written(_)
+    ));
+    assert!(matches!(
+        second.create_binding(bound("b2"), &[1]).await.unwrap(),
+        Created::Full {
+            usage: 1,
+            limit: 1,
+            ..
+        }
+    ));
+    // Without quotas, a creation is a plain write.
+    assert!(matches!(
+        first
+            .create_binding(
+                binding("b3", &live[2].instance_id, ResourceState::Ready, None),
+                &[]
+            )
+            .await
+            .unwrap(),
+        Created::Written(_)
+    ));
+    let usage = first.quota_usage(&[key.clone(), keys.clone()]).await.unwrap();
+    assert_eq!(usage, [2, 1]);
+    drop((first, second));
+    let store = place.open().await;
+    assert_eq!(
+        store.quota_usage(&[key.clone(), keys.clone()]).await.unwrap(),
+        [2, 1],
+        "after a reopen"
+    );
+    let owner = store.instance(&live[2].instance_id).await.unwrap().unwrap();
+    store
+        .swap_instance(&owner.instance_id, Expect::Version(owner.version), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.quota_usage(&[key.clone(), keys.clone()]).await.unwrap(),
+        [1, 0]
+    );
+    assert_eq!(
+        store.quota_counts().await.unwrap().len(),
+        1,
+        "empty counts are dropped"
     );
 }

@@ -14,6 +14,7 @@
 //! - [`catalog`]: the served catalog and what the guard holds, the dry-run diff, confirmations.
 //! - [`operations`]: adopt instances created before the gateway; abandon what is stuck.
 //! - [`audit`]: reading the audit log (JSON pages or JSON lines).
+//! - `quotas`: the policy's quotas with their usage.
 //!
 //! Every operator action is recorded in the audit log with who did it and why.
 
@@ -22,6 +23,7 @@ mod backup;
 pub mod catalog;
 pub mod inventory;
 pub mod operations;
+mod quotas;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -80,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/reload", web::get().to(reload_status))
         .route("/admin/reload", web::post().to(reload))
         .route("/admin/explain", web::post().to(explain))
+        .route("/admin/quotas", web::get().to(quotas::list))
         .route("/admin/brokers/refresh", web::post().to(refresh_all))
         .route("/admin/brokers/{name}/refresh", web::post().to(refresh_one))
         .route("/admin/instances", web::get().to(inventory::instances))
@@ -213,7 +216,12 @@ async fn healthz() -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let text = state
         .metrics
-        .render(&state.catalog, &state.brokers, &state.registry)
+        .render(
+            &state.catalog,
+            &state.brokers,
+            &state.registry,
+            &state.policies.current().policy,
+        )
         .await;
     HttpResponse::Ok()
         .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
@@ -402,6 +410,7 @@ async fn explain(
         _ => None,
     };
     let report = state.with_decider(|d| crate::ops::explain::explain(d, &request, instance.as_ref()));
+    let report = crate::ops::explain::with_quota_usage(report, state.registry.store().as_ref()).await;
     HttpResponse::Ok().json(report)
 }
 

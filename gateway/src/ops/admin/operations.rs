@@ -146,6 +146,7 @@ fn resolve(state: &AppState, item: &AdoptInstance) -> Result<NewInstance, ApiErr
             ("parameters", item.parameters.as_ref()),
         ]),
         context: item.context.clone(),
+        quotas: Vec::new(),
     })
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::codec::Stored;
 use super::kv::{Kv, Space, checked, count_of, count_value};
-use super::memory::{BINDING, Change, INSTANCE, Memory};
+use super::memory::{BINDING, Change, INSTANCE, Memory, QUOTA};
 use super::store_error;
 use crate::RoutingError;
 use crate::record::BindingRecord;
@@ -151,6 +151,22 @@ impl<'k> Tables<'k> {
         Ok(keys.into_iter().collect())
     }
 
+    /// The live records of quota count `key` as the batch leaves them so far.
+    pub(super) fn quota_used(&self, key: &str) -> Result<u64, RoutingError> {
+        let stored = self
+            .get(Space::Counts, count_key(QUOTA, key).as_bytes())?
+            .map_or(0, |n| count_of(&n));
+        let pending = self.counts.get(&(QUOTA, key.to_owned())).copied().unwrap_or(0);
+        Ok(stored.saturating_add_signed(pending))
+    }
+
+    /// Counts a record's quota counts: one more (`delta` 1) or one fewer (-1) in each.
+    pub(super) fn count_quotas(&mut self, keys: &[String], delta: i64) {
+        for key in keys {
+            self.count(QUOTA, key, delta);
+        }
+    }
+
     /// Counts one more (`delta` 1) or one fewer (-1) record of `broker`.
     pub(super) fn count(&mut self, tag: u8, broker: &str, delta: i64) {
         match self.counts.get_mut(&(tag, broker.to_owned())) {
@@ -170,12 +186,14 @@ impl<'k> Tables<'k> {
             let key = count_key(tag, &broker);
             let now = self
                 .get(Space::Counts, key.as_bytes())?
-                .map_or(0, |n| count_of(&n));
-            self.insert(
-                Space::Counts,
-                key.as_bytes(),
-                count_value(now.saturating_add_signed(delta)).to_vec(),
-            )?;
+                .map_or(0, |n| count_of(&n))
+                .saturating_add_signed(delta);
+            if tag == QUOTA && now == 0 {
+                // A quota count is kept only while it counts something (buckets come and go).
+                self.remove(Space::Counts, key.as_bytes())?;
+            } else {
+                self.insert(Space::Counts, key.as_bytes(), count_value(now).to_vec())?;
+            }
             self.changes.push(Change::Count {
                 key: (tag, broker),
                 delta,
@@ -335,9 +353,11 @@ pub(super) fn swap_in<R: Indexed + Stored>(
     };
     if let Some(current) = &current {
         tables.count(tag, current.broker(), -1);
+        tables.count_quotas(current.live_quotas(), -1);
     }
     if let Swap::Written(record) = &outcome {
         tables.count(tag, record.broker(), 1);
+        tables.count_quotas(record.live_quotas(), 1);
     }
     flags_changed(tables, tag, id, (was_orphaned, was_pending), (orphaned, pending))?;
     Ok((outcome, current))

@@ -7,6 +7,9 @@
 //! Files written before this format hold records as JSON objects (first byte `{`): they are read
 //! as they are and rewritten in this format on their next change.
 //!
+//! A record that counts toward quotas (`quotas` not empty) is written in format 2: the format 1 row,
+//! then the quota keys (a postcard list). Every other record is still written in format 1.
+//!
 //! The layout is positional: adding, removing or reordering a field of a record (or of
 //! [`Operation`], [`ResourceState`], [`Mitigation`](crate::record::Mitigation)) changes it. Such a
 //! change needs a new format byte and a decoder for the old one; the golden test below fails
@@ -20,6 +23,8 @@ use crate::record::{BindingRecord, InstanceRecord, Operation, ResourceState};
 
 /// The first byte of a record in this format.
 const FORMAT_1: u8 = 1;
+/// Format 1 followed by the record's quota keys.
+const FORMAT_2: u8 = 2;
 
 /// A record the embedded store keeps, with its on-disk form.
 pub(super) trait Stored: Sized {
@@ -29,16 +34,24 @@ pub(super) trait Stored: Sized {
     fn decode(id: &str, bytes: &[u8]) -> Result<Self, RoutingError>;
 }
 
-fn encode_row(row: &impl Serialize) -> Result<Vec<u8>, RoutingError> {
-    postcard::to_extend(row, vec![FORMAT_1]).map_err(|e| store_error("encode record", e))
+fn encode_row(row: &impl Serialize, quotas: &[String]) -> Result<Vec<u8>, RoutingError> {
+    let format = if quotas.is_empty() { FORMAT_1 } else { FORMAT_2 };
+    let bytes = postcard::to_extend(row, vec![format]).map_err(|e| store_error("encode record", e))?;
+    if quotas.is_empty() {
+        return Ok(bytes);
+    }
+    postcard::to_extend(quotas, bytes).map_err(|e| store_error("encode record", e))
 }
 
-/// `Some(row)` for this format, `None` for a JSON record of an earlier file.
-fn decode_row<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Option<T>, RoutingError> {
+/// `Some((row, quota keys))` for these formats, `None` for a JSON record of an earlier file.
+fn decode_row<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Option<(T, Vec<String>)>, RoutingError> {
+    let fail = |e: postcard::Error| store_error("decode record", e);
     match bytes.split_first() {
-        Some((&FORMAT_1, row)) => postcard::from_bytes(row)
-            .map(Some)
-            .map_err(|e| store_error("decode record", e)),
+        Some((&FORMAT_1, row)) => Ok(Some((postcard::from_bytes(row).map_err(fail)?, Vec::new()))),
+        Some((&FORMAT_2, row)) => {
+            let (row, rest) = postcard::take_from_bytes(row).map_err(fail)?;
+            Ok(Some((row, postcard::from_bytes(rest).map_err(fail)?)))
+        }
         Some((b'{', _)) => Ok(None),
         _ => Err(store_error("decode record", "unknown record format")),
     }
@@ -143,25 +156,28 @@ impl Stored for InstanceRecord {
             }
             None => None,
         };
-        encode_row(&InstanceOut {
-            platform: &self.platform,
-            broker: &self.broker,
-            service_id: Id::of(&self.service_id),
-            plan_id: Id::of(&self.plan_id),
-            upstream_service_id: Id::of(&self.upstream_service_id),
-            upstream_plan_id: Id::of(&self.upstream_plan_id),
-            fingerprint: Id::of(&self.fingerprint),
-            context,
-            state: &self.state,
-            operation: self.operation.as_ref(),
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-            version: self.version,
-        })
+        encode_row(
+            &InstanceOut {
+                platform: &self.platform,
+                broker: &self.broker,
+                service_id: Id::of(&self.service_id),
+                plan_id: Id::of(&self.plan_id),
+                upstream_service_id: Id::of(&self.upstream_service_id),
+                upstream_plan_id: Id::of(&self.upstream_plan_id),
+                fingerprint: Id::of(&self.fingerprint),
+                context,
+                state: &self.state,
+                operation: self.operation.as_ref(),
+                created_ms: self.created_ms,
+                updated_ms: self.updated_ms,
+                version: self.version,
+            },
+            &self.quotas,
+        )
     }
 
     fn decode(id: &str, bytes: &[u8]) -> Result<Self, RoutingError> {
-        let Some(row) = decode_row::<InstanceIn>(bytes)? else {
+        let Some((row, quotas)) = decode_row::<InstanceIn>(bytes)? else {
             return json(bytes);
         };
         let context = match row.context {
@@ -183,6 +199,7 @@ impl Stored for InstanceRecord {
             created_ms: row.created_ms,
             updated_ms: row.updated_ms,
             version: row.version,
+            quotas,
         })
     }
 }
@@ -225,25 +242,28 @@ struct BindingIn {
 
 impl Stored for BindingRecord {
     fn encode(&self) -> Result<Vec<u8>, RoutingError> {
-        encode_row(&BindingOut {
-            instance_id: Id::of(&self.instance_id),
-            platform: &self.platform,
-            broker: &self.broker,
-            service_id: Id::of(&self.service_id),
-            plan_id: Id::of(&self.plan_id),
-            upstream_service_id: Id::of(&self.upstream_service_id),
-            upstream_plan_id: Id::of(&self.upstream_plan_id),
-            fingerprint: Id::of(&self.fingerprint),
-            state: &self.state,
-            operation: self.operation.as_ref(),
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-            version: self.version,
-        })
+        encode_row(
+            &BindingOut {
+                instance_id: Id::of(&self.instance_id),
+                platform: &self.platform,
+                broker: &self.broker,
+                service_id: Id::of(&self.service_id),
+                plan_id: Id::of(&self.plan_id),
+                upstream_service_id: Id::of(&self.upstream_service_id),
+                upstream_plan_id: Id::of(&self.upstream_plan_id),
+                fingerprint: Id::of(&self.fingerprint),
+                state: &self.state,
+                operation: self.operation.as_ref(),
+                created_ms: self.created_ms,
+                updated_ms: self.updated_ms,
+                version: self.version,
+            },
+            &self.quotas,
+        )
     }
 
     fn decode(id: &str, bytes: &[u8]) -> Result<Self, RoutingError> {
-        let Some(row) = decode_row::<BindingIn>(bytes)? else {
+        let Some((row, quotas)) = decode_row::<BindingIn>(bytes)? else {
             return json(bytes);
         };
         Ok(BindingRecord {
@@ -261,6 +281,7 @@ impl Stored for BindingRecord {
             created_ms: row.created_ms,
             updated_ms: row.updated_ms,
             version: row.version,
+            quotas,
         })
     }
 }
@@ -378,6 +399,27 @@ mod tests {
         assert!(InstanceRecord::decode("x", b"\x09junk").is_err());
         assert!(InstanceRecord::decode("x", b"").is_err());
         assert!(InstanceRecord::decode("x", b"\x01\xff\xff").is_err());
+    }
+
+    #[test]
+    fn records_in_quotas_are_written_in_format_2() {
+        let mut record = instance();
+        record.quotas = vec!["q\u{1f}[\"team-a\"]".to_owned(), "r\u{1f}[]".to_owned()];
+        let bytes = record.encode().unwrap();
+        assert_eq!(bytes.first(), Some(&FORMAT_2));
+        assert_eq!(
+            InstanceRecord::decode(&record.instance_id, &bytes).unwrap(),
+            record
+        );
+        let mut record = binding();
+        record.quotas = vec!["k\u{1f}[]".to_owned()];
+        let bytes = record.encode().unwrap();
+        assert_eq!(BindingRecord::decode(&record.binding_id, &bytes).unwrap(), record);
+        assert_eq!(
+            binding().encode().unwrap().first(),
+            Some(&FORMAT_1),
+            "no quotas: format 1"
+        );
     }
 
     /// Format 1, byte for byte: a change of a record's fields must come with a new format byte

@@ -9,6 +9,8 @@ use crate::store::{RecordCounts, RecordRef};
 
 pub(super) const INSTANCE: u8 = b'i';
 pub(super) const BINDING: u8 = b'b';
+/// The counts table's kind of a quota count (keyed by the quota key rather than a broker).
+pub(super) const QUOTA: u8 = b'q';
 
 /// A committed change, applied to the memory.
 #[derive(Debug)]
@@ -34,6 +36,8 @@ pub(super) struct Memory {
     pub(super) replicas: HashMap<String, u64>,
     /// Records per broker, kept as records change (`/metrics` reads them without a scan).
     pub(super) counts: RecordCounts,
+    /// Live records per quota key (counts at zero are dropped).
+    pub(super) quotas: BTreeMap<String, u64>,
 }
 
 /// Adds `delta` to `broker`'s count (never below zero; a broker counted once stays, at zero).
@@ -64,6 +68,22 @@ impl Memory {
                 } else {
                     self.orphans.remove(&key);
                     self.claims.remove(&key);
+                }
+            }
+            Change::Count {
+                key: (QUOTA, key),
+                delta,
+            } => {
+                let now = self
+                    .quotas
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add_signed(delta);
+                if now == 0 {
+                    self.quotas.remove(&key);
+                } else {
+                    self.quotas.insert(key, now);
                 }
             }
             Change::Count {

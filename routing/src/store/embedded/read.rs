@@ -153,6 +153,8 @@ pub(super) fn load_memory(kv: &Kv) -> Result<(Memory, u64), RoutingError> {
             memory.counts.instances.insert(broker.to_owned(), n);
         } else if let Some(broker) = key.strip_prefix("b:") {
             memory.counts.bindings.insert(broker.to_owned(), n);
+        } else if let Some(quota) = key.strip_prefix("q:") {
+            memory.quotas.insert(quota.to_owned(), n);
         }
     }
     let audit_last = match kv.after(&snapshot, Space::Audit, None).next_back() {

@@ -1,6 +1,8 @@
 //! The embedded store's own tests (the backend-independent ones are in `store::tests`): catalogs
 //! across a reopen, and store files written by earlier versions.
 
+use self::batch::swap_in;
+use self::codec::Stored;
 use super::*;
 
 #[tokio::test]

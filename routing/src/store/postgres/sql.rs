@@ -6,6 +6,7 @@
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_registry.sql")),
     (2, include_str!("0002_audit.sql")),
+    (3, include_str!("0003_quotas.sql")),
 ];
 
 /// Key of the advisory lock the migrations run under ("osb-gw" + 1).
