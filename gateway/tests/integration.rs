@@ -22,6 +22,7 @@ mod console;
 mod corpus;
 mod crash;
 mod demo;
+mod failover;
 mod faults;
 mod fuzz;
 mod lifecycle;

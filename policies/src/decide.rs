@@ -59,7 +59,19 @@ pub struct Placement {
     pub plan: String,
     /// The placement rule that matched.
     pub rule: String,
+    /// The rule's other healthy candidates for the plan, in the order a provision fails over to
+    /// them when the chosen broker cannot have received it: weighted ones by their stable order for
+    /// the instance, then the failover (weight 0) ones in file order.
+    pub alternatives: Vec<Alternative>,
     pub explanation: Explanation,
+}
+
+/// A candidate a provision can fail over to: broker, upstream service and plan names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternative {
+    pub broker: String,
+    pub service: String,
+    pub plan: String,
 }
 
 /// Parameters after the parameter rules.
@@ -222,24 +234,43 @@ impl Policy {
                 ok
             })
             .collect();
-        let weighted: Vec<&Candidate> = healthy.iter().copied().filter(|c| c.weight > 0).collect();
-        let chosen = if weighted.is_empty() {
-            let first = healthy.first().copied();
-            if let Some(c) = first {
-                explanation.push(format!("candidate {} chosen: first healthy in order", c.broker));
-            }
-            first
-        } else {
-            let c = rendezvous(&weighted, call.instance_id);
-            if let Some(c) = c {
-                let total: u32 = weighted.iter().map(|c| c.weight).sum();
-                explanation.push(format!(
+        let mut weighted: Vec<&Candidate> = healthy.iter().copied().filter(|c| c.weight > 0).collect();
+        let total: u32 = weighted.iter().map(|c| c.weight).sum();
+        rendezvous_order(&mut weighted, call.instance_id);
+        // The order to try: weighted by their stable order, then failovers in file order.
+        let order: Vec<&Candidate> = weighted
+            .iter()
+            .copied()
+            .chain(healthy.iter().copied().filter(|c| c.weight == 0))
+            .collect();
+        let chosen = order.first().copied();
+        if let Some(c) = chosen {
+            explanation.push(if c.weight > 0 {
+                format!(
                     "candidate {} chosen: weight {} of {total}, stable for instance {}",
                     c.broker, c.weight, call.instance_id
-                ));
-            }
-            c
-        };
+                )
+            } else {
+                format!("candidate {} chosen: first healthy in order", c.broker)
+            });
+        }
+        let alternatives: Vec<Alternative> = order
+            .iter()
+            .skip(1)
+            .map(|c| Alternative {
+                broker: c.broker.clone(),
+                service: c.service.clone(),
+                plan: c.plans.get(plan).cloned().unwrap_or_default(),
+            })
+            .collect();
+        if !alternatives.is_empty() {
+            let names: Vec<&str> = alternatives.iter().map(|a| a.broker.as_str()).collect();
+            explanation.push(format!(
+                "if {} cannot be reached, fails over to {} in this order",
+                chosen.map_or("", |c| c.broker.as_str()),
+                names.join(", ")
+            ));
+        }
         let Some(candidate) = chosen else {
             return Err(Denial {
                 rule: rule.name.clone(),
@@ -253,6 +284,7 @@ impl Policy {
             service: candidate.service.clone(),
             plan: candidate.plans.get(plan).cloned().unwrap_or_default(),
             rule: rule.name.clone(),
+            alternatives,
             explanation,
         })
     }
@@ -355,19 +387,17 @@ impl Policy {
 }
 
 /// Weighted rendezvous hashing: each candidate scores `-ln(u) / weight` with `u` a hash of
-/// (instance id, broker) in (0, 1]; the lowest score wins. The same instance id always picks the
-/// same candidate while the set is unchanged, and losing a candidate only moves its own instances.
-fn rendezvous<'c>(candidates: &[&'c Candidate], instance_id: &str) -> Option<&'c Candidate> {
-    candidates
-        .iter()
-        .map(|c| {
-            let hash = fnv1a(instance_id.as_bytes(), c.broker.as_bytes());
-            // 53 bits of the hash as a uniform number in (0, 1].
-            let u = ((hash >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);
-            (-(u.ln()) / f64::from(c.weight), *c)
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+/// (instance id, broker) in (0, 1]; sorts the lowest score first. The same instance id always picks
+/// the same first candidate while the set is unchanged, and losing a candidate only moves its own
+/// instances (to the next in their order).
+fn rendezvous_order(candidates: &mut [&Candidate], instance_id: &str) {
+    let score = |c: &Candidate| {
+        let hash = fnv1a(instance_id.as_bytes(), c.broker.as_bytes());
+        // 53 bits of the hash as a uniform number in (0, 1].
+        let u = ((hash >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);
+        -(u.ln()) / f64::from(c.weight)
+    };
+    candidates.sort_by(|a, b| score(a).total_cmp(&score(b)));
 }
 
 /// FNV-1a over two byte strings (stable across builds and machines, unlike `DefaultHasher`).

@@ -21,7 +21,7 @@ pub mod glob;
 pub mod policy;
 pub mod schema;
 
-pub use decide::{Denial, DenialKind, Explanation, Parameters, Placement, Visibility};
+pub use decide::{Alternative, Denial, DenialKind, Explanation, Parameters, Placement, Visibility};
 pub use facts::{CallFacts, Operation, PlanFacts};
 pub use policy::{Counted, Limits, Offering, OfferingPlan, PlatformLimit, Policy, QuotaHold, Rate};
 pub use schema::Schema;

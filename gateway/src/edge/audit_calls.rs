@@ -91,7 +91,7 @@ pub async fn record_calls(
             status,
             outcome: AuditOutcome::of_status(status),
             error: code,
-            reason: None,
+            reason: (!note.failover.is_empty()).then(|| note.failover.join("; ")),
             request_identity: context.map(|c| cut(&c.request_identity, MAX_FIELD)),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }

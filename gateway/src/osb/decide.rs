@@ -67,8 +67,20 @@ pub struct Decision {
     /// The quota counts a new instance (provision) or binding (bind) joins; the registry refuses
     /// it when one is full.
     pub quotas: Vec<QuotaHold>,
+    /// Where a provision of a logical offering goes, in order, when [`Decision::broker`] cannot
+    /// have received it (see `osb::instances`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<FailoverTarget>,
     /// Why, rule by rule.
     pub explanation: Vec<String>,
+}
+
+/// A candidate broker a provision can fail over to, with the upstream ids it is sent with.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverTarget {
+    pub broker: String,
+    pub upstream_service_id: String,
+    pub upstream_plan_id: String,
 }
 
 impl Decision {
@@ -181,7 +193,9 @@ impl Decider<'_> {
         };
         let mut explanation = self.policy.policy.admit(&call).map_err(denied)?;
 
-        // Where it goes: the route of the plan, or the placement of a logical offering.
+        // Where it goes: the route of the plan, or the placement of a logical offering (with the
+        // candidates it fails over to).
+        let mut failover = Vec::new();
         let (route_id, route) = match (target.logical, target.route) {
             (_, Some(route)) => (plan_id.to_owned(), route),
             (Some((offering, plan)), None) => {
@@ -196,6 +210,21 @@ impl Decider<'_> {
                     .place(offering, plan, &call, self.healthy)
                     .map_err(denied)?;
                 explanation.0.extend(placement.explanation.0.iter().cloned());
+                failover = placement
+                    .alternatives
+                    .iter()
+                    .filter_map(|a| {
+                        let (_, route) = self
+                            .snapshot
+                            .routes
+                            .plan_by_name(&a.broker, &a.service, &a.plan)?;
+                        Some(FailoverTarget {
+                            broker: route.broker.to_string(),
+                            upstream_service_id: route.upstream_service_id.clone(),
+                            upstream_plan_id: route.upstream_plan_id.clone(),
+                        })
+                    })
+                    .collect();
                 let (id, route) = self
                     .snapshot
                     .routes
@@ -239,6 +268,7 @@ impl Decider<'_> {
             parameters: changed.then_some(parameters).flatten(),
             parameters_changed,
             quotas,
+            failover,
             explanation: explanation.0,
         })
     }
@@ -453,6 +483,7 @@ impl Decider<'_> {
             parameters: changed.then_some(parameters).flatten(),
             parameters_changed,
             quotas,
+            failover: Vec::new(),
             explanation: explanation.0,
         };
         Ok((decision, remapped))

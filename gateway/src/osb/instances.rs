@@ -8,13 +8,14 @@
 use actix_web::HttpResponse;
 use osb_policies::Operation;
 use osb_routing::UpstreamPath;
-use osb_routing::registry::{NewInstance, Outcome, fingerprint};
+use osb_routing::registry::{Admission, NewInstance, Outcome, fingerprint};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::answer::{self, Endpoint};
 use super::call::OsbCall;
 use super::decide::map_plan;
+use super::failover::{Failover, Target};
 use super::{Fetched, require_retrievable};
 use crate::edge::parse::{BodyKind, RequestBody};
 use crate::error::ApiError;
@@ -38,41 +39,70 @@ pub async fn provision(call: OsbCall, body: RequestBody) -> Result<HttpResponse,
     //    policy's verdict (visibility, deny rules, parameter rules, the plan's schema).
     let decision = call.decide(|d| d.provision(platform, &instance_id, &body))?;
     decision.apply_to(&mut body);
-    let upstream = call.admit(&decision.broker, &decision.service_id, &decision.plan_id)?;
+    // The placed broker, or (logical offerings) the next candidate that admits the call.
+    let (first, mut failover) = Failover::of(&decision);
+    let (mut target, mut upstream) = failover.admit(&call, first, &decision.service_id, &decision.plan_id)?;
 
     // 3. Admit: a new intent, an identical retry, or 409/422. The intent is durable from here.
     let new = NewInstance {
         instance_id: instance_id.to_string(),
         platform: platform.clone(),
-        broker: decision.broker.clone(),
+        broker: target.broker.clone(),
         service_id: decision.service_id.clone(),
         plan_id: decision.plan_id.clone(),
-        upstream_service_id: decision.upstream_service_id.clone(),
-        upstream_plan_id: decision.upstream_plan_id.clone(),
+        upstream_service_id: target.upstream_service_id.clone(),
+        upstream_plan_id: target.upstream_plan_id.clone(),
         fingerprint,
         context: body.fields.get("context").cloned(),
         quotas: decision.quotas.clone(),
     };
     let admission = call.registry("begin", state.registry.begin_provision(&new)).await;
     call.count_quota_refusal(&admission);
-    let admission = admission?;
+    let mut admission = admission?;
+    // A retry goes where the instance was recorded (an earlier call may have failed over).
+    if let Admission::Retry(record) = &admission
+        && record.broker != target.broker
+    {
+        target = Target {
+            broker: record.broker.clone(),
+            upstream_service_id: record.upstream_service_id.clone(),
+            upstream_plan_id: record.upstream_plan_id.clone(),
+        };
+        upstream = call.admit(&target.broker, &decision.service_id, &decision.plan_id)?;
+    }
 
-    // 4. Upstream, with upstream ids. From here on: no 4xx of our own.
+    // 4. Upstream, with upstream ids. From here on: no 4xx of our own. A fresh provision that
+    //    cannot have reached its broker moves to the next candidate, intent first.
     let path = UpstreamPath::instance(&instance_id).with_query(query.accepts_incomplete());
-    let upstream_body = body.upstream(
-        &decision.upstream_service_id,
-        Some(&decision.upstream_plan_id),
-        None,
-    );
-    let sent = call
-        .send(
-            &upstream,
-            Endpoint::Provision,
-            Method::PUT,
-            &path,
-            Some(upstream_body),
-        )
-        .await;
+    let sent = loop {
+        let upstream_body = body.upstream(&target.upstream_service_id, Some(&target.upstream_plan_id), None);
+        let sent = call
+            .send(
+                &upstream,
+                Endpoint::Provision,
+                Method::PUT,
+                &path,
+                Some(upstream_body),
+            )
+            .await;
+        let next = match (&sent.reply, &admission) {
+            (Err(failed), Admission::Fresh(_)) => {
+                failover.after(&call, &target, failed, &decision.service_id, &decision.plan_id)
+            }
+            _ => None,
+        };
+        let Some((next, admitted)) = next else { break sent };
+        let moved = state.registry.move_provision(
+            &admission,
+            &next.broker,
+            &next.upstream_service_id,
+            &next.upstream_plan_id,
+        );
+        match call.registry("failover", moved).await {
+            Ok(moved) => (admission, target, upstream) = (moved, next, admitted),
+            Err(_) => break sent,
+        }
+    };
 
     // 5. Record the outcome (orphan-mitigates a failed create), then answer.
     call.registry(

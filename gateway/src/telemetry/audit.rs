@@ -49,6 +49,21 @@ pub struct AuditNote {
     pub upstream_status: Option<u16>,
     /// The OSB `error` code of the upstream's refusal or failure.
     pub upstream_error: Option<String>,
+    /// Brokers a provision failed over from, with why (`failover from aws (unreachable)`).
+    pub failover: Vec<String>,
+}
+
+/// Notes that a provision failed over from broker `from` to `to` because of `why` (a fixed word:
+/// `unreachable`, `tls`, `CircuitOpen`, `RateLimited`, …).
+pub fn note_failover(req: &HttpRequest, from: &str, to: &str, why: &str) {
+    let mut extensions = req.extensions_mut();
+    if extensions.get::<AuditNote>().is_none() {
+        extensions.insert(AuditNote::default());
+    }
+    if let Some(note) = extensions.get_mut::<AuditNote>() {
+        note.failover
+            .push(format!("failed over from {from} ({why}) to {to}"));
+    }
 }
 
 /// Notes that the policy allowed the call, and where it goes (broker, gateway ids).

@@ -132,6 +132,49 @@ impl Registry {
         Ok(result)
     }
 
+    /// Moves a fresh provision's intent to another broker (failover): the provision was not sent
+    /// to the one recorded (nothing reached it), and goes to `broker` with these upstream ids
+    /// instead. The intent stays pending, so a crash from here resolves it on the new broker.
+    ///
+    /// # Errors
+    /// [`RoutingError::Concurrency`] when the intent is no longer this call's (nothing moved), or a
+    /// store failure.
+    pub async fn move_provision(
+        &self,
+        admission: &Admission<InstanceRecord>,
+        broker: &str,
+        upstream_service_id: &str,
+        upstream_plan_id: &str,
+    ) -> Result<Admission<InstanceRecord>, RoutingError> {
+        let Admission::Fresh(admitted) = admission else {
+            return Err(RoutingError::Concurrency(
+                "a retried provision stays on the broker that has it".to_owned(),
+            ));
+        };
+        let moved = self
+            .change_instance(&admitted.instance_id, Some(admitted), |current| {
+                let ours = current.state == ResourceState::Creating
+                    && same_operation(current.operation.as_ref(), admitted.operation.as_ref());
+                if !ours {
+                    return Change::Keep;
+                }
+                Change::Put(InstanceRecord {
+                    broker: broker.to_owned(),
+                    upstream_service_id: upstream_service_id.to_owned(),
+                    upstream_plan_id: upstream_plan_id.to_owned(),
+                    ..current.clone()
+                })
+            })
+            .await?;
+        match moved {
+            Some(record) if record.broker == broker => Ok(Admission::Fresh(record)),
+            _ => Err(RoutingError::Concurrency(format!(
+                "instance {} changed while its provision failed over; retry shortly",
+                admitted.instance_id
+            ))),
+        }
+    }
+
     /// Admits an update of a visible instance (404 otherwise); 422 when another operation is in
     /// flight; an identical retry of an update in flight is admitted.
     ///
