@@ -122,6 +122,11 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(i, r)| (format!("deny[{i}]"), &r.selector));
-        visibility.chain(parameters).chain(deny).collect()
+        let quotas = self
+            .quotas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("quotas[{i}]"), &r.selector));
+        visibility.chain(parameters).chain(deny).chain(quotas).collect()
     }
 }
