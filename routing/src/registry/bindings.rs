@@ -24,6 +24,7 @@ impl Registry {
                 )));
             }
             let Some(current) = self.store.binding(binding_id).await? else {
+                let (keys, limits) = quota_limits(&new.quotas);
                 let now = now_ms();
                 let record = BindingRecord {
                     binding_id: binding_id.clone(),
@@ -45,12 +46,7 @@ impl Registry {
                     created_ms: now,
                     updated_ms: now,
                     version: 0,
-                    quotas: Vec::new(),
-                };
-                let (keys, limits) = quota_limits(&new.quotas);
-                let record = BindingRecord {
                     quotas: keys,
-                    ..record
                 };
                 let outcome = self.store.create_binding(record, &limits).await?;
                 match created(outcome, &new.quotas)? {

@@ -15,6 +15,7 @@ impl Registry {
     ) -> Result<Admission<InstanceRecord>, RoutingError> {
         loop {
             let Some(current) = self.store.instance(&new.instance_id).await? else {
+                let (keys, limits) = quota_limits(&new.quotas);
                 let now = now_ms();
                 let record = InstanceRecord {
                     instance_id: new.instance_id.clone(),
@@ -36,12 +37,7 @@ impl Registry {
                     created_ms: now,
                     updated_ms: now,
                     version: 0,
-                    quotas: Vec::new(),
-                };
-                let (keys, limits) = quota_limits(&new.quotas);
-                let record = InstanceRecord {
                     quotas: keys,
-                    ..record
                 };
                 let outcome = self.store.create_instance(record, &limits).await?;
                 match created(outcome, &new.quotas)? {
