@@ -1,26 +1,45 @@
 //! The policy the policy benchmarks run: exactly 200 named rules over the real OSBA (Azure), AWS
 //! and GCP catalogs in `fixtures/catalogs`, written the way a platform team with six platforms
-//! (`k8s-prod-eu`, `k8s-prod-us`, `k8s-staging`, `k8s-dev`, `cf-prod`, `cf-dev`) would.
+//! (`k8s-prod-eu`, `k8s-prod-us`, `k8s-staging`, `k8s-dev`, `cf-prod`, `cf-dev`) would; and the
+//! same policy grown to any multiple of 200 rules ([`policy_yaml_sized`], e.g. 2,000).
 //!
-//! | section | rules | what |
+//! | section | rules per 200 | what |
 //! |---|---|---|
 //! | visibility | 60 | big and `custom` plans hidden outside production, one rule per service; tag rules; Cloud Foundry and dev platform rules last |
 //! | deny | 60 | namespace rules, per-team quota freezes (`when` on namespace and annotation), per-service "production plans are not for dev-tier namespaces", region rules; the last one fires for [`DENIED`] calls |
 //! | parameters | 60 | per-cloud location and region defaults with `allowed`, templates from the context, forbidden names, per-service forced and defaulted values taken from the plans' schemas |
 //! | placement | 20 | four logical offerings (`mysql`, `postgres`, `redis`, `objectstore`) with rules on parameters, context and platform, weighted candidates and failover |
 //!
+//! 40 of the 60 visibility rules and 3 of the 60 deny rules name only concrete platforms (the rule
+//! index lists them under those platforms); the others name a glob (`k8s-*`, `cf-*`, 19 and 2) or
+//! no platform (1 and 55) and are candidates on every platform. So a call from `k8s-prod-eu` that
+//! no rule matches walks 20 of the visibility and 59 of the deny rules. Parameter and placement
+//! rules are not indexed: every one is walked.
+//!
+//! A policy of `200·k` rules is `k` generations of these 200 (module `scale`): generation 1 is the
+//! 200-rule policy unchanged, generation `g` the same rules about the brokers `azure-g<g>`,
+//! `aws-g<g>`, `gcp-g<g>` and the offerings `mysql-g<g>`, …, with the same platforms, the next 25
+//! teams, and names suffixed `-g<g>`. Each section keeps its share (600 visibility, 600 deny, 600
+//! parameter and 200 placement rules in 40 offerings at 2,000), the deny rule [`DENIED`] stays the
+//! very last one, and the calls of the benchmarks (to generation 1's brokers) match in the larger
+//! policy exactly the rules they match in the 200-rule one.
+//!
 //! Service and plan names are the catalogs' own (published as `<broker>.<service>`), so selectors
 //! match the way they would in production. Shared by `policies/benches/decide.rs` (per-call
 //! decisions) and `routing/benches/render.rs` (catalog views after a reload), which includes this
-//! file by path. Set `OSB_BENCH_DUMP_POLICY=<file>` to write the generated YAML out.
+//! file by path. Set `OSB_BENCH_DUMP_POLICY=<file>` to write the generated YAML out (a policy of
+//! another size than 200 to `<file>.<size>`).
 //!
 //! Not a test fixture: nothing here is checked except the rule count and that the file compiles;
 //! the benches assert the outcome of the calls they time.
 
+mod offerings;
+mod rules;
+mod scale;
+
 use std::path::PathBuf;
 
-use osb_policies::glob::Glob;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The platforms of the policy.
 pub const PLATFORMS: [&str; 6] = [
@@ -135,20 +154,6 @@ fn properties(plan: &FixturePlan) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-const NOT_PROD: [&str; 3] = ["k8s-dev", "k8s-staging", "cf-dev"];
-
-/// Plans too big for anything but production.
-const BIG_PLANS: [&str; 8] = [
-    "premium*",
-    "business-critical",
-    "memory-optimized",
-    "production",
-    "*highmem*",
-    "*-standard-16",
-    "*-production-ssd",
-    "minimal-production",
-];
-
 fn rule(name: String, fields: Value) -> Value {
     let mut rule = Map::new();
     rule.insert("name".to_owned(), Value::String(name));
@@ -156,479 +161,6 @@ fn rule(name: String, fields: Value) -> Value {
         rule.extend(fields);
     }
     Value::Object(rule)
-}
-
-fn visibility_rules(plans: &[FixturePlan]) -> Vec<Value> {
-    let head = vec![
-        rule(
-            "no-preview".into(),
-            json!({"tags": ["preview", "beta"], "effect": "hide"}),
-        ),
-        rule(
-            "migrations-from-prod-only".into(),
-            json!({"platforms": NOT_PROD, "tags": ["Migration"], "effect": "hide"}),
-        ),
-        rule(
-            "failover-groups-prod-only".into(),
-            json!({"platforms": NOT_PROD, "tags": ["Failover Group", "Disaster Recovery"], "effect": "hide"}),
-        ),
-        rule(
-            "no-premium-sql-on-k8s".into(),
-            json!({"platforms": ["k8s-*"], "services": ["azure.azure-sql-*"], "plans": ["premium*", "business-critical"], "effect": "hide"}),
-        ),
-    ];
-    let tail = vec![
-        rule(
-            "us-no-cosmos".into(),
-            json!({"platforms": ["k8s-prod-us"], "services": ["azure.azure-cosmosdb-*"], "effect": "hide"}),
-        ),
-        rule(
-            "dev-sees-small-plans".into(),
-            json!({"platforms": ["k8s-dev"], "plans": ["basic", "dev", "default", "free", "sandbox", "*-f1-micro", "*-g1-small", "small"], "effect": "show"}),
-        ),
-        rule(
-            "dev-hides-paid".into(),
-            json!({"platforms": ["k8s-dev"], "free": false, "effect": "hide"}),
-        ),
-        rule(
-            "cf-sees-offerings".into(),
-            json!({"platforms": ["cf-*"], "brokers": ["gateway"], "effect": "show"}),
-        ),
-        rule(
-            "cf-sees-aws".into(),
-            json!({"platforms": ["cf-*"], "brokers": ["aws"], "effect": "show"}),
-        ),
-        rule(
-            "cf-prod-sees-gcp-data".into(),
-            json!({"platforms": ["cf-prod"], "services": ["gcp.google-cloudsql-*", "gcp.google-storage", "gcp.google-pubsub"], "effect": "show"}),
-        ),
-        rule(
-            "cf-hides-the-rest".into(),
-            json!({"platforms": ["cf-*"], "effect": "hide"}),
-        ),
-    ];
-    // One rule per service: its big plans, and (AWS) its `custom` plan, outside production.
-    let big: Vec<Glob> = BIG_PLANS.iter().map(|g| Glob::new(g)).collect();
-    let mut generated = Vec::new();
-    for s in services(plans) {
-        let big_plans: Vec<&str> = s
-            .plans
-            .iter()
-            .map(|p| p.plan.as_str())
-            .filter(|p| big.iter().any(|g| g.matches(p)))
-            .collect();
-        if !big_plans.is_empty() {
-            generated.push(rule(
-                format!("hide-big-{}-outside-prod", s.short),
-                json!({"platforms": NOT_PROD, "services": [s.service], "plans": big_plans, "effect": "hide"}),
-            ));
-        }
-        if s.plans.iter().any(|p| p.plan == "custom") {
-            generated.push(rule(
-                format!("hide-custom-{}-outside-prod", s.short),
-                json!({"platforms": ["k8s-dev", "k8s-staging", "cf-*"], "services": [s.service], "plans": ["custom"], "effect": "hide"}),
-            ));
-        }
-    }
-    let want = 60 - head.len() - tail.len();
-    assert!(
-        generated.len() >= want,
-        "only {} generated visibility rules",
-        generated.len()
-    );
-    generated.truncate(want);
-    head.into_iter().chain(generated).chain(tail).collect()
-}
-
-fn deny_rules(plans: &[FixturePlan]) -> Vec<Value> {
-    let head = vec![
-        rule(
-            "keep-protected-namespaces".into(),
-            json!({"operations": ["deprovision", "unbind"], "when": {"context.namespace": ["protected-*", "kube-system"]}, "reason": "protected namespaces keep their services"}),
-        ),
-        rule(
-            "no-sql-from-dev".into(),
-            json!({"platforms": ["k8s-dev"], "services": ["azure.azure-sql-*"], "operations": ["provision"], "reason": "SQL databases are provisioned from production clusters only"}),
-        ),
-        rule(
-            "eu-data-stays-in-eu".into(),
-            json!({"platforms": ["k8s-prod-eu"], "operations": ["provision", "update"], "when": {"parameters.region": ["us-*", "ap-*", "sa-*", "ca-*", "asia-*", "australia-*", "northamerica-*", "southamerica-*"]}, "reason": "EU clusters keep data in EU regions"}),
-        ),
-        rule(
-            "eu-azure-locations".into(),
-            json!({"platforms": ["k8s-prod-eu"], "brokers": ["azure"], "operations": ["provision", "update"], "when": {"parameters.location": ["*us*", "*asia*", "japan*", "australia*", "brazil*", "canada*", "korea*", "india*"]}, "reason": "EU clusters keep data in EU locations"}),
-        ),
-        rule(
-            "sandbox-orgs-no-databases".into(),
-            json!({"platforms": ["cf-*"], "services": ["aws.rds*", "aws.aurora*", "aws.redshift", "gcp.google-cloudsql-*"], "operations": ["provision"], "when": {"context.organization_name": ["sandbox-*", "trial-*"]}, "reason": "sandbox organizations get no databases"}),
-        ),
-        rule(
-            "no-public-buckets".into(),
-            json!({"services": ["aws.s3", "gcp.google-storage"], "when": {"parameters.BucketAccessControl": ["Public*"]}, "reason": "buckets are private"}),
-        ),
-    ];
-    let tail = vec![rule(
-        DENIED.into(),
-        json!({"platforms": ["k8s-*"], "services": ["aws.rdsoracle", "aws.rdsmssql"], "operations": ["provision"], "when": {"context.namespace_annotations.example.com/cost-center": ["sandbox*", "trial*"]}, "reason": "licensed database engines need a real cost center"}),
-    )];
-    let teams: Vec<Value> = (1..=25)
-        .map(|n| {
-            rule(
-                format!("team-{n:02}-quota-freeze"),
-                json!({
-                    "operations": ["provision", "update"],
-                    "when": {
-                        "context.namespace": [format!("team-{n:02}"), format!("team-{n:02}-*")],
-                        "context.namespace_annotations.example.com/quota": ["exhausted"],
-                    },
-                    "reason": format!("team {n:02} is over its cloud budget (ask FinOps)"),
-                }),
-            )
-        })
-        .collect();
-    let big: Vec<Glob> = BIG_PLANS.iter().map(|g| Glob::new(g)).collect();
-    let mut per_service = Vec::new();
-    for s in services(plans) {
-        let big_plans: Vec<&str> = s
-            .plans
-            .iter()
-            .map(|p| p.plan.as_str())
-            .filter(|p| big.iter().any(|g| g.matches(p)))
-            .collect();
-        if !big_plans.is_empty() {
-            per_service.push(rule(
-                format!("{}-big-plans-not-for-dev-tier", s.short),
-                json!({
-                    "services": [s.service],
-                    "plans": big_plans,
-                    "operations": ["provision", "update"],
-                    "when": {"context.namespace_annotations.example.com/tier": ["dev", "test", "scratch"]},
-                    "reason": format!("{} {} plans are for production-tier namespaces", s.broker, s.short),
-                }),
-            ));
-        }
-    }
-    let want = 60 - head.len() - tail.len() - teams.len();
-    assert!(
-        per_service.len() >= want,
-        "only {} per-service deny rules",
-        per_service.len()
-    );
-    per_service.truncate(want);
-    // Interleave teams and services as a file grown over time would be.
-    let mut middle = Vec::new();
-    let (mut t, mut s) = (teams.into_iter(), per_service.into_iter());
-    loop {
-        match (t.next(), s.next()) {
-            (None, None) => break,
-            (a, b) => middle.extend(a.into_iter().chain(b)),
-        }
-    }
-    head.into_iter().chain(middle).chain(tail).collect()
-}
-
-const EU: [&str; 3] = ["k8s-prod-eu", "k8s-staging", "k8s-dev"];
-const OFFERINGS: [&str; 4] = ["mysql", "postgres", "redis", "objectstore"];
-
-fn parameter_rules(plans: &[FixturePlan]) -> Vec<Value> {
-    let head = vec![
-        rule(
-            "azure-location-eu".into(),
-            json!({"platforms": EU, "brokers": ["azure"], "defaults": {"location": "westeurope"}}),
-        ),
-        rule(
-            "azure-location-us".into(),
-            json!({"platforms": ["k8s-prod-us"], "brokers": ["azure"], "defaults": {"location": "eastus"}}),
-        ),
-        rule(
-            "azure-location-cf".into(),
-            json!({"platforms": ["cf-*"], "brokers": ["azure"], "defaults": {"location": "northeurope"}}),
-        ),
-        rule(
-            "azure-resource-group".into(),
-            json!({"platforms": ["k8s-*"], "brokers": ["azure"], "defaults": {"resourceGroup": "{context.namespace}"}}),
-        ),
-        rule(
-            "azure-resource-group-cf".into(),
-            json!({"platforms": ["cf-*"], "brokers": ["azure"], "defaults": {"resourceGroup": "{context.space_name}"}}),
-        ),
-        rule(
-            "aws-region-eu".into(),
-            json!({"platforms": EU, "brokers": ["aws"], "defaults": {"region": "eu-central-1"}, "allowed": {"region": ["eu-*"]}}),
-        ),
-        rule(
-            "aws-region-us".into(),
-            json!({"platforms": ["k8s-prod-us"], "brokers": ["aws"], "defaults": {"region": "us-east-1"}, "allowed": {"region": ["us-*"]}}),
-        ),
-        rule(
-            "gcp-region-eu".into(),
-            json!({"platforms": EU, "brokers": ["gcp"], "defaults": {"region": "europe-west1"}, "allowed": {"region": ["europe-*"]}}),
-        ),
-        rule(
-            "gcp-region-us".into(),
-            json!({"platforms": ["k8s-prod-us"], "brokers": ["gcp"], "defaults": {"region": "us-east1"}, "allowed": {"region": ["us-*"]}}),
-        ),
-        rule(
-            "aws-account-from-namespace".into(),
-            json!({"platforms": ["k8s-*"], "brokers": ["aws"], "defaults": {"target_account_id": "{context.namespace_annotations.example.com/aws-account}"}}),
-        ),
-        rule(
-            "no-public-endpoints".into(),
-            json!({"forbid": ["firewallRules", "authorized_networks", "virtualNetworkRules"]}),
-        ),
-        rule(
-            "no-admin-credentials".into(),
-            json!({"forbid": ["adminAccountSettings", "MasterUser*", "*password*"]}),
-        ),
-        rule(
-            "offerings-cost-center".into(),
-            json!({"platforms": ["k8s-*"], "services": OFFERINGS, "defaults": {"cost_center": "{context.namespace_annotations.example.com/cost-center}"}}),
-        ),
-        rule(
-            "offerings-regions".into(),
-            json!({"services": OFFERINGS, "allowed": {"region": ["eu-*", "europe-*", "westeurope", "us-*"]}}),
-        ),
-        rule(
-            "dev-small-azure-cores".into(),
-            json!({"platforms": ["k8s-dev"], "brokers": ["azure"], "allowed": {"cores": [1, 2]}}),
-        ),
-    ];
-    // Per service, from what its schema accepts.
-    let mut generated = Vec::new();
-    for s in services(plans) {
-        let props = s.plans.first().map(|p| properties(p)).unwrap_or_default();
-        let has = |p: &str| props.contains(&p);
-        let svc = [s.service];
-        if has("sslEnforcement") {
-            generated.push(rule(
-                format!("{}-tls", s.short),
-                json!({"services": svc, "force": {"sslEnforcement": "enabled"}}),
-            ));
-        }
-        if has("backupRetention") {
-            generated.push(rule(
-                format!("{}-backups-in-prod", s.short),
-                json!({"platforms": ["k8s-prod-*", "cf-prod"], "services": svc, "defaults": {"backupRetention": 35}}),
-            ));
-        }
-        if has("PubliclyAccessible") {
-            generated.push(rule(
-                format!("{}-private", s.short),
-                json!({"services": svc, "force": {"PubliclyAccessible": "false"}}),
-            ));
-        }
-        if has("backups_enabled") {
-            generated.push(rule(
-                format!("{}-backups", s.short),
-                json!({"services": svc, "force": {"backups_enabled": "true"}}),
-            ));
-        }
-        if has("disk_type") {
-            generated.push(rule(
-                format!("{}-ssd-in-prod", s.short),
-                json!({"platforms": ["k8s-prod-*", "cf-prod"], "services": svc, "defaults": {"disk_type": "PD_SSD"}, "allowed": {"disk_type": ["PD_SSD"]}}),
-            ));
-        }
-        if has("user_tags") {
-            generated.push(rule(
-                format!("{}-owner-tags", s.short),
-                json!({"platforms": ["k8s-*"], "services": svc, "defaults": {"user_tags": "{context.namespace_annotations.example.com/aws-tags}"}}),
-            ));
-        }
-    }
-    let want = 60 - head.len();
-    assert!(
-        generated.len() >= want,
-        "only {} generated parameter rules",
-        generated.len()
-    );
-    generated.truncate(want);
-    head.into_iter().chain(generated).collect()
-}
-
-/// A placement candidate.
-fn candidate(broker: &str, service: &str, small: &str, large: &str, weight: u32) -> Value {
-    json!({"broker": broker, "service": service, "plans": {"small": small, "large": large}, "weight": weight})
-}
-
-fn offering(name: &str, tags: &[&str], rules: Vec<(&str, Value, Vec<Value>)>) -> Value {
-    let placement: Vec<Value> = rules
-        .into_iter()
-        .map(|(rule_name, when, candidates)| {
-            json!({"name": format!("{name}-{rule_name}"), "when": when, "candidates": candidates})
-        })
-        .collect();
-    json!({
-        "name": name,
-        "description": format!("{name}, on the right cloud"),
-        "tags": tags,
-        "plans": [
-            {"name": "small", "description": "2 vCPU"},
-            {"name": "large", "description": "8 vCPU", "free": false},
-        ],
-        "placement": placement,
-    })
-}
-
-fn offerings() -> Vec<Value> {
-    let az_mysql = || candidate("azure", "azure-mysql-5-7", "basic", "general-purpose", 0);
-    let gcp_mysql = || {
-        candidate(
-            "gcp",
-            "google-cloudsql-mysql",
-            "mysql-db-f1-micro",
-            "mysql-db-n1-standard-2",
-            0,
-        )
-    };
-    let aws_mysql = || candidate("aws", "rdsmysql", "dev", "production", 0);
-    let az_pg = || candidate("azure", "azure-postgresql-10", "basic", "general-purpose", 0);
-    let gcp_pg = || {
-        candidate(
-            "gcp",
-            "google-cloudsql-postgres",
-            "postgres-db-f1-micro",
-            "postgres-db-n1-standard-2",
-            0,
-        )
-    };
-    let aws_pg = || candidate("aws", "rdspostgresql", "dev", "production", 0);
-    let az_redis = || candidate("azure", "azure-rediscache", "basic", "standard", 0);
-    let gcp_redis = || candidate("gcp", "google-memorystore-redis", "basic", "standard_ha", 0);
-    let aws_redis = || candidate("aws", "elasticache", "custom", "production", 0);
-    let az_blob = || {
-        candidate(
-            "azure",
-            "azure-storage-blob-storage-account-and-container",
-            "all-in-one",
-            "all-in-one",
-            0,
-        )
-    };
-    let gcp_gcs = || candidate("gcp", "google-storage", "standard", "multiregional", 0);
-    let aws_s3 = || candidate("aws", "s3", "custom", "production", 0);
-    let weighted = |mut c: Value, w: u32| {
-        c["weight"] = json!(w);
-        c
-    };
-    vec![
-        offering(
-            "mysql",
-            &["mysql"],
-            vec![
-                (
-                    "eu-on-azure",
-                    json!({"parameters.region": ["eu-*", "westeurope"]}),
-                    vec![az_mysql()],
-                ),
-                (
-                    "team-b-on-aws",
-                    json!({"context.namespace": ["team-b", "team-b-*"]}),
-                    vec![aws_mysql()],
-                ),
-                (
-                    "cf-on-aws",
-                    json!({"platform": ["cf-*"]}),
-                    vec![aws_mysql(), gcp_mysql()],
-                ),
-                (
-                    "us-on-aws",
-                    json!({"platform": ["k8s-prod-us"]}),
-                    vec![weighted(aws_mysql(), 1), gcp_mysql()],
-                ),
-                (
-                    "spread",
-                    json!({}),
-                    vec![weighted(az_mysql(), 3), weighted(gcp_mysql(), 1), aws_mysql()],
-                ),
-            ],
-        ),
-        offering(
-            "postgres",
-            &["postgresql"],
-            vec![
-                (
-                    "pci-on-aws",
-                    json!({"context.namespace_annotations.example.com/pci": ["true"]}),
-                    vec![aws_pg()],
-                ),
-                (
-                    "team-b-on-aws",
-                    json!({"context.namespace": ["team-b", "team-b-*"]}),
-                    vec![aws_pg()],
-                ),
-                (
-                    "cf-on-aws",
-                    json!({"platform": ["cf-*"]}),
-                    vec![aws_pg(), gcp_pg()],
-                ),
-                (
-                    "us-on-aws",
-                    json!({"platform": ["k8s-prod-us"]}),
-                    vec![weighted(aws_pg(), 1), gcp_pg()],
-                ),
-                (
-                    "ml-on-gcp",
-                    json!({"context.namespace": ["ml-*"]}),
-                    vec![gcp_pg(), aws_pg()],
-                ),
-                (
-                    "eu-spread",
-                    json!({"platform": ["k8s-prod-eu", "k8s-staging"]}),
-                    vec![weighted(gcp_pg(), 1), weighted(az_pg(), 1), aws_pg()],
-                ),
-            ],
-        ),
-        offering(
-            "redis",
-            &["redis"],
-            vec![
-                ("cf-on-aws", json!({"platform": ["cf-*"]}), vec![aws_redis()]),
-                (
-                    "eu-on-azure",
-                    json!({"platform": ["k8s-prod-eu"]}),
-                    vec![az_redis(), gcp_redis()],
-                ),
-                (
-                    "us-on-gcp",
-                    json!({"platform": ["k8s-prod-us"]}),
-                    vec![gcp_redis(), aws_redis()],
-                ),
-                (
-                    "spread",
-                    json!({}),
-                    vec![weighted(gcp_redis(), 1), weighted(az_redis(), 1), aws_redis()],
-                ),
-            ],
-        ),
-        offering(
-            "objectstore",
-            &["storage"],
-            vec![
-                (
-                    "archive-on-gcp",
-                    json!({"parameters.class": ["archive", "coldline"]}),
-                    vec![gcp_gcs()],
-                ),
-                ("cf-on-aws", json!({"platform": ["cf-*"]}), vec![aws_s3()]),
-                (
-                    "eu-on-azure",
-                    json!({"platform": ["k8s-prod-eu"], "context.namespace_annotations.example.com/data": ["personal"]}),
-                    vec![az_blob()],
-                ),
-                (
-                    "us-on-aws",
-                    json!({"platform": ["k8s-prod-us"]}),
-                    vec![aws_s3(), gcp_gcs()],
-                ),
-                (
-                    "spread",
-                    json!({}),
-                    vec![weighted(aws_s3(), 2), weighted(gcp_gcs(), 1), az_blob()],
-                ),
-            ],
-        ),
-    ]
 }
 
 /// YAML flow style, one rule per line: keys bare when they can be, every string quoted.
@@ -656,16 +188,43 @@ fn flow(value: &Value) -> String {
 
 /// The policy file (YAML) over `plans`, with exactly [`RULES`] named rules.
 pub fn policy_yaml(plans: &[FixturePlan]) -> String {
-    let visibility = visibility_rules(plans);
-    let deny = deny_rules(plans);
-    let parameters = parameter_rules(plans);
-    let offerings = offerings();
+    policy_yaml_sized(plans, RULES)
+}
+
+/// The policy file (YAML) over `plans` with `size` named rules, a multiple of [`RULES`]: that
+/// many generations of the 200-rule policy, the first being [`policy_yaml`]'s.
+pub fn policy_yaml_sized(plans: &[FixturePlan], size: usize) -> String {
+    assert!(
+        size > 0 && size.is_multiple_of(RULES),
+        "the benchmark policy grows by {RULES} rules, not to {size}"
+    );
+    let generations = 1..=size / RULES;
+    let visibility: Vec<Value> = generations
+        .clone()
+        .flat_map(|g| rules::visibility_rules(plans, g))
+        .collect();
+    let mut deny: Vec<Value> = generations
+        .clone()
+        .flat_map(|g| rules::deny_rules(plans, g))
+        .collect();
+    // DENIED closes the first generation; it closes the whole list.
+    let last = deny
+        .iter()
+        .position(|r| r["name"] == DENIED)
+        .expect("the first generation has DENIED");
+    let denied = deny.remove(last);
+    deny.push(denied);
+    let parameters: Vec<Value> = generations
+        .clone()
+        .flat_map(|g| rules::parameter_rules(plans, g))
+        .collect();
+    let offerings: Vec<Value> = generations.flat_map(offerings::offerings).collect();
     let placement: usize = offerings
         .iter()
         .map(|o| o["placement"].as_array().map_or(0, Vec::len))
         .sum();
     let total = visibility.len() + deny.len() + parameters.len() + placement;
-    assert_eq!(total, RULES, "the benchmark policy must have {RULES} rules");
+    assert_eq!(total, size, "the benchmark policy must have {size} rules");
 
     let mut yaml = format!(
         "# Generated by policies/benches/policy200: {} visibility, {} deny, {} parameter and {placement} \
@@ -691,8 +250,12 @@ pub fn policy_yaml(plans: &[FixturePlan]) -> String {
     }
     yaml.push_str("schema_validation: true\n");
     if let Some(path) = std::env::var_os("OSB_BENCH_DUMP_POLICY") {
+        let mut path = PathBuf::from(path);
+        if size != RULES {
+            path.as_mut_os_string().push(format!(".{size}"));
+        }
         if let Err(e) = std::fs::write(&path, &yaml) {
-            eprintln!("cannot write {}: {e}", PathBuf::from(path).display());
+            eprintln!("cannot write {}: {e}", path.display());
         }
     }
     yaml
