@@ -287,6 +287,7 @@ impl Gateway {
             state.brokers.clone(),
         ));
         background.extend(state.policy_file.spawn_watcher());
+        background.push(ops::recount::spawn(state.clone()));
         background.extend(state.config_file.spawn_watcher());
         background.extend(edge::secret_files::spawn_watcher(
             state.platforms.clone(),

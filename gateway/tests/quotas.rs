@@ -306,3 +306,75 @@ async fn two_replicas_racing_for_the_last_place_of_a_quota_let_exactly_one_win()
     );
     assert_eq!(provisions(&broker), 3, "only the winner was forwarded");
 }
+
+#[tokio::test]
+async fn a_quota_added_to_a_running_registry_counts_the_instances_already_there() {
+    let broker = broker().await;
+    let yaml = format!(
+        "{}policy_file: policy.yaml\nbrokers:\n  - name: fb\n    url: {}\n    refresh_interval_secs: 3600\n",
+        platforms_yaml(),
+        broker.url()
+    );
+    let gateway = TestGateway::start_with_files(&yaml, &[("policy.yaml", "quotas: []\n")]).await;
+    let catalog = gateway.ready_catalog().await;
+    let osb = gateway.osb();
+    for i in 0..5 {
+        let response = osb
+            .provision(&format!("old-{i}"), Query::none(), &body(&catalog, "team-a"))
+            .await;
+        assert_eq!(response.status, 201);
+    }
+    assert_eq!(
+        osb.bind("old-0", "key-0", Query::none(), &body(&catalog, "team-a"))
+            .await
+            .status,
+        201
+    );
+
+    // The quota arrives with five instances (and a binding) already in team-a.
+    gateway.write_file("policy.yaml", POLICY);
+    let reload = http()
+        .post(gateway.admin_url("/admin/policy/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let usage = |quotas: &Value, index: usize| quotas["quotas"][index]["usage"].as_u64();
+    eventually("the recount", std::time::Duration::from_secs(15), || async {
+        let quotas = gateway.admin_json("/admin/quotas").await;
+        (usage(&quotas, 0) == Some(5) && usage(&quotas, 1) == Some(1)).then_some(())
+    })
+    .await;
+    let refused = osb
+        .provision("new-0", Query::none(), &body(&catalog, "team-a"))
+        .await;
+    assert_eq!(refused.error(), Some("QuotaExceeded"), "{}", refused.text());
+    assert!(
+        refused.description().unwrap().contains("5 of 3 instances"),
+        "{}",
+        refused.text()
+    );
+    let refused = osb
+        .bind("old-1", "key-1", Query::none(), &body(&catalog, "team-a"))
+        .await;
+    assert_eq!(refused.error(), Some("QuotaExceeded"), "{}", refused.text());
+
+    // Back under the limit after three deprovisions: the next one goes through.
+    let (service_id, plan_id) = (
+        body(&catalog, "team-a")["service_id"].clone(),
+        body(&catalog, "team-a")["plan_id"].clone(),
+    );
+    for i in 2..5 {
+        let gone = osb
+            .deprovision(
+                &format!("old-{i}"),
+                Query::ids(service_id.as_str().unwrap(), plan_id.as_str().unwrap()),
+            )
+            .await;
+        assert_eq!(gone.status, 200);
+    }
+    let next = osb
+        .provision("new-1", Query::none(), &body(&catalog, "team-a"))
+        .await;
+    assert_eq!(next.status, 201, "{}", next.text());
+}

@@ -8,6 +8,7 @@
 //! - [`config_file`]: the configuration file watched, its platforms reloaded in place;
 //! - [`explain`]: why a call would be allowed or refused;
 //! - [`policy_file`]: the policy file in force, watched and reloaded;
+//! - [`recount`]: existing records brought in line with the quotas in force;
 //! - [`store_file`]: `store export` and `store import` (backup, restore, moving a registry);
 //! - [`watch`]: files polled from a thread of their own, and SIGHUP.
 
@@ -17,5 +18,6 @@ pub mod cli;
 pub mod config_file;
 pub mod explain;
 pub mod policy_file;
+pub mod recount;
 pub mod store_file;
 pub mod watch;

@@ -105,18 +105,18 @@ fn denied(denial: Denial) -> ApiError {
 }
 
 /// The catalog facts of a gateway plan id: logical or routed.
-struct Target<'a> {
-    broker: String,
-    service: String,
-    plan: String,
-    tags: Vec<String>,
-    free: bool,
+pub(super) struct Target<'a> {
+    pub(super) broker: String,
+    pub(super) service: String,
+    pub(super) plan: String,
+    pub(super) tags: Vec<String>,
+    pub(super) free: bool,
     logical: Option<(&'a str, &'a str)>,
     route: Option<&'a PlanRoute>,
 }
 
 impl Decider<'_> {
-    fn target<'s>(&'s self, service_id: &str, plan_id: &str) -> Result<Target<'s>, ApiError> {
+    pub(super) fn target<'s>(&'s self, service_id: &str, plan_id: &str) -> Result<Target<'s>, ApiError> {
         if let Some((offering, plan)) = self.policy.logical.plan(plan_id) {
             let offering_def = self.policy.policy.offering(offering);
             if self.policy.logical.offering(service_id) != Some(offering) {
@@ -487,26 +487,6 @@ impl Decider<'_> {
             explanation: explanation.0,
         };
         Ok((decision, remapped))
-    }
-
-    /// The quota counts the call's new instance or binding joins, each named in the explanation.
-    fn quotas(&self, call: &CallFacts<'_>, explanation: &mut Explanation) -> Vec<QuotaHold> {
-        let quotas = self.policy.policy.quotas_for(call);
-        for hold in &quotas {
-            let bucket = hold.bucket_text();
-            let scope = if bucket.is_empty() {
-                String::new()
-            } else {
-                format!(" for {bucket}")
-            };
-            explanation.0.push(format!(
-                "quota {:?} applies{scope}: at most {} {}",
-                hold.quota,
-                hold.limit,
-                hold.counted.as_str()
-            ));
-        }
-        quotas
     }
 
     /// Parameter rules: the parameters after them (with the names they set or forced), and whether

@@ -11,7 +11,8 @@
 //! - [`app`]: the platform-facing actix app (middleware order, request-data limits);
 //! - [`call`]: the request context and the kit of steps; [`answer`]: upstream answers classified
 //!   and turned into the platform's; [`decide`]: the policy's verdict on a call; [`failover`]: a
-//!   provision moved to the next candidate when its broker cannot have received it.
+//!   provision moved to the next candidate when its broker cannot have received it; [`quota`]: the
+//!   quota counts a new instance or binding (or a record) joins.
 //!
 //! Adding an endpoint: a handler taking an [`call::OsbCall`] in the resource's file, and in this
 //! file its route in [`configure`] and its name in [`operation_of`] (and [`MUTATING`] if it
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod decide;
 pub mod failover;
 pub mod instances;
+pub mod quota;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 

@@ -1,0 +1,72 @@
+//! The quota counts a new instance or binding joins, as the policy step names them: for a call
+//! (provision, bind: [`Decider::quotas`]) and for a record already in the registry
+//! ([`Decider::quotas_of`], what `ops::recount` brings existing records in line with).
+
+use osb_policies::policy::quota_of_key;
+use osb_policies::{CallFacts, Explanation, Operation, PlanFacts, QuotaHold};
+use osb_routing::registry::InstanceRecord;
+
+use super::decide::Decider;
+
+impl Decider<'_> {
+    /// The quota counts the call's new instance or binding joins, each named in the explanation.
+    pub(super) fn quotas(&self, call: &CallFacts<'_>, explanation: &mut Explanation) -> Vec<QuotaHold> {
+        let quotas = self.policy.policy.quotas_for(call);
+        for hold in &quotas {
+            let bucket = hold.bucket_text();
+            let scope = if bucket.is_empty() {
+                String::new()
+            } else {
+                format!(" for {bucket}")
+            };
+            explanation.0.push(format!(
+                "quota {:?} applies{scope}: at most {} {}",
+                hold.quota,
+                hold.limit,
+                hold.counted.as_str()
+            ));
+        }
+        quotas
+    }
+
+    /// The quota keys `instance` (or, for [`Operation::Bind`], a binding of it) should hold under
+    /// the policy in force, given `held`, the keys it holds now: the counts its provision (bind)
+    /// would join, judged on the record (its platform, plan and context; a provision's parameters
+    /// are not kept, so a quota whose `when` reads parameters keeps the keys it gave at creation),
+    /// and none of a quota the policy no longer has. `None` when its plan is in no catalog (its
+    /// keys are left as they are).
+    pub fn quotas_of(
+        &self,
+        instance: &InstanceRecord,
+        operation: Operation,
+        held: &[String],
+    ) -> Option<Vec<String>> {
+        let target = self.target(&instance.service_id, &instance.plan_id).ok()?;
+        let call = CallFacts {
+            platform: &instance.platform,
+            operation,
+            instance_id: &instance.instance_id,
+            plan: PlanFacts {
+                broker: &target.broker,
+                service: &target.service,
+                plan: &target.plan,
+                tags: &target.tags,
+                free: target.free,
+            },
+            context: instance.context.as_ref(),
+            parameters: None,
+        };
+        let quotas = &self.policy.policy;
+        let mut keys: Vec<String> = quotas.quotas_for(&call).into_iter().map(|h| h.key).collect();
+        for key in held {
+            let reads_parameters = quotas
+                .quota(quota_of_key(key))
+                .is_some_and(|q| q.when.iter().any(|(path, _)| path.starts_with("parameters.")));
+            if reads_parameters && !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys.sort();
+        Some(keys)
+    }
+}
