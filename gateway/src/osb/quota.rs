@@ -31,9 +31,8 @@ impl Decider<'_> {
 
     /// The quota keys `instance` (or, for [`Operation::Bind`], a binding of it) should hold under
     /// the policy in force, given `held`, the keys it holds now: the counts its provision (bind)
-    /// would join, judged on the record (its platform, plan and context; a provision's parameters
-    /// are not kept, so a quota whose `when` reads parameters keeps the keys it gave at creation),
-    /// and none of a quota the policy no longer has. `None` when its plan is in no catalog (its
+    /// would join, judged on the record (its platform, plan and context), with the keys that cannot
+    /// be judged again kept (see below), and none of a quota the policy no longer has. `None` when its plan is in no catalog (its
     /// keys are left as they are).
     pub fn quotas_of(
         &self,
@@ -57,13 +56,21 @@ impl Decider<'_> {
             parameters: None,
         };
         let quotas = &self.policy.policy;
-        let mut keys: Vec<String> = quotas.quotas_for(&call).into_iter().map(|h| h.key).collect();
-        for key in held {
-            let reads_parameters = quotas
-                .quota(quota_of_key(key))
-                .is_some_and(|q| q.when.iter().any(|(path, _)| path.starts_with("parameters.")));
-            if reads_parameters && !keys.contains(key) {
-                keys.push(key.clone());
+        let computed = quotas.quotas_for(&call).into_iter().map(|h| h.key);
+        // What cannot be judged again from the record is kept: a key of a quota whose `when`
+        // reads parameters (not stored), and for a binding every key of a quota still in force
+        // (its bind's context is not stored either; the instance's stands in only for quotas the
+        // binding is in no count of).
+        let kept = |key: &String| {
+            quotas.quota(quota_of_key(key)).is_some_and(|q| {
+                operation == Operation::Bind || q.when.iter().any(|(path, _)| path.starts_with("parameters."))
+            })
+        };
+        let mut keys: Vec<String> = held.iter().filter(|k| kept(k)).cloned().collect();
+        for key in computed {
+            let quota = quota_of_key(&key);
+            if !keys.iter().any(|k| quota_of_key(k) == quota) {
+                keys.push(key);
             }
         }
         keys.sort();

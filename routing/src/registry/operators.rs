@@ -127,7 +127,8 @@ impl Registry {
                 created_ms: now,
                 updated_ms: now,
                 version: 0,
-                // An operator's adoption is not refused by quotas, nor counted in them.
+                // An operator's adoption is never refused by a quota; the recount after the next
+                // policy load or start counts it.
                 quotas: Vec::new(),
             };
             match self

@@ -1464,6 +1464,11 @@ async fn quotas_are_counted_with_the_write_and_only_one_takes_the_last_place(bac
         first.create_instance(counted("late"), &[10]).await.unwrap(),
         Created::Conflict
     );
+    assert_eq!(
+        second.create_instance(counted("late"), &[1]).await.unwrap(),
+        Created::Conflict,
+        "even when the count is full"
+    );
 
     // Bindings count in their own quotas, and leave them with their instance.
     let keys = "keys\u{1f}[]".to_owned();

@@ -3,7 +3,7 @@
 //! link to its instance), and the creation of a record within its quotas. Each runs on the writer
 //! thread, so a count read here cannot be overtaken by another write.
 
-use super::batch::{Tables, flags_changed, swap_in};
+use super::batch::{Tables, flags_changed, records_of, swap_in};
 use super::codec::Stored;
 use super::kv::Space;
 use super::memory::BINDING;
@@ -85,6 +85,10 @@ pub(super) fn create_in<R: Indexed>(
     limits: &[u64],
     swap: SwapIn<R>,
 ) -> Result<Created<R>, RoutingError> {
+    // An id that exists is a conflict (a retry, another platform's), not a place taken.
+    if tables.get(records_of(R::TAG), record.id().as_bytes())?.is_some() {
+        return Ok(Created::Conflict);
+    }
     for (key, limit) in record.quotas().iter().zip(limits) {
         let usage = tables.quota_used(key)?;
         if usage >= *limit {

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::Json;
 
 use super::sql::Table;
@@ -37,6 +38,9 @@ const ALL: &str = "SELECT key, count(*) FROM (
 /// $1 key: waits until no other transaction creates a record in that count.
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
+/// How long a creation waits for a count's lock before failing (a store error, nothing written).
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
 impl PostgresStore {
     /// Creates `record` in `table` if each of its quota counts is below its limit (see the module
     /// docs).
@@ -63,9 +67,22 @@ impl PostgresStore {
         keys.dedup();
         let mut client = self.db.client(context).await?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let txn = client.transaction().await?;
+            // READ COMMITTED whatever the server's default: each count must see what the
+            // transactions that held the lock before committed.
+            let txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .await?;
+            // A count's lock is held for a few statements; waiting longer means a stuck holder.
+            txn.batch_execute(LOCK_TIMEOUT).await?;
             for key in &keys {
                 txn.execute(LOCK, &[key]).await?;
+            }
+            // An id that exists is a conflict (a retry, another platform's), not a place taken.
+            if !txn.query(table.select, &[&record.id()]).await?.is_empty() {
+                txn.rollback().await?;
+                return Ok(Created::Conflict);
             }
             for (key, limit) in record.quotas().iter().zip(limits) {
                 let usage: i64 = txn.query_one(USAGE, &[key]).await?.try_get(0)?;
