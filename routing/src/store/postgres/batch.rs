@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Statement;
 use tokio_postgres::types::Json;
 
-use super::sql::{APPEND_AUDIT, Table};
+use super::sql::{APPEND_AUDIT, LOCK_COUNTS, Table};
 use super::{CALL_TIMEOUT, CONNECT_TIMEOUT, Connections, Params, PgError, int};
 use crate::RoutingError;
 use crate::audit::AuditRecord;
@@ -36,7 +36,9 @@ use crate::audit::AuditRecord;
 /// Most writes in one transaction (an audit append counts each of its records).
 pub(super) const MAX_BATCH: usize = 128;
 /// How each batch's transaction starts.
-const BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '3s'";
+/// (READ COMMITTED whatever the server's default: a creation counts what committed before its
+/// statement, after its batch took the counts' locks; see `postgres/quota.rs`.)
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '3s'";
 /// Transactions in flight at once, each on a connection of its own.
 pub(super) const WRITERS: usize = 4;
 /// Writes waiting for a transaction before callers wait to hand theirs over.
@@ -54,6 +56,16 @@ pub(super) enum Write {
     },
     /// Audit records, appended in this order.
     Audit(Vec<AuditRecord>),
+    /// A new record within its quota counts (`keys`, with `limits` in the same order): written
+    /// only when none of them is full and the id is free. The batch takes every count's lock
+    /// first (`postgres/quota.rs`).
+    Create {
+        table: &'static Table,
+        id: String,
+        row: Row,
+        keys: Vec<String>,
+        limits: Vec<i64>,
+    },
 }
 
 /// A record as the tables keep it.
@@ -73,6 +85,12 @@ pub(super) enum Done {
     Conflict,
     /// The audit records' `seq`s, in their order.
     Appended(Vec<i64>),
+    /// A quota count was full: nothing written.
+    Full {
+        key: String,
+        usage: u64,
+        limit: u64,
+    },
 }
 
 struct Queued {
@@ -176,7 +194,7 @@ impl Write {
     /// (which lock no row another write takes).
     pub(super) fn lock_order(&self) -> (u8, &str) {
         match self {
-            Write::Record { table, id, .. } => (table.lock_rank, id),
+            Write::Record { table, id, .. } | Write::Create { table, id, .. } => (table.lock_rank, id),
             Write::Audit(_) => (u8::MAX, ""),
         }
     }
@@ -184,7 +202,7 @@ impl Write {
     /// Statements it takes.
     fn size(&self) -> usize {
         match self {
-            Write::Record { .. } => 1,
+            Write::Record { .. } | Write::Create { .. } => 1,
             Write::Audit(records) => records.len().max(1),
         }
     }
@@ -237,6 +255,8 @@ enum Step<'a> {
     /// A record's write, and how its answer reads.
     Record(&'a Statement, Params<'a>, Reads),
     Audit(&'a Statement, Params<'a>),
+    /// The locks of the batch's quota counts.
+    Lock(&'a Statement, Params<'a>),
     Commit,
 }
 
@@ -249,6 +269,8 @@ enum Reads {
     Deleted,
     /// A delete expecting no record: `true` when there is none.
     Absent,
+    /// A creation within quota counts (see [`Write::Create`]).
+    Created,
 }
 
 /// What one statement answered.
@@ -273,14 +295,28 @@ async fn commit(db: &Connections, writes: &[Write], commits: &AtomicU64) -> Outc
         for write in writes {
             statements.push(client.prepare_cached(sql(write).0).await?);
         }
+        let counts: Vec<&String> = writes
+            .iter()
+            .flat_map(|write| match write {
+                Write::Create { keys, .. } => keys.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let lock = match counts.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached(LOCK_COUNTS).await?),
+        };
         let audits: Vec<Vec<AuditValues<'_>>> = writes
             .iter()
             .map(|write| match write {
                 Write::Audit(records) => records.iter().map(AuditValues::of).collect(),
-                Write::Record { .. } => Vec::new(),
+                Write::Record { .. } | Write::Create { .. } => Vec::new(),
             })
             .collect();
         let mut steps = vec![Step::Begin];
+        if let Some(lock) = &lock {
+            steps.push(Step::Lock(lock, vec![&counts]));
+        }
         for ((write, statement), audit) in writes.iter().zip(&statements).zip(&audits) {
             match write {
                 Write::Record {
@@ -313,14 +349,30 @@ async fn commit(db: &Connections, writes: &[Write], commits: &AtomicU64) -> Outc
                         steps.push(Step::Audit(statement, values.params()));
                     }
                 }
+                Write::Create {
+                    id,
+                    row,
+                    keys,
+                    limits,
+                    ..
+                } => {
+                    let mut params: Params<'_> =
+                        vec![id, &row.json, &row.version, &row.orphaned, &row.pending];
+                    if let Some(instance_id) = &row.instance_id {
+                        params.push(instance_id);
+                    }
+                    params.push(keys);
+                    params.push(limits);
+                    steps.push(Step::Record(statement, params, Reads::Created));
+                }
             }
         }
         steps.push(Step::Commit);
         let answers = in_order(steps.into_iter().map(|step| run(&client, step)).collect()).await;
-        Ok::<_, PgError>(answers)
+        Ok::<_, PgError>((answers, lock.is_some()))
     })
     .await;
-    let answers = match answer {
+    let (answers, locked) = match answer {
         Ok(Ok(answers)) => answers,
         Ok(Err(e)) if e.as_db_error().is_some() => return Outcome::Refused(e),
         Ok(Err(e)) => return Outcome::Unknown(db.error(context, &e).to_string()),
@@ -333,7 +385,7 @@ async fn commit(db: &Connections, writes: &[Write], commits: &AtomicU64) -> Outc
             ));
         }
     };
-    let outcome = settle(db, writes, answers);
+    let outcome = settle(db, writes, locked, answers);
     if matches!(outcome, Outcome::Committed(_)) {
         commits.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -355,6 +407,7 @@ fn sql(write: &Write) -> (&'static str, Reads) {
             (None, Some(_)) => (table.delete, Reads::Deleted),
         },
         Write::Audit(_) => (APPEND_AUDIT, Reads::Written),
+        Write::Create { table, .. } => (table.create, Reads::Created),
     }
 }
 
@@ -402,6 +455,27 @@ async fn run(client: &deadpool_postgres::Object, step: Step<'_>) -> Result<Answe
         // limit: the server refuses it, and the batch's other writes are tried alone.
         Step::Begin => client.batch_execute(BEGIN).await.map(|()| Answer::Nothing)?,
         Step::Commit => client.batch_execute("COMMIT").await.map(|()| Answer::Nothing)?,
+        Step::Lock(statement, params) => client
+            .execute(statement, &params)
+            .await
+            .map(|_| Answer::Nothing)?,
+        Step::Record(statement, params, Reads::Created) => {
+            let rows = client.query(statement, &params).await?;
+            let Some(row) = rows.first() else {
+                return Ok(Answer::Done(Done::Conflict));
+            };
+            let (written, existed): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+            let full: Option<String> = row.try_get(2)?;
+            Answer::Done(match (written, existed, full) {
+                (1, _, _) => Done::Written,
+                (_, true, _) | (_, _, None) => Done::Conflict,
+                (_, false, Some(key)) => Done::Full {
+                    key,
+                    usage: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
+                    limit: u64::try_from(row.try_get::<_, i64>(4)?).unwrap_or(0),
+                },
+            })
+        }
         Step::Record(statement, params, Reads::Written) => {
             let written = client.execute(statement, &params).await? == 1;
             Answer::Done(if written { Done::Written } else { Done::Conflict })
@@ -453,7 +527,12 @@ async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// The batch's outcome from every statement's answer (`BEGIN`, the writes, `COMMIT`). A
 /// statement the server refused aborted the transaction: its `COMMIT` answers `ROLLBACK` (not
 /// an error), so the refusal is what says that nothing was committed.
-fn settle(db: &Connections, writes: &[Write], answers: Vec<Result<Answer, PgError>>) -> Outcome {
+fn settle(
+    db: &Connections,
+    writes: &[Write],
+    locked: bool,
+    answers: Vec<Result<Answer, PgError>>,
+) -> Outcome {
     let context = "write records";
     let mut answers = answers;
     let commit = answers.pop();
@@ -471,10 +550,13 @@ fn settle(db: &Connections, writes: &[Write], answers: Vec<Result<Answer, PgErro
         }
     });
     let began = read.next();
+    if locked {
+        read.next();
+    }
     let mut done = Vec::with_capacity(writes.len());
     for write in writes {
         match write {
-            Write::Record { .. } => done.push(match read.next() {
+            Write::Record { .. } | Write::Create { .. } => done.push(match read.next() {
                 Some(Answer::Done(one)) => one,
                 _ => Done::Conflict,
             }),

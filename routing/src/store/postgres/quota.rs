@@ -1,18 +1,21 @@
 //! Quota counts on PostgreSQL: creating a record within its quotas, and reading the counts.
 //!
 //! A count is not stored: it is the number of live records whose `record->'quotas'` lists the key,
-//! answered by a GIN index (`0003_quotas.sql`). Creating a record is one transaction that takes a
-//! transaction-scoped advisory lock on each of its keys (in key order, so two creations never wait
-//! on each other crosswise), counts, and inserts. A second replica creating in the same count waits
-//! for the lock, and its count, read after the first one committed, includes the first record: no
-//! two replicas take the last place. Writes that only lower a count (deletes, orphaning) need no
-//! lock.
+//! answered by a GIN index (`0003_quotas.sql`). Creating a record is a write of the group commit
+//! (`postgres/batch.rs`): the batch's transaction first takes a transaction-scoped advisory lock on
+//! every count its creations join (all at once, in key order, so batches never wait on each other
+//! in a circle), then each creation counts and inserts in one statement (`Table::create`), seeing
+//! the batch's earlier creations. A batch of another replica creating in the same count waits for
+//! the lock; its statements run after the first batch committed and count its records: no two
+//! replicas take the last place. The transaction runs in READ COMMITTED (the server's default, and
+//! what `BEGIN` gives), so each statement sees what committed before it started. Writes that only
+//! lower a count (deletes, orphaning) need no lock.
 
 use std::collections::BTreeMap;
 
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::Json;
 
+use super::batch::{Done, Row, Write};
 use super::sql::Table;
 use super::{CALL_TIMEOUT, PostgresStore, int, query, uint};
 use crate::RoutingError;
@@ -35,24 +38,18 @@ const ALL: &str = "SELECT key, count(*) FROM (
         WHERE NOT orphaned AND record -> 'quotas' IS NOT NULL
 ) AS held GROUP BY key";
 
-/// $1 key: waits until no other transaction creates a record in that count.
-const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
-
-/// How long a creation waits for a count's lock before failing (a store error, nothing written).
-const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
-
 impl PostgresStore {
     /// Creates `record` in `table` if each of its quota counts is below its limit (see the module
-    /// docs).
+    /// docs): a write of the group commit, whose batch takes its counts' locks first.
     pub(super) async fn create<R: Indexed>(
         &self,
         table: &'static Table,
         mut record: R,
         limits: &[u64],
     ) -> Result<Created<R>, RoutingError> {
+        let id = record.id().to_owned();
         if record.quotas().is_empty() {
-            // No count to take: the group-committed write.
-            let id = record.id().to_owned();
+            // No count to take: a plain write.
             return Ok(match self.swap(table, &id, Expect::Absent, Some(record)).await? {
                 Swap::Written(record) => Created::Written(record),
                 Swap::Deleted | Swap::Conflict => Created::Conflict,
@@ -60,67 +57,27 @@ impl PostgresStore {
         }
         let context = "create record within its quotas";
         record.set_version(1);
-        let json = serde_json::value::to_raw_value(&record)
-            .map_err(|e| RoutingError::Store(format!("{context}: {e}")))?;
-        let mut keys: Vec<&String> = record.quotas().iter().collect();
-        keys.sort();
-        keys.dedup();
-        let mut client = self.db.client(context).await?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            // READ COMMITTED whatever the server's default: each count must see what the
-            // transactions that held the lock before committed.
-            let txn = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::ReadCommitted)
-                .start()
-                .await?;
-            // A count's lock is held for a few statements; waiting longer means a stuck holder.
-            txn.batch_execute(LOCK_TIMEOUT).await?;
-            for key in &keys {
-                txn.execute(LOCK, &[key]).await?;
-            }
-            // An id that exists is a conflict (a retry, another platform's), not a place taken.
-            if !txn.query(table.select, &[&record.id()]).await?.is_empty() {
-                txn.rollback().await?;
-                return Ok(Created::Conflict);
-            }
-            for (key, limit) in record.quotas().iter().zip(limits) {
-                let usage: i64 = txn.query_one(USAGE, &[key]).await?.try_get(0)?;
-                if uint(usage) >= *limit {
-                    txn.rollback().await?;
-                    return Ok(Created::Full {
-                        key: key.clone(),
-                        usage: uint(usage),
-                        limit: *limit,
-                    });
-                }
-            }
-            let (id, version) = (record.id(), int(record.version()));
-            let (orphaned, pending) = (record.is_orphaned(), record.is_pending());
-            let json = Json(&json);
-            let inserted = match record.instance_of() {
-                None => {
-                    txn.execute(table.insert, &[&id, &json, &version, &orphaned, &pending])
-                        .await?
-                }
-                Some(instance_id) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                        [&id, &json, &version, &orphaned, &pending, &instance_id];
-                    txn.execute(table.insert, &params).await?
-                }
-            };
-            txn.commit().await?;
-            Ok(if inserted == 1 {
-                Created::Written(())
-            } else {
-                Created::Conflict
-            })
-        })
-        .await;
-        Ok(match self.db.settle(context, client, answer, CALL_TIMEOUT)? {
-            Created::Written(()) => Created::Written(record),
-            Created::Conflict => Created::Conflict,
-            Created::Full { key, usage, limit } => Created::Full { key, usage, limit },
+        let row = Row {
+            json: Json(
+                serde_json::value::to_raw_value(&record)
+                    .map_err(|e| RoutingError::Store(format!("{context}: {e}")))?,
+            ),
+            version: int(record.version()),
+            orphaned: record.is_orphaned(),
+            pending: record.is_pending(),
+            instance_id: record.instance_of().map(str::to_owned),
+        };
+        let write = Write::Create {
+            table,
+            id,
+            row,
+            keys: record.quotas().to_vec(),
+            limits: limits.iter().map(|l| int(*l)).collect(),
+        };
+        Ok(match self.writes.write(context, write).await? {
+            Done::Written => Created::Written(record),
+            Done::Full { key, usage, limit } => Created::Full { key, usage, limit },
+            _ => Created::Conflict,
         })
     }
 

@@ -33,7 +33,47 @@ pub(super) struct Table {
     pub(super) delete: &'static str,
     /// $1 id; a delete expecting no record: `true` when there is none.
     pub(super) delete_absent: &'static str,
+    /// A new record within its quota counts: as `insert`, then the counts' keys and limits (two
+    /// arrays). Answers (written 0/1, the id existed, and the first full count's key, usage and
+    /// limit, if any); see `postgres/quota.rs`.
+    pub(super) create: &'static str,
 }
+
+/// The part of a creation that counts: `$K` keys and `$L` limits, in the quota's order; the first
+/// count at its limit, if any.
+macro_rules! full_count {
+    ($keys:literal, $limits:literal) => {
+        concat!(
+            "WITH counts AS (
+                 SELECT q.key, q.lim, q.n,
+                     (SELECT count(*) FROM osb_instances
+                         WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(q.key))
+                   + (SELECT count(*) FROM osb_bindings
+                         WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(q.key)) AS used
+                 FROM unnest(",
+            $keys,
+            "::text[], ",
+            $limits,
+            "::bigint[]) WITH ORDINALITY AS q(key, lim, n)
+             ), full_count AS (
+                 SELECT key, used, lim FROM counts WHERE used >= lim ORDER BY n LIMIT 1
+             )"
+        )
+    };
+}
+
+/// The answer of a creation, after its `written` and `existing` parts.
+macro_rules! created {
+    () => {
+        "SELECT (SELECT count(*) FROM written), EXISTS (SELECT 1 FROM existing), f.key, f.used, f.lim
+             FROM (SELECT 1) AS one LEFT JOIN full_count AS f ON true"
+    };
+}
+
+/// $1 keys: the transaction-scoped advisory locks of quota counts, taken in key order (each batch
+/// takes all its counts' locks first, so batches never wait for each other in a circle).
+pub(super) const LOCK_COUNTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+    FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k ORDER BY k) AS keys";
 
 pub(super) const INSTANCES: Table = Table {
     lock_rank: 0,
@@ -58,6 +98,17 @@ pub(super) const INSTANCES: Table = Table {
                         AND NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)
                     )
                     SELECT NOT EXISTS (SELECT 1 FROM osb_instances WHERE id = $1)",
+    create: concat!(
+        full_count!("$6", "$7"),
+        ", existing AS (SELECT 1 FROM osb_instances WHERE id = $1),
+         written AS (
+             INSERT INTO osb_instances (id, record, version, orphaned, pending)
+             SELECT $1, $2::jsonb, $3::bigint, $4::boolean, $5::boolean
+             WHERE NOT EXISTS (SELECT 1 FROM full_count) AND NOT EXISTS (SELECT 1 FROM existing)
+             ON CONFLICT (id) DO NOTHING RETURNING 1
+         ) ",
+        created!()
+    ),
 };
 
 pub(super) const BINDINGS: Table = Table {
@@ -73,6 +124,17 @@ pub(super) const BINDINGS: Table = Table {
              WHERE id = $1 AND version = $6",
     delete: "DELETE FROM osb_bindings WHERE id = $1 AND version = $2 RETURNING id",
     delete_absent: "SELECT NOT EXISTS (SELECT 1 FROM osb_bindings WHERE id = $1)",
+    create: concat!(
+        full_count!("$7", "$8"),
+        ", existing AS (SELECT 1 FROM osb_bindings WHERE id = $1),
+         written AS (
+             INSERT INTO osb_bindings (id, record, version, orphaned, pending, instance_id)
+             SELECT $1, $2::jsonb, $3::bigint, $4::boolean, $5::boolean, $6
+             WHERE NOT EXISTS (SELECT 1 FROM full_count) AND NOT EXISTS (SELECT 1 FROM existing)
+             ON CONFLICT (id) DO NOTHING RETURNING 1
+         ) ",
+        created!()
+    ),
 };
 
 pub(super) const BINDINGS_OF: &str = "SELECT record FROM osb_bindings WHERE instance_id = $1 ORDER BY id";

@@ -188,6 +188,7 @@ fn a_batch_locks_rows_in_one_order() {
                 format!("{}{id}{}", table.lock_rank, expected.unwrap_or_default())
             }
             Write::Audit(_) => "audit".to_owned(),
+            Write::Create { .. } => "create".to_owned(),
         })
         .collect();
     assert_eq!(order, ["0a2", "0a1", "0z1", "1b1", "audit"]);
