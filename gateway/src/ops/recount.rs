@@ -1,7 +1,7 @@
-//! The quota recount: once the catalogs are in after start-up, and after every policy reload that
-//! has quotas (or follows one that had), every live instance and binding is brought in line with
-//! the quotas in force, so a quota added to a running registry counts the instances that were there
-//! before it. A record that should be in a count and is not gets its key (through the same
+//! The quota recount: once the catalogs are in after start-up, after every policy reload that has
+//! quotas (or follows one that had), and every ten minutes while the policy has quotas, every live
+//! instance and binding is brought in line with the quotas in force, so a quota added to a running
+//! registry counts the instances that were there before it. A record that should be in a count and is not gets its key (through the same
 //! compare-and-swap every registry write takes, so the store counts it); keys of quotas the policy
 //! no longer has are dropped.
 //!
@@ -24,23 +24,30 @@ use crate::state::AppState;
 
 /// How often the worker looks for a new policy generation.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a policy with quotas is recounted even without a reload: what a recount cannot see
+/// as it happens (a plan change moving an instance into or out of a plan's quota, a record that
+/// kept changing under the last pass) is counted right within this time.
+const RECOUNT_EVERY: Duration = Duration::from_secs(600);
 /// Attempts at one record's write when it keeps changing under the recount.
 const ATTEMPTS: usize = 3;
 
 /// Starts the recount worker.
 pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut counted: Option<u64> = None;
+        let mut counted: Option<(u64, tokio::time::Instant)> = None;
         let mut had_quotas = false;
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
             let policy = state.policies.current();
-            if counted == Some(policy.generation)
-                || matches!(
-                    state.catalog.snapshot().availability,
-                    Availability::Starting { .. }
-                )
-            {
+            let current = counted.is_some_and(|(generation, at)| {
+                generation == policy.generation
+                    && (policy.policy.quotas.is_empty() || at.elapsed() < RECOUNT_EVERY)
+            });
+            let starting = matches!(
+                state.catalog.snapshot().availability,
+                Availability::Starting { .. }
+            );
+            if current || starting {
                 continue;
             }
             let has_quotas = !policy.policy.quotas.is_empty();
@@ -49,7 +56,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
                 Err(_) => continue,
             };
             if !has_quotas && !had_quotas && !held {
-                counted = Some(policy.generation);
+                counted = Some((policy.generation, tokio::time::Instant::now()));
                 continue;
             }
             match recount(&state).await {
@@ -61,7 +68,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
                             "Quota counts recounted."
                         );
                     }
-                    counted = Some(policy.generation);
+                    counted = Some((policy.generation, tokio::time::Instant::now()));
                     had_quotas = has_quotas;
                 }
                 Err(e) => warn!(error = %e, "Quota recount failed; trying again."),
