@@ -102,6 +102,19 @@ pub enum RoutingError {
 }
 
 impl RoutingError {
+    /// The refusal of a new instance or binding by the full quota count `hold` (`usage` live
+    /// records, at or above its limit).
+    pub fn quota_exceeded(hold: &osb_policies::QuotaHold, usage: u64) -> RoutingError {
+        RoutingError::QuotaExceeded {
+            quota: hold.quota.clone(),
+            bucket: hold.bucket_text(),
+            usage,
+            limit: hold.limit,
+            counted: hold.counted.as_str(),
+            reason: hold.reason.clone(),
+        }
+    }
+
     /// `true` when the upstream may have received (and acted on) the request.
     pub fn may_have_acted(&self) -> bool {
         matches!(

@@ -81,14 +81,7 @@ pub async fn with_quota_usage(mut report: ExplainReport, store: &dyn Store) -> E
     for (hold, usage) in decision.quotas.iter().zip(usage) {
         let room = usage < hold.limit;
         if !room && full.is_none() {
-            full = Some(RoutingError::QuotaExceeded {
-                quota: hold.quota.clone(),
-                bucket: hold.bucket_text(),
-                usage,
-                limit: hold.limit,
-                counted: hold.counted.as_str(),
-                reason: hold.reason.clone(),
-            });
+            full = Some(RoutingError::quota_exceeded(hold, usage));
         }
         report.quotas.push(QuotaUsage {
             quota: hold.quota.clone(),

@@ -10,12 +10,13 @@
 //! with a recount are counted by the creation step as always; the recount only adds what existed.
 //! With several replicas each one recounts; the writes are idempotent.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
 use osb_policies::Operation;
 use osb_routing::registry::{BindingRecord, InstanceRecord};
-use osb_routing::store::{Expect, MAX_PAGE, RecordFilter, Swap};
+use osb_routing::store::{Expect, MAX_PAGE, RecordFilter, Swap, each_record};
 use osb_routing::{Availability, RoutingError};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -83,30 +84,24 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 /// A store failure (the pass is tried again).
 pub async fn recount(state: &AppState) -> Result<usize, RoutingError> {
     let store = state.registry.store();
-    let all = RecordFilter::default();
-    let mut changed = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_instances(&all, after.as_deref(), MAX_PAGE).await?;
-        for record in &page {
-            changed += usize::from(recount_instance(state, record.clone()).await?);
-        }
-        match page.last() {
-            Some(last) if page.len() >= MAX_PAGE => after = Some(last.instance_id.clone()),
-            _ => break,
-        }
-    }
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_bindings(&all, after.as_deref(), MAX_PAGE).await?;
-        for record in &page {
-            changed += usize::from(recount_binding(state, record.clone()).await?);
-        }
-        match page.last() {
-            Some(last) if page.len() >= MAX_PAGE => after = Some(last.binding_id.clone()),
-            _ => break,
-        }
-    }
+    let all = &RecordFilter::default();
+    let changed = &AtomicUsize::new(0);
+    let count = |written: bool| {
+        changed.fetch_add(usize::from(written), Ordering::Relaxed);
+    };
+    each_record(
+        |after| async move { store.list_instances(all, after.as_deref(), MAX_PAGE).await },
+        |record: &InstanceRecord| record.instance_id.clone(),
+        |record| async move { recount_instance(state, record).await.map(count) },
+    )
+    .await?;
+    each_record(
+        |after| async move { store.list_bindings(all, after.as_deref(), MAX_PAGE).await },
+        |record: &BindingRecord| record.binding_id.clone(),
+        |record| async move { recount_binding(state, record).await.map(count) },
+    )
+    .await?;
+    let changed = changed.load(Ordering::Relaxed);
     Ok(changed)
 }
 

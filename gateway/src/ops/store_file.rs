@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use osb_routing::audit::{AuditQuery, AuditRecord, MAX_AUDIT_LIMIT};
 use osb_routing::cache::GUARD_CATALOG_KEYS;
 use osb_routing::record::{BindingRecord, InstanceRecord};
-use osb_routing::store::{Expect, MAX_PAGE, RecordFilter, Store, StoredCatalog, Swap};
+use osb_routing::store::{Expect, MAX_PAGE, RecordFilter, Store, StoredCatalog, Swap, each_record};
 use osb_routing::upstream::Validators;
 use serde::{Deserialize, Serialize};
 
@@ -84,26 +84,6 @@ impl std::fmt::Display for Counts {
     }
 }
 
-/// Calls `each` on every record, page after page in id order (`page(after)` answers the records
-/// after the id `after`, at most [`MAX_PAGE`]): one page in memory at a time.
-async fn each_record<R>(
-    mut page: impl AsyncFnMut(Option<&str>) -> Result<Vec<R>, String>,
-    id: impl Fn(&R) -> String,
-    mut each: impl FnMut(R) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut after: Option<String> = None;
-    loop {
-        let records = page(after.as_deref()).await?;
-        let Some(last) = records.last() else {
-            return Ok(());
-        };
-        after = Some(id(last));
-        for record in records {
-            each(record)?;
-        }
-    }
-}
-
 /// Writes every record of `store` to `out` (see the module docs).
 ///
 /// # Errors
@@ -130,10 +110,11 @@ pub async fn export(
     // instances written (to leave out a binding whose instance is not in the file).
     let all = RecordFilter::default();
     let mut exported = std::collections::HashSet::new();
+    let all = &all;
     each_record(
-        async |after| {
+        |after| async move {
             store
-                .list_instances(&all, after, MAX_PAGE)
+                .list_instances(all, after.as_deref(), MAX_PAGE)
                 .await
                 .map_err(store_error)
         },
@@ -141,14 +122,14 @@ pub async fn export(
         |record| {
             exported.insert(record.instance_id.clone());
             counts.instances += 1;
-            line(out, &Line::Instance { record })
+            std::future::ready(line(out, &Line::Instance { record }))
         },
     )
     .await?;
     each_record(
-        async |after| {
+        |after| async move {
             store
-                .list_bindings(&all, after, MAX_PAGE)
+                .list_bindings(all, after.as_deref(), MAX_PAGE)
                 .await
                 .map_err(store_error)
         },
@@ -156,10 +137,10 @@ pub async fn export(
         |record| {
             // Read after the instances: one created since has no instance in this file.
             if !exported.contains(&record.instance_id) {
-                return Ok(());
+                return std::future::ready(Ok(()));
             }
             counts.bindings += 1;
-            line(out, &Line::Binding { record })
+            std::future::ready(line(out, &Line::Binding { record }))
         },
     )
     .await?;

@@ -106,13 +106,26 @@ fn denied(denial: Denial) -> ApiError {
 
 /// The catalog facts of a gateway plan id: logical or routed.
 pub(super) struct Target<'a> {
-    pub(super) broker: String,
-    pub(super) service: String,
-    pub(super) plan: String,
-    pub(super) tags: Vec<String>,
-    pub(super) free: bool,
+    broker: String,
+    service: String,
+    plan: String,
+    tags: Vec<String>,
+    free: bool,
     logical: Option<(&'a str, &'a str)>,
     route: Option<&'a PlanRoute>,
+}
+
+impl Target<'_> {
+    /// The plan as the policy sees it.
+    pub(super) fn plan_facts(&self) -> PlanFacts<'_> {
+        PlanFacts {
+            broker: &self.broker,
+            service: &self.service,
+            plan: &self.plan,
+            tags: &self.tags,
+            free: self.free,
+        }
+    }
 }
 
 impl Decider<'_> {
@@ -181,13 +194,7 @@ impl Decider<'_> {
             platform,
             operation: Operation::Provision,
             instance_id,
-            plan: PlanFacts {
-                broker: &target.broker,
-                service: &target.service,
-                plan: &target.plan,
-                tags: &target.tags,
-                free: target.free,
-            },
+            plan: target.plan_facts(),
             context: body.fields.get("context"),
             parameters: body.parameters().and_then(Value::as_object),
         };
@@ -376,13 +383,7 @@ impl Decider<'_> {
             platform,
             operation,
             instance_id: &instance.instance_id,
-            plan: PlanFacts {
-                broker: &target.broker,
-                service: &target.service,
-                plan: &target.plan,
-                tags: &target.tags,
-                free: target.free,
-            },
+            plan: target.plan_facts(),
             context: body
                 .and_then(|b| b.fields.get("context"))
                 .or(instance.context.as_ref()),

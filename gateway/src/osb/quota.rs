@@ -3,7 +3,7 @@
 //! ([`Decider::quotas_of`], what `ops::recount` brings existing records in line with).
 
 use osb_policies::policy::quota_of_key;
-use osb_policies::{CallFacts, Explanation, Operation, PlanFacts, QuotaHold};
+use osb_policies::{CallFacts, Explanation, Operation, QuotaHold};
 use osb_routing::registry::InstanceRecord;
 
 use super::decide::Decider;
@@ -45,13 +45,7 @@ impl Decider<'_> {
             platform: &instance.platform,
             operation,
             instance_id: &instance.instance_id,
-            plan: PlanFacts {
-                broker: &target.broker,
-                service: &target.service,
-                plan: &target.plan,
-                tags: &target.tags,
-                free: target.free,
-            },
+            plan: target.plan_facts(),
             context: instance.context.as_ref(),
             parameters: None,
         };

@@ -156,17 +156,11 @@ fn created<R>(outcome: Created<R>, quotas: &[QuotaHold]) -> Result<Option<R>, Ro
     match outcome {
         Created::Written(record) => Ok(Some(record)),
         Created::Conflict => Ok(None),
-        Created::Full { key, usage, limit } => {
-            let hold = quotas.iter().find(|h| h.key == key);
-            Err(RoutingError::QuotaExceeded {
-                quota: hold.map_or_else(|| key.clone(), |h| h.quota.clone()),
-                bucket: hold.map(QuotaHold::bucket_text).unwrap_or_default(),
-                usage,
-                limit,
-                counted: hold.map_or("records", |h| h.counted.as_str()),
-                reason: hold.map(|h| h.reason.clone()).unwrap_or_default(),
-            })
-        }
+        Created::Full { key, usage, limit } => Err(match quotas.iter().find(|h| h.key == key) {
+            Some(hold) => RoutingError::quota_exceeded(hold, usage),
+            // The store only names keys the record holds, which all come from `quotas`.
+            None => RoutingError::Store(format!("quota count {key} is full ({usage} of {limit})")),
+        }),
     }
 }
 

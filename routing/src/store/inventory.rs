@@ -9,6 +9,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{BindingRecord, InstanceRecord, Operation, ResourceState};
 
+/// Calls `each` on every record, page after page in id order (`page(after)` answers the records
+/// after the id `after`, at most [`MAX_PAGE`]): one page in memory at a time. Exports and the
+/// quota recount walk the whole registry this way.
+///
+/// # Errors
+/// The first error of `page` or `each`.
+pub async fn each_record<R, E, P, F>(
+    mut page: impl FnMut(Option<String>) -> P,
+    id: impl Fn(&R) -> String,
+    mut each: impl FnMut(R) -> F,
+) -> Result<(), E>
+where
+    P: Future<Output = Result<Vec<R>, E>>,
+    F: Future<Output = Result<(), E>>,
+{
+    let mut after: Option<String> = None;
+    loop {
+        let records = page(after.take()).await?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        after = Some(id(last));
+        for record in records {
+            each(record).await?;
+        }
+    }
+}
+
 /// Most records one inventory page holds.
 pub const MAX_PAGE: usize = 1000;
 

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use osb_config::StoreSettings;
 
 pub use embedded::EmbeddedStore;
-pub use inventory::{MAX_PAGE, RecordFilter};
+pub use inventory::{MAX_PAGE, RecordFilter, each_record};
 pub use postgres::PostgresStore;
 
 /// Live (not orphaned) instances of one gateway plan, with where they live ([`Store::live_plans`]).

@@ -16,18 +16,11 @@ use std::collections::BTreeMap;
 use tokio_postgres::types::Json;
 
 use super::batch::{Done, Row, Write};
-use super::sql::Table;
+use super::sql::{QUOTA_USAGE, Table};
 use super::{CALL_TIMEOUT, PostgresStore, int, query, uint};
 use crate::RoutingError;
 use crate::store::indexed::Indexed;
 use crate::store::{Created, Expect, Swap};
-
-/// $1 key: live instances and bindings counted in it.
-const USAGE: &str = "SELECT
-    (SELECT count(*) FROM osb_instances
-        WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array($1::text))
-  + (SELECT count(*) FROM osb_bindings
-        WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array($1::text))";
 
 /// Every key with its live records.
 const ALL: &str = "SELECT key, count(*) FROM (
@@ -88,7 +81,7 @@ impl PostgresStore {
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
             let mut counts = Vec::with_capacity(keys.len());
             for key in keys {
-                let rows = query(&client, USAGE, &[key]).await?;
+                let rows = query(&client, QUOTA_USAGE, &[key]).await?;
                 let n: i64 = match rows.first() {
                     Some(row) => row.try_get(0)?,
                     None => 0,

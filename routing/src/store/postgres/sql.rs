@@ -39,17 +39,36 @@ pub(super) struct Table {
     pub(super) create: &'static str,
 }
 
+/// The live records (instances and bindings, not orphaned) of the quota count `$key`: what a
+/// count is, the one definition the creations and the usage reads share (`0003_quotas.sql` indexes
+/// it).
+macro_rules! live_in_count {
+    ($key:literal) => {
+        concat!(
+            "(SELECT count(*) FROM osb_instances
+                 WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(",
+            $key,
+            "))
+           + (SELECT count(*) FROM osb_bindings
+                 WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(",
+            $key,
+            "))"
+        )
+    };
+}
+
+/// $1 key: its live records.
+pub(super) const QUOTA_USAGE: &str = concat!("SELECT ", live_in_count!("$1::text"));
+
 /// The part of a creation that counts: `$K` keys and `$L` limits, in the quota's order; the first
 /// count at its limit, if any.
 macro_rules! full_count {
     ($keys:literal, $limits:literal) => {
         concat!(
             "WITH counts AS (
-                 SELECT q.key, q.lim, q.n,
-                     (SELECT count(*) FROM osb_instances
-                         WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(q.key))
-                   + (SELECT count(*) FROM osb_bindings
-                         WHERE NOT orphaned AND record -> 'quotas' @> jsonb_build_array(q.key)) AS used
+                 SELECT q.key, q.lim, q.n, ",
+            live_in_count!("q.key"),
+            " AS used
                  FROM unnest(",
             $keys,
             "::text[], ",
